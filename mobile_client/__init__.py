@@ -1,0 +1,1 @@
+"""splitedge.mobile_client"""

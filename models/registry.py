@@ -1,0 +1,77 @@
+"""The model registry: names people can type -> builders.
+
+``create_model(name, **options)`` returns an object implementing
+:class:`splitedge.models.types.SplitModel`; ``list_models()`` lists the names.
+Builders import torch lazily so listing works on a device without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from splitedge.models.types import SplitModel
+
+Builder = Callable[..., SplitModel]
+_BUILDERS: dict[str, Builder] = {}
+
+
+class UnknownModelError(KeyError):
+    """No builder is registered under that name."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the sentence readable
+        return str(self.args[0])
+
+
+def register_model(name: str) -> Callable[[Builder], Builder]:
+    """Decorator: register ``builder`` under ``name`` (names are unique)."""
+
+    def wrap(builder: Builder) -> Builder:
+        if name in _BUILDERS:
+            raise ValueError(f"model name {name!r} is already registered")
+        _BUILDERS[name] = builder
+        return builder
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    """All registered model names, sorted."""
+    _load_builtin()
+    return sorted(_BUILDERS)
+
+
+def create_model(name: str, **options: Any) -> SplitModel:
+    """Build the model registered as ``name``; options go to its builder."""
+    _load_builtin()
+    try:
+        builder = _BUILDERS[name]
+    except KeyError:
+        raise UnknownModelError(
+            f"unknown model {name!r}; known models: {', '.join(sorted(_BUILDERS))}"
+        ) from None
+    return builder(**options)
+
+
+@register_model("echo")
+def _echo(**options: Any) -> SplitModel:
+    from splitedge.models.echo import EchoModel
+
+    return EchoModel(**options)
+
+
+_loaded = False
+
+
+def _load_builtin() -> None:
+    """Import the modules whose decorators register the torchvision families."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    # Registered by splitedge.models.torchvision_split (imports torch lazily inside builders).
+    try:
+        import splitedge.models.torchvision_split  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name != "splitedge.models.torchvision_split":
+            raise

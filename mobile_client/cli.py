@@ -1,0 +1,199 @@
+"""``splitedge-client``: run frames through an edge server, or ask it what it serves."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections import Counter
+from typing import Any
+
+from splitedge.mobile_client.client import Client, ClientError
+from splitedge.mobile_client.heads import LocalUnavailable, make_backend
+from splitedge.mobile_client.outcome import FrameOutcome
+from splitedge.mobile_client.sinks import JsonLinesSink
+from splitedge.mobile_client.sources import SourceError, open_source
+
+log = logging.getLogger("splitedge.client")
+
+
+def _size(text: str) -> tuple[int, int]:
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit():
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 320x240, got {text!r}")
+    return int(w), int(h)
+
+
+def _options(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"--model-option takes KEY=VALUE, got {item!r}")
+        for cast in (int, float):
+            try:
+                out[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = value
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="splitedge-client",
+        description="The splitedge device runtime: run a model's head on this device, "
+        "ship the bottleneck (or the frame) to an edge server, get results back.",
+    )
+    parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="stream frames through the edge and write one JSON line per frame",
+        description="Stream frames through the edge server and write one JSON line per frame "
+        "(result, where it ran, timing breakdown in ms, payload bytes). A frame the edge cannot "
+        "answer in time runs locally when this device holds the model, else it is recorded as "
+        "dropped with the reason.",
+    )
+    run.add_argument("--server", required=True, help="edge server address HOST:PORT")
+    run.add_argument("--model", required=True, help="model name as the server lists it")
+    run.add_argument(
+        "--branch",
+        required=True,
+        help="branch to run: local, split@<layer>, offload-jpeg<q>, ... "
+        "(`splitedge-client models --server ...` lists them)",
+    )
+    run.add_argument(
+        "--source",
+        default="synthetic",
+        help="a folder of images, a video file, camera[:N], or synthetic (default)",
+    )
+    run.add_argument("--frames", type=int, default=None, help="stop after N frames")
+    run.add_argument("--size", type=_size, default=(320, 240), help="synthetic frame size WxH")
+    run.add_argument("--fps", type=float, default=0.0, help="pace frames like a camera (0 = fast)")
+    run.add_argument(
+        "--deadline-ms",
+        type=float,
+        default=1000.0,
+        help="per-frame budget from capture to result; 0 = none (default 1000)",
+    )
+    run.add_argument(
+        "--bits",
+        type=int,
+        choices=(0, 2, 4, 6, 8),
+        default=None,
+        help="quantize split tensors to this many bits (default: the branch's; 0 = float)",
+    )
+    run.add_argument("--zstd-level", type=int, default=3, help="zstd level for tensors (default 3)")
+    run.add_argument("--in-flight", type=int, default=4, help="frames pipelined at once")
+    run.add_argument(
+        "--backend",
+        choices=("auto", "torch", "none"),
+        default="auto",
+        help="head backend: torch, none (offload branches only), auto (torch if installed)",
+    )
+    run.add_argument(
+        "--model-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="option for the local model builder (e.g. weights=ckpt.pt, num_classes=7); "
+        "must match the server's",
+    )
+    run.add_argument(
+        "--no-local-fallback",
+        action="store_true",
+        help="never run the model locally; frames the edge misses are recorded as dropped",
+    )
+    run.add_argument("--tls-ca", default=None, help="PEM root certificate to reach a TLS server")
+    run.add_argument("--out", default="-", help="JSON lines output file (default stdout)")
+
+    models = sub.add_parser("models", help="list the models and branches a server offers")
+    models.add_argument("--server", required=True, help="edge server address HOST:PORT")
+    models.add_argument("--tls-ca", default=None, help="PEM root certificate for TLS")
+    return parser
+
+
+async def _run(args: argparse.Namespace) -> int:
+    try:
+        options = _options(args.model_option)
+        backend = make_backend(args.backend, args.model, options)
+    except (argparse.ArgumentTypeError, ValueError, KeyError) as exc:
+        print(f"splitedge-client: error: {exc}", file=sys.stderr)
+        return 2
+    frames = open_source(args.source, max_frames=args.frames, size=args.size)
+    counts: Counter[str] = Counter()
+    async with Client(
+        args.server,
+        args.model,
+        backend=backend,
+        deadline_ms=args.deadline_ms,
+        local_fallback=not args.no_local_fallback,
+        bits=args.bits,
+        zstd_level=args.zstd_level,
+        tls_ca=args.tls_ca,
+    ) as client:
+        with JsonLinesSink(args.out) as sink:
+            outcome: FrameOutcome
+            async for outcome in client.run(
+                frames, args.branch, max_in_flight=args.in_flight, fps=args.fps
+            ):
+                sink.write(outcome)
+                key = f"{outcome.source}:{outcome.reason}" if outcome.reason else outcome.source
+                counts[key] += 1
+    summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    print(f"splitedge-client: {sum(counts.values())} frames ({summary})", file=sys.stderr)
+    return 0
+
+
+async def _models(args: argparse.Namespace) -> int:
+    import grpc
+
+    from splitedge.proto import splitedge_pb2 as pb
+    from splitedge.proto import splitedge_pb2_grpc as pb_grpc
+
+    if args.tls_ca:
+        with open(args.tls_ca, "rb") as f:
+            channel = grpc.aio.secure_channel(args.server, grpc.ssl_channel_credentials(f.read()))
+    else:
+        channel = grpc.aio.insecure_channel(args.server)
+    async with channel:
+        stub = pb_grpc.EdgeInferenceStub(channel)
+        try:
+            reply = await stub.ListModels(pb.ListModelsRequest(), timeout=5.0)
+        except grpc.aio.AioRpcError as exc:
+            print(
+                f"splitedge-client: error: {args.server}: {exc.code().name}: {exc.details()}",
+                file=sys.stderr,
+            )
+            return 1
+    for model in reply.models:
+        print(f"{model.name}  ({model.task}, weights: {model.weights})")
+        for branch in model.branches:
+            shapes = "; ".join(f"{t.name}{list(t.shape)}" for t in branch.tensors)
+            print(f"    {branch.name:<28} {branch.kind:<8} {shapes}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "run":
+            return asyncio.run(_run(args))
+        return asyncio.run(_models(args))
+    except (SourceError, ClientError, LocalUnavailable) as exc:
+        print(f"splitedge-client: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

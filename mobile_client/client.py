@@ -1,0 +1,404 @@
+"""The device client: frames in, results (or recorded drop reasons) out.
+
+One bidirectional gRPC stream carries all frames of a session, pipelined: many
+frames may be in flight, each waits for its own result until its deadline. When
+the edge cannot answer (unreachable, stream broken, deadline passed, frame
+refused) the frame runs locally if the device holds the model, else it is
+recorded as dropped with the reason; no frame is ever lost silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import grpc
+import numpy as np
+
+from splitedge.mobile_client.heads import HeadBackend, LocalUnavailable, NoHeadBackend
+from splitedge.mobile_client.messages import (
+    branch_from_pb,
+    offload_request,
+    prediction_from_pb,
+    split_request,
+)
+from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
+from splitedge.mobile_client.sources import Frame
+from splitedge.models.types import BranchSpec
+from splitedge.proto import splitedge_pb2 as pb
+from splitedge.proto import splitedge_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 64 * 2**20
+_STATUS_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
+class ClientError(Exception):
+    """The client was asked for something it cannot do (unknown model or branch...)."""
+
+
+class EdgeUnavailable(ClientError):
+    """The edge server cannot be reached right now."""
+
+
+def _ms(start_ns: int, end_ns: int) -> float:
+    return (end_ns - start_ns) / 1e6
+
+
+class _Stream:
+    """One open bidi stream and the frames waiting on it."""
+
+    def __init__(self, call: grpc.aio.StreamStreamCall) -> None:
+        self.call = call
+        self.pending: dict[int, asyncio.Future[tuple[pb.FrameResult, int]]] = {}
+        self.write_lock = asyncio.Lock()
+        self.reader: asyncio.Task[None] | None = None
+        self.broken: EdgeUnavailable | None = None
+
+    async def read_loop(self) -> None:
+        error = EdgeUnavailable("edge closed the stream")
+        try:
+            async for result in self.call:
+                arrived_ns = time.perf_counter_ns()
+                future = self.pending.pop(result.frame_id, None)
+                if future is not None and not future.done():
+                    future.set_result((result, arrived_ns))
+        except grpc.aio.AioRpcError as exc:
+            error = EdgeUnavailable(f"edge stream failed: {exc.code().name}: {exc.details()}")
+        except asyncio.CancelledError:
+            error = EdgeUnavailable("client closed the stream")
+            raise
+        finally:
+            self.broken = error
+            for future in self.pending.values():
+                if not future.done():
+                    future.set_exception(error)
+            self.pending.clear()
+
+
+class Client:
+    """``async with Client("host:port", "model") as client: await client.submit(frame, branch)``.
+
+    ``backend`` runs heads and local fallback on the device (default: none, offload
+    branches only). ``deadline_ms`` is the per-frame budget from capture to result.
+    ``bits`` overrides the branch's default quantization of split tensors.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        model: str,
+        *,
+        backend: HeadBackend | None = None,
+        deadline_ms: float = 1000.0,
+        local_fallback: bool = True,
+        bits: int | None = None,
+        zstd_level: int = 3,
+        tls_ca: str | Path | None = None,
+        connect_timeout_s: float = 5.0,
+        max_backoff_s: float = 8.0,
+    ) -> None:
+        self.server = server
+        self.model = model
+        self.backend: HeadBackend = backend or NoHeadBackend()
+        self.deadline_ms = deadline_ms
+        self.local_fallback = local_fallback
+        self.bits = bits
+        self.zstd_level = zstd_level
+        self.connect_timeout_s = connect_timeout_s
+        self.max_backoff_s = max_backoff_s
+        self.model_info: pb.ModelInfo | None = None
+        self.branches: dict[str, BranchSpec] = {}
+        self._tls_ca = Path(tls_ca) if tls_ca else None
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: pb_grpc.EdgeInferenceStub | None = None
+        self._stream: _Stream | None = None
+        self._open_lock = asyncio.Lock()
+        self._ids = itertools.count(1)
+        self._failures = 0
+        self._retry_at = 0.0
+
+    # ------------------------------------------------------------ lifetime
+
+    async def __aenter__(self) -> Client:
+        options = [
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ]
+        if self._tls_ca is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates=self._tls_ca.read_bytes())
+            self._channel = grpc.aio.secure_channel(self.server, creds, options=options)
+        else:
+            self._channel = grpc.aio.insecure_channel(self.server, options=options)
+        self._stub = pb_grpc.EdgeInferenceStub(self._channel)
+        try:
+            await self.refresh_model_info()
+        except EdgeUnavailable as exc:
+            log.warning("%s; starting without the edge (local/offline only)", exc)
+            self._note_failure()
+        self._add_local_branches()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._close_stream()
+        if self._channel is not None:
+            await self._channel.close()
+
+    async def refresh_model_info(self) -> pb.ModelInfo:
+        """Ask the server to describe our model (branches, tensor specs, profiles)."""
+        assert self._stub is not None, "use Client inside 'async with'"
+        try:
+            info = await self._stub.Describe(
+                pb.DescribeRequest(model=self.model), timeout=self.connect_timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise ClientError(f"server {self.server}: {exc.details()}") from exc
+            raise EdgeUnavailable(
+                f"server {self.server} unreachable: {exc.code().name}: {exc.details()}"
+            ) from exc
+        self.model_info = info
+        self.branches.update({b.name: branch_from_pb(b) for b in info.branches})
+        return info
+
+    def _add_local_branches(self) -> None:
+        model = getattr(self.backend, "model", None)
+        if model is not None:
+            for name, spec in model.branches.items():
+                self.branches.setdefault(name, spec)
+        if self.backend.has_local:
+            self.branches.setdefault("local", BranchSpec("local", "local"))
+
+    async def status(self) -> pb.StatusResponse:
+        assert self._stub is not None, "use Client inside 'async with'"
+        return await self._stub.Status(pb.StatusRequest(), timeout=self.connect_timeout_s)
+
+    # ------------------------------------------------------------ frames
+
+    async def submit(
+        self, frame: Frame, branch: str, *, deadline_ms: float | None = None
+    ) -> FrameOutcome:
+        """Run one frame on ``branch``; always returns an outcome, never loses the frame."""
+        try:
+            spec = self.branches[branch]
+        except KeyError:
+            raise ClientError(
+                f"unknown branch {branch!r} for model {self.model!r}; "
+                f"known: {', '.join(sorted(self.branches)) or 'none (server unreachable)'}"
+            ) from None
+        budget_ms = self.deadline_ms if deadline_ms is None else deadline_ms
+        start_ns = time.perf_counter_ns()
+        timing = FrameTiming()
+        if spec.kind == "local":
+            return await self._run_local(frame, branch, "", timing, start_ns)
+        if not self.backend.can_run(spec):
+            raise ClientError(f"branch {branch!r} needs a head this device does not have")
+
+        request, payload_bytes = await asyncio.to_thread(self._prepare, spec, frame, timing)
+        request.frame_id = next(self._ids)
+        request.model = self.model
+        request.branch = branch
+        request.client_send_unix_ns = time.time_ns()
+        spent_ms = _ms(start_ns, time.perf_counter_ns())
+        remaining_ms = budget_ms - spent_ms if budget_ms > 0 else 0.0
+        if budget_ms > 0 and remaining_ms <= 0:
+            return await self._fallback(frame, branch, "deadline", timing, start_ns, payload_bytes)
+        request.deadline_ms = remaining_ms
+
+        try:
+            result, sent_ns, arrived_ns = await self._exchange(request, remaining_ms)
+        except asyncio.TimeoutError:
+            return await self._fallback(frame, branch, "deadline", timing, start_ns, payload_bytes)
+        except EdgeUnavailable as exc:
+            log.debug("frame %d: %s", frame.index, exc)
+            return await self._fallback(
+                frame, branch, "edge-unavailable", timing, start_ns, payload_bytes
+            )
+
+        timing.roundtrip_ms = _ms(sent_ns, arrived_ns)
+        st = result.timing
+        timing.server_decode_ms, timing.queue_ms = st.decode_ms, st.queue_ms
+        timing.tail_ms, timing.server_encode_ms = st.tail_ms, st.encode_ms
+        timing.server_total_ms, timing.batch_size = st.server_total_ms, st.batch_size
+        timing.network_ms = max(0.0, timing.roundtrip_ms - st.server_total_ms)
+        if result.status_code != 0:
+            code = _STATUS_BY_NUMBER.get(result.status_code)
+            name = code.name if code else str(result.status_code)
+            reason = "deadline" if name == "DEADLINE_EXCEEDED" else f"edge-error:{name}"
+            log.warning("frame %d refused: %s: %s", frame.index, name, result.status_message)
+            return await self._fallback(frame, branch, reason, timing, start_ns, payload_bytes)
+        timing.total_ms = _ms(start_ns, time.perf_counter_ns())
+        return FrameOutcome(
+            frame_id=frame.index,
+            branch=branch,
+            source="edge",
+            prediction=prediction_from_pb(result),
+            timing=timing,
+            payload_bytes=payload_bytes,
+        )
+
+    async def run(
+        self,
+        frames: Iterable[Frame],
+        branch: str,
+        *,
+        max_in_flight: int = 4,
+        fps: float = 0.0,
+    ) -> AsyncIterator[FrameOutcome]:
+        """Stream ``frames`` on ``branch`` with up to ``max_in_flight`` pipelined; yields in order.
+
+        ``fps`` > 0 paces the source like a camera would (frames are not queued up
+        faster than they are captured).
+        """
+        in_flight: deque[asyncio.Task[FrameOutcome]] = deque()
+        iterator: Iterator[Frame] = iter(frames)
+        period_s = 1.0 / fps if fps > 0 else 0.0
+        next_at = time.perf_counter()
+        try:
+            while True:
+                frame = await asyncio.to_thread(next, iterator, None)
+                if frame is None:
+                    break
+                in_flight.append(asyncio.create_task(self.submit(frame, branch)))
+                while len(in_flight) >= max_in_flight or (in_flight and in_flight[0].done()):
+                    yield await in_flight.popleft()
+                if period_s:
+                    next_at += period_s
+                    await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            while in_flight:
+                yield await in_flight.popleft()
+        finally:
+            for task in in_flight:
+                task.cancel()
+
+    # ------------------------------------------------------------ internals
+
+    def _prepare(
+        self, spec: BranchSpec, frame: Frame, timing: FrameTiming
+    ) -> tuple[pb.FrameRequest, int]:
+        if spec.kind == "offload":
+            t0 = time.perf_counter_ns()
+            request, size = offload_request(frame.image, spec)
+            timing.encode_ms = _ms(t0, time.perf_counter_ns())
+            return request, size
+        t0 = time.perf_counter_ns()
+        head = self.backend.head(spec, frame.image)
+        t1 = time.perf_counter_ns()
+        bits = spec.default_bits if self.bits is None else self.bits
+        request, size = split_request(head, bits=bits, zstd_level=self.zstd_level)
+        timing.head_ms, timing.encode_ms = _ms(t0, t1), _ms(t1, time.perf_counter_ns())
+        return request, size
+
+    async def _exchange(
+        self, request: pb.FrameRequest, remaining_ms: float
+    ) -> tuple[pb.FrameResult, int, int]:
+        stream = await self._open_stream()
+        future: asyncio.Future[tuple[pb.FrameResult, int]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        stream.pending[request.frame_id] = future
+        try:
+            sent_ns = time.perf_counter_ns()
+            async with stream.write_lock:
+                try:
+                    await stream.call.write(request)
+                except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+                    raise EdgeUnavailable(f"edge stream write failed: {exc}") from exc
+            timeout = remaining_ms / 1000.0 if remaining_ms > 0 else None
+            result, arrived_ns = await asyncio.wait_for(asyncio.shield(future), timeout)
+        finally:
+            stream.pending.pop(request.frame_id, None)
+        self._failures = 0
+        return result, sent_ns, arrived_ns
+
+    async def _open_stream(self) -> _Stream:
+        async with self._open_lock:
+            if self._stream is not None and self._stream.broken is None:
+                return self._stream
+            if self._stream is not None:
+                log.warning("%s", self._stream.broken)
+                self._note_failure()
+                self._stream = None
+            if time.monotonic() < self._retry_at:
+                raise EdgeUnavailable("edge unavailable; waiting before reconnecting")
+            assert self._stub is not None, "use Client inside 'async with'"
+            if self.model_info is None:
+                try:
+                    await self.refresh_model_info()
+                except EdgeUnavailable:
+                    self._note_failure()
+                    raise
+            stream = _Stream(self._stub.Stream())
+            stream.reader = asyncio.create_task(stream.read_loop(), name="edge-stream-reader")
+            self._stream = stream
+            return stream
+
+    def _note_failure(self) -> None:
+        # Exponential backoff with jitter so a fleet does not reconnect in lockstep.
+        self._failures += 1
+        delay = min(self.max_backoff_s, 0.25 * 2 ** min(self._failures, 8))
+        self._retry_at = time.monotonic() + delay * random.uniform(0.5, 1.0)
+
+    async def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        with contextlib.suppress(Exception):
+            await stream.call.done_writing()
+        if stream.reader is not None:
+            try:
+                await asyncio.wait_for(stream.reader, 2.0)
+            except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                stream.reader.cancel()
+        stream.call.cancel()
+
+    async def _run_local(
+        self, frame: Frame, branch: str, reason: str, timing: FrameTiming, start_ns: int
+    ) -> FrameOutcome:
+        t0 = time.perf_counter_ns()
+        prediction = await asyncio.to_thread(self.backend.local, frame.image)
+        timing.local_ms = _ms(t0, time.perf_counter_ns())
+        timing.total_ms = _ms(start_ns, time.perf_counter_ns())
+        return FrameOutcome(frame.index, branch, "local", reason, prediction, timing)
+
+    async def _fallback(
+        self,
+        frame: Frame,
+        branch: str,
+        reason: str,
+        timing: FrameTiming,
+        start_ns: int,
+        payload_bytes: int,
+    ) -> FrameOutcome:
+        if self.local_fallback and self.backend.has_local:
+            try:
+                outcome = await self._run_local(frame, branch, reason, timing, start_ns)
+            except LocalUnavailable:
+                pass
+            else:
+                outcome.payload_bytes = payload_bytes
+                return outcome
+        timing.total_ms = _ms(start_ns, time.perf_counter_ns())
+        return FrameOutcome(
+            frame.index, branch, "dropped", reason, None, timing, payload_bytes=payload_bytes
+        )
+
+
+def detections_count(outcome: FrameOutcome) -> int:
+    pred: Any = outcome.prediction
+    return 0 if pred is None or not hasattr(pred, "boxes") else int(np.asarray(pred.boxes).shape[0])

@@ -1,0 +1,86 @@
+"""Protobuf <-> device-side objects: requests out, branch specs and predictions in."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from splitedge.models.types import (
+    BranchSpec,
+    Detections,
+    HeadOutput,
+    Prediction,
+    SegmentationMask,
+    TensorSpec,
+)
+from splitedge.proto import codec, wire
+from splitedge.proto import splitedge_pb2 as pb
+
+_DTYPE_NAMES = {pb.FLOAT32: "float32", pb.FLOAT16: "float16", pb.UINT8: "uint8", pb.INT8: "int8"}
+_IMAGE_FORMATS = {pb.JPEG: "jpeg", pb.PNG: "png", pb.WEBP: "webp"}
+
+
+def branch_from_pb(info: pb.BranchInfo) -> BranchSpec:
+    return BranchSpec(
+        name=info.name,
+        kind=info.kind,  # type: ignore[arg-type]  # the server only sends the three kinds
+        split_point=info.split_point,
+        tensors=tuple(
+            TensorSpec(t.name, _DTYPE_NAMES.get(t.dtype, "float32"), tuple(t.shape))
+            for t in info.tensors
+        ),
+        default_bits=info.default_bits,
+        image_format=_IMAGE_FORMATS.get(info.image_format, ""),
+        image_quality=info.image_quality,
+    )
+
+
+def split_request(
+    head: HeadOutput, *, bits: int, zstd_level: int, float16: bool = False
+) -> tuple[pb.FrameRequest, int]:
+    """A request carrying the head's tensors, and its payload size in bytes."""
+    request = pb.FrameRequest(
+        orig_height=head.orig_size[0],
+        orig_width=head.orig_size[1],
+        input_height=head.input_size[0],
+        input_width=head.input_size[1],
+    )
+    size = 0
+    for name, array in head.tensors.items():
+        encoded = codec.encode_tensor(
+            np.ascontiguousarray(array),
+            name,
+            bits=bits,
+            float16=float16 and bits == 0,
+            zstd_level=zstd_level,
+        )
+        size += encoded.size_bytes
+        request.tensors.append(wire.tensor_to_pb(encoded))
+    return request, size
+
+
+def offload_request(image: np.ndarray, branch: BranchSpec) -> tuple[pb.FrameRequest, int]:
+    """A request carrying the whole frame as the branch's image format."""
+    encoded = codec.encode_image(
+        image, format=branch.image_format or "jpeg", quality=branch.image_quality or 90
+    )
+    request = pb.FrameRequest(
+        image=wire.image_to_pb(encoded),
+        orig_height=image.shape[0],
+        orig_width=image.shape[1],
+    )
+    return request, len(encoded.data)
+
+
+def prediction_from_pb(result: pb.FrameResult) -> Prediction | None:
+    kind = result.WhichOneof("output")
+    if kind == "detections":
+        det = result.detections
+        return Detections(
+            boxes=np.asarray(det.boxes, np.float32).reshape(-1, 4),
+            scores=np.asarray(det.scores, np.float32),
+            labels=np.asarray(det.labels, np.int64),
+        )
+    if kind == "segmentation":
+        mask = codec.decode_image(wire.image_from_pb(result.segmentation.mask), channels=1)
+        return SegmentationMask(mask=mask)
+    return None

@@ -1,0 +1,72 @@
+"""What the device records for every frame: the result or the reason it has none."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from splitedge.models.types import Detections, Prediction, SegmentationMask
+
+# Where a frame's result came from; "dropped" frames carry a reason instead.
+Source = Literal["edge", "local", "dropped"]
+
+
+@dataclass
+class FrameTiming:
+    """Milliseconds per stage; network_ms = round trip minus the server's own time."""
+
+    head_ms: float = 0.0
+    encode_ms: float = 0.0
+    roundtrip_ms: float = 0.0
+    network_ms: float = 0.0  # uplink + downlink (+ gRPC framing), as measured
+    server_decode_ms: float = 0.0
+    queue_ms: float = 0.0
+    tail_ms: float = 0.0
+    server_encode_ms: float = 0.0
+    server_total_ms: float = 0.0
+    batch_size: int = 0
+    local_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+@dataclass
+class FrameOutcome:
+    frame_id: int
+    branch: str
+    source: Source
+    reason: str = ""  # why the edge result is missing: deadline, edge-unavailable, ...
+    prediction: Prediction | None = None
+    timing: FrameTiming = field(default_factory=FrameTiming)
+    payload_bytes: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (one line of the client's output)."""
+        out: dict[str, Any] = {
+            "frame_id": self.frame_id,
+            "branch": self.branch,
+            "source": self.source,
+            "reason": self.reason,
+            "payload_bytes": self.payload_bytes,
+            "timing_ms": {k: round(v, 3) for k, v in asdict(self.timing).items()},
+        }
+        pred = self.prediction
+        if isinstance(pred, Detections):
+            out["detections"] = {
+                "boxes": [[round(float(v), 1) for v in box] for box in pred.boxes],
+                "scores": [round(float(s), 4) for s in pred.scores],
+                "labels": [int(c) for c in pred.labels],
+            }
+        elif isinstance(pred, SegmentationMask):
+            classes, counts = _class_histogram(pred)
+            out["segmentation"] = {
+                "shape": list(pred.mask.shape),
+                "class_pixels": dict(zip(classes, counts, strict=True)),
+            }
+        return out
+
+
+def _class_histogram(pred: SegmentationMask) -> tuple[list[str], list[int]]:
+    import numpy as np
+
+    classes, counts = np.unique(pred.mask, return_counts=True)
+    return [str(int(c)) for c in classes], [int(n) for n in counts]

@@ -15,21 +15,21 @@ from splitedge.models.types import (
 from splitedge.proto import codec, wire
 from splitedge.proto import splitedge_pb2 as pb
 
-_DTYPE_NAMES = {pb.FLOAT32: "float32", pb.FLOAT16: "float16", pb.UINT8: "uint8", pb.INT8: "int8"}
-_IMAGE_FORMATS = {pb.JPEG: "jpeg", pb.PNG: "png", pb.WEBP: "webp"}
-
 
 def branch_from_pb(info: pb.BranchInfo) -> BranchSpec:
+    """The server's description of a branch (a CodecError if it names unknown enums)."""
     return BranchSpec(
         name=info.name,
         kind=info.kind,  # type: ignore[arg-type]  # the server only sends the three kinds
         split_point=info.split_point,
         tensors=tuple(
-            TensorSpec(t.name, _DTYPE_NAMES.get(t.dtype, "float32"), tuple(t.shape))
+            TensorSpec(t.name, wire.dtype_from_pb(t.dtype, t.name), tuple(t.shape))
             for t in info.tensors
         ),
         default_bits=info.default_bits,
-        image_format=_IMAGE_FORMATS.get(info.image_format, ""),
+        image_format=(
+            wire.image_format_from_pb(info.image_format, info.name) if info.image_format else ""
+        ),
         image_quality=info.image_quality,
     )
 

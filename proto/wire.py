@@ -1,0 +1,128 @@
+"""Codec dataclasses <-> protobuf messages of ``splitedge.proto``.
+
+Only names and enums are translated here; every semantic check (versions, shapes,
+byte counts, quantization parameters) stays in :mod:`splitedge.proto.codec`, which
+runs on the result. Enum values the wire cannot mean (``*_UNSPECIFIED``, or numbers
+from a newer peer) are refused with :class:`~splitedge.proto.codec.InvalidPayload`,
+since proto3 keeps unknown enum numbers instead of failing the parse.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+
+from splitedge.proto import splitedge_pb2 as pb
+from splitedge.proto.codec import CodecError, EncodedImage, EncodedTensor, InvalidPayload
+
+__all__ = [
+    "dtype_from_pb",
+    "dtype_to_pb",
+    "image_format_from_pb",
+    "image_format_to_pb",
+    "image_from_pb",
+    "image_to_pb",
+    "tensor_from_pb",
+    "tensor_to_pb",
+]
+
+_DTYPES = {"float32": pb.FLOAT32, "float16": pb.FLOAT16, "uint8": pb.UINT8, "int8": pb.INT8}
+_QUANTS = {
+    "none": pb.QUANT_NONE,
+    "per_tensor": pb.QUANT_PER_TENSOR,
+    "per_channel": pb.QUANT_PER_CHANNEL,
+}
+_COMPRESSIONS = {"raw": pb.RAW, "zstd": pb.ZSTD}
+_IMAGE_FORMATS = {"jpeg": pb.JPEG, "png": pb.PNG, "webp": pb.WEBP}
+
+
+def _to_pb(table: dict[str, int], field: str, value: str) -> int:
+    try:
+        return table[value]
+    except KeyError:
+        # Encode side: a bug in the caller, not bad input from a peer.
+        raise CodecError(
+            f"{field} {value!r} has no wire value; expected one of {', '.join(table)}"
+        ) from None
+
+
+def _from_pb(
+    table: dict[str, int], enum: EnumTypeWrapper, field: str, number: int, label: str
+) -> str:
+    for name, wire_number in table.items():
+        if wire_number == number:
+            return name
+    known = ", ".join(enum.Name(n) for n in table.values())
+    try:
+        shown = f"{enum.Name(number)} ({number})"
+    except ValueError:
+        shown = f"unknown value {number}"
+    raise InvalidPayload(f"{label}: {field} is {shown}, expected one of {known}")
+
+
+def dtype_to_pb(name: str) -> int:
+    """``"float32"`` -> ``pb.FLOAT32`` (CodecError for a name the wire lacks)."""
+    return _to_pb(_DTYPES, "dtype", name)
+
+
+def dtype_from_pb(number: int, label: str = "tensor") -> str:
+    """``pb.FLOAT32`` -> ``"float32"``; InvalidPayload for unspecified/unknown values."""
+    return _from_pb(_DTYPES, pb.DType, "dtype", number, label)
+
+
+def image_format_to_pb(name: str) -> int:
+    """``"jpeg"`` -> ``pb.JPEG`` (CodecError for a name the wire lacks)."""
+    return _to_pb(_IMAGE_FORMATS, "image format", name)
+
+
+def image_format_from_pb(number: int, label: str = "image") -> str:
+    """``pb.JPEG`` -> ``"jpeg"``; InvalidPayload for unspecified/unknown values."""
+    return _from_pb(_IMAGE_FORMATS, pb.ImageFormat, "format", number, label)
+
+
+def tensor_to_pb(t: EncodedTensor) -> pb.Tensor:
+    """The message for one encoded tensor."""
+    return pb.Tensor(
+        codec_version=t.codec_version,
+        name=t.name,
+        dtype=dtype_to_pb(t.dtype),
+        shape=t.shape,
+        quant=_to_pb(_QUANTS, "quant", t.quant),
+        bits=t.bits,
+        axis=t.axis,
+        scale=t.scale,
+        zero_point=t.zero_point,
+        compression=_to_pb(_COMPRESSIONS, "compression", t.compression),
+        data=t.data,
+    )
+
+
+def tensor_from_pb(m: pb.Tensor) -> EncodedTensor:
+    """The encoded tensor a message carries; decode it with ``codec.decode_tensor``."""
+    label = f"tensor {m.name[:64]!r}"
+    return EncodedTensor(
+        name=m.name,
+        dtype=dtype_from_pb(m.dtype, label),
+        shape=tuple(m.shape),
+        quant=_from_pb(_QUANTS, pb.QuantScheme, "quant", m.quant, label),
+        bits=m.bits,
+        axis=m.axis,
+        scale=tuple(m.scale),
+        zero_point=tuple(m.zero_point),
+        compression=_from_pb(_COMPRESSIONS, pb.Compression, "compression", m.compression, label),
+        data=m.data,
+        codec_version=m.codec_version,
+    )
+
+
+def image_to_pb(img: EncodedImage) -> pb.Image:
+    """The message for one encoded image."""
+    return pb.Image(
+        format=image_format_to_pb(img.format), width=img.width, height=img.height, data=img.data
+    )
+
+
+def image_from_pb(m: pb.Image) -> EncodedImage:
+    """The encoded image a message carries; decode it with ``codec.decode_image``."""
+    return EncodedImage(
+        format=image_format_from_pb(m.format), width=m.width, height=m.height, data=m.data
+    )

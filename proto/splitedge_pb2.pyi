@@ -33,6 +33,12 @@ class ImageFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JPEG: _ClassVar[ImageFormat]
     PNG: _ClassVar[ImageFormat]
     WEBP: _ClassVar[ImageFormat]
+
+class FocusUnit(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FOCUS_UNIT_UNSPECIFIED: _ClassVar[FocusUnit]
+    METERS: _ClassVar[FocusUnit]
+    DIOPTERS: _ClassVar[FocusUnit]
 DTYPE_UNSPECIFIED: DType
 FLOAT32: DType
 FLOAT16: DType
@@ -48,6 +54,9 @@ IMAGE_FORMAT_UNSPECIFIED: ImageFormat
 JPEG: ImageFormat
 PNG: ImageFormat
 WEBP: ImageFormat
+FOCUS_UNIT_UNSPECIFIED: FocusUnit
+METERS: FocusUnit
+DIOPTERS: FocusUnit
 
 class Tensor(_message.Message):
     __slots__ = ("codec_version", "name", "dtype", "shape", "quant", "bits", "axis", "scale", "zero_point", "compression", "data")
@@ -292,3 +301,73 @@ class StatusResponse(_message.Message):
     branches: _containers.RepeatedCompositeFieldContainer[BranchLoad]
     uptime_s: float
     def __init__(self, server_id: _Optional[str] = ..., device: _Optional[str] = ..., queue_depth: _Optional[int] = ..., queue_capacity: _Optional[int] = ..., in_flight: _Optional[int] = ..., load: _Optional[float] = ..., frames_per_second: _Optional[float] = ..., branches: _Optional[_Iterable[_Union[BranchLoad, _Mapping]]] = ..., uptime_s: _Optional[float] = ...) -> None: ...
+
+class CameraIntrinsics(_message.Message):
+    __slots__ = ("focal_length_mm", "f_number", "pixel_pitch_um")
+    FOCAL_LENGTH_MM_FIELD_NUMBER: _ClassVar[int]
+    F_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    PIXEL_PITCH_UM_FIELD_NUMBER: _ClassVar[int]
+    focal_length_mm: float
+    f_number: float
+    pixel_pitch_um: float
+    def __init__(self, focal_length_mm: _Optional[float] = ..., f_number: _Optional[float] = ..., pixel_pitch_um: _Optional[float] = ...) -> None: ...
+
+class FocalStackRequest(_message.Message):
+    __slots__ = ("request_id", "frames", "frame_tensors", "focus_distances", "focus_unit", "camera", "align", "refine", "deadline_ms")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    FRAME_TENSORS_FIELD_NUMBER: _ClassVar[int]
+    FOCUS_DISTANCES_FIELD_NUMBER: _ClassVar[int]
+    FOCUS_UNIT_FIELD_NUMBER: _ClassVar[int]
+    CAMERA_FIELD_NUMBER: _ClassVar[int]
+    ALIGN_FIELD_NUMBER: _ClassVar[int]
+    REFINE_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    frames: _containers.RepeatedCompositeFieldContainer[Image]
+    frame_tensors: _containers.RepeatedCompositeFieldContainer[Tensor]
+    focus_distances: _containers.RepeatedScalarFieldContainer[float]
+    focus_unit: FocusUnit
+    camera: CameraIntrinsics
+    align: bool
+    refine: bool
+    deadline_ms: float
+    def __init__(self, request_id: _Optional[int] = ..., frames: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., frame_tensors: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., focus_distances: _Optional[_Iterable[float]] = ..., focus_unit: _Optional[_Union[FocusUnit, str]] = ..., camera: _Optional[_Union[CameraIntrinsics, _Mapping]] = ..., align: _Optional[bool] = ..., refine: _Optional[bool] = ..., deadline_ms: _Optional[float] = ...) -> None: ...
+
+class DepthTiming(_message.Message):
+    __slots__ = ("decode_ms", "align_ms", "dff_ms", "prior_ms", "fusion_ms", "encode_ms", "server_total_ms")
+    DECODE_MS_FIELD_NUMBER: _ClassVar[int]
+    ALIGN_MS_FIELD_NUMBER: _ClassVar[int]
+    DFF_MS_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_MS_FIELD_NUMBER: _ClassVar[int]
+    FUSION_MS_FIELD_NUMBER: _ClassVar[int]
+    ENCODE_MS_FIELD_NUMBER: _ClassVar[int]
+    SERVER_TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
+    decode_ms: float
+    align_ms: float
+    dff_ms: float
+    prior_ms: float
+    fusion_ms: float
+    encode_ms: float
+    server_total_ms: float
+    def __init__(self, decode_ms: _Optional[float] = ..., align_ms: _Optional[float] = ..., dff_ms: _Optional[float] = ..., prior_ms: _Optional[float] = ..., fusion_ms: _Optional[float] = ..., encode_ms: _Optional[float] = ..., server_total_ms: _Optional[float] = ...) -> None: ...
+
+class DepthResult(_message.Message):
+    __slots__ = ("request_id", "depth", "confidence", "timing", "alignment_residual_px", "scale", "shift", "confident_pixels")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    TIMING_FIELD_NUMBER: _ClassVar[int]
+    ALIGNMENT_RESIDUAL_PX_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    SHIFT_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENT_PIXELS_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    depth: Tensor
+    confidence: Tensor
+    timing: DepthTiming
+    alignment_residual_px: float
+    scale: float
+    shift: float
+    confident_pixels: int
+    def __init__(self, request_id: _Optional[int] = ..., depth: _Optional[_Union[Tensor, _Mapping]] = ..., confidence: _Optional[_Union[Tensor, _Mapping]] = ..., timing: _Optional[_Union[DepthTiming, _Mapping]] = ..., alignment_residual_px: _Optional[float] = ..., scale: _Optional[float] = ..., shift: _Optional[float] = ..., confident_pixels: _Optional[int] = ...) -> None: ...

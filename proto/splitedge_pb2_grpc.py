@@ -59,6 +59,11 @@ class EdgeInferenceStub:
                 request_serializer=splitedge_dot_proto_dot_splitedge__pb2.StatusRequest.SerializeToString,
                 response_deserializer=splitedge_dot_proto_dot_splitedge__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.DepthFromFocus = channel.unary_unary(
+                '/splitedge.v1.EdgeInference/DepthFromFocus',
+                request_serializer=splitedge_dot_proto_dot_splitedge__pb2.FocalStackRequest.SerializeToString,
+                response_deserializer=splitedge_dot_proto_dot_splitedge__pb2.DepthResult.FromString,
+                _registered_method=True)
 
 
 class EdgeInferenceServicer:
@@ -94,6 +99,12 @@ class EdgeInferenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DepthFromFocus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EdgeInferenceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +132,11 @@ def add_EdgeInferenceServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=splitedge_dot_proto_dot_splitedge__pb2.StatusRequest.FromString,
                     response_serializer=splitedge_dot_proto_dot_splitedge__pb2.StatusResponse.SerializeToString,
+            ),
+            'DepthFromFocus': grpc.unary_unary_rpc_method_handler(
+                    servicer.DepthFromFocus,
+                    request_deserializer=splitedge_dot_proto_dot_splitedge__pb2.FocalStackRequest.FromString,
+                    response_serializer=splitedge_dot_proto_dot_splitedge__pb2.DepthResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +274,33 @@ class EdgeInference:
             '/splitedge.v1.EdgeInference/Status',
             splitedge_dot_proto_dot_splitedge__pb2.StatusRequest.SerializeToString,
             splitedge_dot_proto_dot_splitedge__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DepthFromFocus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/splitedge.v1.EdgeInference/DepthFromFocus',
+            splitedge_dot_proto_dot_splitedge__pb2.FocalStackRequest.SerializeToString,
+            splitedge_dot_proto_dot_splitedge__pb2.DepthResult.FromString,
             options,
             channel_credentials,
             insecure,

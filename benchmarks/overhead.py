@@ -16,7 +16,9 @@ import argparse
 import asyncio
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -103,8 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         assert raw.stdout is not None
         raw_port = int(raw.stdout.readline().rsplit(" ", 1)[1])
-        with EdgeProcess(["--model", "echo", "--max-queue-delay-ms", "0"]) as edge:
-            rows = asyncio.run(measure(edge.address, raw_port, frames, blocks))
+        with tempfile.TemporaryDirectory() as tmp:
+            # One frame in flight: no batching window, so the tail starts at once.
+            config = Path(tmp) / "edge.toml"
+            config.write_text('[batching]\nmax_queue_delay_ms = 0.0\n\n[[models]]\nname = "echo"\n')
+            with EdgeProcess(["--config", str(config)]) as edge:
+                rows = asyncio.run(measure(edge.address, raw_port, frames, blocks))
     finally:
         raw.terminate()
         raw.wait()

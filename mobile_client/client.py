@@ -320,7 +320,7 @@ class Client:
                 except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
                     raise EdgeUnavailable(f"edge stream write failed: {exc}") from exc
             timeout = remaining_ms / 1000.0 if remaining_ms > 0 else None
-            result, arrived_ns = await asyncio.wait_for(asyncio.shield(future), timeout)
+            result, arrived_ns = await asyncio.wait_for(future, timeout)
         finally:
             stream.pending.pop(request.frame_id, None)
         self._failures = 0

@@ -1,0 +1,321 @@
+"""Dynamic batching with bounded admission, deadlines, and a tail executor it owns.
+
+Frames are grouped per (model, branch): the first frame of a batch waits at most
+``max_queue_delay_ms`` for up to ``max_batch_size - 1`` companions, then the batch
+runs as soon as one of ``tail_workers`` threads is free. One admission count bounds
+the frames waiting across all branches (``queue_capacity``): a frame over it is
+refused at once with RESOURCE_EXHAUSTED, so overload never blocks the event loop.
+A frame whose deadline has passed when its batch is formed is failed with
+DEADLINE_EXCEEDED and never computed. A raising tail fails only its own batch
+(INTERNAL). Tails run in a thread pool, so torch work never blocks asyncio.
+
+Lifetime: ``async with Batcher(tail, ...) as batcher:``; leaving the block refuses
+new frames (UNAVAILABLE), drains every admitted frame, then stops the branch loops
+and the executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+
+from splitedge.edge.errors import (
+    DeadlineExceeded,
+    InternalError,
+    RequestError,
+    ResourceExhausted,
+    Unavailable,
+)
+from splitedge.models.types import Prediction, TailInput
+
+__all__ = ["BatchObserver", "BatchResult", "Batcher", "TailFn"]
+
+log = logging.getLogger(__name__)
+
+TailFn = Callable[[str, str, list[TailInput]], Sequence[Prediction]]
+"""``tail(model, branch, inputs)`` -> one prediction per input; runs in a worker thread."""
+
+BatchObserver = Callable[[str, str, int, float, float], None]
+"""``observer(model, branch, batch_size, start_s, end_s)`` after each successful tail run
+(monotonic seconds); called on the event loop."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    prediction: Prediction
+    queue_ms: float  # admission to the start of its batch's tail
+    tail_ms: float  # the whole batch's tail time
+    batch_size: int
+
+
+@dataclass
+class _Pending:
+    item: TailInput
+    future: asyncio.Future[BatchResult]
+    enqueued_s: float
+    deadline_s: float | None
+    budget_ms: float
+
+
+class _BranchQueue:
+    def __init__(self) -> None:
+        self.items: deque[_Pending] = deque()
+        self.arrived = asyncio.Event()
+
+
+class Batcher:
+    """Per-(model, branch) dynamic batching in front of a blocking ``tail`` function."""
+
+    def __init__(
+        self,
+        tail: TailFn,
+        *,
+        max_batch_size: int = 8,
+        max_queue_delay_ms: float = 5.0,
+        queue_capacity: int = 64,
+        tail_workers: int = 1,
+        observer: BatchObserver | None = None,
+    ) -> None:
+        if max_batch_size < 1 or queue_capacity < 1 or tail_workers < 1:
+            raise ValueError("max_batch_size, queue_capacity and tail_workers must be >= 1")
+        self._tail = tail
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay_s = max_queue_delay_ms / 1000.0
+        self.queue_capacity = queue_capacity
+        self.tail_workers = tail_workers
+        self._observer = observer
+        self._queues: dict[tuple[str, str], _BranchQueue] = {}
+        self._loops: set[asyncio.Task[None]] = set()  # one per branch, run until close
+        self._tails: set[asyncio.Task[None]] = set()  # one per running batch
+        self._executor: ThreadPoolExecutor | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._waiting = 0  # admitted, not yet taken into a batch
+        self._in_flight = 0  # admitted, not yet answered
+        self._idle: asyncio.Event | None = None
+        self._closing = False
+        self._started = False
+
+    # ------------------------------------------------------------ lifetime
+
+    async def __aenter__(self) -> Batcher:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def start(self) -> None:
+        """Create the executor and loop-bound primitives (call inside the running loop)."""
+        if self._started:
+            return
+        self._executor = ThreadPoolExecutor(self.tail_workers, thread_name_prefix="splitedge-tail")
+        self._slots = asyncio.Semaphore(self.tail_workers)
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._started = True
+
+    async def close(self) -> None:
+        """Refuse new frames, answer every admitted one, then stop loops and executor."""
+        if not self._started or self._executor is None:
+            return
+        self._closing = True
+        assert self._idle is not None
+        await self._idle.wait()
+        # A tail whose callers all went away still runs in a thread: let it finish.
+        await asyncio.gather(*self._tails, return_exceptions=True)
+        loops = list(self._loops)
+        for task in loops:
+            task.cancel()
+        results = await asyncio.gather(*loops, return_exceptions=True)
+        for task, result in zip(loops, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("batcher task %s failed: %r", task.get_name(), result)
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def queue_depth(self) -> int:
+        """Frames admitted and waiting for a batch, across all branches."""
+        return self._waiting
+
+    @property
+    def in_flight(self) -> int:
+        """Frames admitted and not yet answered (waiting or in a running tail)."""
+        return self._in_flight
+
+    def depth(self, model: str, branch: str) -> int:
+        queue = self._queues.get((model, branch))
+        return 0 if queue is None else len(queue.items)
+
+    # ------------------------------------------------------------ requests
+
+    async def submit(
+        self, model: str, branch: str, item: TailInput, *, deadline_ms: float = 0.0
+    ) -> BatchResult:
+        """Queue one frame and wait for its prediction.
+
+        ``deadline_ms`` > 0: the frame is dropped (DEADLINE_EXCEEDED) if its batch
+        forms later than that many ms from now. Raises RESOURCE_EXHAUSTED when the
+        admission queue is full and UNAVAILABLE once closing.
+        """
+        if not self._started:
+            raise RuntimeError("Batcher.submit() before start() (use `async with`)")
+        if self._closing:
+            raise Unavailable("server is shutting down; send this frame elsewhere")
+        if self._waiting >= self.queue_capacity:
+            raise ResourceExhausted(
+                f"admission queue full ({self.queue_capacity} frames waiting for a tail); "
+                "retry later or lower the frame rate"
+            )
+        key = (model, branch)
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = _BranchQueue()
+            self._spawn(self._loops, self._branch_loop(key, queue), f"batcher:{model}/{branch}")
+        now = time.monotonic()
+        pending = _Pending(
+            item=item,
+            future=asyncio.get_running_loop().create_future(),
+            enqueued_s=now,
+            deadline_s=now + deadline_ms / 1000.0 if deadline_ms > 0 else None,
+            budget_ms=deadline_ms,
+        )
+        queue.items.append(pending)
+        queue.arrived.set()
+        self._waiting += 1
+        self._in_flight += 1
+        assert self._idle is not None
+        self._idle.clear()
+        try:
+            # A cancelled caller cancels the future; the branch loop then skips it.
+            return await pending.future
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    # ------------------------------------------------------------ loops
+
+    def _spawn(
+        self, tasks: set[asyncio.Task[None]], coro: Coroutine[None, None, None], name: str
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        task.add_done_callback(_log_crash)
+
+    async def _branch_loop(self, key: tuple[str, str], queue: _BranchQueue) -> None:
+        assert self._slots is not None
+        while True:
+            while not queue.items:
+                queue.arrived.clear()
+                await queue.arrived.wait()
+            flush_at = queue.items[0].enqueued_s + self.max_queue_delay_s
+            while len(queue.items) < self.max_batch_size:
+                remaining_s = flush_at - time.monotonic()
+                if remaining_s <= 0:
+                    break
+                queue.arrived.clear()
+                try:
+                    await asyncio.wait_for(queue.arrived.wait(), remaining_s)
+                except asyncio.TimeoutError:
+                    break
+            # Frames arriving while every worker is busy join this batch.
+            await self._slots.acquire()
+            try:
+                batch = [
+                    queue.items.popleft() for _ in range(min(self.max_batch_size, len(queue.items)))
+                ]
+                self._waiting -= len(batch)
+                live = self._drop_dead(key, batch)
+            except BaseException:
+                self._slots.release()
+                raise
+            if live:
+                self._spawn(self._tails, self._run_tail(key, live), f"tail:{key[0]}/{key[1]}")
+            else:
+                self._slots.release()
+
+    def _drop_dead(self, key: tuple[str, str], batch: list[_Pending]) -> list[_Pending]:
+        """Skip cancelled frames; fail expired ones without computing them."""
+        now = time.monotonic()
+        live = []
+        for p in batch:
+            if p.future.done():
+                continue
+            if p.deadline_s is not None and now >= p.deadline_s:
+                waited_ms = (now - p.enqueued_s) * 1000.0
+                p.future.set_exception(
+                    DeadlineExceeded(
+                        f"frame waited {waited_ms:.0f} ms for {key[0]}/{key[1]}'s tail, over its "
+                        f"{p.budget_ms:.0f} ms budget; dropped uncomputed"
+                    )
+                )
+                continue
+            live.append(p)
+        return live
+
+    async def _run_tail(self, key: tuple[str, str], batch: list[_Pending]) -> None:
+        assert self._slots is not None and self._executor is not None
+        model, branch = key
+        loop = asyncio.get_running_loop()
+        try:
+            start_s = time.monotonic()
+            try:
+                predictions = await loop.run_in_executor(
+                    self._executor, self._tail, model, branch, [p.item for p in batch]
+                )
+                if len(predictions) != len(batch):
+                    raise RuntimeError(
+                        f"returned {len(predictions)} predictions for {len(batch)} inputs"
+                    )
+            except asyncio.CancelledError:
+                for p in batch:
+                    _fail(p, Unavailable("server stopped while this frame's tail was running"))
+                raise
+            except Exception as exc:
+                log.exception("tail %s/%s failed on a batch of %d", model, branch, len(batch))
+                for p in batch:
+                    _fail(p, InternalError(f"tail of {model}/{branch} failed: {exc!r}"))
+                return
+            end_s = time.monotonic()
+            tail_ms = (end_s - start_s) * 1000.0
+            for p, prediction in zip(batch, predictions, strict=True):
+                if not p.future.done():
+                    queue_ms = (start_s - p.enqueued_s) * 1000.0
+                    p.future.set_result(BatchResult(prediction, queue_ms, tail_ms, len(batch)))
+            if self._observer is not None:
+                try:
+                    self._observer(model, branch, len(batch), start_s, end_s)
+                except Exception:
+                    log.exception("batch observer failed")
+        finally:
+            self._slots.release()
+
+
+def _fail(p: _Pending, error: RequestError) -> None:
+    if not p.future.done():
+        p.future.set_exception(error)
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    # A crashed branch loop would leave its frames waiting forever: make it loud.
+    if not task.cancelled() and task.exception() is not None:
+        log.error("batcher task %s crashed", task.get_name(), exc_info=task.exception())

@@ -1,0 +1,141 @@
+"""``splitedge-edge``: run the edge server, or list the models it can serve.
+
+``splitedge-edge serve --model echo --port 0`` prints one machine-readable line,
+``splitedge-edge listening on HOST:PORT``, once it accepts requests (and, with
+``--metrics-port``, ``splitedge-edge metrics on http://HOST:PORT/metrics`` before it).
+SIGTERM/SIGINT drain in-flight frames and exit 0. A bad config or flag prints one
+line on stderr and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from splitedge.edge.config import (
+    LOG_LEVELS,
+    ConfigError,
+    EdgeConfig,
+    ServerConfig,
+    load_config,
+    parse_model_spec,
+)
+from splitedge.edge.registry import ModelRegistry
+from splitedge.edge.server import EdgeServer, serve
+from splitedge.models.registry import list_models
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("splitedge.edge")
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="splitedge-edge",
+        description="The splitedge gRPC edge server: runs split/offload tails for devices.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser(
+        "serve",
+        help="run the server until SIGTERM/SIGINT",
+        description="Run the edge server. Flags override the config file; without "
+        "--config, every setting has its default (see configs/edge.example.toml).",
+    )
+    defaults = ServerConfig()
+    s.add_argument(
+        "--config", type=Path, help="TOML config file (keys in configs/edge.example.toml)"
+    )
+    s.add_argument("--host", help=f"address to bind (config default {defaults.host})")
+    s.add_argument(
+        "--port", type=int, help=f"gRPC port, 0 = any free port (config default {defaults.port})"
+    )
+    s.add_argument(
+        "--model",
+        action="append",
+        metavar="NAME[:key=value,...]",
+        help="serve this registry model with these builder options, e.g. "
+        "echo:tail_delay_ms=20 (serve_as=NAME sets the name clients use); repeatable; "
+        "replaces the config's [[models]]",
+    )
+    s.add_argument(
+        "--metrics-port",
+        type=int,
+        help="Prometheus /metrics port: -1 = off, 0 = any free port (config default -1)",
+    )
+    s.add_argument("--device", help="auto | cpu | cuda | cuda:N (config default auto)")
+    s.add_argument("--tls-cert", type=Path, help="PEM server certificate (needs --tls-key)")
+    s.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    s.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        help="PEM CA: require client certificates it signed (mutual TLS; needs --tls-cert)",
+    )
+    s.add_argument("--port-file", type=Path, help="also write the bound gRPC port to this file")
+    s.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="logging level (config default INFO)",
+    )
+    sub.add_parser("list-models", help="print the model names the registry can build")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse itself exits 2 on a bad flag
+    if args.command == "list-models":
+        for name in list_models():
+            print(name)
+        return 0
+    try:
+        config = load_config(
+            args.config,
+            host=args.host,
+            port=args.port,
+            metrics_port=args.metrics_port,
+            device=args.device,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_client_ca=args.tls_client_ca,
+            log_level=args.log_level,
+            models=[parse_model_spec(m) for m in args.model] if args.model else None,
+        )
+        logging.basicConfig(
+            level=config.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        registry = ModelRegistry.from_config(
+            config.models, config.limits.codec_limits(), device=config.device
+        )
+    except ConfigError as exc:
+        print(f"splitedge-edge: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return asyncio.run(_serve(config, registry, args.port_file))
+    except RuntimeError as exc:  # grpc: "Failed to bind to address ..."
+        print(f"splitedge-edge: error: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _serve(config: EdgeConfig, registry: ModelRegistry, port_file: Path | None) -> int:
+    def ready(server: EdgeServer) -> None:
+        host = config.server.host
+        if port_file is not None:
+            port_file.write_text(f"{server.port}\n")
+        if server.metrics is not None:
+            print(f"splitedge-edge metrics on http://{host}:{server.metrics_port}/metrics")
+        print(f"splitedge-edge listening on {host}:{server.port}", flush=True)
+
+    await serve(config, registry, on_ready=ready)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""Typed edge-server configuration, loaded once from TOML plus CLI overrides.
+
+Every section is a frozen dataclass; :func:`load_config` checks each key's name and
+type and each value's range, and refuses anything else with a one-line
+:class:`ConfigError` naming the key (``server.port: expected an integer, got 'x'``).
+Inner code takes these objects (or plain arguments) and never reads files or env vars.
+``configs/edge.example.toml`` documents every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from splitedge.proto.codec import CodecLimits
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "BatchingConfig",
+    "ConfigError",
+    "EdgeConfig",
+    "LimitsConfig",
+    "ModelConfig",
+    "ServerConfig",
+    "load_config",
+    "parse_model_spec",
+]
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+METRICS_OFF = -1
+
+
+class ConfigError(ValueError):
+    """A bad config file, key, value or flag; the message is one line naming the key."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = 50051  # 0 = let the OS pick a free port (printed once listening)
+    max_message_bytes: int = 64 * 2**20
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # set -> clients must present a cert it signed
+    grace_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    max_batch_size: int = 8
+    max_queue_delay_ms: float = 5.0
+    queue_capacity: int = 64  # frames waiting for a tail, across all branches
+    tail_workers: int = 1  # threads running tails; batches in flight at once
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_tensor_bytes: int = CodecLimits.max_tensor_bytes
+    max_payload_bytes: int = CodecLimits.max_payload_bytes
+    max_ndim: int = CodecLimits.max_ndim
+    max_image_pixels: int = CodecLimits.max_image_pixels
+
+    def codec_limits(self) -> CodecLimits:
+        return CodecLimits(**dataclasses.asdict(self))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str  # the registry name (splitedge-edge list-models)
+    options: Mapping[str, Any] = field(default_factory=dict)  # passed to create_model
+    serve_as: str | None = None  # the name clients use; default: the model's own name
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    device: str = "auto"  # "auto" -> cuda if available, else cpu
+    metrics_port: int = METRICS_OFF  # -1 = off, 0 = a free port (printed), else that port
+    log_level: str = "INFO"
+    models: tuple[ModelConfig, ...] = ()
+
+
+_SECTIONS: dict[str, type] = {
+    "server": ServerConfig,
+    "batching": BatchingConfig,
+    "limits": LimitsConfig,
+}
+_TOP_LEVEL = {"device", "metrics_port", "log_level", "models", *_SECTIONS}
+
+
+def load_config(path: Path | str | None = None, **overrides: Any) -> EdgeConfig:
+    """Read ``path`` (TOML; None = defaults), apply ``overrides``, validate, return.
+
+    ``overrides`` use dotted-free names: ``host``, ``port``, ``grace_s``, ``tls_cert``,
+    ``tls_key`` (server), ``device``, ``metrics_port``, ``log_level``, ``models`` (a
+    list of :class:`ModelConfig`, replacing the file's). ``None`` values are ignored.
+    """
+    table: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if path is not None:
+        path = Path(path)
+        try:
+            with path.open("rb") as f:
+                table = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {str(path)!r} does not exist") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {str(path)!r} cannot be read ({exc})") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML ({exc})") from exc
+        base_dir = path.resolve().parent
+    unknown = sorted(set(table) - _TOP_LEVEL)
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown key; known keys: {', '.join(sorted(_TOP_LEVEL))}")
+
+    sections = {}
+    for key, cls in _SECTIONS.items():
+        raw = table.get(key, {})
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{key}: expected a table, got {_show(raw)}")
+        sections[key] = _build(cls, raw, key, base_dir)
+    top = {k: table[k] for k in ("device", "metrics_port", "log_level") if k in table}
+    config = EdgeConfig(
+        **sections,
+        **_check_fields(EdgeConfig, top, "", base_dir),
+        models=_models(table.get("models", []), base_dir),
+    )
+    config = _apply_overrides(config, overrides)
+    _validate(config)
+    return config
+
+
+def parse_model_spec(text: str) -> ModelConfig:
+    """``"echo:tail_delay_ms=20,serve_as=e2"`` -> ModelConfig (values: int, float, bool, str).
+
+    ``serve_as`` is not a builder option: it names the served model.
+    """
+    name, _, rest = text.partition(":")
+    name = name.strip()
+    if not name:
+        raise ConfigError(f"--model {text!r}: expected NAME[:key=value,...]")
+    options: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--model {text!r}: option {item!r} is not key=value")
+        options[key.strip()] = _parse_scalar(value.strip())
+    serve_as = options.pop("serve_as", None)
+    return ModelConfig(
+        name=name, options=options, serve_as=None if serve_as is None else str(serve_as)
+    )
+
+
+def _parse_scalar(value: str) -> Any:
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _models(raw: Any, base_dir: Path) -> tuple[ModelConfig, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"models: expected an array of tables ([[models]]), got {_show(raw)}")
+    models = []
+    for i, entry in enumerate(raw):
+        key = f"models[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{key}: expected a table, got {_show(entry)}")
+        unknown = sorted(set(entry) - {"name", "options", "serve_as"})
+        if unknown:
+            raise ConfigError(
+                f"{key}.{unknown[0]}: unknown key; known keys: name, options, serve_as"
+            )
+        if "name" not in entry:
+            raise ConfigError(f"{key}.name: missing")
+        if not isinstance(entry["name"], str) or not entry["name"]:
+            raise ConfigError(
+                f"{key}.name: expected a non-empty string, got {_show(entry['name'])}"
+            )
+        options = entry.get("options", {})
+        if not isinstance(options, dict):
+            raise ConfigError(f"{key}.options: expected a table, got {_show(options)}")
+        serve_as = entry.get("serve_as")
+        if serve_as is not None and (not isinstance(serve_as, str) or not serve_as):
+            raise ConfigError(f"{key}.serve_as: expected a non-empty string, got {_show(serve_as)}")
+        models.append(ModelConfig(name=entry["name"], options=dict(options), serve_as=serve_as))
+    return tuple(models)
+
+
+def _build(cls: type, raw: Mapping[str, Any], section: str, base_dir: Path) -> Any:
+    return cls(**_check_fields(cls, raw, section, base_dir))
+
+
+def _check_fields(cls: type, raw: Mapping[str, Any], section: str, base_dir: Path) -> dict:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)} - {"models"}
+    if cls is EdgeConfig:
+        names -= set(_SECTIONS)
+    prefix = f"{section}." if section else ""
+    out = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise ConfigError(f"{prefix}{key}: unknown key; known keys: {', '.join(sorted(names))}")
+        out[key] = _coerce(value, hints[key], f"{prefix}{key}", base_dir)
+    return out
+
+
+def _coerce(value: Any, hint: Any, key: str, base_dir: Path) -> Any:
+    """Check ``value`` against a field's type; relative paths resolve from ``base_dir``."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        (inner,) = (a for a in args if a is not type(None))
+        return _coerce(value, inner, key, base_dir)
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    elif hint is Path:
+        ok = isinstance(value, (str, Path))
+        if ok:
+            value = base_dir / Path(value).expanduser()
+    else:  # pragma: no cover - a field type this loader was not taught
+        raise TypeError(f"{key}: unsupported field type {hint!r}")
+    if not ok:
+        expected = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+        raise ConfigError(f"{key}: expected {expected.get(hint, 'a path')}, got {_show(value)}")
+    return value
+
+
+_SERVER_OVERRIDES = {"host", "port", "grace_s", "tls_cert", "tls_key", "tls_client_ca"}
+_TOP_OVERRIDES = {"device", "metrics_port", "log_level"}
+
+
+def _apply_overrides(config: EdgeConfig, overrides: Mapping[str, Any]) -> EdgeConfig:
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(given) - _SERVER_OVERRIDES - _TOP_OVERRIDES - {"models"})
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: not an overridable setting")
+    server = {k: v for k, v in given.items() if k in _SERVER_OVERRIDES}
+    for key in ("tls_cert", "tls_key", "tls_client_ca"):
+        if key in server:
+            server[key] = Path(server[key])
+    top = {k: v for k, v in given.items() if k in _TOP_OVERRIDES}
+    if "models" in given:
+        top["models"] = tuple(given["models"])
+    return dataclasses.replace(config, server=dataclasses.replace(config.server, **server), **top)
+
+
+def _validate(config: EdgeConfig) -> None:
+    s, b, lim = config.server, config.batching, config.limits
+    checks = [
+        (0 <= s.port <= 65535, "server.port", f"{s.port} is not a port (0-65535)"),
+        (s.max_message_bytes >= 1024, "server.max_message_bytes", "must be at least 1024"),
+        (s.grace_s >= 0, "server.grace_s", f"{s.grace_s} is negative"),
+        (b.max_batch_size >= 1, "batching.max_batch_size", "must be at least 1"),
+        (b.max_queue_delay_ms >= 0, "batching.max_queue_delay_ms", "must not be negative"),
+        (b.queue_capacity >= 1, "batching.queue_capacity", "must be at least 1"),
+        (b.tail_workers >= 1, "batching.tail_workers", "must be at least 1"),
+        (
+            METRICS_OFF <= config.metrics_port <= 65535,
+            "metrics_port",
+            f"{config.metrics_port} is not -1 (off), 0 (any free port) or a port",
+        ),
+        (
+            config.log_level.upper() in LOG_LEVELS,
+            "log_level",
+            f"{config.log_level!r} is not one of {', '.join(LOG_LEVELS)}",
+        ),
+        (
+            config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:"),
+            "device",
+            f"{config.device!r} is not auto, cpu, cuda or cuda:N",
+        ),
+        (bool(config.models), "models", "no model configured (add [[models]] or --model NAME)"),
+    ]
+    for name, value in dataclasses.asdict(lim).items():
+        checks.append((value >= 1, f"limits.{name}", "must be at least 1"))
+    for ok, key, message in checks:
+        if not ok:
+            raise ConfigError(f"{key}: {message}")
+    if (s.tls_cert is None) != (s.tls_key is None):
+        raise ConfigError("server.tls_cert/tls_key: give both or neither")
+    if s.tls_client_ca is not None and s.tls_cert is None:
+        raise ConfigError("server.tls_client_ca: needs server.tls_cert and server.tls_key")
+    for key in ("tls_cert", "tls_key", "tls_client_ca"):
+        p = getattr(s, key)
+        if p is not None and not p.is_file():
+            raise ConfigError(f"server.{key}: file {str(p)!r} does not exist")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

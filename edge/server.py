@@ -1,0 +1,391 @@
+"""The gRPC edge server: a servicer that only translates, and its lifetime.
+
+:class:`EdgeInferenceServicer` maps ``splitedge.v1`` messages to and from the domain
+objects of :mod:`splitedge.edge.service`. :class:`EdgeServer` follows the grpc asyncio
+examples' shape (``start()`` -> ``wait_for_termination()`` -> ``stop(grace)``) and adds
+standard health checking (SERVING, NOT_SERVING once stopping), reflection, optional
+TLS and the Prometheus exporter. :func:`serve` runs one until SIGTERM/SIGINT, then
+drains in-flight frames within ``grace_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from splitedge.edge.config import EdgeConfig
+from splitedge.edge.errors import RequestError
+from splitedge.edge.metrics import Metrics
+from splitedge.edge.registry import Frame, ModelRegistry, codec_error
+from splitedge.edge.service import EdgeService, Outcome
+from splitedge.models.types import Detections, SplitModel
+from splitedge.proto import splitedge_pb2 as pb
+from splitedge.proto import splitedge_pb2_grpc as pb_grpc
+from splitedge.proto import wire
+from splitedge.proto.codec import CodecError, EncodedImage, EncodedTensor
+
+__all__ = ["EdgeInferenceServicer", "EdgeServer", "serve"]
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EdgeInference"].full_name
+
+
+# ---------------------------------------------------------------- translation
+
+
+def frame_from_pb(m: pb.FrameRequest) -> Frame:
+    """The domain frame; a RequestError for enums the wire cannot mean."""
+    try:
+        tensors = [wire.tensor_from_pb(t) for t in m.tensors]
+        image = wire.image_from_pb(m.image) if m.HasField("image") else None
+    except CodecError as exc:
+        raise codec_error(exc) from exc
+    return Frame(
+        frame_id=m.frame_id,
+        model=m.model,
+        branch=m.branch,
+        tensors=tensors,
+        image=image,
+        orig_size=(m.orig_height, m.orig_width),
+        input_size=(m.input_height, m.input_width),
+        deadline_ms=m.deadline_ms,
+    )
+
+
+def result_to_pb(outcome: Outcome) -> pb.FrameResult:
+    t = outcome.timing
+    result = pb.FrameResult(
+        frame_id=outcome.frame_id,
+        model=outcome.model,
+        branch=outcome.branch,
+        timing=pb.ServerTiming(
+            decode_ms=t.decode_ms,
+            queue_ms=t.queue_ms,
+            tail_ms=t.tail_ms,
+            encode_ms=t.encode_ms,
+            batch_size=t.batch_size,
+            server_total_ms=t.server_total_ms,
+        ),
+    )
+    if outcome.error is not None:
+        result.status_code = outcome.error.code.value[0]
+        result.status_message = outcome.error.message
+    elif isinstance(outcome.output, Detections):
+        det = outcome.output
+        result.detections.SetInParent()  # an empty detection list is still an answer
+        result.detections.boxes.extend(det.boxes.reshape(-1).tolist())
+        result.detections.scores.extend(det.scores.tolist())
+        result.detections.labels.extend(det.labels.astype(int).tolist())
+    elif isinstance(outcome.output, EncodedImage):
+        result.segmentation.mask.CopyFrom(wire.image_to_pb(outcome.output))
+    elif isinstance(outcome.output, EncodedTensor):
+        result.tensor.CopyFrom(wire.tensor_to_pb(outcome.output))
+    return result
+
+
+def model_to_pb(model: SplitModel, service: EdgeService) -> pb.ModelInfo:
+    info = pb.ModelInfo(
+        name=model.name,
+        task=model.task,
+        num_classes=model.num_classes,
+        class_names=list(model.class_names),
+        min_size=model.min_size,
+        max_size=model.max_size,
+        weights=model.weights_source,
+    )
+    # Recorded profiles are optional on a model: ``profiles[branch]`` with any of these.
+    records = getattr(model, "profiles", None) or {}
+    for spec in model.branches.values():
+        stats = service.branch_stats(model.name, spec.name)
+        record = records.get(spec.name)
+        info.branches.append(
+            pb.BranchInfo(
+                name=spec.name,
+                kind=spec.kind,
+                tensors=[
+                    pb.TensorSpec(name=t.name, dtype=wire.dtype_to_pb(t.dtype), shape=t.shape)
+                    for t in spec.tensors
+                ],
+                default_bits=spec.default_bits,
+                image_format=wire.image_format_to_pb(spec.image_format) if spec.image_format else 0,
+                image_quality=spec.image_quality,
+                split_point=spec.split_point,
+                profile=pb.BranchProfile(
+                    tail_latency_ms_p50=stats.tail_latency_ms_p50,
+                    tail_latency_ms_p95=stats.tail_latency_ms_p95,
+                    tail_samples=stats.tail_samples,
+                    bytes_per_frame=float(getattr(record, "bytes_per_frame", 0.0)),
+                    head_latency_ms=float(getattr(record, "head_latency_ms", 0.0)),
+                    accuracy=float(getattr(record, "accuracy", 0.0)),
+                    accuracy_metric=str(getattr(record, "accuracy_metric", "")),
+                ),
+            )
+        )
+    return info
+
+
+# ---------------------------------------------------------------- servicer
+
+
+class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
+    """Translates protobuf <-> domain objects; all logic lives in :class:`EdgeService`."""
+
+    def __init__(self, service: EdgeService, stopping: asyncio.Event) -> None:
+        self._service = service
+        self._stopping = stopping
+
+    async def _answer(self, request: pb.FrameRequest) -> Outcome:
+        try:
+            frame = frame_from_pb(request)
+        except RequestError as error:
+            outcome = Outcome(request.frame_id, request.model, request.branch, error=error)
+            self._service.record(outcome)
+            return outcome
+        return await self._service.process(frame)
+
+    async def Infer(
+        self, request: pb.FrameRequest, context: grpc.aio.ServicerContext
+    ) -> pb.FrameResult:
+        outcome = await self._answer(request)
+        if outcome.error is not None:
+            await context.abort(outcome.error.code, outcome.error.message)
+        return result_to_pb(outcome)
+
+    async def Stream(
+        self, request_iterator: AsyncIterator[pb.FrameRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.FrameResult]:
+        """Frames run concurrently and are answered as they finish (maybe out of order).
+
+        Once the server stops, frames already read are answered, then the stream ends
+        with OK, so a draining server does not wait for idle clients to hang up.
+        """
+        results: asyncio.Queue[pb.FrameResult] = asyncio.Queue()
+        frames: set[asyncio.Task[None]] = set()
+
+        async def answer(request: pb.FrameRequest) -> None:
+            try:
+                result = result_to_pb(await self._answer(request))
+            except Exception as exc:  # a bug must cost one frame, not the stream
+                log.exception("frame %d failed", request.frame_id)
+                result = pb.FrameResult(
+                    frame_id=request.frame_id,
+                    model=request.model,
+                    branch=request.branch,
+                    status_code=grpc.StatusCode.INTERNAL.value[0],
+                    status_message=f"internal error: {exc!r}",
+                )
+            results.put_nowait(result)
+
+        async def read() -> None:
+            async for request in request_iterator:
+                task = asyncio.create_task(answer(request), name=f"frame:{request.frame_id}")
+                frames.add(task)
+                task.add_done_callback(frames.discard)
+
+        reader = asyncio.create_task(read(), name="stream-reader")
+        stopping = asyncio.create_task(self._stopping.wait(), name="stream-stopping")
+        reading = {reader, stopping}  # empty once the client half-closed or we stop
+        try:
+            while reading or frames or not results.empty():
+                if not results.empty():
+                    yield results.get_nowait()
+                    continue
+                getter = asyncio.create_task(results.get())
+                done, _ = await asyncio.wait(
+                    {getter, *reading, *frames}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getter in done:
+                    yield getter.result()
+                    continue
+                getter.cancel()  # an item it was handed stays in the queue
+                if reading & done:
+                    if reader in done:
+                        reader.result()  # re-raises a failed read
+                    reader.cancel()
+                    reading = set()
+        finally:
+            for task in (reader, stopping, *frames):
+                task.cancel()
+
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(
+            models=[model_to_pb(m, self._service) for m in self._service.registry.models]
+        )
+
+    async def Describe(
+        self, request: pb.DescribeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelInfo:
+        try:
+            model = self._service.registry.model(request.model)
+        except RequestError as error:
+            await context.abort(error.code, error.message)
+        return model_to_pb(model, self._service)
+
+    async def Status(
+        self, request: pb.StatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StatusResponse:
+        s = self._service.status()
+        return pb.StatusResponse(
+            server_id=s.server_id,
+            device=s.device,
+            queue_depth=s.queue_depth,
+            queue_capacity=s.queue_capacity,
+            in_flight=s.in_flight,
+            load=s.load,
+            frames_per_second=s.frames_per_second,
+            uptime_s=s.uptime_s,
+            branches=[
+                pb.BranchLoad(
+                    model=b.model,
+                    branch=b.branch,
+                    queue_depth=depth,
+                    tail_latency_ms_p50=b.tail_latency_ms_p50,
+                    tail_latency_ms_p95=b.tail_latency_ms_p95,
+                    frames=b.frames,
+                )
+                for b, depth in s.branches
+            ],
+        )
+
+
+# ---------------------------------------------------------------- lifetime
+
+
+class EdgeServer:
+    """``async with EdgeServer(config, registry) as server: server.port``.
+
+    ``start()`` binds (port 0 = any free port) and returns the bound port;
+    ``stop(grace_s)`` marks NOT_SERVING, refuses new frames, lets in-flight frames
+    finish within the grace period, then drains the batcher and stops the exporter.
+    """
+
+    def __init__(self, config: EdgeConfig, registry: ModelRegistry) -> None:
+        self.config = config
+        self.metrics = Metrics() if config.metrics_port >= 0 else None
+        self.service = EdgeService(
+            registry, config.batching, device=registry.device, metrics=self.metrics
+        )
+        self.health = health_aio.HealthServicer()
+        self.port = 0
+        self.metrics_port = 0
+        self._server: grpc.aio.Server | None = None
+        self._stopping: asyncio.Event | None = None
+        self._stopped = False
+
+    async def __aenter__(self) -> EdgeServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> int:
+        cfg = self.config.server
+        await self.service.__aenter__()
+        self._stopping = asyncio.Event()
+        try:
+            if self.metrics is not None:
+                self.metrics_port = self.metrics.serve(cfg.host, self.config.metrics_port)
+            server = grpc.aio.server(
+                options=[
+                    ("grpc.max_receive_message_length", cfg.max_message_bytes),
+                    ("grpc.max_send_message_length", cfg.max_message_bytes),
+                ]
+            )
+            pb_grpc.add_EdgeInferenceServicer_to_server(
+                EdgeInferenceServicer(self.service, self._stopping), server
+            )
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+            reflection.enable_server_reflection(
+                (
+                    SERVICE_NAME,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                ),
+                server,
+            )
+            address = f"{_bracket(cfg.host)}:{cfg.port}"
+            if cfg.tls_cert is not None and cfg.tls_key is not None:
+                ca = cfg.tls_client_ca.read_bytes() if cfg.tls_client_ca else None
+                credentials = grpc.ssl_server_credentials(
+                    [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())],
+                    root_certificates=ca,
+                    require_client_auth=ca is not None,
+                )
+                self.port = server.add_secure_port(address, credentials)
+            else:
+                self.port = server.add_insecure_port(address)
+            await server.start()
+        except BaseException:
+            await self.service.__aexit__(None, None, None)
+            if self.metrics is not None:
+                self.metrics.close()
+            raise
+        self._server = server
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving %s on %s:%d", ", ".join(self.service.registry.names), cfg.host, self.port)
+        return self.port
+
+    async def wait_for_termination(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        if self._stopped or self._server is None:
+            return
+        self._stopped = True
+        grace_s = self.config.server.grace_s if grace_s is None else grace_s
+        log.info("stopping: draining in-flight frames (grace %.1f s)", grace_s)
+        await self.health.enter_graceful_shutdown()
+        self.service.begin_shutdown()
+        assert self._stopping is not None
+        self._stopping.set()
+        await self._server.stop(grace_s)
+        await self.service.__aexit__(None, None, None)
+        if self.metrics is not None:
+            self.metrics.close()
+        log.info("stopped")
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+async def serve(
+    config: EdgeConfig,
+    registry: ModelRegistry,
+    *,
+    on_ready: Callable[[EdgeServer], None] | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT, then stop gracefully (the one async entry point)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with EdgeServer(config, registry) as server:
+            if on_ready is not None:
+                on_ready(server)
+            await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(sig)

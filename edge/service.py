@@ -1,0 +1,255 @@
+"""The edge server's logic, free of gRPC: validate, decode, batch, run tails, encode.
+
+:class:`EdgeService` turns a :class:`~splitedge.edge.registry.Frame` into an
+:class:`Outcome` (an output or a :class:`~splitedge.edge.errors.RequestError`, plus
+the server timing breakdown), records statistics and metrics, and reports status.
+The servicer in :mod:`splitedge.edge.server` only translates protobuf to and from
+these objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import numpy as np
+
+from splitedge.edge.batcher import Batcher
+from splitedge.edge.config import BatchingConfig
+from splitedge.edge.errors import DeadlineExceeded, InternalError, RequestError, Unavailable
+from splitedge.edge.metrics import Metrics
+from splitedge.edge.registry import Frame, ModelRegistry
+from splitedge.edge.stats import BranchSnapshot, ServerStats
+from splitedge.models.types import Detections, Prediction, SegmentationMask, TailInput
+from splitedge.proto import codec
+from splitedge.proto.codec import EncodedImage, EncodedTensor
+
+__all__ = [
+    "EdgeService",
+    "Outcome",
+    "Output",
+    "ServerStatus",
+    "ServerTiming",
+    "describe_device",
+]
+
+log = logging.getLogger(__name__)
+
+Output = Detections | EncodedImage | EncodedTensor
+"""Detections as they are; masks as PNG images; raw tensors (e.g. depth) encoded."""
+
+# Below this many payload bytes, decoding inline costs less than a thread hop.
+_INLINE_DECODE_BYTES = 64 * 1024
+
+
+@dataclass
+class ServerTiming:
+    decode_ms: float = 0.0
+    queue_ms: float = 0.0
+    tail_ms: float = 0.0
+    encode_ms: float = 0.0
+    batch_size: int = 0
+    server_total_ms: float = 0.0
+
+
+@dataclass
+class Outcome:
+    """What the server answers for one frame: ``output`` or ``error``."""
+
+    frame_id: int
+    model: str
+    branch: str
+    output: Output | None = None
+    error: RequestError | None = None
+    timing: ServerTiming = field(default_factory=ServerTiming)
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    server_id: str
+    device: str
+    queue_depth: int
+    queue_capacity: int
+    in_flight: int
+    load: float
+    frames_per_second: float
+    uptime_s: float
+    branches: tuple[tuple[BranchSnapshot, int], ...]  # (stats, queue depth) per served branch
+
+
+def describe_device(device: str) -> str:
+    """``"cuda:0 (NVIDIA H100)"`` or ``"cpu"``, for Status."""
+    torch = sys.modules.get("torch")
+    if device.startswith("cuda") and torch is not None and torch.cuda.is_available():
+        index = int(device.partition(":")[2] or torch.cuda.current_device())
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return device
+
+
+class EdgeService:
+    """``async with EdgeService(registry, batching) as service: await service.process(f)``."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        batching: BatchingConfig,
+        *,
+        device: str = "cpu",
+        metrics: Metrics | None = None,
+        server_id: str | None = None,
+    ) -> None:
+        self.registry = registry
+        self.device = device
+        self.server_id = server_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.metrics = metrics
+        self.stats = ServerStats(tail_workers=batching.tail_workers)
+        self.batcher = Batcher(
+            self._tail,
+            max_batch_size=batching.max_batch_size,
+            max_queue_delay_ms=batching.max_queue_delay_ms,
+            queue_capacity=batching.queue_capacity,
+            tail_workers=batching.tail_workers,
+            observer=self._observe_batch,
+        )
+        if metrics is not None:
+            metrics.queue_depth.set_function(lambda: self.batcher.queue_depth)
+        self._accepting = True
+
+    async def __aenter__(self) -> EdgeService:
+        await self.batcher.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.begin_shutdown()
+        await self.batcher.__aexit__(exc_type, exc, tb)
+
+    def begin_shutdown(self) -> None:
+        """New frames get UNAVAILABLE from now on; admitted ones still complete."""
+        self._accepting = False
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    # ------------------------------------------------------------ frames
+
+    async def process(self, frame: Frame) -> Outcome:
+        """Answer one frame; never raises a RequestError (it is in the outcome)."""
+        arrival = time.perf_counter()
+        outcome = Outcome(frame.frame_id, frame.model, frame.branch)
+        timing = outcome.timing
+        try:
+            if not self._accepting:
+                raise Unavailable("server is shutting down; send this frame elsewhere")
+            spec = self.registry.check(frame)
+            t0 = time.perf_counter()
+            payload_bytes = sum(len(t.data) for t in frame.tensors) + (
+                len(frame.image.data) if frame.image is not None else 0
+            )
+            if payload_bytes < _INLINE_DECODE_BYTES:
+                item = self.registry.decode(frame, spec)
+            else:
+                item = await asyncio.to_thread(self.registry.decode, frame, spec)
+            timing.decode_ms = (time.perf_counter() - t0) * 1000.0
+            deadline_ms = 0.0
+            if frame.deadline_ms > 0:
+                # The budget counts from arrival, so decoding spends it too.
+                deadline_ms = frame.deadline_ms - (time.perf_counter() - arrival) * 1000.0
+                if deadline_ms <= 0:
+                    raise DeadlineExceeded(
+                        f"the frame's {frame.deadline_ms:.0f} ms budget ran out while decoding"
+                    )
+            result = await self.batcher.submit(
+                frame.model, frame.branch, item, deadline_ms=deadline_ms
+            )
+            timing.queue_ms, timing.tail_ms = result.queue_ms, result.tail_ms
+            timing.batch_size = result.batch_size
+            t0 = time.perf_counter()
+            outcome.output = await self._encode(result.prediction, frame)
+            timing.encode_ms = (time.perf_counter() - t0) * 1000.0
+        except RequestError as error:
+            outcome.error = error
+            log.debug("frame %d %s/%s: %s", frame.frame_id, frame.model, frame.branch, error)
+        timing.server_total_ms = (time.perf_counter() - arrival) * 1000.0
+        self.record(outcome)
+        return outcome
+
+    def record(self, outcome: Outcome) -> None:
+        """Count an answered frame (also for frames refused before they became a Frame)."""
+        if self.metrics is None:
+            return
+        code = "OK" if outcome.error is None else outcome.error.code.name
+        # Only served names become labels: a client cannot grow the label set.
+        model, branch = outcome.model, outcome.branch
+        try:
+            served = branch in self.registry.model(model).branches
+        except RequestError:
+            served = False
+        if not served:
+            model, branch = ("", "") if model not in self.registry.names else (model, "")
+        self.metrics.observe_request(model, branch, code)
+
+    def _tail(self, model: str, branch: str, inputs: list[TailInput]) -> Sequence[Prediction]:
+        return self.registry.model(model).run_tail(branch, inputs)
+
+    def _observe_batch(
+        self, model: str, branch: str, batch_size: int, start_s: float, end_s: float
+    ) -> None:
+        tail_ms = (end_s - start_s) * 1000.0
+        self.stats.record_batch(
+            model, branch, tail_ms=tail_ms, batch_size=batch_size, start=start_s, end=end_s
+        )
+        if self.metrics is not None:
+            self.metrics.observe_batch(model, branch, batch_size, end_s - start_s)
+
+    async def _encode(self, prediction: Prediction, frame: Frame) -> Output:
+        try:
+            if isinstance(prediction, Detections):
+                return prediction
+            if isinstance(prediction, SegmentationMask):
+                return await asyncio.to_thread(codec.encode_image, prediction.mask, "png")
+            if isinstance(prediction, np.ndarray):
+                return await asyncio.to_thread(codec.encode_tensor, prediction, "output")
+        except codec.CodecError as exc:
+            raise InternalError(f"cannot encode the tail's output: {exc}") from exc
+        raise InternalError(
+            f"tail of {frame.model}/{frame.branch} returned a {type(prediction).__name__}, "
+            "not Detections, SegmentationMask or an array"
+        )
+
+    # ------------------------------------------------------------ status
+
+    def branch_stats(self, model: str, branch: str) -> BranchSnapshot:
+        return self.stats.branch(model, branch)
+
+    def status(self) -> ServerStatus:
+        now = time.monotonic()
+        branches = []
+        for model in self.registry.models:
+            for spec in model.branches.values():
+                if spec.kind != "local":
+                    snapshot = self.stats.branch(model.name, spec.name)
+                    branches.append((snapshot, self.batcher.depth(model.name, spec.name)))
+        return ServerStatus(
+            server_id=self.server_id,
+            device=describe_device(self.device),
+            queue_depth=self.batcher.queue_depth,
+            queue_capacity=self.batcher.queue_capacity,
+            in_flight=self.batcher.in_flight,
+            load=self.stats.busy_fraction(now),
+            frames_per_second=self.stats.frames_per_second(now),
+            uptime_s=self.stats.uptime_s(now),
+            branches=tuple(branches),
+        )

@@ -1,0 +1,167 @@
+"""Config loading: defaults, overrides, and one test per kind of bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from splitedge.edge.cli import main
+from splitedge.edge.config import ConfigError, ModelConfig, load_config, parse_model_spec
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "edge.example.toml"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "edge.toml"
+    path.write_text(text)
+    return path
+
+
+def _error(tmp_path: Path, text: str, **overrides) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text), **overrides)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+MODEL = '[[models]]\nname = "echo"\n'
+
+
+def test_example_config_loads_and_matches_the_defaults_it_documents():
+    config = load_config(EXAMPLE)
+    assert config.server.port == 50051
+    assert config.batching.max_batch_size == 8
+    assert [m.name for m in config.models] == ["echo"]
+    assert config.models[0].options == {"tail_delay_ms": 0.0}
+
+
+def test_file_values_and_cli_overrides(tmp_path):
+    path = _write(
+        tmp_path,
+        MODEL + "[server]\nport = 6000\ngrace_s = 2\n[batching]\nmax_queue_delay_ms = 3\n",
+    )
+    config = load_config(path, port=0, device="cpu", models=[ModelConfig("echo", {"x": 1})])
+    assert config.server.port == 0
+    assert config.server.grace_s == 2.0 and isinstance(config.server.grace_s, float)
+    assert config.batching.max_queue_delay_ms == 3.0
+    assert config.device == "cpu"
+    assert config.models == (ModelConfig("echo", {"x": 1}),)
+
+
+def test_unknown_top_level_key(tmp_path):
+    assert _error(tmp_path, "colour = 3\n" + MODEL).startswith("colour: unknown key")
+
+
+def test_unknown_section_key(tmp_path):
+    message = _error(tmp_path, MODEL + "[batching]\nmax_batch = 3\n")
+    assert message.startswith("batching.max_batch: unknown key; known keys: max_batch_size")
+
+
+def test_unknown_model_key(tmp_path):
+    message = _error(tmp_path, '[[models]]\nname = "echo"\nweights = "w.pt"\n')
+    assert message.startswith("models[0].weights: unknown key")
+
+
+def test_wrong_type(tmp_path):
+    assert _error(tmp_path, MODEL + '[server]\nport = "x"\n') == (
+        "server.port: expected an integer, got 'x'"
+    )
+
+
+def test_boolean_is_not_an_integer(tmp_path):
+    message = _error(tmp_path, MODEL + "[batching]\nqueue_capacity = true\n")
+    assert message == "batching.queue_capacity: expected an integer, got True"
+
+
+def test_section_that_is_not_a_table(tmp_path):
+    assert _error(tmp_path, "limits = 3\n" + MODEL) == "limits: expected a table, got 3"
+
+
+def test_out_of_range_value(tmp_path):
+    assert _error(tmp_path, MODEL + "[server]\nport = 70000\n").startswith("server.port: 70000")
+
+
+def test_negative_delay(tmp_path):
+    message = _error(tmp_path, MODEL + "[batching]\nmax_queue_delay_ms = -1\n")
+    assert message.startswith("batching.max_queue_delay_ms:")
+
+
+def test_bad_device(tmp_path):
+    assert _error(tmp_path, 'device = "tpu"\n' + MODEL).startswith("device: 'tpu'")
+
+
+def test_missing_model_name(tmp_path):
+    assert _error(tmp_path, "[[models]]\noptions = {}\n") == "models[0].name: missing"
+
+
+def test_no_models(tmp_path):
+    assert _error(tmp_path, "").startswith("models: no model configured")
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_invalid_toml(tmp_path):
+    assert "is not valid TOML" in _error(tmp_path, "[server\n")
+
+
+def test_missing_tls_file_is_resolved_from_the_config_dir(tmp_path):
+    message = _error(tmp_path, MODEL + '[server]\ntls_cert = "c.pem"\ntls_key = "k.pem"\n')
+    assert message == f"server.tls_cert: file {str(tmp_path / 'c.pem')!r} does not exist"
+
+
+def test_tls_cert_without_key(tmp_path):
+    (tmp_path / "c.pem").write_text("x")
+    message = _error(tmp_path, MODEL + '[server]\ntls_cert = "c.pem"\n')
+    assert message == "server.tls_cert/tls_key: give both or neither"
+
+
+def test_model_spec_parsing():
+    spec = parse_model_spec("echo:tail_delay_ms=20,serve_as=e2,scale=0.5,fast=true")
+    assert spec == ModelConfig("echo", {"tail_delay_ms": 20, "scale": 0.5, "fast": True}, "e2")
+    assert parse_model_spec("echo") == ModelConfig("echo", {})
+
+
+def test_model_spec_without_equals():
+    with pytest.raises(ConfigError, match="option 'fast' is not key=value"):
+        parse_model_spec("echo:fast")
+
+
+# ---------------------------------------------------------------- CLI exits
+
+
+def _cli_error(capsys, argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+def test_cli_missing_config_exits_2(capsys, tmp_path):
+    err = _cli_error(capsys, ["serve", "--config", str(tmp_path / "nope.toml")])
+    assert err.startswith("splitedge-edge: error: config file") and "does not exist" in err
+
+
+def test_cli_unknown_model_exits_2(capsys):
+    err = _cli_error(capsys, ["serve", "--port", "0", "--model", "no-such-model"])
+    assert "models[0].name: unknown model 'no-such-model'" in err
+
+
+def test_cli_bad_model_option_exits_2(capsys):
+    err = _cli_error(capsys, ["serve", "--port", "0", "--model", "echo:tail_delay=3"])
+    assert "models[0] (echo): bad options" in err
+
+
+def test_cli_bad_flag_value_exits_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--port", "abc"])
+    assert info.value.code == 2
+
+
+def test_cli_list_models(capsys):
+    assert main(["list-models"]) == 0
+    assert "echo" in capsys.readouterr().out.split()

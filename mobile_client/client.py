@@ -191,9 +191,17 @@ class Client:
     # ------------------------------------------------------------ frames
 
     async def submit(
-        self, frame: Frame, branch: str, *, deadline_ms: float | None = None
+        self,
+        frame: Frame,
+        branch: str,
+        *,
+        deadline_ms: float | None = None,
+        bits: int | None = None,
     ) -> FrameOutcome:
-        """Run one frame on ``branch``; always returns an outcome, never loses the frame."""
+        """Run one frame on ``branch``; always returns an outcome, never loses the frame.
+
+        ``deadline_ms`` and ``bits`` override the client's defaults for this frame.
+        """
         try:
             spec = self.branches[branch]
         except KeyError:
@@ -209,7 +217,9 @@ class Client:
         if not self.backend.can_run(spec):
             raise ClientError(f"branch {branch!r} needs a head this device does not have")
 
-        request, payload_bytes = await asyncio.to_thread(self._prepare, spec, frame, timing)
+        request, payload_bytes = await asyncio.to_thread(
+            self._prepare, spec, frame, timing, self.bits if bits is None else bits
+        )
         request.frame_id = next(self._ids)
         request.model = self.model
         request.branch = branch
@@ -289,7 +299,7 @@ class Client:
     # ------------------------------------------------------------ internals
 
     def _prepare(
-        self, spec: BranchSpec, frame: Frame, timing: FrameTiming
+        self, spec: BranchSpec, frame: Frame, timing: FrameTiming, bits: int | None
     ) -> tuple[pb.FrameRequest, int]:
         if spec.kind == "offload":
             t0 = time.perf_counter_ns()
@@ -299,7 +309,7 @@ class Client:
         t0 = time.perf_counter_ns()
         head = self.backend.head(spec, frame.image)
         t1 = time.perf_counter_ns()
-        bits = spec.default_bits if self.bits is None else self.bits
+        bits = spec.default_bits if bits is None else bits
         request, size = split_request(head, bits=bits, zstd_level=self.zstd_level)
         timing.head_ms, timing.encode_ms = _ms(t0, t1), _ms(t1, time.perf_counter_ns())
         return request, size

@@ -153,6 +153,8 @@ def decode_object(payload: bytes | str, what: str) -> dict[str, Any]:
     try:
         text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
         obj = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+    except NotJsonError as exc:  # raised by the hooks, which do not know `what`
+        raise NotJsonError(f"{what} {exc}") from exc
     except UnicodeDecodeError as exc:
         raise NotJsonError(f"{what} payload is not UTF-8: {exc.reason}") from exc
     except json.JSONDecodeError as exc:
@@ -546,4 +548,3 @@ def parse_telemetry(payload: bytes | str, topic: str) -> TelemetrySummary:
         drop_reasons=_counts(obj["drop_reasons"], "drop_reasons", where=where),
         sla_ms=sla_ms,
     )
-

@@ -207,7 +207,11 @@ class MqttLink:
             self._supervisor = asyncio.create_task(self._supervise(), name="mqtt-link")
 
     async def aclose(self) -> None:
-        """Disconnect cleanly (no last will) and stop reconnecting."""
+        """Disconnect cleanly (no last will) and stop reconnecting.
+
+        Waits at most ``connect_timeout_s + 1`` s (a connect attempt in flight is let
+        finish, then dropped).
+        """
         self._stopping.set()
         if self._supervisor is not None:
             try:
@@ -235,6 +239,15 @@ class MqttLink:
         except asyncio.TimeoutError:
             return False
         return True
+
+    async def wait_subscribed(self, timeout_s: float) -> bool:
+        """Wait until every live subscription is acknowledged; False on timeout."""
+        waits = [subscription.wait_subscribed(timeout_s) for subscription in self._subscriptions]
+        try:
+            acknowledged = await asyncio.wait_for(asyncio.gather(*waits), timeout_s)
+        except asyncio.TimeoutError:
+            return False
+        return all(acknowledged)
 
     # ------------------------------------------------------------------ publish
 

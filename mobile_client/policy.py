@@ -1,0 +1,124 @@
+"""A rate-based branch rule: the simplest policy that adapts to the link.
+
+It keeps, per candidate (branch, bit depth), running estimates of payload bytes,
+device time (head + encode, or the whole local run) and server time, plus one
+uplink throughput estimate shared by every remote branch: the harmonic mean of
+the samples of the last ``horizon_s`` seconds (robust to one lucky transfer, and
+old conditions expire). A frame the edge missed counts as a slow sample.
+
+Each frame it picks the most
+preferred candidate whose predicted latency fits ``sla_ms`` x ``margin``; if none
+fits, the fastest. Unmeasured candidates are probed once, in order, first; and
+when no frame has crossed the link for ``probe_every`` frames (all went local),
+the remote candidate with the smallest payload is sent once to re-measure it.
+
+This is a baseline, not the adaptive scheduler: it knows no accuracy profile
+(the caller orders candidates by preference) and no latency quantiles.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from splitedge.mobile_client.outcome import FrameOutcome
+
+
+@dataclass(frozen=True)
+class Candidate:
+    branch: str
+    bits: int | None = None  # None = the branch's default
+    remote: bool = True
+
+    @property
+    def label(self) -> str:
+        return self.branch if self.bits is None else f"{self.branch}/{self.bits}bit"
+
+
+@dataclass
+class _Estimate:
+    device_ms: float = 0.0
+    server_ms: float = 0.0
+    payload_bytes: float = 0.0
+    samples: int = 0
+
+    def update(self, device_ms: float, server_ms: float, payload_bytes: float) -> None:
+        a = 0.3 if self.samples else 1.0  # EWMA; the first sample sets it
+        self.device_ms += a * (device_ms - self.device_ms)
+        self.server_ms += a * (server_ms - self.server_ms)
+        self.payload_bytes += a * (payload_bytes - self.payload_bytes)
+        self.samples += 1
+
+
+@dataclass
+class RateRule:
+    candidates: list[Candidate]  # most preferred first
+    sla_ms: float
+    margin: float = 0.8
+    horizon_s: float = 3.0
+    probe_every: int = 5
+    clock: Callable[[], float] = time.monotonic
+    _est: dict[Candidate, _Estimate] = field(default_factory=dict)
+    _rates: deque[tuple[float, float]] = field(default_factory=deque)  # (time_s, mbps)
+    _since_remote: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.candidates:
+            raise ValueError("RateRule needs at least one candidate")
+        self._est = {c: _Estimate() for c in self.candidates}
+
+    @property
+    def bandwidth_mbps(self) -> float:
+        """Harmonic mean of the last ``horizon_s`` of throughput samples (0 before any)."""
+        if not self._rates:
+            return 0.0
+        newest = self._rates[-1][0]
+        recent = [r for t, r in self._rates if t >= newest - self.horizon_s]
+        return len(recent) / sum(1.0 / r for r in recent)
+
+    def _add_rate(self, mbps: float) -> None:
+        now = self.clock()
+        self._rates.append((now, max(mbps, 1e-3)))
+        while self._rates and self._rates[0][0] < now - self.horizon_s:
+            self._rates.popleft()
+
+    def predict_ms(self, candidate: Candidate) -> float:
+        est = self._est[candidate]
+        if not candidate.remote:
+            return est.device_ms
+        bw = self.bandwidth_mbps
+        transfer_ms = est.payload_bytes * 8 / (bw * 1000) if bw > 0 else 0.0
+        return est.device_ms + transfer_ms + est.server_ms
+
+    def pick(self) -> Candidate:
+        for candidate in self.candidates:
+            if self._est[candidate].samples == 0:
+                return candidate  # probe every candidate once
+        remote = [c for c in self.candidates if c.remote]
+        if remote and self._since_remote >= self.probe_every:
+            return min(remote, key=lambda c: self._est[c].payload_bytes)
+        budget = self.sla_ms * self.margin
+        for candidate in self.candidates:
+            if self.predict_ms(candidate) <= budget:
+                return candidate
+        return min(self.candidates, key=self.predict_ms)
+
+    def observe(self, candidate: Candidate, outcome: FrameOutcome) -> None:
+        t = outcome.timing
+        self._since_remote = 0 if candidate.remote else self._since_remote + 1
+        if outcome.source == "edge":
+            self._est[candidate].update(
+                t.head_ms + t.encode_ms, t.server_total_ms, outcome.payload_bytes
+            )
+            # Throughput sample: payload over the measured network time, which also
+            # holds the round trip and the reply, so it errs on the slow side.
+            if t.network_ms > 0 and outcome.payload_bytes > 0:
+                self._add_rate(outcome.payload_bytes * 8 / (t.network_ms * 1000))
+        elif outcome.source == "local" and not candidate.remote:
+            self._est[candidate].update(t.local_ms, 0.0, 0.0)
+        elif candidate.remote and outcome.payload_bytes > 0 and t.total_ms > 0:
+            # The edge missed: the payload did not make it in total_ms, so the link
+            # carried at most this much; the rule backs off until faster samples come.
+            self._add_rate(outcome.payload_bytes * 8 / (t.total_ms * 1000))

@@ -1,0 +1,204 @@
+"""The README's demo: a real edge server, a trace-driven link, a client that adapts.
+
+An edge server process serves the model; the client reaches it only through an
+:class:`~splitedge.simulations.link.EmulatedLink` whose uplink follows a step
+trace (fast, slower, very slow, fast again). Each frame the client's
+:class:`~splitedge.mobile_client.policy.RateRule` picks a branch (offload the
+JPEG frame, split with 8- or 4-bit tensors, or run locally) against the SLA, so
+the branch in use changes as the bandwidth does. Prints one line per frame,
+then a summary per phase, and saves a CSV and a plot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from splitedge.mobile_client import Client, open_source
+from splitedge.mobile_client.client import detections_count
+from splitedge.mobile_client.heads import TorchHeadBackend
+from splitedge.mobile_client.policy import Candidate, RateRule
+from splitedge.simulations.link import EmulatedLink
+from splitedge.simulations.processes import EdgeProcess
+from splitedge.simulations.traces import BandwidthTrace, constant
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DemoRow:
+    t_s: float
+    link_mbps: float
+    estimate_mbps: float
+    branch: str
+    source: str
+    reason: str
+    latency_ms: float
+    payload_bytes: int
+    detections: int
+
+
+def demo_trace(phase_s: float, rates_mbps: tuple[float, ...]) -> BandwidthTrace:
+    steps = [(i * phase_s, rate) for i, rate in enumerate(rates_mbps)]
+    return BandwidthTrace.from_steps(steps, duration_s=phase_s * len(rates_mbps))
+
+
+def candidates_for(branches: dict, split_branch: str | None) -> list[Candidate]:
+    """Offload (most accurate), split 8-bit, split 4-bit, then local: preference order."""
+    out = [Candidate(b) for b in branches if b.startswith("offload-jpeg")][:1]
+    split = split_branch or next((b for b, s in branches.items() if s.kind == "split"), None)
+    if split is not None:
+        out += [Candidate(split, 8), Candidate(split, 4)]
+    if "local" in branches:
+        out.append(Candidate("local", remote=False))
+    return out
+
+
+async def run_demo(
+    model: str,
+    *,
+    phase_s: float = 8.0,
+    rates_mbps: tuple[float, ...] = (40.0, 4.0, 0.5, 40.0),
+    delay_ms: float = 10.0,
+    sla_ms: float = 400.0,
+    fps: float = 5.0,
+    size: tuple[int, int] = (320, 240),
+    split_branch: str | None = None,
+    model_options: dict | None = None,
+    out_dir: Path = Path("out/demo"),
+    print_rows: bool = True,
+) -> list[DemoRow]:
+    """Run the demo; returns one row per frame (also written to ``out_dir``)."""
+    trace = demo_trace(phase_s, rates_mbps)
+    options = model_options or {}
+    spec = model + "".join(
+        f"{':' if i == 0 else ','}{k}={v}" for i, (k, v) in enumerate(options.items())
+    )
+    backend = await asyncio.to_thread(TorchHeadBackend, model, options)
+    rows: list[DemoRow] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "edge.toml"
+        config.write_text("[batching]\nmax_queue_delay_ms = 0.0\n")
+        edge = await asyncio.to_thread(
+            EdgeProcess(["--config", str(config), "--model", spec, "--log-level", "WARNING"]).start
+        )
+        try:
+            async with (
+                EmulatedLink(
+                    ("127.0.0.1", edge.port),
+                    trace,
+                    constant(max(rates_mbps), trace.duration_s),
+                    delay_ms=delay_ms,
+                ) as link,
+                Client(
+                    f"127.0.0.1:{link.port}", model, backend=backend, deadline_ms=sla_ms * 2
+                ) as client,
+            ):
+                rule = RateRule(candidates_for(client.branches, split_branch), sla_ms=sla_ms)
+                if print_rows:
+                    print(
+                        f"{'t_s':>6} {'link':>6} {'est':>6}  {'branch':<34} {'source':<7}"
+                        f" {'ms':>7} {'bytes':>7} {'dets':>4}"
+                    )
+                frames = open_source("synthetic", size=size)
+                start = time.monotonic()
+                period = 1.0 / fps
+                for index, frame in enumerate(frames):
+                    t_s = time.monotonic() - start
+                    if t_s >= trace.duration_s:
+                        break
+                    candidate = rule.pick()
+                    outcome = await client.submit(frame, candidate.branch, bits=candidate.bits)
+                    rule.observe(candidate, outcome)
+                    row = DemoRow(
+                        t_s,
+                        trace.rate_at(t_s),
+                        rule.bandwidth_mbps,
+                        candidate.label,
+                        outcome.source,
+                        outcome.reason,
+                        outcome.timing.total_ms,
+                        outcome.payload_bytes,
+                        detections_count(outcome),
+                    )
+                    rows.append(row)
+                    if print_rows:
+                        print(
+                            f"{row.t_s:6.1f} {row.link_mbps:6.1f} {row.estimate_mbps:6.1f}  "
+                            f"{row.branch:<34} {row.source:<7} {row.latency_ms:7.1f} "
+                            f"{row.payload_bytes:7d} {row.detections:4d}",
+                            flush=True,
+                        )
+                    await asyncio.sleep(max(0.0, start + (index + 1) * period - time.monotonic()))
+        finally:
+            await asyncio.to_thread(edge.stop)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_csv(rows, out_dir / "demo.csv")
+    _plot(rows, trace, sla_ms, out_dir / "demo.png")
+    return rows
+
+
+def summarize(rows: list[DemoRow], phase_s: float, sla_ms: float) -> str:
+    """One line per phase: link rate, branch mix, median latency, SLA misses."""
+    lines = [f"{'phase':>5} {'link_mbps':>9} {'frames':>6} {'p50_ms':>7} {'sla_miss':>8}  branches"]
+    phases = sorted({int(r.t_s // phase_s) for r in rows})
+    for p in phases:
+        part = [r for r in rows if int(r.t_s // phase_s) == p]
+        lat = sorted(r.latency_ms for r in part)
+        mix: dict[str, int] = {}
+        for r in part:
+            mix[r.branch] = mix.get(r.branch, 0) + 1
+        miss = sum(r.latency_ms > sla_ms for r in part)
+        lines.append(
+            f"{p:>5} {part[0].link_mbps:9.1f} {len(part):6d} {lat[len(lat) // 2]:7.1f} "
+            f"{miss:8d}  "
+            + ", ".join(f"{b} x{n}" for b, n in sorted(mix.items(), key=lambda x: -x[1]))
+        )
+    return "\n".join(lines)
+
+
+def _write_csv(rows: list[DemoRow], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(list(DemoRow.__dataclass_fields__))
+        for r in rows:
+            writer.writerow([getattr(r, k) for k in DemoRow.__dataclass_fields__])
+
+
+def _plot(rows: list[DemoRow], trace: BandwidthTrace, sla_ms: float, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ModuleNotFoundError:
+        log.warning("matplotlib is not installed; no plot (pip install splitedge[sim])")
+        return
+    branches = sorted({r.branch for r in rows})
+    fig, (ax_lat, ax_br, ax_bw) = plt.subplots(3, 1, figsize=(10, 7), sharex=True)
+    for b in branches:
+        pts = [r for r in rows if r.branch == b]
+        ax_lat.scatter([r.t_s for r in pts], [r.latency_ms for r in pts], s=10, label=b)
+    ax_lat.axhline(sla_ms, color="red", linestyle="--", linewidth=1, label="SLA")
+    ax_lat.set_ylabel("latency (ms)")
+    ax_lat.set_yscale("log")
+    ax_lat.legend(fontsize=7, loc="upper left")
+    ax_br.step([r.t_s for r in rows], [branches.index(r.branch) for r in rows], where="post")
+    ax_br.set_yticks(range(len(branches)), branches, fontsize=7)
+    ax_br.set_ylabel("branch")
+    t = [s for seg in trace.segments() for s in seg[:2]]
+    v = [seg[2] for seg in trace.segments() for _ in range(2)]
+    ax_bw.plot(t, v, label="uplink trace")
+    ax_bw.plot([r.t_s for r in rows], [r.estimate_mbps for r in rows], label="client estimate")
+    ax_bw.set_ylabel("Mbps")
+    ax_bw.set_yscale("log")
+    ax_bw.set_xlabel("time (s)")
+    ax_bw.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -232,6 +232,8 @@ async def test_link_survives_a_broker_restart(mosquitto) -> None:  # type: ignor
     ):
         sub = sub_link.subscribe("splitedge/v1/test/#")
         assert await sub.wait_subscribed(5)
+        # The links connect in the background; publish only once this one is up.
+        assert await pub.wait_connected(5)
         assert await pub.publish("splitedge/v1/test/a", b"before", qos=1)
         assert (await sub.get(5)).payload == b"before"  # type: ignore[union-attr]
 

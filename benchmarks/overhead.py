@@ -7,7 +7,11 @@ Both servers run as separate local processes; the same payload sizes (1 KB, 40 K
 paths interleaved so machine noise hits both alike. The splitedge path is
 ``Client.submit`` on the echo model's split branch: head, codec encode (zstd),
 bidi stream, server validation + decode + batcher + no-op tail + reply, client
-decode. Prints a table and ends with ``overhead_ratio_40k=<p50 ratio>``.
+decode. Prints a table and ends with ``overhead_ratio_40k=<p50 ratio>`` (loopback).
+
+For context it also measures both paths through an emulated link (default 50 Mbps
+each way, 5 ms one-way delay; ``--link-mbps 0`` skips it), where the same fixed
+runtime cost weighs against a real transfer time.
 """
 
 from __future__ import annotations
@@ -26,19 +30,47 @@ import numpy as np
 from benchmarks._rawgrpc import MAX_MESSAGE_BYTES, METHOD
 from benchmarks._stats import machine, pct, table
 from splitedge.mobile_client import Client
-from splitedge.mobile_client.heads import TorchHeadBackend
+from splitedge.mobile_client.messages import split_request
 from splitedge.mobile_client.sources import Frame
+from splitedge.models.types import BranchSpec, HeadOutput, Prediction
+from splitedge.simulations.link import EmulatedLink
 from splitedge.simulations.processes import EdgeProcess
+from splitedge.simulations.traces import constant
 
 SIZES = {"1k": 1_000, "40k": 40_000, "200k": 200_000}
 
 
-def _frame(size_bytes: int, rng: np.random.Generator) -> Frame:
-    # The echo head ships the frame as float32: 12 bytes per pixel. Values are
-    # random so zstd cannot shrink them and both paths carry the same bytes.
-    pixels = size_bytes // 12
-    image = rng.integers(0, 256, (pixels, 1, 3), dtype=np.uint8)
-    return Frame(0, image, time.monotonic_ns())
+class _FixedHead:
+    """A trivial head: always the same random float32 tensor (incompressible, so the
+    wire carries the nominal size). The rest of the client path runs as usual."""
+
+    name = "fixed"
+    has_local = False
+
+    def __init__(self) -> None:
+        self.output: HeadOutput | None = None
+
+    def can_run(self, branch: BranchSpec) -> bool:
+        return True
+
+    def head(self, branch: BranchSpec, image: np.ndarray) -> HeadOutput:
+        assert self.output is not None
+        return self.output
+
+    def local(self, image: np.ndarray) -> Prediction:
+        raise RuntimeError("no local model in this benchmark")
+
+
+def _head_output(size_bytes: int, rng: np.random.Generator) -> HeadOutput:
+    x = rng.standard_normal(size_bytes // 4).astype(np.float32)
+    return HeadOutput({"x": x}, (1, 1), (1, 1))
+
+
+def _wire_bytes(head: HeadOutput) -> bytes:
+    # The raw baseline carries exactly the serialized request splitedge sends.
+    request, _ = split_request(head, bits=0, zstd_level=3)
+    request.model, request.branch = "echo", "split@x"
+    return request.SerializeToString()
 
 
 async def _raw_block(
@@ -66,8 +98,12 @@ async def _full_block(client: Client, frame: Frame, n: int) -> list[float]:
     return out
 
 
-async def measure(edge_address: str, raw_port: int, frames: int, blocks: int) -> list[list[object]]:
+async def measure(
+    edge_address: str, raw_port: int, frames: int, blocks: int, sizes: dict[str, int], tag: str = ""
+) -> list[list[object]]:
     rng = np.random.default_rng(0)
+    head = _FixedHead()
+    frame = Frame(0, np.zeros((1, 1, 3), np.uint8), 0)
     rows = []
     options = [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -75,12 +111,12 @@ async def measure(edge_address: str, raw_port: int, frames: int, blocks: int) ->
     ]
     async with (
         grpc.aio.insecure_channel(f"127.0.0.1:{raw_port}", options=options) as channel,
-        Client(edge_address, "echo", backend=TorchHeadBackend("echo"), bits=0) as client,
+        Client(edge_address, "echo", backend=head, bits=0) as client,
     ):
         raw_stub = channel.stream_stream(METHOD)
-        for label, size in SIZES.items():
-            frame = _frame(size, rng)
-            payload = rng.bytes(size)
+        for label, size in sizes.items():
+            head.output = _head_output(size, rng)
+            payload = _wire_bytes(head.output)
             await _raw_block(raw_stub, payload, 20)  # warm both paths
             await _full_block(client, frame, 20)
             raw: list[float] = []
@@ -90,13 +126,41 @@ async def measure(edge_address: str, raw_port: int, frames: int, blocks: int) ->
                 raw += await _raw_block(raw_stub, payload, per_block)
                 full += await _full_block(client, frame, per_block)
             ratio = pct(full, 50) / pct(raw, 50)
-            rows.append([label, pct(raw, 50), pct(raw, 95), pct(full, 50), pct(full, 95), ratio])
+            rows.append(
+                [
+                    label + tag,
+                    len(payload),
+                    pct(raw, 50),
+                    pct(raw, 95),
+                    pct(full, 50),
+                    pct(full, 95),
+                    ratio,
+                ]
+            )
     return rows
+
+
+async def _through_link(
+    edge_port: int, raw_port: int, args: argparse.Namespace, frames: int, blocks: int
+) -> list[list[object]]:
+    trace = constant(args.link_mbps, 3600.0)
+    tag = f"@{args.link_mbps:g}Mbps"
+    async with (
+        EmulatedLink(("127.0.0.1", edge_port), trace, delay_ms=args.link_delay_ms) as edge_link,
+        EmulatedLink(("127.0.0.1", raw_port), trace, delay_ms=args.link_delay_ms) as raw_link,
+    ):
+        return await measure(
+            f"127.0.0.1:{edge_link.port}", raw_link.port, frames, blocks, {"40k": 40_000}, tag
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="300 frames per size instead of 2000")
+    parser.add_argument(
+        "--link-mbps", type=float, default=50.0, help="emulated link rate (0 = skip)"
+    )
+    parser.add_argument("--link-delay-ms", type=float, default=5.0, help="emulated one-way delay")
     args = parser.parse_args(argv)
     frames, blocks = (300, 6) if args.quick else (2000, 20)
     raw = subprocess.Popen(
@@ -110,17 +174,33 @@ def main(argv: list[str] | None = None) -> int:
             config = Path(tmp) / "edge.toml"
             config.write_text('[batching]\nmax_queue_delay_ms = 0.0\n\n[[models]]\nname = "echo"\n')
             with EdgeProcess(["--config", str(config)]) as edge:
-                rows = asyncio.run(measure(edge.address, raw_port, frames, blocks))
+                rows = asyncio.run(measure(edge.address, raw_port, frames, blocks, SIZES))
+                if args.link_mbps > 0:
+                    rows += asyncio.run(
+                        _through_link(edge.port, raw_port, args, frames // 3, blocks)
+                    )
     finally:
         raw.terminate()
         raw.wait()
-    print(f"# overhead: {machine()}; {frames} frames per size, one in flight, ms per round trip")
+    print(
+        f"# overhead: {machine()}; {frames} frames per size (a third through the link), "
+        "one in flight, ms per round trip"
+    )
     print(
         table(
-            ["payload", "raw_p50", "raw_p95", "splitedge_p50", "splitedge_p95", "ratio_p50"], rows
+            [
+                "tensor",
+                "wire_bytes",
+                "raw_p50",
+                "raw_p95",
+                "splitedge_p50",
+                "splitedge_p95",
+                "ratio_p50",
+            ],
+            rows,
         )
     )
-    ratio_40k = next(r[5] for r in rows if r[0] == "40k")
+    ratio_40k = next(r[6] for r in rows if r[0] == "40k")
     print(f"overhead_ratio_40k={ratio_40k:.3f}")
     return 0
 

@@ -3,8 +3,14 @@
 It keeps, per candidate (branch, bit depth), running estimates of payload bytes,
 device time (head + encode, or the whole local run) and server time, plus one
 uplink throughput estimate shared by every remote branch: the harmonic mean of
-the samples of the last ``horizon_s`` seconds (robust to one lucky transfer, and
-old conditions expire). A frame the edge missed counts as a slow sample.
+the last ``window`` samples of the last ``horizon_s`` seconds (robust to one lucky
+transfer; old conditions expire, and a collapse shows within a few frames).
+Network time is split into a fixed floor (the smallest
+network time of the last ``floor_horizon_s``: round trip and per-request costs,
+which change more slowly than the rate, and cannot be told apart from transfer
+time while only one payload size is sent) and a
+per-byte part; samples are payload / (network time - floor), so small payloads
+do not make the link look slow. A frame the edge missed counts as a slow sample.
 
 Each frame it picks the most
 preferred candidate whose predicted latency fits ``sla_ms`` x ``margin``; if none
@@ -58,10 +64,13 @@ class RateRule:
     sla_ms: float
     margin: float = 0.8
     horizon_s: float = 3.0
+    window: int = 5
+    floor_horizon_s: float = 30.0
     probe_every: int = 5
     clock: Callable[[], float] = time.monotonic
     _est: dict[Candidate, _Estimate] = field(default_factory=dict)
     _rates: deque[tuple[float, float]] = field(default_factory=deque)  # (time_s, mbps)
+    _network: deque[tuple[float, float]] = field(default_factory=deque)  # (time_s, ms)
     _since_remote: int = 0
 
     def __post_init__(self) -> None:
@@ -71,18 +80,24 @@ class RateRule:
 
     @property
     def bandwidth_mbps(self) -> float:
-        """Harmonic mean of the last ``horizon_s`` of throughput samples (0 before any)."""
-        if not self._rates:
-            return 0.0
-        newest = self._rates[-1][0]
-        recent = [r for t, r in self._rates if t >= newest - self.horizon_s]
-        return len(recent) / sum(1.0 / r for r in recent)
+        """Harmonic mean of the last ``horizon_s`` of throughput samples (0: unknown)."""
+        since = self.clock() - self.horizon_s
+        recent = [r for t, r in self._rates if t >= since][-self.window :]
+        # With no recent sample the link is unknown: predict no transfer time, so a
+        # remote branch gets tried and measured again.
+        return len(recent) / sum(1.0 / r for r in recent) if recent else 0.0
 
-    def _add_rate(self, mbps: float) -> None:
+    @property
+    def network_floor_ms(self) -> float:
+        """Smallest network time of the horizon: what a frame costs beyond its bytes."""
+        since = self.clock() - self.floor_horizon_s
+        return min((ms for t, ms in self._network if t >= since), default=0.0)
+
+    def _add(self, samples: deque[tuple[float, float]], value: float, horizon_s: float) -> None:
         now = self.clock()
-        self._rates.append((now, max(mbps, 1e-3)))
-        while self._rates and self._rates[0][0] < now - self.horizon_s:
-            self._rates.popleft()
+        samples.append((now, value))
+        while samples and samples[0][0] < now - horizon_s:
+            samples.popleft()
 
     def predict_ms(self, candidate: Candidate) -> float:
         est = self._est[candidate]
@@ -90,7 +105,7 @@ class RateRule:
             return est.device_ms
         bw = self.bandwidth_mbps
         transfer_ms = est.payload_bytes * 8 / (bw * 1000) if bw > 0 else 0.0
-        return est.device_ms + transfer_ms + est.server_ms
+        return est.device_ms + self.network_floor_ms + transfer_ms + est.server_ms
 
     def pick(self) -> Candidate:
         for candidate in self.candidates:
@@ -112,13 +127,17 @@ class RateRule:
             self._est[candidate].update(
                 t.head_ms + t.encode_ms, t.server_total_ms, outcome.payload_bytes
             )
-            # Throughput sample: payload over the measured network time, which also
-            # holds the round trip and the reply, so it errs on the slow side.
-            if t.network_ms > 0 and outcome.payload_bytes > 0:
-                self._add_rate(outcome.payload_bytes * 8 / (t.network_ms * 1000))
+            if t.network_ms > 0:
+                self._add(self._network, t.network_ms, self.floor_horizon_s)
+                # A sample only when the bytes took measurably longer than the floor.
+                transfer_ms = t.network_ms - self.network_floor_ms
+                if outcome.payload_bytes > 0 and transfer_ms >= 1.0:
+                    mbps = outcome.payload_bytes * 8 / (transfer_ms * 1000)
+                    self._add(self._rates, mbps, self.horizon_s)
         elif outcome.source == "local" and not candidate.remote:
             self._est[candidate].update(t.local_ms, 0.0, 0.0)
         elif candidate.remote and outcome.payload_bytes > 0 and t.total_ms > 0:
             # The edge missed: the payload did not make it in total_ms, so the link
             # carried at most this much; the rule backs off until faster samples come.
-            self._add_rate(outcome.payload_bytes * 8 / (t.total_ms * 1000))
+            mbps = max(outcome.payload_bytes * 8 / (t.total_ms * 1000), 1e-3)
+            self._add(self._rates, mbps, self.horizon_s)

@@ -54,9 +54,8 @@ def test_checkpoint_round_trip_gives_identical_outputs(
 
 def test_random_init_is_logged_and_recorded(caplog, frame, saved):
     original = saved[0]
-    torch.manual_seed(2)
     with caplog.at_level(logging.WARNING, logger="splitedge.models.weights"):
-        model = create_model(NAME, score_thresh=0.0)
+        model = create_model(NAME, score_thresh=0.0, init_seed=2)
     assert model.weights_source == RANDOM_INIT
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
@@ -170,3 +169,17 @@ def test_torchvision_weights_download_failure_is_clear(tmp_path, monkeypatch):
     assert "https://download.pytorch.org/" in message
     assert str(tmp_path / "hub" / "checkpoints") in message
     assert "\n" not in message
+
+
+def test_random_init_is_reproducible_and_leaves_the_global_rng_alone():
+    # A device and a server building the same random-init model must hold the same
+    # weights, or a split head would feed a tail it was never paired with.
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = create_model(NAME, score_thresh=0.0).torch_model.state_dict()
+    assert torch.equal(torch.rand(1), before)  # the caller's RNG stream is untouched
+    b = create_model(NAME, score_thresh=0.0).torch_model.state_dict()
+    c = create_model(NAME, score_thresh=0.0, init_seed=1).torch_model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)

@@ -54,3 +54,27 @@ def test_empty_folder_and_non_video_file(tmp_path: Path):
 def test_tiny_synthetic_size_refused():
     with pytest.raises(SourceError, match="at least 16x16"):
         open_source("synthetic", size=(8, 8))
+
+
+def test_video_file_frames_in_order(tmp_path: Path):
+    cv2 = pytest.importorskip("cv2")
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    assert writer.isOpened()
+    for value in (0, 120, 240):
+        writer.write(np.full((48, 64, 3), value, np.uint8))
+    writer.release()
+    frames = list(open_source(str(path)))
+    assert [f.index for f in frames] == [0, 1, 2]
+    assert frames[0].image.shape == (48, 64, 3)
+    # MJPG is lossy; the three grey levels stay far apart.
+    means = [float(f.image.mean()) for f in frames]
+    assert means[0] < 20 and 100 < means[1] < 140 and means[2] > 220
+
+
+def test_unreadable_video_is_refused(tmp_path: Path):
+    pytest.importorskip("cv2")
+    path = tmp_path / "broken.mp4"
+    path.write_bytes(b"not a video at all")
+    with pytest.raises(SourceError, match="cannot open video"):
+        list(open_source(str(path)))

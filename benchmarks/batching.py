@@ -84,7 +84,8 @@ async def _load(address: str, request: pb.FrameRequest, streams: int, seconds: f
             *(_stream(stub, _copy(request), t0 + seconds, lat) for _ in range(streams))
         )
         elapsed = time.perf_counter() - t0
-    return sum(counts) / elapsed, pct(lat, 50), pct(lat, 99), len(lat)
+        status = await stub.Status(pb.StatusRequest(), timeout=5.0)
+    return sum(counts) / elapsed, pct(lat, 50), pct(lat, 99), len(lat), status.device
 
 
 def _config(path: Path, model: str, batching: bool) -> None:
@@ -118,16 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             _config(cfg, args.model, batching)
             with EdgeProcess(["--config", str(cfg)]) as edge:
                 for streams in STREAMS:
-                    fps, p50, p99, n = asyncio.run(_load(edge.address, request, streams, seconds))
+                    fps, p50, p99, n, device = asyncio.run(
+                        _load(edge.address, request, streams, seconds)
+                    )
                     rows.append(["on" if batching else "off", streams, fps, p50, p99, n])
-                device = next(
-                    (
-                        line.split("device=")[1].split()[0]
-                        for line in edge.output
-                        if "device=" in line
-                    ),
-                    device,
-                )
     print(
         f"# batching: {machine()}; model {args.model} branch {branch}, tail on {device}, "
         f"{seconds:.0f} s per point"

@@ -50,6 +50,7 @@ from splitedge.models.depth.fusion import (
     fit_scale_shift_plain,
     fuse_depth,
     refine_scale_map,
+    refine_with_dff,
 )
 from splitedge.models.depth.io import load_focal_stack, save_focal_stack
 from splitedge.models.depth.metrics import DepthMetrics, abs_rel, delta1, depth_metrics, rmse_m
@@ -105,6 +106,7 @@ __all__ = [
     "peak_from_volume",
     "random_hand_homography",
     "refine_scale_map",
+    "refine_with_dff",
     "render_focal_stack",
     "render_slice",
     "rmse_m",

@@ -1,0 +1,413 @@
+"""Depth for AR from the edge: send a focal stack, get metric depth and confidence back.
+
+The device captures N slices focused at known distances and ships them (PNG,
+JPEG, or zstd-packed raw pixels) in one ``DepthFromFocus`` call; the edge server
+runs HybridDepth (depth from focus + a single-image prior, fused) and answers
+with float16 depth and confidence. ``splitedge-client depth --stack DIR`` does it
+for a folder written by :func:`splitedge.models.depth.save_focal_stack` (or by a
+phone app in that layout) and saves:
+
+* ``depth_mm.png``: 16-bit PNG, depth in **millimetres** (uint16; 0 = no depth,
+  values clipped to 65.535 m), the usual RGB-D convention (TUM, NYU tooling);
+* ``depth_preview.png``: inverse depth through the turbo colour map, near = red;
+* ``depth.json``: timing breakdown (ms), payload bytes, fitted scale/shift.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import grpc
+import numpy as np
+from PIL import Image
+
+from splitedge.models.depth import DepthError, FocalStack, load_focal_stack
+from splitedge.proto import codec, wire
+from splitedge.proto import splitedge_pb2 as pb
+from splitedge.proto import splitedge_pb2_grpc as pb_grpc
+
+__all__ = [
+    "DepthClientError",
+    "DepthResponse",
+    "DepthRpcError",
+    "add_depth_parser",
+    "build_request",
+    "depth_from_focus",
+    "depth_to_colour",
+    "main",
+    "run_depth",
+    "save_depth_png16",
+    "save_depth_preview",
+]
+
+ImageFormat = Literal["png", "jpeg", "zstd"]
+FocusUnit = Literal["m", "diopter"]
+IMAGE_FORMATS: tuple[str, ...] = ("png", "jpeg", "zstd")
+MAX_MESSAGE_BYTES = 64 * 2**20
+DEFAULT_DEADLINE_MS = 30_000.0
+_request_ids = itertools.count(1)
+
+
+class DepthClientError(Exception):
+    """The depth request could not be made or answered; one line a person can act on."""
+
+
+class DepthRpcError(DepthClientError):
+    """The server refused or failed the call; ``code`` is its gRPC status."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+@dataclass
+class DepthResponse:
+    """Metric depth (H, W) float32 metres, confidence (H, W) float32 in [0, 1].
+
+    ``timing`` holds the server's stages (``decode_ms`` ... ``server_total_ms``) and
+    the device's (``client_encode_ms``, ``round_trip_ms``, ``client_decode_ms``).
+    ``payload_bytes`` is the serialized request size (what crossed the uplink).
+    """
+
+    depth_m: np.ndarray
+    confidence: np.ndarray
+    timing: dict[str, float]
+    payload_bytes: int
+    response_bytes: int = 0
+    scale: float = 0.0
+    shift: float = 0.0
+    confident_pixels: int = 0
+    alignment_residual_px: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_request(
+    stack: FocalStack,
+    *,
+    image_format: ImageFormat = "png",
+    jpeg_quality: int = 95,
+    align: bool = False,
+    refine: bool = False,
+    deadline_ms: float = DEFAULT_DEADLINE_MS,
+    unit: FocusUnit = "m",
+    request_id: int | None = None,
+) -> pb.FocalStackRequest:
+    """The ``FocalStackRequest`` for a stack; slices as images or as zstd uint8 tensors."""
+    if image_format not in IMAGE_FORMATS:
+        raise DepthClientError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}")
+    if unit not in ("m", "diopter"):
+        raise DepthClientError(f"unit must be 'm' or 'diopter', got {unit!r}")
+    distances = stack.focus_distances_m if unit == "m" else 1.0 / stack.focus_distances_m
+    request = pb.FocalStackRequest(
+        request_id=next(_request_ids) if request_id is None else request_id,
+        focus_distances=[float(d) for d in distances],
+        focus_unit=pb.METERS if unit == "m" else pb.DIOPTERS,
+        align=align,
+        refine=refine,
+        deadline_ms=deadline_ms,
+    )
+    for i, pixels in enumerate(stack.images):
+        if image_format == "zstd":
+            request.frame_tensors.append(wire.tensor_to_pb(codec.encode_tensor(pixels, f"s{i}")))
+        else:
+            request.frames.append(
+                wire.image_to_pb(codec.encode_image(pixels, image_format, quality=jpeg_quality))
+            )
+    if stack.camera is not None:
+        request.camera.CopyFrom(
+            pb.CameraIntrinsics(
+                focal_length_mm=stack.camera.focal_length_mm,
+                f_number=stack.camera.f_number,
+                pixel_pitch_um=stack.camera.pixel_pitch_um,
+            )
+        )
+    return request
+
+
+def _decode_result(result: pb.DepthResult) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        depth = codec.decode_tensor(wire.tensor_from_pb(result.depth)).astype(np.float32)
+        confidence = codec.decode_tensor(wire.tensor_from_pb(result.confidence)).astype(np.float32)
+    except codec.CodecError as exc:
+        raise DepthClientError(f"server sent an undecodable depth result ({exc})") from exc
+    if depth.ndim != 2 or depth.shape != confidence.shape:
+        raise DepthClientError(
+            f"server sent depth {depth.shape} and confidence {confidence.shape}; expected (H, W)"
+        )
+    return depth, confidence
+
+
+async def depth_from_focus(
+    channel_or_address: grpc.aio.Channel | str,
+    stack: FocalStack,
+    *,
+    image_format: ImageFormat = "png",
+    jpeg_quality: int = 95,
+    align: bool = False,
+    refine: bool = False,
+    deadline_ms: float = DEFAULT_DEADLINE_MS,
+    unit: FocusUnit = "m",
+) -> DepthResponse:
+    """Send ``stack`` to an edge server's ``DepthFromFocus``; metric depth back.
+
+    ``channel_or_address`` is an open ``grpc.aio`` channel or ``"host:port"`` (a
+    plaintext channel is opened and closed here). ``deadline_ms`` bounds the whole
+    call and is sent along, so the server drops work nobody waits for. Raises
+    :class:`DepthRpcError` (with the status code) when the server refuses the stack.
+    """
+    t0 = time.perf_counter()
+    request = build_request(
+        stack,
+        image_format=image_format,
+        jpeg_quality=jpeg_quality,
+        align=align,
+        refine=refine,
+        deadline_ms=deadline_ms,
+        unit=unit,
+    )
+    payload_bytes = request.ByteSize()
+    t1 = time.perf_counter()
+    if isinstance(channel_or_address, str):
+        options = [
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ]
+        async with grpc.aio.insecure_channel(channel_or_address, options=options) as channel:
+            result = await _call(channel, request, deadline_ms)
+    else:
+        result = await _call(channel_or_address, request, deadline_ms)
+    t2 = time.perf_counter()
+    depth, confidence = _decode_result(result)
+    t3 = time.perf_counter()
+    timing = {
+        name.name: float(getattr(result.timing, name.name))
+        for name in pb.DepthTiming.DESCRIPTOR.fields
+    }
+    timing.update(
+        client_encode_ms=(t1 - t0) * 1e3,
+        round_trip_ms=(t2 - t1) * 1e3,
+        client_decode_ms=(t3 - t2) * 1e3,
+    )
+    return DepthResponse(
+        depth_m=depth,
+        confidence=confidence,
+        timing=timing,
+        payload_bytes=payload_bytes,
+        response_bytes=result.ByteSize(),
+        scale=result.scale,
+        shift=result.shift,
+        confident_pixels=result.confident_pixels,
+        alignment_residual_px=result.alignment_residual_px,
+    )
+
+
+async def _call(
+    channel: grpc.aio.Channel, request: pb.FocalStackRequest, deadline_ms: float
+) -> pb.DepthResult:
+    stub = pb_grpc.EdgeInferenceStub(channel)
+    timeout_s = deadline_ms / 1e3 if deadline_ms > 0 else None
+    try:
+        return await stub.DepthFromFocus(request, timeout=timeout_s)
+    except grpc.aio.AioRpcError as exc:
+        raise DepthRpcError(exc.code(), exc.details() or "") from exc
+
+
+# ---------------------------------------------------------------- saving
+
+
+def save_depth_png16(path: str | Path, depth_m: np.ndarray) -> Path:
+    """16-bit PNG of depth in millimetres (uint16; 0 = invalid; clipped to 65535 mm).
+
+    Millimetre uint16 is what RGB-D tools read (TUM/NYU style, divide by 1000 for m):
+    1 mm steps up to 65.5 m, and lossless PNG keeps them exact.
+    """
+    depth = np.asarray(depth_m, dtype=np.float64)
+    if depth.ndim != 2:
+        raise DepthClientError(f"depth must be (H, W), got {depth.shape}")
+    valid = np.isfinite(depth) & (depth > 0)
+    mm = np.where(valid, np.clip(np.rint(depth * 1e3), 1, 65535), 0).astype(np.uint16)
+    path = Path(path)
+    Image.fromarray(mm).save(path, format="PNG")
+    return path
+
+
+# Turbo as the polynomial fit published with it (Mikhailov, Google, 2019): no matplotlib needed.
+_TURBO_R = (0.13572138, 4.61539260, -42.66032258, 132.13108234, -152.94239396, 59.28637943)
+_TURBO_G = (0.09140261, 2.19418839, 4.84296658, -14.18503333, 4.27729857, 2.82956604)
+_TURBO_B = (0.10667330, 12.64194608, -60.58204836, 110.36276771, -89.90310912, 27.34824973)
+_TURBO_LUT = np.stack(
+    [
+        np.polynomial.polynomial.polyval(np.linspace(0.0, 1.0, 256), coeffs)
+        for coeffs in (_TURBO_R, _TURBO_G, _TURBO_B)
+    ],
+    axis=1,
+)
+_TURBO_LUT_U8 = np.clip(_TURBO_LUT * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def depth_to_colour(
+    depth_m: np.ndarray, *, min_depth_m: float | None = None, max_depth_m: float | None = None
+) -> np.ndarray:
+    """(H, W, 3) uint8 turbo colours of inverse depth: near = red, far = blue, invalid = black.
+
+    The range defaults to the 2nd-98th percentile of the valid depths, so a few wild
+    pixels do not wash the preview out.
+    """
+    depth = np.asarray(depth_m, dtype=np.float64)
+    if depth.ndim != 2:
+        raise DepthClientError(f"depth must be (H, W), got {depth.shape}")
+    valid = np.isfinite(depth) & (depth > 0)
+    out = np.zeros((*depth.shape, 3), np.uint8)
+    if not valid.any():
+        return out
+    lo = min_depth_m if min_depth_m is not None else float(np.percentile(depth[valid], 2))
+    hi = max_depth_m if max_depth_m is not None else float(np.percentile(depth[valid], 98))
+    inv = 1.0 / np.where(valid, depth, 1.0)
+    inv_near, inv_far = 1.0 / max(lo, 1e-6), 1.0 / max(hi, lo + 1e-6)
+    t = np.clip((inv - inv_far) / max(inv_near - inv_far, 1e-12), 0.0, 1.0)
+    out[valid] = _TURBO_LUT_U8[np.rint(t[valid] * 255).astype(np.int64)]
+    return out
+
+
+def save_depth_preview(path: str | Path, depth_m: np.ndarray) -> Path:
+    """A colour PNG of the depth map for people (see :func:`depth_to_colour`)."""
+    path = Path(path)
+    Image.fromarray(depth_to_colour(depth_m)).save(path, format="PNG")
+    return path
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", required=True, help="edge server address HOST:PORT")
+    parser.add_argument(
+        "--stack", required=True, type=Path, help="focal stack folder (images + focus.json)"
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=Path("."),
+        help="where depth_mm.png, depth_preview.png and depth.json go (default: .)",
+    )
+    parser.add_argument("--align", action="store_true", help="register hand-held slices first")
+    parser.add_argument("--refine", action="store_true", help="local refinement after the fit")
+    parser.add_argument(
+        "--format",
+        choices=IMAGE_FORMATS,
+        default="png",
+        help="slice encoding on the wire: png (lossless), jpeg, zstd (raw pixels; default png)",
+    )
+    parser.add_argument(
+        "--jpeg-quality", type=int, default=95, help="JPEG quality 1-100 (default 95)"
+    )
+    parser.add_argument(
+        "--unit",
+        choices=("m", "diopter"),
+        default="m",
+        help="unit the focus distances travel in (default m)",
+    )
+    parser.add_argument(
+        "--deadline-ms",
+        type=float,
+        default=DEFAULT_DEADLINE_MS,
+        help=f"budget for the whole call in ms, 0 = none (default {DEFAULT_DEADLINE_MS:.0f})",
+    )
+
+
+def add_depth_parser(subparsers: Any) -> None:
+    """Register ``splitedge-client depth`` (its handler is :func:`run_depth`)."""
+    parser = subparsers.add_parser(
+        "depth",
+        help="metric depth from a focal stack folder, computed on the edge",
+        description="Send a focal stack (a folder of slices + focus.json) to the edge "
+        "server's DepthFromFocus and save depth as a 16-bit PNG in millimetres plus a "
+        "colour preview.",
+    )
+    _add_arguments(parser)
+    parser.set_defaults(func=run_depth)
+
+
+def _fail(message: str) -> None:
+    print(f"splitedge-client: error: {message}", file=sys.stderr)
+
+
+def run_depth(args: argparse.Namespace) -> int:
+    """The ``depth`` command: 0 on success, 2 on bad input (local or refused), 1 otherwise."""
+    try:
+        stack = load_focal_stack(args.stack)
+    except DepthError as exc:
+        _fail(str(exc))
+        return 2
+    if not 1 <= args.jpeg_quality <= 100:
+        _fail(f"--jpeg-quality must be in 1..100, got {args.jpeg_quality}")
+        return 2
+    try:
+        response = asyncio.run(
+            depth_from_focus(
+                args.server,
+                stack,
+                image_format=args.format,
+                jpeg_quality=args.jpeg_quality,
+                align=args.align,
+                refine=args.refine,
+                deadline_ms=args.deadline_ms,
+                unit=args.unit,
+            )
+        )
+    except DepthRpcError as exc:
+        _fail(f"{args.server}: {exc}")
+        return 2 if exc.code == grpc.StatusCode.INVALID_ARGUMENT else 1
+    except DepthClientError as exc:
+        _fail(str(exc))
+        return 1
+    try:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        png = save_depth_png16(args.out_dir / "depth_mm.png", response.depth_m)
+        preview = save_depth_preview(args.out_dir / "depth_preview.png", response.depth_m)
+        record = {
+            "stack": str(args.stack),
+            "size_hw": list(response.depth_m.shape),
+            "slices": len(stack),
+            "payload_bytes": response.payload_bytes,
+            "response_bytes": response.response_bytes,
+            "timing_ms": {k: round(v, 3) for k, v in response.timing.items()},
+            "scale": response.scale,
+            "shift": response.shift,
+            "confident_pixels": response.confident_pixels,
+            "alignment_residual_px": response.alignment_residual_px,
+        }
+        (args.out_dir / "depth.json").write_text(json.dumps(record, indent=2) + "\n")
+    except OSError as exc:
+        _fail(f"cannot write results to {args.out_dir}: {exc}")
+        return 1
+    h, w = response.depth_m.shape
+    print(
+        f"depth {h}x{w} from {len(stack)} slices: payload {response.payload_bytes} B, "
+        f"server {response.timing['server_total_ms']:.1f} ms, "
+        f"round trip {response.timing['round_trip_ms']:.1f} ms -> {png}, {preview}"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m splitedge.mobile_client.depth ARGS``: the ``depth`` command on its own."""
+    parser = argparse.ArgumentParser(
+        prog="splitedge-client depth",
+        description="Metric depth from a focal stack folder, computed on the edge.",
+    )
+    _add_arguments(parser)
+    return run_depth(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,6 +3,8 @@
 ``splitedge-edge serve --model echo --port 0`` prints one machine-readable line,
 ``splitedge-edge listening on HOST:PORT``, once it accepts requests (and, with
 ``--metrics-port``, ``splitedge-edge metrics on http://HOST:PORT/metrics`` before it).
+With ``--mqtt HOST:PORT`` it also publishes its retained status for discovery
+(docs/mqtt.md); a broker that is down delays nothing.
 SIGTERM/SIGINT drain in-flight frames and exit 0. A bad config or flag prints one
 line on stderr and exits 2.
 """
@@ -21,6 +23,7 @@ from splitedge.edge.config import (
     EdgeConfig,
     ServerConfig,
     load_config,
+    parse_host_port,
     parse_model_spec,
 )
 from splitedge.edge.registry import ModelRegistry
@@ -76,6 +79,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="PEM CA: require client certificates it signed (mutual TLS; needs --tls-cert)",
     )
     s.add_argument("--port-file", type=Path, help="also write the bound gRPC port to this file")
+    m = s.add_argument_group("MQTT control plane (presence and load for discovery; docs/mqtt.md)")
+    m.add_argument(
+        "--mqtt",
+        metavar="HOST:PORT",
+        help="publish retained status to this broker (config [mqtt] host/port; default off)",
+    )
+    m.add_argument("--mqtt-username", help="broker username")
+    m.add_argument(
+        "--mqtt-password", help="broker password (prefer the config file: argv is public)"
+    )
+    m.add_argument("--mqtt-tls-ca", type=Path, help="PEM CA of the broker: connect over TLS")
+    m.add_argument(
+        "--server-id",
+        help="id on splitedge/v1/edge/<id>/status and in Status (default <hostname>-<port>)",
+    )
+    m.add_argument(
+        "--advertise",
+        metavar="HOST:PORT",
+        help="gRPC address clients should dial (default: bind host:port, 0.0.0.0 -> the "
+        "address on the route to the broker)",
+    )
     s.add_argument(
         "--log-level",
         type=str.upper,
@@ -94,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
             print(name)
         return 0
     try:
+        mqtt_host, mqtt_port = (
+            parse_host_port(args.mqtt, "--mqtt", default_port=1883) if args.mqtt else (None, None)
+        )
         config = load_config(
             args.config,
             host=args.host,
@@ -105,6 +132,13 @@ def main(argv: list[str] | None = None) -> int:
             tls_client_ca=args.tls_client_ca,
             log_level=args.log_level,
             models=[parse_model_spec(m) for m in args.model] if args.model else None,
+            mqtt_host=mqtt_host,
+            mqtt_port=mqtt_port,
+            mqtt_username=args.mqtt_username,
+            mqtt_password=args.mqtt_password,
+            mqtt_tls_ca=args.mqtt_tls_ca,
+            server_id=args.server_id,
+            advertise_address=args.advertise,
         )
         logging.basicConfig(
             level=config.log_level.upper(),

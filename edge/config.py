@@ -10,6 +10,7 @@ Inner code takes these objects (or plain arguments) and never reads files or env
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 import types
 import typing
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from splitedge.proto.codec import CodecLimits
+from splitedge.proto.control import MessageError, check_id
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,8 +33,10 @@ __all__ = [
     "EdgeConfig",
     "LimitsConfig",
     "ModelConfig",
+    "MqttConfig",
     "ServerConfig",
     "load_config",
+    "parse_host_port",
     "parse_model_spec",
 ]
 
@@ -82,10 +86,33 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class MqttConfig:
+    """The MQTT control plane (presence and load on the status topic); off while host is ""."""
+
+    host: str = ""  # broker address; "" = do not publish status
+    port: int = 1883
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False  # TLS with the system CAs (tls_ca implies TLS)
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None  # client certificate, for brokers that want one
+    tls_key: Path | None = None
+    server_id: str = ""  # "" = <hostname>-<grpc port>
+    advertise_address: str = ""  # what clients dial; "" = host:bound port (see edge.presence)
+    interval_s: float = 1.0  # status refresh period
+    keepalive_s: int = 30  # a hung server is marked offline after 1.5 keepalives
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host)
+
+
+@dataclass(frozen=True)
 class EdgeConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
     device: str = "auto"  # "auto" -> cuda if available, else cpu
     metrics_port: int = METRICS_OFF  # -1 = off, 0 = a free port (printed), else that port
     log_level: str = "INFO"
@@ -96,6 +123,7 @@ _SECTIONS: dict[str, type] = {
     "server": ServerConfig,
     "batching": BatchingConfig,
     "limits": LimitsConfig,
+    "mqtt": MqttConfig,
 }
 _TOP_LEVEL = {"device", "metrics_port", "log_level", "models", *_SECTIONS}
 
@@ -105,7 +133,9 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> EdgeConfig:
 
     ``overrides`` use dotted-free names: ``host``, ``port``, ``grace_s``, ``tls_cert``,
     ``tls_key`` (server), ``device``, ``metrics_port``, ``log_level``, ``models`` (a
-    list of :class:`ModelConfig`, replacing the file's). ``None`` values are ignored.
+    list of :class:`ModelConfig`, replacing the file's), and ``mqtt_host``,
+    ``mqtt_port``, ``mqtt_username``, ``mqtt_password``, ``mqtt_tls_ca``,
+    ``server_id``, ``advertise_address`` ([mqtt]). ``None`` values are ignored.
     """
     table: dict[str, Any] = {}
     base_dir = Path.cwd()
@@ -161,6 +191,19 @@ def parse_model_spec(text: str) -> ModelConfig:
     return ModelConfig(
         name=name, options=options, serve_as=None if serve_as is None else str(serve_as)
     )
+
+
+def parse_host_port(text: str, what: str, default_port: int | None = None) -> tuple[str, int]:
+    """``"broker.lan:1883"`` / ``"[::1]:1883"`` -> (host, port); ``what`` names the flag/key."""
+    match = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:\[\]]+):(\d+)|([^:\[\]]+)", text.strip())
+    if match is None or (match.group(5) is not None and default_port is None):
+        raise ConfigError(f"{what} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:1883")
+    host = match.group(1) or match.group(3) or match.group(5)
+    port_text = match.group(2) or match.group(4)
+    port = int(port_text) if port_text is not None else int(default_port or 0)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{what} {text!r}: port {port} is not 1-65535")
+    return host, port
 
 
 def _parse_scalar(value: str) -> Any:
@@ -250,21 +293,41 @@ def _coerce(value: Any, hint: Any, key: str, base_dir: Path) -> Any:
 
 _SERVER_OVERRIDES = {"host", "port", "grace_s", "tls_cert", "tls_key", "tls_client_ca"}
 _TOP_OVERRIDES = {"device", "metrics_port", "log_level"}
+# override name -> [mqtt] key
+_MQTT_OVERRIDES = {
+    "mqtt_host": "host",
+    "mqtt_port": "port",
+    "mqtt_username": "username",
+    "mqtt_password": "password",
+    "mqtt_tls_ca": "tls_ca",
+    "server_id": "server_id",
+    "advertise_address": "advertise_address",
+}
 
 
 def _apply_overrides(config: EdgeConfig, overrides: Mapping[str, Any]) -> EdgeConfig:
     given = {k: v for k, v in overrides.items() if v is not None}
-    unknown = sorted(set(given) - _SERVER_OVERRIDES - _TOP_OVERRIDES - {"models"})
+    unknown = sorted(
+        set(given) - _SERVER_OVERRIDES - _TOP_OVERRIDES - set(_MQTT_OVERRIDES) - {"models"}
+    )
     if unknown:
         raise ConfigError(f"{unknown[0]}: not an overridable setting")
     server = {k: v for k, v in given.items() if k in _SERVER_OVERRIDES}
     for key in ("tls_cert", "tls_key", "tls_client_ca"):
         if key in server:
             server[key] = Path(server[key])
+    mqtt = {key: given[name] for name, key in _MQTT_OVERRIDES.items() if name in given}
+    if "tls_ca" in mqtt:
+        mqtt["tls_ca"] = Path(mqtt["tls_ca"])
     top = {k: v for k, v in given.items() if k in _TOP_OVERRIDES}
     if "models" in given:
         top["models"] = tuple(given["models"])
-    return dataclasses.replace(config, server=dataclasses.replace(config.server, **server), **top)
+    return dataclasses.replace(
+        config,
+        server=dataclasses.replace(config.server, **server),
+        mqtt=dataclasses.replace(config.mqtt, **mqtt),
+        **top,
+    )
 
 
 def _validate(config: EdgeConfig) -> None:
@@ -307,6 +370,49 @@ def _validate(config: EdgeConfig) -> None:
         p = getattr(s, key)
         if p is not None and not p.is_file():
             raise ConfigError(f"server.{key}: file {str(p)!r} does not exist")
+    _validate_mqtt(config.mqtt)
+
+
+def _validate_mqtt(m: MqttConfig) -> None:
+    if not m.enabled:
+        # Catches "--server-id x" without "--mqtt": settings that would silently do nothing.
+        keys = ("username", "password", "tls", "tls_ca", "tls_cert", "tls_key", "server_id")
+        for key in (*keys, "advertise_address"):
+            if getattr(m, key):
+                raise ConfigError(f"mqtt.{key}: set, but mqtt.host is empty (MQTT is off)")
+        return
+    checks = [
+        (1 <= m.port <= 65535, "mqtt.port", f"{m.port} is not a port (1-65535)"),
+        (m.interval_s > 0, "mqtt.interval_s", f"{m.interval_s} must be > 0"),
+        (m.keepalive_s >= 1, "mqtt.keepalive_s", "must be at least 1"),
+        (
+            m.password is None or m.username is not None,
+            "mqtt.password",
+            "given without mqtt.username",
+        ),
+        (
+            (m.tls_cert is None) == (m.tls_key is None),
+            "mqtt.tls_cert/tls_key",
+            "give both or neither",
+        ),
+    ]
+    for ok, key, message in checks:
+        if not ok:
+            raise ConfigError(f"{key}: {message}")
+    if m.server_id:
+        try:
+            check_id("server_id", m.server_id)
+        except MessageError as exc:
+            raise ConfigError(
+                f"mqtt.server_id: {m.server_id!r} is not a valid id: "
+                "use 1-64 characters of [A-Za-z0-9_.-]"
+            ) from exc
+    if m.advertise_address:
+        parse_host_port(m.advertise_address, "mqtt.advertise_address")
+    for key in ("tls_ca", "tls_cert", "tls_key"):
+        p = getattr(m, key)
+        if p is not None and not p.is_file():
+            raise ConfigError(f"mqtt.{key}: file {str(p)!r} does not exist")
 
 
 def _show(value: Any) -> str:

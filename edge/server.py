@@ -16,6 +16,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -32,6 +33,9 @@ from splitedge.proto import splitedge_pb2 as pb
 from splitedge.proto import splitedge_pb2_grpc as pb_grpc
 from splitedge.proto import wire
 from splitedge.proto.codec import CodecError, EncodedImage, EncodedTensor
+
+if TYPE_CHECKING:
+    from splitedge.edge.publisher import StatusPublisher
 
 __all__ = ["EdgeInferenceServicer", "EdgeServer", "serve"]
 
@@ -269,6 +273,8 @@ class EdgeServer:
     ``start()`` binds (port 0 = any free port) and returns the bound port;
     ``stop(grace_s)`` marks NOT_SERVING, refuses new frames, lets in-flight frames
     finish within the grace period, then drains the batcher and stops the exporter.
+    With ``[mqtt] host`` set, a :class:`StatusPublisher` announces the server once the
+    port is bound and says ``offline`` as the drain begins.
     """
 
     def __init__(self, config: EdgeConfig, registry: ModelRegistry) -> None:
@@ -280,6 +286,7 @@ class EdgeServer:
         self.health = health_aio.HealthServicer()
         self.port = 0
         self.metrics_port = 0
+        self.publisher: StatusPublisher | None = None
         self._server: grpc.aio.Server | None = None
         self._stopping: asyncio.Event | None = None
         self._stopped = False
@@ -342,7 +349,27 @@ class EdgeServer:
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving %s on %s:%d", ", ".join(self.service.registry.names), cfg.host, self.port)
+        if self.config.mqtt.enabled:
+            await self._start_publisher()
         return self.port
+
+    async def _start_publisher(self) -> None:
+        # Imported here: aiomqtt is only needed by servers that publish status.
+        from splitedge.edge.presence import make_publisher
+
+        mqtt = self.config.mqtt
+        self.publisher = make_publisher(mqtt, self.service, self.config.server.host, self.port)
+        # One id everywhere: the Status RPC reports the id the status topic carries.
+        self.service.server_id = self.publisher.server_id
+        # Connects in the background: a broker that is down never holds up serving.
+        await self.publisher.start()
+        log.info(
+            "status on mqtt %s:%d topic %s every %.1f s",
+            mqtt.host,
+            mqtt.port,
+            self.publisher.topic,
+            mqtt.interval_s,
+        )
 
     async def wait_for_termination(self) -> None:
         if self._server is not None:
@@ -358,11 +385,34 @@ class EdgeServer:
         self.service.begin_shutdown()
         assert self._stopping is not None
         self._stopping.set()
+        # Offline goes out while frames drain, so devices fail over at once.
+        offline = (
+            asyncio.create_task(self.publisher.stop(), name="status-offline")
+            if self.publisher is not None
+            else None
+        )
         await self._server.stop(grace_s)
+        if offline is not None:
+            await _bounded(offline, _OFFLINE_WAIT_S)
         await self.service.__aexit__(None, None, None)
         if self.metrics is not None:
             self.metrics.close()
         log.info("stopped")
+
+
+# How long shutdown waits, after the drain, for the offline message and MQTT disconnect.
+_OFFLINE_WAIT_S = 2.0
+
+
+async def _bounded(task: asyncio.Task[None], timeout_s: float) -> None:
+    """Wait for ``task`` at most ``timeout_s``; a broker that hangs must not hold shutdown."""
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        log.warning("mqtt offline/disconnect still pending after %.1f s; not waiting", timeout_s)
+        task.cancel()
+        return
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("mqtt offline message failed: %r", task.exception())
 
 
 def _bracket(host: str) -> str:

@@ -1,4 +1,10 @@
-"""``splitedge-client``: run frames through an edge server, or ask it what it serves."""
+"""``splitedge-client``: run frames through an edge server, or ask it what it serves.
+
+``run --server HOST:PORT`` names the server; ``run --discover mqtt://BROKER:PORT``
+finds the least-loaded one serving ``--model`` on the MQTT plane, follows failovers,
+takes live SLA changes from the control topics and publishes telemetry
+(docs/mqtt.md). ``--broker`` adds control and telemetry to a named server.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,17 @@ import asyncio
 import logging
 import sys
 from collections import Counter
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from splitedge.mobile_client.client import Client, ClientError
-from splitedge.mobile_client.heads import LocalUnavailable, make_backend
+from splitedge.mobile_client.heads import HeadBackend, LocalUnavailable, make_backend
 from splitedge.mobile_client.outcome import FrameOutcome
 from splitedge.mobile_client.sinks import JsonLinesSink
 from splitedge.mobile_client.sources import SourceError, open_source
+
+if TYPE_CHECKING:
+    from splitedge.mobile_client.fleet import FleetSession
 
 log = logging.getLogger("splitedge.client")
 
@@ -42,6 +52,34 @@ def _options(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _add_mqtt_flags(run: argparse.ArgumentParser) -> None:
+    m = run.add_argument_group("MQTT control plane (docs/mqtt.md)")
+    m.add_argument(
+        "--broker",
+        metavar="mqtt://HOST:PORT",
+        help="with --server: take control and publish telemetry via this broker",
+    )
+    m.add_argument(
+        "--discover-timeout-s",
+        type=float,
+        default=10.0,
+        help="with --discover: wait this long for a server (default 10)",
+    )
+    m.add_argument(
+        "--client-id", help="id on splitedge/v1/client/<id>/... (default <hostname>-<pid>)"
+    )
+    m.add_argument(
+        "--telemetry-every",
+        type=int,
+        default=30,
+        metavar="N",
+        help="publish a telemetry summary every N frames; 0 = off (default 30)",
+    )
+    m.add_argument("--mqtt-username", help="broker username")
+    m.add_argument("--mqtt-password", help="broker password")
+    m.add_argument("--mqtt-tls-ca", help="PEM CA of the broker: connect over TLS")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="splitedge-client",
@@ -59,7 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
         "answer in time runs locally when this device holds the model, else it is recorded as "
         "dropped with the reason.",
     )
-    run.add_argument("--server", required=True, help="edge server address HOST:PORT")
+    where = run.add_mutually_exclusive_group(required=True)
+    where.add_argument("--server", help="edge server address HOST:PORT")
+    where.add_argument(
+        "--discover",
+        metavar="mqtt://HOST:PORT",
+        help="find the least-loaded edge server for --model via this MQTT broker and "
+        "follow failovers (mqtts:// = TLS); also takes control and publishes telemetry",
+    )
     run.add_argument("--model", required=True, help="model name as the server lists it")
     run.add_argument(
         "--branch",
@@ -77,9 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fps", type=float, default=0.0, help="pace frames like a camera (0 = fast)")
     run.add_argument(
         "--deadline-ms",
+        "--sla-ms",
+        dest="deadline_ms",
         type=float,
         default=1000.0,
-        help="per-frame budget from capture to result; 0 = none (default 1000)",
+        help="per-frame budget (the SLA) from capture to result; 0 = none (default 1000); "
+        "control messages change it live",
     )
     run.add_argument(
         "--bits",
@@ -111,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--tls-ca", default=None, help="PEM root certificate to reach a TLS server")
     run.add_argument("--out", default="-", help="JSON lines output file (default stdout)")
+    _add_mqtt_flags(run)
 
     models = sub.add_parser("models", help="list the models and branches a server offers")
     models.add_argument("--server", required=True, help="edge server address HOST:PORT")
@@ -118,17 +167,90 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_mqtt_flags(args: argparse.Namespace) -> str | None:
+    """The broker URL to use (None: no MQTT); raises ValueError on a bad combination."""
+    url = args.discover or args.broker
+    if args.discover and args.broker:
+        raise ValueError("--broker is for --server; --discover already names the broker")
+    if url is None:
+        given = [
+            flag
+            for flag, value in (
+                ("--client-id", args.client_id),
+                ("--mqtt-username", args.mqtt_username),
+                ("--mqtt-password", args.mqtt_password),
+                ("--mqtt-tls-ca", args.mqtt_tls_ca),
+            )
+            if value is not None
+        ]
+        if given:
+            raise ValueError(f"{given[0]} needs --discover or --broker")
+        return None
+    if args.telemetry_every < 0:
+        raise ValueError(f"--telemetry-every must be >= 0, got {args.telemetry_every}")
+    if args.discover_timeout_s <= 0:
+        raise ValueError(f"--discover-timeout-s must be > 0, got {args.discover_timeout_s}")
+    if args.mqtt_password is not None and args.mqtt_username is None:
+        raise ValueError("--mqtt-password needs --mqtt-username")
+    return str(url)
+
+
 async def _run(args: argparse.Namespace) -> int:
     try:
         options = _options(args.model_option)
         backend = make_backend(args.backend, args.model, options)
+        url = _check_mqtt_flags(args)
+        fleet = _fleet_session(args, url) if url is not None else None
     except (argparse.ArgumentTypeError, ValueError, KeyError) as exc:
         print(f"splitedge-client: error: {exc}", file=sys.stderr)
         return 2
+    if fleet is None:
+        return await _stream(args, args.server, backend, None)
+    async with fleet:
+        server = args.server
+        if args.discover:
+            server = (await fleet.wait_for_server(args.discover_timeout_s)).address
+            print(f"splitedge-client: edge server {server} (via {args.discover})", file=sys.stderr)
+        return await _stream(args, server, backend, fleet)
+
+
+def _fleet_session(args: argparse.Namespace, url: str) -> FleetSession:
+    # Imported here: a run without MQTT needs no aiomqtt.
+    from splitedge.mobile_client.fleet import FleetSession, default_client_id, parse_broker_url
+    from splitedge.proto.control import MessageError
+    from splitedge.proto.mqtt import BrokerConfig
+
+    host, port, tls = parse_broker_url(url)
+    if args.mqtt_tls_ca is not None and not Path(args.mqtt_tls_ca).is_file():
+        raise ValueError(f"--mqtt-tls-ca: file {args.mqtt_tls_ca!r} does not exist")
+    broker = BrokerConfig(
+        host=host,
+        port=port,
+        username=args.mqtt_username,
+        password=args.mqtt_password,
+        tls=tls,
+        tls_ca=args.mqtt_tls_ca,
+    )
+    try:
+        return FleetSession(
+            broker,
+            args.model,
+            args.client_id or default_client_id(),
+            discover=bool(args.discover),
+            telemetry_every=args.telemetry_every,
+            sla_ms=args.deadline_ms if args.deadline_ms > 0 else None,
+        )
+    except MessageError as exc:
+        raise ValueError(f"--client-id: {exc}") from exc
+
+
+async def _stream(
+    args: argparse.Namespace, server: str, backend: HeadBackend, fleet: FleetSession | None
+) -> int:
     frames = open_source(args.source, max_frames=args.frames, size=args.size)
     counts: Counter[str] = Counter()
     async with Client(
-        args.server,
+        server,
         args.model,
         backend=backend,
         deadline_ms=args.deadline_ms,
@@ -137,12 +259,16 @@ async def _run(args: argparse.Namespace) -> int:
         zstd_level=args.zstd_level,
         tls_ca=args.tls_ca,
     ) as client:
+        if fleet is not None:
+            fleet.attach(client)
         with JsonLinesSink(args.out) as sink:
             outcome: FrameOutcome
             async for outcome in client.run(
                 frames, args.branch, max_in_flight=args.in_flight, fps=args.fps
             ):
                 sink.write(outcome)
+                if fleet is not None:
+                    fleet.record(outcome)
                 key = f"{outcome.source}:{outcome.reason}" if outcome.reason else outcome.source
                 counts[key] += 1
     summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))

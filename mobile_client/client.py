@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
@@ -36,6 +36,9 @@ from splitedge.mobile_client.sources import Frame
 from splitedge.models.types import BranchSpec
 from splitedge.proto import splitedge_pb2 as pb
 from splitedge.proto import splitedge_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:  # discovery needs aiomqtt; a client without the MQTT plane must not
+    from splitedge.mobile_client.discovery import ServerState
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,9 @@ class Client:
     ``backend`` runs heads and local fallback on the device (default: none, offload
     branches only). ``deadline_ms`` is the per-frame budget from capture to result.
     ``bits`` overrides the branch's default quantization of split tensors.
+    :meth:`switch_server` moves the session to another server; ``server_load`` holds
+    the current server's last published state (set by whoever follows discovery)
+    for a policy's latency model.
     """
 
     def __init__(
@@ -119,7 +125,9 @@ class Client:
         self.max_backoff_s = max_backoff_s
         self.model_info: pb.ModelInfo | None = None
         self.branches: dict[str, BranchSpec] = {}
+        self.server_load: ServerState | None = None
         self._tls_ca = Path(tls_ca) if tls_ca else None
+        self._retiring: set[asyncio.Task[None]] = set()
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.EdgeInferenceStub | None = None
         self._stream: _Stream | None = None
@@ -130,7 +138,7 @@ class Client:
 
     # ------------------------------------------------------------ lifetime
 
-    async def __aenter__(self) -> Client:
+    def _connect(self) -> None:
         options = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -141,6 +149,9 @@ class Client:
         else:
             self._channel = grpc.aio.insecure_channel(self.server, options=options)
         self._stub = pb_grpc.EdgeInferenceStub(self._channel)
+
+    async def __aenter__(self) -> Client:
+        self._connect()
         try:
             await self.refresh_model_info()
         except EdgeUnavailable as exc:
@@ -158,6 +169,39 @@ class Client:
         await self._close_stream()
         if self._channel is not None:
             await self._channel.close()
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+
+    async def switch_server(self, server: str) -> None:
+        """Move to the edge server at ``server`` (``host:port``) without losing a frame.
+
+        New frames go to the new server at once. Frames already on the old stream
+        keep waiting for their answers there (a live server still answers them; a
+        dead one breaks the stream and they fall back like any frame the edge
+        missed). Raises :class:`ClientError` if the new server does not serve the
+        model; an unreachable one is tolerated (frames fall back until it answers).
+        """
+        async with self._open_lock:
+            old_stream, old_channel = self._stream, self._channel
+            self._stream = None
+            self.server = server
+            if self.server_load is not None and self.server_load.address != server:
+                self.server_load = None  # another server's load would mislead the policy
+            self._connect()
+            # The old server's failures say nothing about this one.
+            self._failures, self._retry_at = 0, 0.0
+        task = asyncio.create_task(
+            self._retire(old_stream, old_channel), name=f"retire-stream {self.server}"
+        )
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        log.info("switched to edge server %s", server)
+        try:
+            await self.refresh_model_info()
+        except EdgeUnavailable as exc:
+            log.warning("%s; frames fall back until it answers", exc)
+            self.model_info = None  # _open_stream asks again before streaming
+            self._note_failure()
 
     async def refresh_model_info(self) -> pb.ModelInfo:
         """Ask the server to describe our model (branches, tensor specs, profiles)."""
@@ -366,6 +410,15 @@ class Client:
 
     async def _close_stream(self) -> None:
         stream, self._stream = self._stream, None
+        await self._end_stream(stream)
+
+    async def _retire(self, stream: _Stream | None, channel: grpc.aio.Channel | None) -> None:
+        await self._end_stream(stream)
+        if channel is not None:
+            await channel.close()
+
+    @staticmethod
+    async def _end_stream(stream: _Stream | None) -> None:
         if stream is None:
             return
         with contextlib.suppress(Exception):

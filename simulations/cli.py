@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from splitedge.simulations import record_telemetry
+
 
 def _rates(text: str) -> tuple[float, ...]:
     try:
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sla-ms", type=float, default=400.0, help="latency SLA (default 400)")
     demo.add_argument("--fps", type=float, default=5.0, help="camera frame rate (default 5)")
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
+    record_telemetry.add_parser(sub)
     return parser
 
 
@@ -87,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(summarize(rows, args.phase_s, args.sla_ms))
         print(f"\nwrote {args.out / 'demo.csv'} and {args.out / 'demo.png'}")
+    if args.command == "record-telemetry":
+        return record_telemetry.main(args)
     return 0
 
 

@@ -1,0 +1,120 @@
+"""Fleet session pieces without a broker: broker URLs, telemetry records, CLI flag errors."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from splitedge.mobile_client.cli import main
+from splitedge.mobile_client.fleet import (
+    BrokerUrlError,
+    FleetSession,
+    default_client_id,
+    frame_record,
+    parse_broker_url,
+)
+from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
+from splitedge.proto.control import BadTopicError
+from splitedge.proto.mqtt import BrokerConfig
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mqtt://broker", ("broker", 1883, False)),
+        ("mqtt://10.0.0.2:1884", ("10.0.0.2", 1884, False)),
+        ("mqtts://broker.lan", ("broker.lan", 8883, True)),
+        ("mqtt://[::1]:1883/", ("::1", 1883, False)),
+    ],
+)
+def test_broker_urls(url, expected):
+    assert parse_broker_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("broker:1883", "expected mqtt://HOST"),
+        ("http://broker", "expected mqtt://HOST"),
+        ("mqtt://broker:0", "port 0 is not 1-65535"),
+        ("mqtt://broker:x", "expected mqtt://HOST"),
+    ],
+)
+def test_bad_broker_urls(url, reason):
+    with pytest.raises(BrokerUrlError, match=reason):
+        parse_broker_url(url)
+
+
+def test_default_client_id_is_a_valid_topic_id():
+    assert re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", default_client_id())
+
+
+def _outcome(source: str, reason: str = "", total_ms: float = 50.0) -> FrameOutcome:
+    timing = FrameTiming(total_ms=total_ms, network_ms=8.0 if source == "edge" else 0.0)
+    return FrameOutcome(0, "split@x", source, reason, None, timing, payload_bytes=10_000)  # type: ignore[arg-type]
+
+
+def test_frame_records_name_where_the_result_came_from():
+    edge = frame_record(_outcome("edge"), sla_ms=100)
+    assert (edge.branch, edge.latency_ms, edge.sla_miss) == ("split@x", 50.0, False)
+    assert edge.bandwidth_mbps == pytest.approx(10_000 * 8 / 8_000)  # 10 kB in 8 ms = 10 Mbps
+    late = frame_record(_outcome("local", "deadline", total_ms=150), sla_ms=100)
+    assert (late.branch, late.sla_miss, late.bandwidth_mbps) == ("local", True, None)
+    dropped = frame_record(_outcome("dropped", "edge-unavailable"), sla_ms=None)
+    assert (dropped.branch, dropped.latency_ms, dropped.sla_miss) == ("none", None, True)
+    assert dropped.drop_reason == "edge-unavailable"
+    filtered = frame_record(_outcome("dropped", "prefilter"), sla_ms=100)
+    assert not filtered.sla_miss  # nothing to detect is not a missed deadline
+
+
+async def test_session_refuses_bad_ids_and_counts():
+    with pytest.raises(BadTopicError, match="client_id 'cam/1' is not a valid id"):
+        FleetSession(BrokerConfig(), "echo", "cam/1")
+    with pytest.raises(ValueError, match="telemetry_every must be >= 0"):
+        FleetSession(BrokerConfig(), "echo", "cam-1", telemetry_every=-1)
+
+
+BASE = ["run", "--model", "echo", "--branch", "offload-jpeg90", "--backend", "none"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (
+            ["--discover", "mqtt://b:1", "--broker", "mqtt://b:1"],
+            "--broker is for --server; --discover already names the broker",
+        ),
+        (["--discover", "b:1883"], "'b:1883' is not a broker URL: expected mqtt://HOST[:PORT]"),
+        (["--server", "h:1", "--client-id", "cam"], "--client-id needs --discover or --broker"),
+        (["--server", "h:1", "--mqtt-tls-ca", "ca.pem"], "--mqtt-tls-ca needs --discover"),
+        (["--discover", "mqtt://b", "--telemetry-every", "-1"], "--telemetry-every must be >= 0"),
+        (["--discover", "mqtt://b", "--discover-timeout-s", "0"], "--discover-timeout-s must be"),
+        (["--discover", "mqtt://b", "--mqtt-password", "pw"], "--mqtt-password needs"),
+        (["--discover", "mqtt://b", "--client-id", "a/b"], "--client-id: client_id 'a/b' is not"),
+        (["--discover", "mqtt://b", "--mqtt-tls-ca", "/no/ca.pem"], "--mqtt-tls-ca: file"),
+    ],
+)
+def test_cli_mqtt_flag_errors_exit_2_with_one_line(capsys, flags, expected):
+    assert main([*BASE, *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"splitedge-client: error: {expected}"), err
+    assert err.count("\n") == 1
+
+
+def test_cli_wants_exactly_one_of_server_and_discover(capsys):
+    with pytest.raises(SystemExit) as info:
+        main([*BASE, "--server", "h:1", "--discover", "mqtt://b"])
+    assert info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(BASE)
+    assert "one of the arguments --server --discover is required" in capsys.readouterr().err
+
+
+def test_cli_reports_an_unreachable_broker(capsys):
+    # Port 1 on loopback refuses at once: the wait ends with a reason, not a hang.
+    code = main([*BASE, "--discover", "mqtt://127.0.0.1:1", "--discover-timeout-s", "0.5"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "broker mqtt://127.0.0.1:1 not reachable within 0.5 s" in err

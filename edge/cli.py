@@ -100,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="gRPC address clients should dial (default: bind host:port, 0.0.0.0 -> the "
         "address on the route to the broker)",
     )
+    d = s.add_argument_group("HybridDepth (DepthFromFocus RPC)")
+    d.add_argument(
+        "--depth",
+        action="store_true",
+        default=None,
+        help="serve DepthFromFocus: focal stack in, metric depth out (loads torch)",
+    )
+    d.add_argument(
+        "--depth-prior",
+        type=Path,
+        help="single-image prior checkpoint (default: the committed tiny prior)",
+    )
     s.add_argument(
         "--log-level",
         type=str.upper,
@@ -139,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             mqtt_tls_ca=args.mqtt_tls_ca,
             server_id=args.server_id,
             advertise_address=args.advertise,
+            depth=args.depth,
+            depth_prior=args.depth_prior,
         )
         logging.basicConfig(
             level=config.log_level.upper(),

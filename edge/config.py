@@ -30,6 +30,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 __all__ = [
     "BatchingConfig",
     "ConfigError",
+    "DepthConfig",
     "EdgeConfig",
     "LimitsConfig",
     "ModelConfig",
@@ -108,11 +109,22 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class DepthConfig:
+    """The DepthFromFocus endpoint (HybridDepth); off unless enabled (it loads torch)."""
+
+    enabled: bool = False
+    prior: Path | None = None  # prior network checkpoint; None = the committed tiny prior
+    focus_measure: str = "tenengrad"  # tenengrad | sml | lapvar
+    confidence_threshold: float = 0.5  # DFF pixels trusted by the scale/shift fit
+
+
+@dataclass(frozen=True)
 class EdgeConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    depth: DepthConfig = field(default_factory=DepthConfig)
     device: str = "auto"  # "auto" -> cuda if available, else cpu
     metrics_port: int = METRICS_OFF  # -1 = off, 0 = a free port (printed), else that port
     log_level: str = "INFO"
@@ -124,6 +136,7 @@ _SECTIONS: dict[str, type] = {
     "batching": BatchingConfig,
     "limits": LimitsConfig,
     "mqtt": MqttConfig,
+    "depth": DepthConfig,
 }
 _TOP_LEVEL = {"device", "metrics_port", "log_level", "models", *_SECTIONS}
 
@@ -303,12 +316,19 @@ _MQTT_OVERRIDES = {
     "server_id": "server_id",
     "advertise_address": "advertise_address",
 }
+# override name -> [depth] key
+_DEPTH_OVERRIDES = {"depth": "enabled", "depth_prior": "prior"}
 
 
 def _apply_overrides(config: EdgeConfig, overrides: Mapping[str, Any]) -> EdgeConfig:
     given = {k: v for k, v in overrides.items() if v is not None}
     unknown = sorted(
-        set(given) - _SERVER_OVERRIDES - _TOP_OVERRIDES - set(_MQTT_OVERRIDES) - {"models"}
+        set(given)
+        - _SERVER_OVERRIDES
+        - _TOP_OVERRIDES
+        - set(_MQTT_OVERRIDES)
+        - set(_DEPTH_OVERRIDES)
+        - {"models"}
     )
     if unknown:
         raise ConfigError(f"{unknown[0]}: not an overridable setting")
@@ -319,6 +339,9 @@ def _apply_overrides(config: EdgeConfig, overrides: Mapping[str, Any]) -> EdgeCo
     mqtt = {key: given[name] for name, key in _MQTT_OVERRIDES.items() if name in given}
     if "tls_ca" in mqtt:
         mqtt["tls_ca"] = Path(mqtt["tls_ca"])
+    depth = {key: given[name] for name, key in _DEPTH_OVERRIDES.items() if name in given}
+    if "prior" in depth:
+        depth["prior"] = Path(depth["prior"])
     top = {k: v for k, v in given.items() if k in _TOP_OVERRIDES}
     if "models" in given:
         top["models"] = tuple(given["models"])
@@ -326,6 +349,7 @@ def _apply_overrides(config: EdgeConfig, overrides: Mapping[str, Any]) -> EdgeCo
         config,
         server=dataclasses.replace(config.server, **server),
         mqtt=dataclasses.replace(config.mqtt, **mqtt),
+        depth=dataclasses.replace(config.depth, **depth),
         **top,
     )
 
@@ -355,7 +379,11 @@ def _validate(config: EdgeConfig) -> None:
             "device",
             f"{config.device!r} is not auto, cpu, cuda or cuda:N",
         ),
-        (bool(config.models), "models", "no model configured (add [[models]] or --model NAME)"),
+        (
+            bool(config.models) or config.depth.enabled,
+            "models",
+            "no model configured (add [[models]] or --model NAME, or serve depth with --depth)",
+        ),
     ]
     for name, value in dataclasses.asdict(lim).items():
         checks.append((value >= 1, f"limits.{name}", "must be at least 1"))
@@ -371,6 +399,21 @@ def _validate(config: EdgeConfig) -> None:
         if p is not None and not p.is_file():
             raise ConfigError(f"server.{key}: file {str(p)!r} does not exist")
     _validate_mqtt(config.mqtt)
+    _validate_depth(config.depth)
+
+
+def _validate_depth(d: DepthConfig) -> None:
+    measures = ("tenengrad", "sml", "lapvar")
+    if d.focus_measure not in measures:
+        raise ConfigError(
+            f"depth.focus_measure: must be one of {', '.join(measures)}, got {d.focus_measure!r}"
+        )
+    if not 0.0 <= d.confidence_threshold < 1.0:
+        raise ConfigError(
+            f"depth.confidence_threshold: must be in [0, 1), got {d.confidence_threshold}"
+        )
+    if d.prior is not None and not d.prior.is_file():
+        raise ConfigError(f"depth.prior: no checkpoint file at {d.prior}")
 
 
 def _validate_mqtt(m: MqttConfig) -> None:

@@ -24,9 +24,10 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from splitedge.edge.config import EdgeConfig
+from splitedge.edge.depth_service import DepthService, serve_depth_request
 from splitedge.edge.errors import RequestError
 from splitedge.edge.metrics import Metrics
-from splitedge.edge.registry import Frame, ModelRegistry, codec_error
+from splitedge.edge.registry import Frame, ModelRegistry, codec_error, resolve_device
 from splitedge.edge.service import EdgeService, Outcome
 from splitedge.models.types import Detections, SplitModel
 from splitedge.proto import splitedge_pb2 as pb
@@ -144,9 +145,15 @@ def model_to_pb(model: SplitModel, service: EdgeService) -> pb.ModelInfo:
 class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
     """Translates protobuf <-> domain objects; all logic lives in :class:`EdgeService`."""
 
-    def __init__(self, service: EdgeService, stopping: asyncio.Event) -> None:
+    def __init__(
+        self,
+        service: EdgeService,
+        stopping: asyncio.Event,
+        depth: DepthService | None = None,
+    ) -> None:
         self._service = service
         self._stopping = stopping
+        self._depth = depth
 
     async def _answer(self, request: pb.FrameRequest) -> Outcome:
         try:
@@ -237,6 +244,18 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
             await context.abort(error.code, error.message)
         return model_to_pb(model, self._service)
 
+    async def DepthFromFocus(
+        self, request: pb.FocalStackRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DepthResult:
+        if self._depth is None:
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED,
+                "this server does not serve depth; start it with --depth ([depth] enabled)",
+            )
+        if self._stopping.is_set():
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
+        return await serve_depth_request(self._depth, request, context)
+
     async def Status(
         self, request: pb.StatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.StatusResponse:
@@ -267,6 +286,23 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
 # ---------------------------------------------------------------- lifetime
 
 
+def _depth_service(config: EdgeConfig) -> DepthService:
+    import torch  # noqa: F401  # the prior network runs on torch; loaded so "auto" can see a GPU
+
+    from splitedge.models.depth.prior_net import NetworkPrior
+
+    depth = config.depth
+    device = resolve_device(config.device)
+    prior = NetworkPrior(depth.prior, device=device) if depth.prior is not None else None
+    return DepthService(
+        prior,
+        limits=config.limits.codec_limits(),
+        confidence_threshold=depth.confidence_threshold,
+        focus_measure=depth.focus_measure,  # type: ignore[arg-type]
+        device=device,
+    )
+
+
 class EdgeServer:
     """``async with EdgeServer(config, registry) as server: server.port``.
 
@@ -287,6 +323,8 @@ class EdgeServer:
         self.port = 0
         self.metrics_port = 0
         self.publisher: StatusPublisher | None = None
+        # Built now, so a missing prior checkpoint fails at start, not on a request.
+        self.depth = _depth_service(config) if config.depth.enabled else None
         self._server: grpc.aio.Server | None = None
         self._stopping: asyncio.Event | None = None
         self._stopped = False
@@ -317,7 +355,7 @@ class EdgeServer:
                 ]
             )
             pb_grpc.add_EdgeInferenceServicer_to_server(
-                EdgeInferenceServicer(self.service, self._stopping), server
+                EdgeInferenceServicer(self.service, self._stopping, self.depth), server
             )
             health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
             reflection.enable_server_reflection(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from splitedge.mobile_client.client import Client, ClientError
+from splitedge.mobile_client.depth import add_depth_parser, run_depth
 from splitedge.mobile_client.heads import HeadBackend, LocalUnavailable, make_backend
 from splitedge.mobile_client.outcome import FrameOutcome
 from splitedge.mobile_client.sinks import JsonLinesSink
@@ -164,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the models and branches a server offers")
     models.add_argument("--server", required=True, help="edge server address HOST:PORT")
     models.add_argument("--tls-ca", default=None, help="PEM root certificate for TLS")
+    add_depth_parser(sub)
     return parser
 
 
@@ -313,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return asyncio.run(_run(args))
+        if args.command == "depth":
+            return run_depth(args)
         return asyncio.run(_models(args))
     except (SourceError, ClientError, LocalUnavailable) as exc:
         print(f"splitedge-client: error: {exc}", file=sys.stderr)

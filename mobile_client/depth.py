@@ -29,7 +29,9 @@ import grpc
 import numpy as np
 from PIL import Image
 
-from splitedge.models.depth import DepthError, FocalStack, load_focal_stack
+from splitedge.models.depth.errors import DepthError
+from splitedge.models.depth.io import load_focal_stack
+from splitedge.models.depth.types import FocalStack
 from splitedge.proto import codec, wire
 from splitedge.proto import splitedge_pb2 as pb
 from splitedge.proto import splitedge_pb2_grpc as pb_grpc
@@ -96,7 +98,7 @@ def build_request(
     image_format: ImageFormat = "png",
     jpeg_quality: int = 95,
     align: bool = False,
-    refine: bool = False,
+    refine: bool = True,
     deadline_ms: float = DEFAULT_DEADLINE_MS,
     unit: FocusUnit = "m",
     request_id: int | None = None,
@@ -153,7 +155,7 @@ async def depth_from_focus(
     image_format: ImageFormat = "png",
     jpeg_quality: int = 95,
     align: bool = False,
-    refine: bool = False,
+    refine: bool = True,
     deadline_ms: float = DEFAULT_DEADLINE_MS,
     unit: FocusUnit = "m",
 ) -> DepthResponse:
@@ -300,7 +302,13 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where depth_mm.png, depth_preview.png and depth.json go (default: .)",
     )
     parser.add_argument("--align", action="store_true", help="register hand-held slices first")
-    parser.add_argument("--refine", action="store_true", help="local refinement after the fit")
+    parser.add_argument(
+        "--no-refine",
+        dest="refine",
+        action="store_false",
+        help="skip the local refinement after the global scale/shift fit (on by default: "
+        "without it the fused depth is worse than DFF alone, see docs/benchmarks.md)",
+    )
     parser.add_argument(
         "--format",
         choices=IMAGE_FORMATS,

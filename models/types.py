@@ -7,7 +7,7 @@ Nothing here imports torch, so the device runtime can describe and route branche
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, Union
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -73,7 +73,7 @@ class SegmentationMask:
     mask: np.ndarray  # (H, W) uint8 class index, original image size
 
 
-Prediction = Union[Detections, SegmentationMask]
+Prediction = Detections | SegmentationMask
 
 
 class SplitModel(Protocol):

@@ -5,111 +5,86 @@ A device captures a focal stack; the server registers its slices
 and scales a single-image relative prior to metric depth with the confident DFF
 pixels (:func:`fuse_depth`). Synthetic scenes and a thin-lens renderer
 (:func:`make_scene`, :func:`render_focal_stack`) give stacks with known depth.
+
+Names are re-exported lazily (PEP 562): ``from splitedge.models.depth import
+load_focal_stack`` on a device loads the focal-stack IO alone, without OpenCV,
+which only the server-side stages (alignment, DFF, fusion, rendering) need.
 """
 
-from splitedge.models.depth.align import AlignmentResult, align_focal_stack, corner_error_px
-from splitedge.models.depth.dff import (
-    FOCUS_MEASURES,
-    DffResult,
-    all_in_focus,
-    depth_from_focus,
-    estimate_noise_level,
-    focus_confidence,
-    focus_measure,
-    focus_volume,
-    peak_from_volume,
-)
-from splitedge.models.depth.errors import (
-    AlignmentWarning,
-    DepthError,
-    FocalStackError,
-    FocusDistanceError,
-    FocusFileMalformedError,
-    FocusFileMissingError,
-    InvalidInputError,
-    SliceCountMismatchError,
-    SliceSizeMismatchError,
-    UnreadableImageError,
-)
-from splitedge.models.depth.focal_stack import (
-    apply_hand_motion,
-    circle_of_confusion_px,
-    depth_layers,
-    disc_kernel,
-    focus_sweep_m,
-    random_hand_homography,
-    render_focal_stack,
-    render_slice,
-)
-from splitedge.models.depth.fusion import (
-    FusionResult,
-    Prior,
-    ScaleShift,
-    apply_scale_shift,
-    fit_scale_shift,
-    fit_scale_shift_plain,
-    fuse_depth,
-    refine_scale_map,
-    refine_with_dff,
-)
-from splitedge.models.depth.io import load_focal_stack, save_focal_stack
-from splitedge.models.depth.metrics import DepthMetrics, abs_rel, delta1, depth_metrics, rmse_m
-from splitedge.models.depth.scenes import Scene, make_scene, synthetic_prior
-from splitedge.models.depth.types import Camera, FocalStack
-from splitedge.models.depth.units import diopters_to_meters, meters_to_diopters
+from __future__ import annotations
 
-__all__ = [
-    "FOCUS_MEASURES",
-    "AlignmentResult",
-    "AlignmentWarning",
-    "Camera",
-    "DepthError",
-    "DepthMetrics",
-    "DffResult",
-    "FocalStack",
-    "FocalStackError",
-    "FocusDistanceError",
-    "FocusFileMalformedError",
-    "FocusFileMissingError",
-    "FusionResult",
-    "InvalidInputError",
-    "Prior",
-    "ScaleShift",
-    "Scene",
-    "SliceCountMismatchError",
-    "SliceSizeMismatchError",
-    "UnreadableImageError",
-    "abs_rel",
-    "align_focal_stack",
-    "all_in_focus",
-    "apply_hand_motion",
-    "apply_scale_shift",
-    "circle_of_confusion_px",
-    "corner_error_px",
-    "delta1",
-    "depth_from_focus",
-    "depth_layers",
-    "depth_metrics",
-    "diopters_to_meters",
-    "disc_kernel",
-    "estimate_noise_level",
-    "fit_scale_shift",
-    "fit_scale_shift_plain",
-    "focus_confidence",
-    "focus_measure",
-    "focus_sweep_m",
-    "focus_volume",
-    "fuse_depth",
-    "load_focal_stack",
-    "make_scene",
-    "meters_to_diopters",
-    "peak_from_volume",
-    "random_hand_homography",
-    "refine_scale_map",
-    "refine_with_dff",
-    "render_focal_stack",
-    "render_slice",
-    "rmse_m",
-    "save_focal_stack",
-    "synthetic_prior",
-]
+import importlib
+from typing import Any
+
+# name -> the submodule that defines it
+_EXPORTS = {
+    "FOCUS_MEASURES": "splitedge.models.depth.dff",
+    "AlignmentResult": "splitedge.models.depth.align",
+    "AlignmentWarning": "splitedge.models.depth.errors",
+    "Camera": "splitedge.models.depth.types",
+    "DepthError": "splitedge.models.depth.errors",
+    "DepthMetrics": "splitedge.models.depth.metrics",
+    "DffResult": "splitedge.models.depth.dff",
+    "FocalStack": "splitedge.models.depth.types",
+    "FocalStackError": "splitedge.models.depth.errors",
+    "FocusDistanceError": "splitedge.models.depth.errors",
+    "FocusFileMalformedError": "splitedge.models.depth.errors",
+    "FocusFileMissingError": "splitedge.models.depth.errors",
+    "FusionResult": "splitedge.models.depth.fusion",
+    "InvalidInputError": "splitedge.models.depth.errors",
+    "Prior": "splitedge.models.depth.fusion",
+    "ScaleShift": "splitedge.models.depth.fusion",
+    "Scene": "splitedge.models.depth.scenes",
+    "SliceCountMismatchError": "splitedge.models.depth.errors",
+    "SliceSizeMismatchError": "splitedge.models.depth.errors",
+    "UnreadableImageError": "splitedge.models.depth.errors",
+    "abs_rel": "splitedge.models.depth.metrics",
+    "align_focal_stack": "splitedge.models.depth.align",
+    "all_in_focus": "splitedge.models.depth.dff",
+    "apply_hand_motion": "splitedge.models.depth.focal_stack",
+    "apply_scale_shift": "splitedge.models.depth.fusion",
+    "circle_of_confusion_px": "splitedge.models.depth.focal_stack",
+    "corner_error_px": "splitedge.models.depth.align",
+    "delta1": "splitedge.models.depth.metrics",
+    "depth_from_focus": "splitedge.models.depth.dff",
+    "depth_layers": "splitedge.models.depth.focal_stack",
+    "depth_metrics": "splitedge.models.depth.metrics",
+    "diopters_to_meters": "splitedge.models.depth.units",
+    "disc_kernel": "splitedge.models.depth.focal_stack",
+    "estimate_noise_level": "splitedge.models.depth.dff",
+    "fit_scale_shift": "splitedge.models.depth.fusion",
+    "fit_scale_shift_plain": "splitedge.models.depth.fusion",
+    "focus_confidence": "splitedge.models.depth.dff",
+    "focus_measure": "splitedge.models.depth.dff",
+    "focus_sweep_m": "splitedge.models.depth.focal_stack",
+    "focus_volume": "splitedge.models.depth.dff",
+    "fuse_depth": "splitedge.models.depth.fusion",
+    "load_focal_stack": "splitedge.models.depth.io",
+    "make_scene": "splitedge.models.depth.scenes",
+    "meters_to_diopters": "splitedge.models.depth.units",
+    "peak_from_volume": "splitedge.models.depth.dff",
+    "random_hand_homography": "splitedge.models.depth.focal_stack",
+    "refine_scale_map": "splitedge.models.depth.fusion",
+    "refine_with_dff": "splitedge.models.depth.fusion",
+    "render_focal_stack": "splitedge.models.depth.focal_stack",
+    "render_slice": "splitedge.models.depth.focal_stack",
+    "rmse_m": "splitedge.models.depth.metrics",
+    "save_focal_stack": "splitedge.models.depth.io",
+    "synthetic_prior": "splitedge.models.depth.scenes",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -17,7 +17,6 @@ from PIL import Image
 
 torch = pytest.importorskip("torch")
 
-from splitedge.edge.depth_service import DepthService, serve_depth_request  # noqa: E402
 from splitedge.mobile_client.depth import (  # noqa: E402
     DepthRpcError,
     build_request,
@@ -36,26 +35,16 @@ from splitedge.models.depth import (  # noqa: E402
 )
 from splitedge.proto import splitedge_pb2 as pb  # noqa: E402
 from splitedge.proto import splitedge_pb2_grpc as pb_grpc  # noqa: E402
+from splitedge.simulations.processes import EdgeProcess  # noqa: E402
 
 CAMERA = Camera(focal_length_mm=8.0, f_number=1.4, pixel_pitch_um=5.0)
 
 
-class DepthOnlyServicer(pb_grpc.EdgeInferenceServicer):
-    """Only DepthFromFocus, delegating to DepthService as the edge server's servicer does."""
-
-    def __init__(self, service: DepthService) -> None:
-        self.service = service
-
-    async def DepthFromFocus(
-        self, request: pb.FocalStackRequest, context: grpc.aio.ServicerContext
-    ) -> pb.DepthResult:
-        return await serve_depth_request(self.service, request, context)
-
-
 @pytest.fixture(scope="module")
-def service() -> DepthService:
-    torch.set_num_threads(1)
-    return DepthService()
+def address() -> Iterator[str]:
+    """A real edge server process serving DepthFromFocus (the committed prior)."""
+    with EdgeProcess(["--model", "echo", "--depth", "--log-level", "WARNING"]) as edge:
+        yield edge.address
 
 
 @pytest.fixture(scope="module")
@@ -67,23 +56,12 @@ def scene_and_stack() -> tuple[np.ndarray, FocalStack]:
     return scene.depth_m, stack
 
 
-@pytest.fixture
-async def address(service: DepthService) -> AsyncIterator[str]:
-    server = grpc.aio.server()
-    pb_grpc.add_EdgeInferenceServicer_to_server(DepthOnlyServicer(service), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        await server.stop(grace=None)
-
-
 async def _cli(*args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "splitedge.mobile_client.depth",
+        "splitedge.mobile_client.cli",
+        "depth",
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -186,7 +164,7 @@ async def test_cli_depth_writes_png16_preview_and_record(
     folder = save_focal_stack(stack, tmp_path / "stack", unit="diopter")
     out_dir = tmp_path / "out"
     code, out, err = await _cli(
-        "--server", address, "--stack", str(folder), "--out-dir", str(out_dir), "--refine"
+        "--server", address, "--stack", str(folder), "--out-dir", str(out_dir)
     )
     assert code == 0, err
     assert "depth 96x128 from 16 slices" in out
@@ -221,3 +199,13 @@ async def test_cli_bad_input_exits_2_with_one_line(
         f"splitedge-client: error: {address}: INVALID_ARGUMENT: "
         "a focal stack needs >= 2 slices, got 1"
     )
+
+
+@pytest.mark.integration
+async def test_a_server_without_depth_says_how_to_enable_it(
+    edge_factory, scene_and_stack: tuple[np.ndarray, FocalStack]
+) -> None:
+    _, stack = scene_and_stack
+    edge = edge_factory("--model", "echo")
+    with pytest.raises(DepthRpcError, match=r"UNIMPLEMENTED: .*start it with --depth"):
+        await depth_from_focus(edge.address, stack)

@@ -10,16 +10,18 @@ committed prior ``models/zoo/depth_prior_tiny.pt``:
 * ``dff``: depth from focus alone (the server's focus measure and window);
 * ``prior_gtscale``: the prior with scale/shift fitted to ground truth, an upper
   bound of what the prior can give;
-* ``prior_dffscale``: the prior scaled by the confident DFF pixels (the real
-  pipeline without refinement; ``DepthService`` with ``refine=False``);
+* ``prior_dffscale_plain``: the prior scaled by ordinary least squares on every
+  DFF pixel, no confidence mask, as the published HybridDepth code does;
+* ``prior_dffscale``: the prior scaled by a robust weighted fit on the confident
+  DFF pixels (the real pipeline without refinement; ``DepthService`` with
+  ``refine=False``);
 * ``fused``: the same plus the local refinement (``refine=True``).
 
 The two last rows are what ``DepthService.infer`` returns (float16 depth). The
-offloading part runs the real ``DepthService`` behind a real ``grpc.aio`` server
-on a loopback port (a minimal servicer in this file; the edge server's own
-registration of DepthFromFocus is not used), called by the device API
-``depth_from_focus`` once per stack and slice encoding, and reports request
-payload bytes and server / round-trip latency. The last line is
+offloading part starts a real edge server process (``splitedge-edge serve
+--depth``) and calls it with the device API ``depth_from_focus`` once per stack
+and slice encoding over loopback; it reports request payload bytes and server /
+round-trip latency. The last line is
 ``summary: absrel_fused=<x> absrel_dff=<y> absrel_prior_gtscale=<z>``.
 """
 
@@ -34,7 +36,7 @@ import grpc
 import numpy as np
 
 from benchmarks._stats import machine, pct, table
-from splitedge.edge.depth_service import DepthService, serve_depth_request
+from splitedge.edge.depth_service import DepthService
 from splitedge.mobile_client.depth import build_request, depth_from_focus
 from splitedge.models.depth import (
     Camera,
@@ -43,6 +45,7 @@ from splitedge.models.depth import (
     apply_scale_shift,
     depth_metrics,
     fit_scale_shift,
+    fit_scale_shift_plain,
     focus_sweep_m,
     make_scene,
     render_focal_stack,
@@ -52,7 +55,7 @@ from splitedge.models.depth import (
 )
 from splitedge.proto import codec, wire
 from splitedge.proto import splitedge_pb2 as pb
-from splitedge.proto import splitedge_pb2_grpc as pb_grpc
+from splitedge.simulations.processes import EdgeProcess
 
 SEED_BASE = 800_000
 SIZE_HW = (96, 128)
@@ -61,7 +64,7 @@ SWEEP_M = (0.28, 4.0)
 NUM_SLICES = 16
 NOISE_STD = 1.0
 CAMERA = Camera(focal_length_mm=8.0, f_number=1.4, pixel_pitch_um=5.0)
-METHODS = ("dff", "prior_gtscale", "prior_dffscale", "fused")
+METHODS = ("dff", "prior_gtscale", "prior_dffscale_plain", "prior_dffscale", "fused")
 
 
 @dataclass
@@ -103,6 +106,9 @@ def accuracy(service: DepthService, samples: list[Sample]) -> dict[str, np.ndarr
         preds = {
             "dff": dff.depth_m,
             "prior_gtscale": apply_scale_shift(prior_rel, gt_fit),
+            "prior_dffscale_plain": apply_scale_shift(
+                prior_rel, fit_scale_shift_plain(prior_rel, dff.depth_m)
+            ),
             "prior_dffscale": _service_depth(service, sample.stack, refine=False),
             "fused": _service_depth(service, sample.stack, refine=True),
         }
@@ -112,56 +118,35 @@ def accuracy(service: DepthService, samples: list[Sample]) -> dict[str, np.ndarr
     return {m: np.asarray(r) for m, r in rows.items()}
 
 
-class _DepthOnlyServicer(pb_grpc.EdgeInferenceServicer):
-    """Only DepthFromFocus, delegating to DepthService (the other RPCs stay UNIMPLEMENTED)."""
-
-    def __init__(self, service: DepthService) -> None:
-        self._service = service
-
-    async def DepthFromFocus(
-        self, request: pb.FocalStackRequest, context: grpc.aio.ServicerContext
-    ) -> pb.DepthResult:
-        return await serve_depth_request(self._service, request, context)
-
-
 async def offload(
-    service: DepthService, samples: list[Sample], formats: tuple[str, ...]
+    address: str, samples: list[Sample], formats: tuple[str, ...]
 ) -> list[list[object]]:
     """One row per slice encoding: payload, reply size, latencies, AbsRel over the wire."""
-    server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", 64 * 2**20)],
-    )
-    pb_grpc.add_EdgeInferenceServicer_to_server(_DepthOnlyServicer(service), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
     rows: list[list[object]] = []
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            await depth_from_focus(channel, samples[0].stack, image_format="png")  # warm-up
-            for fmt in formats:
-                payload, reply, server_ms, rtt_ms, errors = [], [], [], [], []
-                for sample in samples:
-                    response = await depth_from_focus(
-                        channel, sample.stack, image_format=fmt, refine=True
-                    )
-                    payload.append(response.payload_bytes)
-                    reply.append(response.response_bytes)
-                    server_ms.append(response.timing["server_total_ms"])
-                    rtt_ms.append(response.timing["round_trip_ms"])
-                    errors.append(depth_metrics(response.depth_m, sample.depth_m).abs_rel)
-                rows.append(
-                    [
-                        fmt,
-                        int(np.median(payload)),
-                        int(np.median(reply)),
-                        pct(server_ms, 50),
-                        pct(server_ms, 95),
-                        pct(rtt_ms, 50),
-                        float(np.mean(errors)),
-                    ]
+    async with grpc.aio.insecure_channel(address) as channel:
+        await depth_from_focus(channel, samples[0].stack, image_format="png")  # warm-up
+        for fmt in formats:
+            payload, reply, server_ms, rtt_ms, errors = [], [], [], [], []
+            for sample in samples:
+                response = await depth_from_focus(
+                    channel, sample.stack, image_format=fmt, refine=True
                 )
-    finally:
-        await server.stop(grace=None)
+                payload.append(response.payload_bytes)
+                reply.append(response.response_bytes)
+                server_ms.append(response.timing["server_total_ms"])
+                rtt_ms.append(response.timing["round_trip_ms"])
+                errors.append(depth_metrics(response.depth_m, sample.depth_m).abs_rel)
+            rows.append(
+                [
+                    fmt,
+                    int(np.median(payload)),
+                    int(np.median(reply)),
+                    pct(server_ms, 50),
+                    pct(server_ms, 95),
+                    pct(rtt_ms, 50),
+                    float(np.mean(errors)),
+                ]
+            )
     return rows
 
 
@@ -207,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(["server stage", "p50_ms"], stage_times(service, samples)))
     print()
-    rows = asyncio.run(offload(service, samples, formats))
+    with EdgeProcess(["--depth", "--log-level", "WARNING"]) as edge:
+        rows = asyncio.run(offload(edge.address, samples, formats))
     print(
         table(
             [

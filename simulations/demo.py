@@ -12,20 +12,27 @@ then a summary per phase, and saves a CSV and a plot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import logging
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from splitedge.mobile_client import Client, open_source
 from splitedge.mobile_client.client import detections_count
 from splitedge.mobile_client.heads import TorchHeadBackend
 from splitedge.mobile_client.policy import Candidate, RateRule
+from splitedge.mobile_client.sources import Frame
 from splitedge.simulations.link import EmulatedLink
 from splitedge.simulations.processes import EdgeProcess
 from splitedge.simulations.traces import BandwidthTrace, constant
+
+if TYPE_CHECKING:
+    from splitedge.mobile_client.fleet import FleetSession
 
 log = logging.getLogger(__name__)
 
@@ -83,82 +90,122 @@ async def run_demo(
     size: tuple[int, int] = (320, 240),
     split_branch: str | None = None,
     model_options: dict | None = None,
+    broker: bool = True,
     out_dir: Path = Path("out/demo"),
     print_rows: bool = True,
 ) -> list[DemoRow]:
-    """Run the demo; returns one row per frame (also written to ``out_dir``)."""
+    """Run the demo; returns one row per frame (also written to ``out_dir``).
+
+    With ``broker`` an embedded MQTT broker runs too: the edge announces itself on
+    it, the client finds the edge there (then reaches it through the link) and
+    publishes telemetry every 10 frames.
+    """
     trace = demo_trace(phase_s, rates_mbps)
     options = model_options or {}
     spec = model + "".join(
         f"{':' if i == 0 else ','}{k}={v}" for i, (k, v) in enumerate(options.items())
     )
     backend = await asyncio.to_thread(TorchHeadBackend, model, options)
-    rows: list[DemoRow] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "edge.toml"
+    say = print if print_rows else (lambda *a, **k: None)
+    async with contextlib.AsyncExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        config = tmp / "edge.toml"
         config.write_text("[batching]\nmax_queue_delay_ms = 0.0\n")
-        edge = await asyncio.to_thread(
-            EdgeProcess(["--config", str(config), "--model", spec, "--log-level", "WARNING"]).start
+        edge_args = ["--config", str(config), "--model", spec, "--log-level", "WARNING"]
+        fleet = None
+        if broker:
+            from splitedge.edge.broker import EmbeddedBroker
+            from splitedge.mobile_client.fleet import FleetSession
+
+            mqtt = await stack.enter_async_context(EmbeddedBroker(port=0))
+            edge_args += ["--mqtt", f"127.0.0.1:{mqtt.port}", "--server-id", "demo-edge"]
+        edge = await asyncio.to_thread(EdgeProcess(edge_args).start)
+        stack.push_async_callback(asyncio.to_thread, edge.stop)
+        upstream = ("127.0.0.1", edge.port)
+        if broker:
+            fleet = await stack.enter_async_context(
+                FleetSession(
+                    mqtt.link_config(client_id="demo-client"),
+                    model,
+                    "demo-client",
+                    telemetry_every=10,
+                    sla_ms=sla_ms,
+                )
+            )
+            server = await fleet.wait_for_server(30.0)
+            host, _, port = server.address.rpartition(":")
+            upstream = (host, int(port))
+            say(
+                f"found edge {server.server_id!r} at {server.address} on the embedded MQTT "
+                f"broker (port {mqtt.port}); telemetry goes there every 10 frames"
+            )
+        link = await stack.enter_async_context(
+            EmulatedLink(
+                upstream, trace, constant(max(rates_mbps), trace.duration_s), delay_ms=delay_ms
+            )
         )
-        try:
-            async with (
-                EmulatedLink(
-                    ("127.0.0.1", edge.port),
-                    trace,
-                    constant(max(rates_mbps), trace.duration_s),
-                    delay_ms=delay_ms,
-                ) as link,
-                Client(
-                    f"127.0.0.1:{link.port}", model, backend=backend, deadline_ms=sla_ms * 2
-                ) as client,
-            ):
-                candidates = candidates_for(client.branches, split_branch)
-                rule = RateRule(candidates, sla_ms=sla_ms)
-                frames = open_source("synthetic", size=size)
-                await _warm_up(client, candidates, next(frames))
-                if print_rows:
-                    print(
-                        f"{'t_s':>6} {'link':>6} {'est':>6}  {'branch':<34} {'source':<7}"
-                        f" {'ms':>7} {'bytes':>7} {'dets':>4}"
-                    )
-                start = time.monotonic()
-                next_at = start
-                link.set_uplink(trace)  # the trace starts now, after the warm-up
-                period = 1.0 / fps
-                for frame in frames:
-                    t_s = time.monotonic() - start
-                    if t_s >= trace.duration_s:
-                        break
-                    candidate = rule.pick()
-                    outcome = await client.submit(frame, candidate.branch, bits=candidate.bits)
-                    rule.observe(candidate, outcome)
-                    row = DemoRow(
-                        t_s,
-                        trace.rate_at(t_s),
-                        rule.bandwidth_mbps,
-                        candidate.label,
-                        outcome.source,
-                        outcome.reason,
-                        outcome.timing.total_ms,
-                        outcome.payload_bytes,
-                        detections_count(outcome),
-                    )
-                    rows.append(row)
-                    if print_rows:
-                        print(
-                            f"{row.t_s:6.1f} {row.link_mbps:6.1f} {row.estimate_mbps:6.1f}  "
-                            f"{row.branch:<34} {row.source:<7} {row.latency_ms:7.1f} "
-                            f"{row.payload_bytes:7d} {row.detections:4d}",
-                            flush=True,
-                        )
-                    # Like a camera: a late frame does not make the next ones come faster.
-                    next_at = max(next_at + period, time.monotonic())
-                    await asyncio.sleep(next_at - time.monotonic())
-        finally:
-            await asyncio.to_thread(edge.stop)
+        client = await stack.enter_async_context(
+            Client(f"127.0.0.1:{link.port}", model, backend=backend, deadline_ms=sla_ms * 2)
+        )
+        candidates = candidates_for(client.branches, split_branch)
+        frames = open_source("synthetic", size=size)
+        await _warm_up(client, candidates, next(frames))
+        link.set_uplink(trace)  # the trace starts now, after the warm-up
+        rows = await _run_frames(
+            client, RateRule(candidates, sla_ms=sla_ms), frames, trace, fps, fleet, say
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_csv(rows, out_dir / "demo.csv")
     _plot(rows, trace, sla_ms, out_dir / "demo.png")
+    return rows
+
+
+async def _run_frames(
+    client: Client,
+    rule: RateRule,
+    frames: Iterator[Frame],
+    trace: BandwidthTrace,
+    fps: float,
+    fleet: FleetSession | None,
+    say: Callable[..., None],
+) -> list[DemoRow]:
+    """One frame per camera period until the trace ends: pick, submit, learn, print."""
+    say(
+        f"{'t_s':>6} {'link':>6} {'est':>6}  {'branch':<34} {'source':<7}"
+        f" {'ms':>7} {'bytes':>7} {'dets':>4}"
+    )
+    rows: list[DemoRow] = []
+    start = next_at = time.monotonic()
+    for frame in frames:
+        t_s = time.monotonic() - start
+        if t_s >= trace.duration_s:
+            break
+        candidate = rule.pick()
+        outcome = await client.submit(frame, candidate.branch, bits=candidate.bits)
+        rule.observe(candidate, outcome)
+        if fleet is not None:
+            fleet.record(outcome)
+        row = DemoRow(
+            t_s,
+            trace.rate_at(t_s),
+            rule.bandwidth_mbps,
+            candidate.label,
+            outcome.source,
+            outcome.reason,
+            outcome.timing.total_ms,
+            outcome.payload_bytes,
+            detections_count(outcome),
+        )
+        rows.append(row)
+        say(
+            f"{row.t_s:6.1f} {row.link_mbps:6.1f} {row.estimate_mbps:6.1f}  "
+            f"{row.branch:<34} {row.source:<7} {row.latency_ms:7.1f} "
+            f"{row.payload_bytes:7d} {row.detections:4d}",
+            flush=True,
+        )
+        # Like a camera: a late frame does not make the next ones come faster.
+        next_at = max(next_at + 1.0 / fps, time.monotonic())
+        await asyncio.sleep(next_at - time.monotonic())
     return rows
 
 

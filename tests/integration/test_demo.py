@@ -48,6 +48,8 @@ def test_demo_runs_and_switches_branch_when_the_link_collapses(tmp_path: Path):
     assert [r["branch"] for r in fast[-5:]] == ["offload-jpeg90"] * 5
     assert [r["branch"] for r in slow[-4:]].count("offload-jpeg90") == 0
     assert "phase link_mbps" in proc.stdout and "wrote" in proc.stdout
+    # The edge announced itself on the embedded MQTT broker; the client found it there.
+    assert "found edge 'demo-edge'" in proc.stdout
 
 
 def test_demo_rejects_bad_rates():

@@ -7,8 +7,13 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from splitedge.simulations import record_telemetry
+
+if TYPE_CHECKING:
+    from splitedge.simulations.profiles import Profile
+    from splitedge.simulations.scenario import Scenario
 
 
 def _rates(text: str) -> tuple[float, ...]:
@@ -21,6 +26,176 @@ def _rates(text: str) -> tuple[float, ...]:
     if not rates or any(r <= 0 for r in rates):
         raise argparse.ArgumentTypeError(f"rates must be positive Mbps values, got {text!r}")
     return rates
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected counts like 100,1000, got {text!r}") from None
+    if not counts or any(n < 1 for n in counts):
+        raise argparse.ArgumentTypeError(f"counts must be >= 1, got {text!r}")
+    return counts
+
+
+def _add_scenario_parsers(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser(
+        "run",
+        help="run a scenario file for real: edge server, emulated links, N clients, each policy",
+        description="Start a real edge server and N real clients, each behind its own emulated "
+        "link following the scenario's traces, and run every policy in turn. Writes "
+        "frames.csv, summary.txt/.csv, timeline.png, branches.png, latency_cdf.png (and "
+        "profile.json when Neurosurgeon/oracle needed one) to --out.",
+    )
+    run.add_argument("scenario", type=Path, help="scenario file (.toml, .yaml)")
+    run.add_argument("--out", type=Path, default=None, help="output folder (default out/<name>)")
+    run.add_argument("--profile", type=Path, default=None, help="profile JSON (else measured)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    des = sub.add_parser(
+        "des",
+        help="discrete-event simulation of many clients sharing edge GPUs (what-if)",
+        description="Simulate the scenario's policies with many clients from a measured "
+        "profile. Default: one table of every policy. --min-gpus: fewest GPUs keeping SLA "
+        "violations under --max-violation-pct for each --clients count. --batching: the "
+        "same load with and without dynamic batching.",
+    )
+    des.add_argument("scenario", type=Path, help="scenario file (.toml, .yaml)")
+    des.add_argument("--profile", type=Path, default=None, help="profile JSON (else measured)")
+    des.add_argument("--clients", type=_counts, default=None, help="client counts, e.g. 100,1000")
+    des.add_argument(
+        "--gpus", type=int, default=None, help="GPUs / tail workers (default: scenario)"
+    )
+    des.add_argument("--duration-s", type=float, default=None, help="simulated seconds")
+    des.add_argument("--policy", default=None, help="only this policy (name from the scenario)")
+    des.add_argument("--min-gpus", action="store_true", help="find the fewest GPUs per count")
+    des.add_argument("--max-violation-pct", type=float, default=5.0, help="target (default 5)")
+    des.add_argument("--batching", action="store_true", help="compare batching on and off")
+    des.add_argument("--jitter", action="store_true", help="draw times from profile samples")
+    des.add_argument("--out", type=Path, default=None, help="write CSV/plots (small runs only)")
+    des.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _load(args: argparse.Namespace) -> tuple[Scenario, Profile | None]:
+    from splitedge.simulations.profiles import Profile
+    from splitedge.simulations.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    path = args.profile or scenario.profile
+    return scenario, (Profile.load(path) if path is not None else None)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from splitedge.simulations.profiles import ProfileError
+    from splitedge.simulations.runner import run_scenario
+    from splitedge.simulations.scenario import ScenarioError
+
+    try:
+        scenario, profile = _load(args)
+        out = args.out or Path("out") / scenario.name
+        print(
+            f"splitedge run {scenario.name}: model {scenario.model}, {scenario.clients} client(s), "
+            f"{len(scenario.policies)} policies x {scenario.duration_s:g} s, "
+            f"SLA {scenario.sla_ms:g} ms",
+            flush=True,
+        )
+        result = asyncio.run(
+            run_scenario(scenario, out, profile=profile, progress=not args.no_progress)
+        )
+    except KeyboardInterrupt:
+        return 130
+    except (ScenarioError, ProfileError, ValueError, RuntimeError) as exc:
+        print(f"splitedge-sim: error: {exc}", file=sys.stderr)
+        return 2
+    print(result.table())
+    print(f"\nwrote {', '.join(str(f) for f in result.files)}")
+    return 0
+
+
+def _des(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from splitedge.simulations import des as sim
+    from splitedge.simulations.profiles import ProfileError, measure_profile
+    from splitedge.simulations.report import format_summary, plot_all, write_csv
+    from splitedge.simulations.runner import profile_batch_sizes, synthetic_videos
+    from splitedge.simulations.scenario import ScenarioError
+
+    try:
+        scenario, profile = _load(args)
+        if profile is None:
+            print("no profile given: measuring one against a real edge server ...", flush=True)
+            profile = asyncio.run(
+                measure_profile(
+                    scenario.model,
+                    scenario.branches,
+                    [s.image for s in synthetic_videos(replace(scenario, clients=1))[0][:4]],
+                    model_options=scenario.model_options,
+                    batch_sizes=profile_batch_sizes(replace(scenario, clients=8)),
+                )
+            )
+        policies = [p for p in scenario.policies if args.policy in (None, p.name)]
+        if not policies:
+            raise ScenarioError(f"--policy {args.policy!r}: no such policy in {scenario.source}")
+        base = sim.DesConfig.from_scenario(scenario, jitter=args.jitter)
+        if args.gpus is not None:
+            base = replace(base, gpus=args.gpus)
+        if args.duration_s is not None:
+            base = replace(base, duration_s=args.duration_s)
+        counts = args.clients or (scenario.clients,)
+    except KeyboardInterrupt:
+        return 130
+    except (ScenarioError, ProfileError, ValueError, RuntimeError) as exc:
+        print(f"splitedge-sim: error: {exc}", file=sys.stderr)
+        return 2
+    jobs = [(n, p) for n in counts for p in policies]
+    bar = _bar(len(jobs), not args.no_progress)
+    lines: list[str] = []
+    summaries = []
+    rows = []
+    for n, policy in jobs:
+        cfg = replace(base, clients=n, keep_rows=args.out is not None and n <= 100)
+        factory = sim.policy_factory(policy, scenario.branches, cfg, profile)
+        label = f"{policy.name} N={n}"
+        if args.min_gpus:
+            gpus, tried = sim.min_gpus(
+                cfg, profile, factory, max_violation_pct=args.max_violation_pct
+            )
+            tried_text = ", ".join(
+                f"{k}:{v.sla_violation_pct:.1f}%" for k, v in sorted(tried.items())
+            )
+            lines.append(f"{label:<36} min_gpus={gpus if gpus else '>256'}  tried {tried_text}")
+        elif args.batching:
+            for which, s in sim.batching_effect(cfg, profile, factory).items():
+                s.policy = f"{label} {which}"
+                summaries.append(s)
+        else:
+            result = sim.simulate(cfg, profile, factory, name=label)
+            summaries.append(result.summary)
+            rows += result.rows
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    if lines:
+        print(f"SLA {scenario.sla_ms:g} ms, violations <= {args.max_violation_pct:g}%:")
+        print("\n".join(lines))
+    if summaries:
+        print(format_summary(summaries))
+    if args.out is not None and rows:
+        write_csv(rows, args.out / "des_frames.csv")
+        plot_all(rows, scenario.uplink, scenario.sla_ms, args.out, duration_s=base.duration_s)
+        print(f"\nwrote {args.out / 'des_frames.csv'} and plots in {args.out}")
+    return 0
+
+
+def _bar(total: int, enabled: bool) -> Any:
+    if not enabled or total < 2:
+        return None
+    try:
+        from tqdm import tqdm
+    except ModuleNotFoundError:
+        return None
+    return tqdm(total=total, unit="run")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sla-ms", type=float, default=400.0, help="latency SLA (default 400)")
     demo.add_argument("--fps", type=float, default=5.0, help="camera frame rate (default 5)")
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
+    demo.add_argument(
+        "--no-broker",
+        dest="broker",
+        action="store_false",
+        help="skip the embedded MQTT broker (by default the edge announces itself on one, "
+        "the client discovers it there and publishes telemetry)",
+    )
     record_telemetry.add_parser(sub)
+    _add_scenario_parsers(sub)
     return parser
 
 
@@ -80,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                     sla_ms=args.sla_ms,
                     fps=args.fps,
                     out_dir=args.out,
+                    broker=args.broker,
                 )
             )
         except KeyboardInterrupt:
@@ -92,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nwrote {args.out / 'demo.csv'} and {args.out / 'demo.png'}")
     if args.command == "record-telemetry":
         return record_telemetry.main(args)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "des":
+        return _des(args)
     return 0
 
 

@@ -1,0 +1,481 @@
+"""Run a scenario for real: an edge server process, one emulated link per client, N clients.
+
+For each policy in turn, every client gets a fresh :class:`EmulatedLink` (its
+uplink/downlink traces restart at the policy's time 0, after a warm-up on a fast
+link) and its own policy instance, and plays its own synthetic video
+(:func:`splitedge.models.data.generate_video`, looped) at the scenario's frame
+rate. A client handles one frame at a time, like a camera pipeline that always
+takes the newest frame: camera ticks that pass while it is busy are recorded as
+dropped with reason ``busy``. Each answered frame is scored against the video's
+ground truth.
+
+Quality, and why two numbers: the torchvision split models here have random-init
+weights, and ``echo`` predicts nothing, so class-aware COCO mAP
+(:func:`~splitedge.models.data.evaluate_detections`, reported per policy as
+``map50``) is ~0 whatever the branch. The per-frame ``quality`` column is a
+class-agnostic recall at IoU 0.5 (true positives / ground-truth objects, greedy
+matching by score), which at least moves with box quality once weights are
+trained; for segmentation models it is the foreground IoU of the mask.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from splitedge.mobile_client import Client, Frame
+from splitedge.mobile_client.heads import TorchHeadBackend
+from splitedge.mobile_client.outcome import FrameOutcome
+from splitedge.mobile_client.policy import Candidate
+from splitedge.models.data import SceneConfig, VideoConfig, evaluate_detections, generate_video
+from splitedge.models.data.synthetic import Sample
+from splitedge.models.types import Detections, SegmentationMask
+from splitedge.simulations.link import EmulatedLink
+from splitedge.simulations.policies import PROFILED_KINDS, Policy, make_policy
+from splitedge.simulations.processes import EdgeProcess
+from splitedge.simulations.profiles import Profile, measure_profile
+from splitedge.simulations.report import (
+    FrameRow,
+    PolicySummary,
+    format_summary,
+    plot_all,
+    summarize,
+    write_csv,
+    write_summary,
+)
+from splitedge.simulations.scenario import Scenario, ScenarioError
+from splitedge.simulations.traces import constant
+
+__all__ = [
+    "RunResult",
+    "busy_row",
+    "edge_config_text",
+    "frame_row",
+    "frames_in",
+    "next_start",
+    "run_scenario",
+    "score_frame",
+    "synthetic_videos",
+    "write_outputs",
+]
+
+log = logging.getLogger(__name__)
+
+_WARMUP_LINK = constant(1000.0, 3600.0)
+
+
+@dataclass
+class RunResult:
+    rows: list[FrameRow]
+    summaries: list[PolicySummary]
+    profile: Profile | None
+    files: list[Path]
+
+    def table(self) -> str:
+        return format_summary(self.summaries)
+
+
+def synthetic_videos(scenario: Scenario) -> list[list[Sample]]:
+    """One seeded video per client (rendered once, looped during the run)."""
+    v = scenario.video
+    scene = SceneConfig(
+        width=v.width, height=v.height, min_object_px=min(8.0, 0.1 * min(v.width, v.height))
+    )
+    return [
+        generate_video(scene, VideoConfig(frames=v.frames), v.seed, client)
+        for client in range(scenario.clients)
+    ]
+
+
+def edge_config_text(scenario: Scenario) -> str:
+    e = scenario.edge
+    return (
+        "[batching]\n"
+        f"max_batch_size = {e.max_batch_size}\n"
+        f"max_queue_delay_ms = {float(e.max_queue_delay_ms)}\n"
+        f"queue_capacity = {e.queue_capacity}\n"
+        f"tail_workers = {e.tail_workers}\n"
+    )
+
+
+def model_spec(model: str, options: dict[str, Any]) -> str:
+    return model + "".join(
+        f"{':' if i == 0 else ','}{k}={v}" for i, (k, v) in enumerate(options.items())
+    )
+
+
+# ---------------------------------------------------------------------- quality
+
+
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def _gt_boxes(sample: Sample) -> np.ndarray:
+    if not sample.instances:
+        return np.zeros((0, 4), np.float64)
+    xywh = np.asarray([i.bbox_xywh for i in sample.instances], np.float64)
+    return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+
+
+def score_frame(prediction: Any, sample: Sample) -> tuple[int, int, int, float]:
+    """(detections, gt objects, true positives, quality) of one answered frame."""
+    gt = _gt_boxes(sample)
+    if isinstance(prediction, SegmentationMask):
+        pred_fg, gt_fg = prediction.mask > 0, sample.semantic > 0
+        union = np.logical_or(pred_fg, gt_fg).sum()
+        iou = float(np.logical_and(pred_fg, gt_fg).sum() / union) if union else 1.0
+        return -1, len(gt), -1, iou
+    if not isinstance(prediction, Detections):
+        return -1, len(gt), -1, math.nan
+    boxes = np.asarray(prediction.boxes, np.float64).reshape(-1, 4)
+    order = np.argsort(-np.asarray(prediction.scores, np.float64))
+    tp = 0
+    if len(boxes) and len(gt):
+        iou = _iou_matrix(boxes[order], gt)
+        taken = np.zeros(len(gt), bool)
+        for row in iou:  # greedy, highest score first (as COCO matching)
+            row = np.where(taken, -1.0, row)
+            j = int(np.argmax(row))
+            if row[j] >= 0.5:
+                taken[j] = True
+                tp += 1
+    recall = tp / len(gt) if len(gt) else (1.0 if len(boxes) == 0 else 0.0)
+    return len(boxes), len(gt), tp, recall
+
+
+def frame_row(
+    policy: str,
+    client: int,
+    frame_index: int,
+    t_s: float,
+    uplink_mbps: float,
+    candidate: Candidate,
+    outcome: FrameOutcome,
+    sla_ms: float,
+) -> FrameRow:
+    """A row from a client's outcome (the DES builds the same from simulated timings)."""
+    t = outcome.timing
+    return FrameRow(
+        policy=policy,
+        client=client,
+        frame_index=frame_index,
+        t_s=t_s,
+        uplink_mbps=uplink_mbps,
+        candidate=candidate.label,
+        source=outcome.source,
+        reason=outcome.reason,
+        latency_ms=t.total_ms,
+        device_ms=t.head_ms + t.encode_ms,
+        network_ms=t.network_ms,
+        server_ms=t.server_total_ms,
+        queue_ms=t.queue_ms,
+        tail_ms=t.tail_ms,
+        local_ms=t.local_ms,
+        batch_size=t.batch_size,
+        payload_bytes=outcome.payload_bytes if candidate.remote else 0,
+        sla_met=outcome.source != "dropped" and t.total_ms <= sla_ms,
+    )
+
+
+def frames_in(duration_s: float, fps: float) -> int:
+    """Camera frames captured per client in a run: ``duration_s * fps``, rounded up."""
+    return math.ceil(duration_s * fps - 1e-9)
+
+
+def next_start(k: int, now_s: float, period_s: float) -> tuple[float, int]:
+    """(start time, frame index) of a client that is free at ``now_s`` and next owes frame ``k``.
+
+    It takes the newest frame the camera has captured: if ticks passed while it
+    was busy, it starts at once on the newest (the ones between are skipped);
+    otherwise it waits for tick ``k``. The DES follows the same rule.
+    """
+    newest = math.floor(now_s / period_s + 1e-9)
+    if newest >= k:
+        return now_s, newest
+    return k * period_s, k
+
+
+def busy_row(
+    policy: str, client: int, frame_index: int, t_s: float, uplink_mbps: float
+) -> FrameRow:
+    return FrameRow(policy, client, frame_index, t_s, uplink_mbps, "", "dropped", "busy")
+
+
+# ---------------------------------------------------------------------- running
+
+
+async def _client_loop(
+    scenario: Scenario,
+    policy: Policy,
+    client_index: int,
+    client: Client,
+    video: list[Sample],
+    t0: float,
+    rows: list[FrameRow],
+    predictions: list[tuple[int, Sample, Any]],
+    tick: Callable[[int], None],
+) -> None:
+    period_s = 1.0 / scenario.fps
+    phase_s = scenario.phase_s(client_index)
+    uplink = scenario.client_traces(client_index)[0]
+    total = frames_in(scenario.duration_s, scenario.fps)
+    k = 0
+    while k < total:
+        # Camera time: this client's ticks are at phase_s + k * period_s.
+        now = time.monotonic() - t0 - phase_s
+        start_s, newest = next_start(k, now, period_s)
+        # The camera kept ticking while the client was busy: those frames are gone.
+        for skipped in range(k, min(newest, total)):
+            t_skip = phase_s + skipped * period_s
+            rows.append(
+                busy_row(policy.name, client_index, skipped, t_skip, uplink.rate_at(t_skip))
+            )
+            tick(1)
+        k = newest
+        if k >= total:
+            break
+        start_s += phase_s
+        await asyncio.sleep(max(0.0, t0 + start_s - time.monotonic()))
+        t_s = phase_s + k * period_s
+        sample = video[k % len(video)]
+        candidate = policy.pick(k, start_s)
+        outcome = await client.submit(
+            Frame(k, sample.image, time.time_ns()), candidate.branch, bits=candidate.bits
+        )
+        policy.observe(candidate, outcome)
+        row = frame_row(
+            policy.name,
+            client_index,
+            k,
+            t_s,
+            uplink.rate_at(t_s),
+            candidate,
+            outcome,
+            scenario.sla_ms,
+        )
+        if outcome.prediction is not None:
+            row.detections, row.gt_objects, row.true_positives, row.quality = score_frame(
+                outcome.prediction, sample
+            )
+            predictions.append((len(predictions) + 1, sample, outcome.prediction))
+        rows.append(row)
+        tick(1)
+        k += 1
+
+
+def _map50(predictions: list[tuple[int, Sample, Any]]) -> float:
+    dets = [(i, s, p) for i, s, p in predictions if isinstance(p, Detections)]
+    if not dets:
+        return math.nan
+    images, annotations, preds = [], [], []
+    for image_id, sample, pred in dets:
+        h, w = sample.semantic.shape
+        images.append({"id": image_id, "width": int(w), "height": int(h), "file_name": ""})
+        for inst in sample.instances:
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(inst.class_id),
+                    "bbox": [float(v) for v in inst.bbox_xywh],
+                    "area": float(inst.area_px),
+                    "iscrowd": 0,
+                }
+            )
+        preds.append(
+            {
+                "image_id": image_id,
+                "boxes": pred.boxes,
+                "scores": pred.scores,
+                "labels": pred.labels,
+            }
+        )
+    from splitedge.models.data.export import CATEGORIES
+
+    gt = {"images": images, "annotations": annotations, "categories": CATEGORIES}
+    return float(evaluate_detections(gt, preds)["map50"])
+
+
+async def _run_policy(
+    scenario: Scenario,
+    edge_port: int,
+    backend: Any,
+    videos: list[list[Sample]],
+    profile: Profile | None,
+    config_index: int,
+    tick: Callable[[int], None],
+) -> tuple[list[FrameRow], float]:
+    config = scenario.policies[config_index]
+    rows: list[FrameRow] = []
+    predictions: list[tuple[int, Sample, Any]] = []
+    async with contextlib.AsyncExitStack() as stack:
+        links, clients, policies = [], [], []
+        for i in range(scenario.clients):
+            link = await stack.enter_async_context(
+                EmulatedLink(
+                    ("127.0.0.1", edge_port), _WARMUP_LINK, _WARMUP_LINK, delay_ms=scenario.delay_ms
+                )
+            )
+            client = await stack.enter_async_context(
+                Client(
+                    link.address, scenario.model, backend=backend, deadline_ms=scenario.deadline_ms
+                )
+            )
+            missing = [c.label for c in scenario.branches if c.branch not in client.branches]
+            if missing:
+                raise ScenarioError(
+                    f"{scenario.source}: branches: model {scenario.model!r} has no branch "
+                    f"{missing[0]!r}; it has: {', '.join(sorted(client.branches))}"
+                )
+            up, down = scenario.client_traces(i)
+            policies.append(
+                make_policy(
+                    config,
+                    scenario.branches,
+                    sla_ms=scenario.sla_ms,
+                    uplink=up,
+                    downlink=down,
+                    delay_ms=scenario.delay_ms,
+                    profile=profile,
+                )
+            )
+            links.append(link)
+            clients.append(client)
+        warm = Frame(0, videos[0][0].image, 0)
+        for client in clients:
+            for cand in scenario.branches:
+                for _ in range(scenario.warmup_frames):
+                    await client.submit(warm, cand.branch, bits=cand.bits, deadline_ms=0)
+        for i, link in enumerate(links):
+            up, down = scenario.client_traces(i)
+            link.set_uplink(up)
+            link.set_downlink(down)
+        # The links' traces restarted just now; the run's clock starts with them.
+        t0 = time.monotonic()
+        await asyncio.gather(
+            *(
+                _client_loop(
+                    scenario, policies[i], i, clients[i], videos[i], t0, rows, predictions, tick
+                )
+                for i in range(scenario.clients)
+            )
+        )
+    rows.sort(key=lambda r: (r.t_s, r.client))
+    return rows, _map50(predictions)
+
+
+async def run_scenario(
+    scenario: Scenario,
+    out_dir: str | Path | None = None,
+    *,
+    profile: Profile | None = None,
+    progress: bool = False,
+) -> RunResult:
+    """Run every policy of ``scenario`` against one real edge server; write results to ``out_dir``.
+
+    ``profile`` feeds Neurosurgeon and the oracle; if they are asked for and none
+    is given (here or as the scenario's ``profile`` file), one is measured first.
+    """
+    if profile is None and scenario.profile is not None:
+        profile = Profile.load(scenario.profile)
+    videos = await asyncio.to_thread(synthetic_videos, scenario)
+    backend = await asyncio.to_thread(TorchHeadBackend, scenario.model, scenario.model_options)
+    if profile is None and any(p.kind in PROFILED_KINDS for p in scenario.policies):
+        images = [s.image for s in videos[0][:4]]
+        profile = await measure_profile(
+            scenario.model,
+            scenario.branches,
+            images,
+            model_options=scenario.model_options,
+            backend=backend,
+            repeats=5,
+            batch_sizes=profile_batch_sizes(scenario),
+        )
+    rows: list[FrameRow] = []
+    map50: dict[str, float] = {}
+    expected = (
+        len(scenario.policies) * scenario.clients * frames_in(scenario.duration_s, scenario.fps)
+    )
+    bar = _progress(expected, progress, scenario.name)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "edge.toml"
+        config.write_text(edge_config_text(scenario))
+        spec = model_spec(scenario.model, scenario.model_options)
+        edge = await asyncio.to_thread(
+            EdgeProcess(["--config", str(config), "--model", spec, "--log-level", "WARNING"]).start
+        )
+        try:
+            for i, policy in enumerate(scenario.policies):
+                if bar is not None:
+                    bar.set_postfix_str(policy.name)
+                part, map50[policy.name] = await _run_policy(
+                    scenario,
+                    edge.port,
+                    backend,
+                    videos,
+                    profile,
+                    i,
+                    bar.update if bar is not None else (lambda n: None),
+                )
+                rows += part
+        finally:
+            await asyncio.to_thread(edge.stop)
+            if bar is not None:
+                bar.close()
+    summaries = summarize(rows, map50)
+    files: list[Path] = []
+    if out_dir is not None:
+        files = write_outputs(rows, summaries, scenario, Path(out_dir), profile)
+    return RunResult(rows, summaries, profile, files)
+
+
+def write_outputs(
+    rows: list[FrameRow],
+    summaries: list[PolicySummary],
+    scenario: Scenario,
+    out_dir: Path,
+    profile: Profile | None = None,
+) -> list[Path]:
+    """frames.csv, summary.txt/.csv, the three plots (and profile.json when there is one)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = [write_csv(rows, out_dir / "frames.csv"), *write_summary(summaries, out_dir)]
+    files += plot_all(
+        rows, scenario.uplink, scenario.sla_ms, out_dir, duration_s=scenario.duration_s
+    )
+    if profile is not None:
+        files.append(profile.save(out_dir / "profile.json"))
+    return files
+
+
+def profile_batch_sizes(scenario: Scenario) -> tuple[int, ...]:
+    """Batch sizes worth measuring: powers of two up to what the clients can fill."""
+    top = min(scenario.clients, scenario.edge.max_batch_size)
+    return tuple(sorted({b for b in (1, 2, 4, 8, 16, 32) if b <= top} | {top}))
+
+
+def _progress(total: int, enabled: bool, name: str) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ModuleNotFoundError:
+        return None
+    return tqdm(total=total, desc=name, unit="frame")

@@ -1,0 +1,459 @@
+"""Scenario files: one typed, validated description of an experiment.
+
+A scenario (TOML or YAML) names the model and its candidate branches, the
+uplink/downlink traces, the one-way delay, the SLA, the camera rate, the number
+of clients, the synthetic video, the edge server's batching and the policies to
+compare. :func:`load_scenario` reads it once at the edge of the program; every
+key is checked for name, type and range, and anything else is refused with a
+one-line :class:`ScenarioError` naming the key (``uplink.rate_mbps: expected a
+number > 0, got -1``). ``configs/scenarios/*.toml`` are worked examples.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from splitedge.mobile_client.policy import Candidate
+from splitedge.simulations.trace_formats import read_trace
+from splitedge.simulations.traces import BandwidthTrace, TraceError, constant, preset, square_wave
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "POLICY_KINDS",
+    "TRACE_KINDS",
+    "EdgeSettings",
+    "PolicyConfig",
+    "Scenario",
+    "ScenarioError",
+    "ScenarioFileError",
+    "ScenarioKeyError",
+    "ScenarioValueError",
+    "TraceConfig",
+    "VideoSettings",
+    "load_scenario",
+    "parse_candidate",
+    "scenario_from_dict",
+]
+
+TRACE_KINDS = ("constant", "steps", "square", "preset", "file")
+# "fixed-all" expands into one Fixed policy per candidate branch.
+POLICY_KINDS = ("local", "offload", "fixed", "fixed-all", "neurosurgeon", "oracle", "rate-rule")
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be run; the message is one line naming the file and key."""
+
+
+class ScenarioFileError(ScenarioError):
+    """The file is missing, unreadable, of an unknown type or does not parse."""
+
+
+class ScenarioKeyError(ScenarioError):
+    """A key is unknown (a typo) or a required key is missing."""
+
+
+class ScenarioValueError(ScenarioError):
+    """A key has the wrong type or a value out of range."""
+
+
+@dataclass(frozen=True)
+class TraceConfig:
+    """How to build one direction's bandwidth trace."""
+
+    kind: str = "constant"
+    rate_mbps: float = 50.0  # constant
+    steps: tuple[tuple[float, float], ...] = ()  # steps: ((t_s, mbps), ...)
+    low_mbps: float = 1.0  # square
+    high_mbps: float = 20.0
+    period_s: float = 10.0
+    name: str = "lte"  # preset
+    seed: int = 0
+    path: Path | None = None  # file
+    format: str | None = None
+    duration_s: float = 0.0  # 0 = the scenario's duration
+    scale: float = 1.0
+
+    def build(self, default_duration_s: float) -> BandwidthTrace:
+        """The trace this describes (``TraceError`` if its values cannot make one)."""
+        duration_s = self.duration_s or default_duration_s
+        if self.kind == "constant":
+            trace = constant(self.rate_mbps, duration_s)
+        elif self.kind == "steps":
+            trace = BandwidthTrace.from_steps(list(self.steps), duration_s, name="steps")
+        elif self.kind == "square":
+            trace = square_wave(self.low_mbps, self.high_mbps, self.period_s, duration_s)
+        elif self.kind == "preset":
+            trace = preset(self.name, duration_s, seed=self.seed)
+        else:
+            assert self.path is not None
+            trace = read_trace(self.path, self.format)
+        return trace if self.scale == 1.0 else trace.scale(self.scale)
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """Synthetic video (models.data.generate_video): each client gets its own sequence."""
+
+    width: int = 160
+    height: int = 120
+    frames: int = 16  # rendered once, then looped
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    """The edge server's [batching] section for this scenario."""
+
+    max_batch_size: int = 8
+    max_queue_delay_ms: float = 2.0
+    queue_capacity: int = 64
+    tail_workers: int = 1
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    kind: str
+    name: str  # unique label in the results
+    branch: str = ""  # fixed: the candidate, "branch" or "branch/bits"; offload: the branch
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    model: str
+    branches: tuple[Candidate, ...]  # candidates, most accurate first
+    uplink: BandwidthTrace
+    downlink: BandwidthTrace
+    policies: tuple[PolicyConfig, ...]
+    model_options: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 20.0
+    clients: int = 1
+    fps: float = 5.0
+    sla_ms: float = 300.0
+    deadline_ms: float = 600.0  # the client's per-frame budget before local fallback
+    delay_ms: float = 10.0  # one-way
+    client_offset_s: float = 0.0  # client i sees the traces from i * offset
+    # Cameras are not synchronised: "staggered" starts client i's ticks i/N of a
+    # period late; "aligned" ticks every camera at once (worst case for batching windows).
+    camera_phase: str = "staggered"
+    warmup_frames: int = 2
+    video: VideoSettings = field(default_factory=VideoSettings)
+    edge: EdgeSettings = field(default_factory=EdgeSettings)
+    profile: Path | None = None  # a saved profile for neurosurgeon/oracle (else measured)
+    source: str = "<scenario>"
+
+    def phase_s(self, client: int) -> float:
+        """When client ``client``'s camera ticks first (then every 1/fps)."""
+        if self.camera_phase == "aligned":
+            return 0.0
+        return client / (self.clients * self.fps)
+
+    def client_traces(self, client: int) -> tuple[BandwidthTrace, BandwidthTrace]:
+        """(uplink, downlink) as client ``client`` sees them: shifted by its offset."""
+        offset_s = client * self.client_offset_s
+        if offset_s <= 0:
+            return self.uplink, self.downlink
+        return (
+            self.uplink.slice(offset_s, offset_s + self.uplink.duration_s),
+            self.downlink.slice(offset_s, offset_s + self.downlink.duration_s),
+        )
+
+
+def parse_candidate(text: str) -> Candidate:
+    """``local``, ``offload-jpeg90``, ``split@x`` or ``split@x/4`` (``/4bit`` also) -> Candidate."""
+    branch, _, bits_text = text.strip().partition("/")
+    if not branch:
+        raise ValueError(f"empty branch name in {text!r}")
+    if branch == "local":
+        if bits_text:
+            raise ValueError(f"the local branch takes no bit depth, got {text!r}")
+        return Candidate("local", remote=False)
+    if not bits_text:
+        return Candidate(branch)
+    digits = bits_text.removesuffix("bit")
+    if digits not in ("2", "4", "6", "8"):
+        raise ValueError(f"bit depth must be 2, 4, 6 or 8, got {bits_text!r} in {text!r}")
+    return Candidate(branch, int(digits))
+
+
+# ---------------------------------------------------------------------- reading
+
+
+class _Section:
+    """Typed access to one table; remembers which keys were read to refuse the rest."""
+
+    def __init__(self, data: Any, where: str, source: str) -> None:
+        self.where = where
+        self.source = source
+        if not isinstance(data, Mapping):
+            raise ScenarioValueError(
+                f"{source}: {where or 'top level'}: expected a table, got {_kind(data)}"
+            )
+        self.data = dict(data)
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def fail(self, name: str, message: str) -> ScenarioValueError:
+        return ScenarioValueError(f"{self.source}: {self.key(name)}: {message}")
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def raw(self, name: str, default: Any = None, *, required: bool = False) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            if required:
+                raise ScenarioKeyError(f"{self.source}: {self.key(name)}: required key is missing")
+            return default
+        return self.data[name]
+
+    def number(
+        self,
+        name: str,
+        default: float,
+        *,
+        minimum: float = -math.inf,
+        exclusive: bool = False,
+    ) -> float:
+        value = self.raw(name, default)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value)
+        ok = ok and (value > minimum if exclusive else value >= minimum)
+        if not ok:
+            bound = f" {'>' if exclusive else '>='} {minimum:g}" if minimum > -math.inf else ""
+            raise self.fail(name, f"expected a number{bound}, got {value!r}")
+        return float(value)
+
+    def integer(self, name: str, default: int, *, minimum: int = 0, maximum: int = 10**9) -> int:
+        value = self.raw(name, default)
+        if not (isinstance(value, int) and not isinstance(value, bool)):
+            raise self.fail(name, f"expected an integer, got {value!r}")
+        if not minimum <= value <= maximum:
+            raise self.fail(name, f"expected an integer in [{minimum}, {maximum}], got {value}")
+        return value
+
+    def string(self, name: str, default: str = "", *, required: bool = False) -> str:
+        value = self.raw(name, default, required=required)
+        if not isinstance(value, str) or (required and not value):
+            raise self.fail(name, f"expected a non-empty string, got {value!r}")
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str | None = None) -> str:
+        value = self.raw(name, default, required=default is None)
+        if value not in choices:
+            raise self.fail(name, f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def section(self, name: str) -> _Section:
+        return _Section(self.raw(name, {}), self.key(name), self.source)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ScenarioKeyError(
+                f"{self.source}: {self.key(unknown[0])}: unknown key"
+                + (f" (also: {', '.join(unknown[1:])})" if unknown[1:] else "")
+            )
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
+def _trace_config(sec: _Section, base_dir: Path) -> TraceConfig:
+    kind = sec.choice("kind", TRACE_KINDS, "constant")
+    cfg: dict[str, Any] = {"kind": kind}
+    cfg["duration_s"] = sec.number("duration_s", 0.0, minimum=0.0)
+    cfg["scale"] = sec.number("scale", 1.0, minimum=0.0, exclusive=True)
+    if kind == "constant":
+        cfg["rate_mbps"] = sec.number("rate_mbps", 50.0, minimum=0.0, exclusive=True)
+    elif kind == "steps":
+        steps = sec.raw("steps", required=True)
+        if not isinstance(steps, list) or not steps:
+            raise sec.fail("steps", f"expected a list of [t_s, mbps] pairs, got {steps!r}")
+        parsed = []
+        for i, item in enumerate(steps):
+            ok = isinstance(item, list) and len(item) == 2
+            ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in item)
+            if not ok or item[0] < 0 or item[1] <= 0:
+                raise sec.fail(f"steps[{i}]", f"expected [t_s >= 0, mbps > 0], got {item!r}")
+            parsed.append((float(item[0]), float(item[1])))
+        if parsed[0][0] != 0.0:
+            raise sec.fail("steps[0]", f"the first step must start at t_s = 0, got {parsed[0][0]}")
+        cfg["steps"] = tuple(parsed)
+    elif kind == "square":
+        cfg["low_mbps"] = sec.number("low_mbps", 1.0, minimum=0.0, exclusive=True)
+        cfg["high_mbps"] = sec.number("high_mbps", 20.0, minimum=0.0, exclusive=True)
+        cfg["period_s"] = sec.number("period_s", 10.0, minimum=0.0, exclusive=True)
+    elif kind == "preset":
+        cfg["name"] = sec.string("name", required=True)
+        cfg["seed"] = sec.integer("seed", 0)
+    else:
+        path = Path(sec.string("path", required=True))
+        cfg["path"] = path if path.is_absolute() else base_dir / path
+        fmt = sec.raw("format")
+        if fmt is not None and not isinstance(fmt, str):
+            raise sec.fail("format", f"expected a string, got {fmt!r}")
+        cfg["format"] = fmt
+    sec.finish()
+    return TraceConfig(**cfg)
+
+
+def _policies(raw: Any, source: str, candidates: tuple[Candidate, ...]) -> tuple[PolicyConfig, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ScenarioValueError(
+            f"{source}: policies: expected a non-empty list of tables ([[policies]]), got {raw!r}"
+        )
+    out: list[PolicyConfig] = []
+    for i, item in enumerate(raw):
+        sec = _Section(item, f"policies[{i}]", source)
+        kind = sec.choice("kind", POLICY_KINDS)
+        branch = sec.string("branch", "")
+        if kind == "fixed":
+            if not branch:
+                raise ScenarioKeyError(f"{source}: policies[{i}].branch: required for kind fixed")
+            try:
+                parse_candidate(branch)
+            except ValueError as exc:
+                raise sec.fail("branch", str(exc)) from exc
+        if kind == "fixed-all":
+            names = [c.label for c in candidates]
+            default_names = names
+        else:
+            label = parse_candidate(branch).label if branch else ""
+            default_names = [kind if not label else f"{kind}:{label}"]
+        name = sec.string("name", "")
+        sec.finish()
+        if kind == "fixed-all":
+            out += [PolicyConfig("fixed", f"fixed:{n}", n) for n in default_names]
+        else:
+            out.append(PolicyConfig(kind, name or default_names[0], branch))
+    seen: set[str] = set()
+    for p in out:
+        if p.name in seen:
+            raise ScenarioValueError(
+                f"{source}: policies: two policies are named {p.name!r}; give one a name ="
+            )
+        seen.add(p.name)
+    return tuple(out)
+
+
+def scenario_from_dict(
+    data: Mapping[str, Any], *, source: str = "<scenario>", base_dir: Path | None = None
+) -> Scenario:
+    """Validate a parsed scenario document; relative paths resolve from ``base_dir``."""
+    base = base_dir or Path.cwd()
+    top = _Section(data, "", source)
+    model = top.string("model", required=True)
+    options = top.raw("model_options", {})
+    if not isinstance(options, Mapping):
+        raise top.fail("model_options", f"expected a table, got {options!r}")
+    duration_s = top.number("duration_s", 20.0, minimum=0.0, exclusive=True)
+    sla_ms = top.number("sla_ms", 300.0, minimum=0.0, exclusive=True)
+    raw_branches = top.raw("branches", required=True)
+    if not isinstance(raw_branches, list) or not raw_branches:
+        raise top.fail(
+            "branches", f"expected a non-empty list of branch names, got {raw_branches!r}"
+        )
+    candidates: list[Candidate] = []
+    for i, text in enumerate(raw_branches):
+        if not isinstance(text, str):
+            raise top.fail(f"branches[{i}]", f"expected a string, got {text!r}")
+        try:
+            candidates.append(parse_candidate(text))
+        except ValueError as exc:
+            raise top.fail(f"branches[{i}]", str(exc)) from exc
+    if len(set(candidates)) != len(candidates):
+        raise top.fail("branches", "lists the same candidate twice")
+    traces: dict[str, BandwidthTrace] = {}
+    for direction in ("uplink", "downlink"):
+        if direction == "downlink" and not top.has("downlink"):
+            traces[direction] = traces["uplink"]
+            top.raw("downlink")
+            continue
+        sec = top.section(direction)
+        cfg = _trace_config(sec, base)
+        try:
+            traces[direction] = cfg.build(duration_s)
+        except TraceError as exc:
+            raise ScenarioValueError(f"{source}: {direction}: {exc}") from exc
+    video_sec = top.section("video")
+    video = VideoSettings(
+        width=video_sec.integer("width", 160, minimum=32, maximum=4096),
+        height=video_sec.integer("height", 120, minimum=32, maximum=4096),
+        frames=video_sec.integer("frames", 16, minimum=1, maximum=10_000),
+        seed=video_sec.integer("seed", 0),
+    )
+    video_sec.finish()
+    edge_sec = top.section("edge")
+    edge = EdgeSettings(
+        max_batch_size=edge_sec.integer("max_batch_size", 8, minimum=1, maximum=1024),
+        max_queue_delay_ms=edge_sec.number("max_queue_delay_ms", 2.0, minimum=0.0),
+        queue_capacity=edge_sec.integer("queue_capacity", 64, minimum=1),
+        tail_workers=edge_sec.integer("tail_workers", 1, minimum=1, maximum=256),
+    )
+    edge_sec.finish()
+    profile = top.raw("profile")
+    if profile is not None and not isinstance(profile, str):
+        raise top.fail("profile", f"expected a path string, got {profile!r}")
+    scenario = Scenario(
+        name=top.string("name", Path(source).stem if source != "<scenario>" else "scenario"),
+        model=model,
+        model_options=dict(options),
+        branches=tuple(candidates),
+        uplink=traces["uplink"],
+        downlink=traces["downlink"],
+        policies=_policies(top.raw("policies", required=True), source, tuple(candidates)),
+        duration_s=duration_s,
+        clients=top.integer("clients", 1, minimum=1, maximum=64),
+        fps=top.number("fps", 5.0, minimum=0.0, exclusive=True),
+        sla_ms=sla_ms,
+        deadline_ms=top.number("deadline_ms", 2 * sla_ms, minimum=0.0, exclusive=True),
+        delay_ms=top.number("delay_ms", 10.0, minimum=0.0),
+        client_offset_s=top.number("client_offset_s", 0.0, minimum=0.0),
+        camera_phase=top.choice("camera_phase", ("staggered", "aligned"), "staggered"),
+        warmup_frames=top.integer("warmup_frames", 2, maximum=100),
+        video=video,
+        edge=edge,
+        profile=None if profile is None else base / profile,
+        source=source,
+    )
+    top.finish()
+    return scenario
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a ``.toml`` or ``.yaml``/``.yml`` scenario file."""
+    path = Path(path)
+    source = str(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
+        raise ScenarioFileError(f"{source}: unknown scenario file type; use .toml, .yaml or .yml")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioFileError(f"{source}: cannot read scenario file: {exc}") from exc
+    try:
+        if suffix == ".toml":
+            data: Any = tomllib.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # tomllib.TOMLDecodeError / yaml.YAMLError, both one-liners
+        message = " ".join(str(exc).split())
+        raise ScenarioFileError(f"{source}: does not parse: {message}") from exc
+    if data is None:
+        data = {}
+    return scenario_from_dict(data, source=source, base_dir=path.parent)

@@ -18,6 +18,11 @@ fits, the fastest. Unmeasured candidates are probed once, in order, first; and
 when no frame has crossed the link for ``probe_every`` frames (all went local),
 the remote candidate with the smallest payload is sent once to re-measure it.
 
+Server time is the running estimate from the frames' own timing; when
+``server_hint`` is given (e.g. the load an edge publishes on MQTT: queue wait +
+tail p95 for that branch) the prediction takes the larger of the two, so a queue
+that other devices built up counts before this device's frames feel it.
+
 This is a baseline, not the adaptive scheduler: it knows no accuracy profile
 (the caller orders candidates by preference) and no latency quantiles.
 """
@@ -68,6 +73,7 @@ class RateRule:
     floor_horizon_s: float = 30.0
     probe_every: int = 5
     clock: Callable[[], float] = time.monotonic
+    server_hint: Callable[[Candidate], float | None] | None = None
     _est: dict[Candidate, _Estimate] = field(default_factory=dict)
     _rates: deque[tuple[float, float]] = field(default_factory=deque)  # (time_s, mbps)
     _network: deque[tuple[float, float]] = field(default_factory=deque)  # (time_s, ms)
@@ -105,7 +111,11 @@ class RateRule:
             return est.device_ms
         bw = self.bandwidth_mbps
         transfer_ms = est.payload_bytes * 8 / (bw * 1000) if bw > 0 else 0.0
-        return est.device_ms + self.network_floor_ms + transfer_ms + est.server_ms
+        server_ms = est.server_ms
+        hint = self.server_hint(candidate) if self.server_hint is not None else None
+        if hint is not None:
+            server_ms = max(server_ms, hint)
+        return est.device_ms + self.network_floor_ms + transfer_ms + server_ms
 
     def pick(self) -> Candidate:
         for candidate in self.candidates:

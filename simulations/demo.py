@@ -151,13 +151,29 @@ async def run_demo(
         frames = open_source("synthetic", size=size)
         await _warm_up(client, candidates, next(frames))
         link.set_uplink(trace)  # the trace starts now, after the warm-up
-        rows = await _run_frames(
-            client, RateRule(candidates, sla_ms=sla_ms), frames, trace, fps, fleet, say
-        )
+        rule = RateRule(candidates, sla_ms=sla_ms, server_hint=_published_load(fleet, model))
+        rows = await _run_frames(client, rule, frames, trace, fps, fleet, say)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_csv(rows, out_dir / "demo.csv")
     _plot(rows, trace, sla_ms, out_dir / "demo.png")
     return rows
+
+
+def _published_load(
+    fleet: FleetSession | None, model: str
+) -> Callable[[Candidate], float | None] | None:
+    """The edge's published queue wait + tail p95 for a branch, read from MQTT discovery."""
+    if fleet is None or fleet.discovery is None:
+        return None
+    discovery = fleet.discovery
+
+    def hint(candidate: Candidate) -> float | None:
+        state = discovery.select(model)
+        if state is None or not candidate.remote:
+            return None
+        return state.expected_ms(model, candidate.branch)
+
+    return hint
 
 
 async def _run_frames(

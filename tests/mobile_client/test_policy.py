@@ -85,3 +85,20 @@ def test_needs_candidates():
 
     with pytest.raises(ValueError, match="at least one candidate"):
         RateRule([], sla_ms=100)
+
+
+def test_published_server_load_counts_before_frames_feel_it():
+    clock = Clock()
+    load = {"ms": 0.0}
+    rule = RateRule(
+        [OFFLOAD, LOCAL],
+        sla_ms=300,
+        clock=clock,
+        server_hint=lambda c: load["ms"] if c.remote else None,
+    )
+    feed(rule, clock, 40.0, 6)
+    assert rule.pick() == OFFLOAD
+    # Other devices filled the edge's queue: it publishes 400 ms of expected wait.
+    load["ms"] = 400.0
+    assert rule.predict_ms(OFFLOAD) > 400
+    assert rule.pick() == LOCAL

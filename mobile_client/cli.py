@@ -20,6 +20,7 @@ from splitedge.mobile_client.client import Client, ClientError
 from splitedge.mobile_client.depth import add_depth_parser, run_depth
 from splitedge.mobile_client.heads import HeadBackend, LocalUnavailable, make_backend
 from splitedge.mobile_client.outcome import FrameOutcome
+from splitedge.mobile_client.profile import add_profile_parser, run_profile
 from splitedge.mobile_client.sinks import JsonLinesSink
 from splitedge.mobile_client.sources import SourceError, open_source
 
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--server", required=True, help="edge server address HOST:PORT")
     models.add_argument("--tls-ca", default=None, help="PEM root certificate for TLS")
     add_depth_parser(sub)
+    add_profile_parser(sub)
     return parser
 
 
@@ -317,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_run(args))
         if args.command == "depth":
             return run_depth(args)
+        if args.command == "profile":
+            return run_profile(args)
         return asyncio.run(_models(args))
     except (SourceError, ClientError, LocalUnavailable) as exc:
         print(f"splitedge-client: error: {exc}", file=sys.stderr)

@@ -32,8 +32,19 @@ def test_offload_only_backend_is_chosen_without_torch(tmp_path):
     # with no server reachable, frames are recorded as dropped, never lost.
     out = tmp_path / "r.jsonl"
     proc = _client(
-        "run", "--server", "127.0.0.1:1", "--model", "echo", "--branch", "offload-jpeg90",
-        "--frames", "2", "--size", "32x32", "--out", str(out),
+        "run",
+        "--server",
+        "127.0.0.1:1",
+        "--model",
+        "echo",
+        "--branch",
+        "offload-jpeg90",
+        "--frames",
+        "2",
+        "--size",
+        "32x32",
+        "--out",
+        str(out),
     )
     assert proc.returncode == 2
     assert "unknown branch 'offload-jpeg90'" in proc.stderr  # no server: no branch list

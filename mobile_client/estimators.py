@@ -1,0 +1,371 @@
+"""Online estimators the scheduler predicts with: link, round trip, device, server, content.
+
+Each takes plain numbers (so a frame's timing, a Status RPC answer or an MQTT
+``EdgeStatus`` can feed it) and costs O(window) per update, well inside the
+scheduler's per-frame budget.
+
+- :class:`BandwidthEstimator`: robust-MPC style. The point estimate is the
+  harmonic mean of the last few throughput samples (one lucky transfer cannot
+  inflate it); the estimate used for planning divides that by
+  ``1 + max recent relative prediction error``, so after the link surprised us
+  we plan as if it were slower, and the discount fades once it predicts well.
+- :class:`RttEstimator`: Jacobson/Karels EWMA of mean and mean deviation (as TCP's
+  RTO), read out as a normal quantile.
+- :class:`ContentionEstimator`: device contention sensed black-box, as ApproxDet
+  does: the observed head latency is placed between the profile's latencies at
+  its contention levels, giving a fractional level; the EWMA of that level
+  predicts every other branch's head latency, and the spread of the log error
+  gives a quantile factor.
+- :class:`ServerLoadEstimator`: queue wait and tail latency per branch, from
+  frames (the server's own timing in each result) and from status reports.
+- :class:`ContentFeatures`: object count, mean object size and motion from the
+  recent detections, for the accuracy model's content bins.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+# Mean deviation of a normal is sqrt(2/pi) of its standard deviation.
+_DEV_TO_STD = math.sqrt(math.pi / 2.0)
+
+
+class EstimatorError(ValueError):
+    """A sample that cannot be a measurement (negative time, non-positive rate...)."""
+
+
+def z_score(quantile: float) -> float:
+    """The standard normal's ``quantile`` (0.95 -> 1.645)."""
+    if not 0.0 < quantile < 1.0:
+        raise EstimatorError(f"quantile must be in (0, 1), got {quantile}")
+    return NormalDist().inv_cdf(quantile)
+
+
+class BandwidthEstimator:
+    """Uplink throughput from each transfer: harmonic mean, discounted by recent error."""
+
+    def __init__(self, window: int = 5, error_window: int = 5, initial_mbps: float = 0.0) -> None:
+        if window < 1 or error_window < 1:
+            raise EstimatorError("window and error_window must be >= 1")
+        self._samples: deque[float] = deque(maxlen=window)
+        self._errors: deque[float] = deque(maxlen=error_window)
+        self.initial_mbps = initial_mbps
+
+    @property
+    def samples(self) -> int:
+        return len(self._samples)
+
+    @property
+    def harmonic_mbps(self) -> float:
+        """The undiscounted prediction (``initial_mbps`` before any sample)."""
+        if not self._samples:
+            return self.initial_mbps
+        return len(self._samples) / sum(1.0 / s for s in self._samples)
+
+    @property
+    def max_error(self) -> float:
+        """Largest relative prediction error of the recent samples (0 when none)."""
+        return max(self._errors, default=0.0)
+
+    @property
+    def estimate_mbps(self) -> float:
+        """What to plan with: the harmonic mean / (1 + max recent relative error)."""
+        return self.harmonic_mbps / (1.0 + self.max_error)
+
+    def add(self, throughput_mbps: float) -> None:
+        """One measured throughput sample."""
+        if not throughput_mbps > 0 or math.isinf(throughput_mbps):
+            raise EstimatorError(f"throughput must be a positive number, got {throughput_mbps}")
+        if self._samples:
+            predicted = self.harmonic_mbps
+            self._errors.append(abs(predicted - throughput_mbps) / throughput_mbps)
+        self._samples.append(throughput_mbps)
+
+    def add_transfer(self, size_bytes: float, transfer_ms: float) -> None:
+        """A sample from ``size_bytes`` that took ``transfer_ms`` on the link."""
+        if size_bytes <= 0 or transfer_ms <= 0:
+            raise EstimatorError(
+                f"a transfer needs bytes > 0 and time > 0, got {size_bytes} B in {transfer_ms} ms"
+            )
+        self.add(size_bytes * 8.0 / (transfer_ms * 1000.0))
+
+    def transfer_ms(self, size_bytes: float) -> float:
+        """Predicted time for ``size_bytes`` at the planning estimate (inf if unknown)."""
+        bw = self.estimate_mbps
+        if size_bytes <= 0:
+            return 0.0
+        return size_bytes * 8.0 / (bw * 1000.0) if bw > 0 else math.inf
+
+
+class RttEstimator:
+    """Round-trip time: EWMA mean and mean deviation (RFC 6298 gains), normal quantile."""
+
+    def __init__(self, alpha: float = 0.125, beta: float = 0.25, initial_ms: float = 0.0) -> None:
+        self.alpha, self.beta = alpha, beta
+        self.mean_ms = initial_ms
+        self.dev_ms = initial_ms / 2.0
+        self.samples = 0
+        self._min: deque[float] = deque(maxlen=64)
+
+    def add(self, rtt_ms: float) -> None:
+        if rtt_ms < 0 or math.isnan(rtt_ms):
+            raise EstimatorError(f"round-trip time must be >= 0 ms, got {rtt_ms}")
+        if self.samples == 0:
+            self.mean_ms, self.dev_ms = rtt_ms, rtt_ms / 2.0
+        else:
+            self.dev_ms += self.beta * (abs(rtt_ms - self.mean_ms) - self.dev_ms)
+            self.mean_ms += self.alpha * (rtt_ms - self.mean_ms)
+        self.samples += 1
+        self._min.append(rtt_ms)
+
+    @property
+    def min_ms(self) -> float:
+        """Smallest of the last 64 samples: the path's floor."""
+        return min(self._min, default=self.mean_ms)
+
+    @property
+    def std_ms(self) -> float:
+        return self.dev_ms * _DEV_TO_STD
+
+    def quantile_ms(self, q: float) -> float:
+        return max(0.0, self.mean_ms + z_score(q) * self.std_ms)
+
+
+class ContentionEstimator:
+    """Device contention as a fractional profile level, sensed from head latencies."""
+
+    def __init__(self, levels: tuple[int, ...], alpha: float = 0.3) -> None:
+        if not levels:
+            raise EstimatorError("contention needs at least one profiled level")
+        self.levels = tuple(sorted(levels))
+        self.alpha = alpha
+        self.level = float(self.levels[0])
+        self.samples = 0
+        self._log_err: deque[float] = deque(maxlen=32)
+
+    def head_ms(self, by_level: dict[int, float], level: float | None = None) -> float:
+        """A branch's head latency at ``level`` (default: the sensed one), interpolated.
+
+        Beyond the highest level the last segment's slope continues, so a device
+        busier than anything profiled still predicts slower heads.
+        """
+        lv = self.level if level is None else level
+        xs = self.levels
+        ys = [by_level[x] for x in xs]
+        if len(xs) == 1:
+            return ys[0] * (1.0 + lv - xs[0])  # one level: assume slowdown ~ busy cores
+        if lv <= xs[0]:
+            return ys[0]
+        for i in range(1, len(xs)):  # plain Python: a handful of levels, per-frame path
+            if lv <= xs[i]:
+                t = (lv - xs[i - 1]) / (xs[i] - xs[i - 1])
+                return ys[i - 1] + t * (ys[i] - ys[i - 1])
+        slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+        return ys[-1] + max(slope, 0.0) * (lv - xs[-1])
+
+    def head_ms_array(self, by_level: np.ndarray, level: float | None = None) -> np.ndarray:
+        """:meth:`head_ms` for many branches at once: rows are branches, columns levels."""
+        lv = self.level if level is None else level
+        xs = self.levels
+        if len(xs) == 1:
+            return by_level[:, 0] * (1.0 + lv - xs[0])
+        if lv <= xs[0]:
+            return by_level[:, 0].copy()
+        i = 0
+        while i < len(xs) - 2 and lv > xs[i + 1]:
+            i += 1
+        t = (lv - xs[i]) / (xs[i + 1] - xs[i])
+        out = by_level[:, i] + t * (by_level[:, i + 1] - by_level[:, i])
+        return np.maximum(out, by_level[:, -1]) if lv > xs[-1] else out
+
+    def _level_of(self, by_level: dict[int, float], observed_ms: float) -> float:
+        xs = self.levels
+        ys = [by_level[x] for x in xs]
+        if len(xs) == 1:
+            return max(xs[0], xs[0] + observed_ms / ys[0] - 1.0) if ys[0] > 0 else xs[0]
+        if observed_ms <= ys[0]:
+            return float(xs[0])
+        for i in range(1, len(xs)):
+            if observed_ms <= ys[i]:
+                span = ys[i] - ys[i - 1]
+                frac = (observed_ms - ys[i - 1]) / span if span > 0 else 1.0
+                return xs[i - 1] + frac * (xs[i] - xs[i - 1])
+        slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+        return xs[-1] + ((observed_ms - ys[-1]) / slope if slope > 0 else 0.0)
+
+    def observe(self, by_level: dict[int, float], observed_ms: float) -> None:
+        """One measured head latency of a branch whose profile is ``by_level``."""
+        if observed_ms < 0:
+            raise EstimatorError(f"head latency must be >= 0 ms, got {observed_ms}")
+        predicted = self.head_ms(by_level)
+        if predicted > 0 and observed_ms > 0:
+            self._log_err.append(math.log(observed_ms / predicted))
+        sample = self._level_of(by_level, observed_ms)
+        self.level = (
+            sample if self.samples == 0 else self.level + self.alpha * (sample - self.level)
+        )
+        self.samples += 1
+
+    def log_error(self) -> tuple[float, float]:
+        """(mean, standard deviation) of log(observed / predicted) head latency, recently.
+
+        Before evidence: no bias and ~6 % spread, typical of a CPU head.
+        """
+        n = len(self._log_err)
+        if n < 3:
+            return 0.0, 0.06
+        mean = sum(self._log_err) / n
+        return mean, math.sqrt(sum((e - mean) ** 2 for e in self._log_err) / n)
+
+    def quantile_factor(self, q: float) -> float:
+        """Multiply a predicted head latency by this for its ``q`` quantile (>= 1)."""
+        mean, std = self.log_error()
+        return max(1.0, math.exp(mean + z_score(q) * std))
+
+
+@dataclass
+class _Reported:
+    value_ms: float
+    at_s: float
+
+
+@dataclass
+class _ServerStats:
+    mean_ms: float
+    dev_ms: float
+    queue_ms: float
+
+
+class ServerLoadEstimator:
+    """Per-branch server time (queue wait + tail + server codec): frames and status reports.
+
+    From frames: EWMA mean and mean deviation of each result's server time (as
+    :class:`RttEstimator`), so a jittery server (batching behind other devices)
+    widens the quantile, not just the mean. From reports: the queue wait and tail
+    p95 the server publishes; a fresh report raises the prediction, so a queue
+    other devices built up counts before this device's frames feel it.
+    """
+
+    def __init__(self, alpha: float = 0.125, beta: float = 0.25, report_ttl_s: float = 5.0) -> None:
+        self.alpha, self.beta = alpha, beta
+        self.report_ttl_s = report_ttl_s
+        self._stats: dict[str, _ServerStats] = {}
+        self._reported_queue: dict[str, _Reported] = {}
+        self._reported_tail: dict[str, _Reported] = {}
+
+    def observe_frame(self, branch: str, queue_ms: float, service_ms: float) -> None:
+        """A result's server timing: queue wait and the rest (decode + tail + encode)."""
+        if queue_ms < 0 or service_ms < 0:
+            raise EstimatorError(f"server times must be >= 0 ms, got {queue_ms}, {service_ms}")
+        total = queue_ms + service_ms
+        st = self._stats.get(branch)
+        if st is None:
+            self._stats[branch] = _ServerStats(total, total / 4.0, queue_ms)
+            return
+        st.dev_ms += self.beta * (abs(total - st.mean_ms) - st.dev_ms)
+        st.mean_ms += self.alpha * (total - st.mean_ms)
+        st.queue_ms += self.alpha * (queue_ms - st.queue_ms)
+
+    def report(
+        self,
+        branch: str,
+        *,
+        now_s: float,
+        queue_ms: float | None = None,
+        tail_ms: float | None = None,
+    ) -> None:
+        """A status report (Status RPC's BranchLoad, or MQTT's EdgeStatus) for ``branch``."""
+        for table, value in ((self._reported_queue, queue_ms), (self._reported_tail, tail_ms)):
+            if value is None:
+                continue
+            if value < 0 or math.isnan(value):
+                raise EstimatorError(f"reported server time must be >= 0 ms, got {value}")
+            table[branch] = _Reported(value, now_s)
+
+    def _fresh(self, table: dict[str, _Reported], branch: str, now_s: float) -> float:
+        r = table.get(branch)
+        return r.value_ms if r is not None and now_s - r.at_s <= self.report_ttl_s else 0.0
+
+    def queue_ms(self, branch: str, now_s: float) -> float:
+        """Expected queue wait: frames' EWMA or a fresh report, whichever is larger."""
+        st = self._stats.get(branch)
+        measured = st.queue_ms if st is not None else 0.0
+        return max(measured, self._fresh(self._reported_queue, branch, now_s))
+
+    def server_ms(
+        self, branch: str, now_s: float, z: float = 0.0, default_ms: float = 0.0
+    ) -> float:
+        """Server time at ``z`` standard deviations (0: the mean); ``default_ms`` if unseen."""
+        mean, std = self.mean_std_ms(branch, now_s, default_ms)
+        return mean + z * std
+
+    def mean_std_ms(
+        self, branch: str, now_s: float, default_ms: float = 0.0
+    ) -> tuple[float, float]:
+        """(mean, standard deviation) of the server time; a fresh report raises the mean."""
+        st = self._stats.get(branch)
+        mean, std = (default_ms, 0.0) if st is None else (st.mean_ms, st.dev_ms * _DEV_TO_STD)
+        reported = self._fresh(self._reported_queue, branch, now_s) + self._fresh(
+            self._reported_tail, branch, now_s
+        )
+        return max(mean, reported), std
+
+
+class ContentFeatures:
+    """Object count, mean object size and motion of the recent detections (EWMA).
+
+    Size is the mean box area over the frame area; motion is the mean distance a
+    box centre moved since the previous result (nearest centre), over the frame
+    diagonal and per frame elapsed.
+    """
+
+    def __init__(self, alpha: float = 0.3) -> None:
+        self.alpha = alpha
+        self.object_count = 0.0
+        self.object_size = 0.0
+        self.motion = 0.0
+        self.samples = 0
+        self._prev_centres: list[tuple[float, float]] = []
+        self._prev_frame = 0
+
+    def update(self, boxes: np.ndarray, frame_hw: tuple[int, int], frame_index: int = 0) -> None:
+        """One result's boxes (xyxy pixels) on a frame of ``frame_hw`` (height, width)."""
+        h, w = frame_hw
+        if h <= 0 or w <= 0:
+            raise EstimatorError(f"frame size must be positive, got {frame_hw}")
+        # Plain Python over a few boxes: numpy's per-call overhead would dominate here.
+        rows = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).tolist()
+        count = float(len(rows))
+        area = sum(max(0.0, x1 - x0) * max(0.0, y1 - y0) for x0, y0, x1, y1 in rows)
+        size = area / len(rows) / (h * w) if rows else 0.0
+        centres = [((x0 + x1) / 2, (y0 + y1) / 2) for x0, y0, x1, y1 in rows]
+        motion = self.motion
+        prev = self._prev_centres
+        if prev and centres:
+            gap = max(1, frame_index - self._prev_frame)
+            moved = sum(min(math.hypot(cx - px, cy - py) for px, py in prev) for cx, cy in centres)
+            motion = moved / len(centres) / math.hypot(h, w) / gap
+        self._prev_centres, self._prev_frame = centres, frame_index
+        if self.samples == 0:
+            self.object_count, self.object_size, self.motion = count, size, motion
+        else:
+            a = self.alpha
+            self.object_count += a * (count - self.object_count)
+            self.object_size += a * (size - self.object_size)
+            self.motion += a * (motion - self.motion)
+        self.samples += 1
+
+    def as_dict(self) -> dict[str, float]:
+        """The features by the names the profile's bins use (empty before any result)."""
+        if self.samples == 0:
+            return {}
+        return {
+            "object_count": self.object_count,
+            "object_size": self.object_size,
+            "motion": self.motion,
+        }

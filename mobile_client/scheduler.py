@@ -1,0 +1,613 @@
+"""The adaptive scheduler: per frame, which branch runs, where, and at what cost.
+
+ApproxDet (content- and contention-aware approximate detection) extended across
+the network. The candidates are the profile's entries (branch x bit depth x
+slimmable width x input size x detection interval). For each the scheduler
+predicts a latency *quantile* and an accuracy:
+
+- latency of a detection frame = head (profile, at the contention sensed from
+  observed heads) + payload / uplink bandwidth + RTT + server queue and tail.
+  Each term has a mean and a spread (head: the log error of recent heads;
+  transfer: harmonic-mean rate vs its robust-MPC discounted rate and the
+  profile's bytes p95; RTT and server: EWMA mean deviation); the quantile is
+  ``mean + z x sqrt(sum of variances)`` (independent terms). With a detection
+  interval k the per-frame latency is amortised as ApproxDet does,
+  (detection + (k - 1) x tracker) / k, unless ``amortise_tracking=False`` asks
+  that every detection frame fit by itself.
+- accuracy = the profile's overall accuracy + the per-bin deltas of the content
+  bins the recent detections fall into (object count, size, motion).
+
+Decision: on the Pareto frontier of (latency, accuracy), the best weighted
+utility ``accuracy_weight x accuracy - latency_weight x latency / SLA`` whose
+latency fits ``SLA x margin``; if none fits, the fastest. The margin starts at
+ApproxDet's 1/1.3 and is then learned, one per path (local, remote): 1 / the
+``quantile`` of observed / predicted detection latency, tracked online
+(Robbins-Monro, O(1) per frame), so a well-calibrated predictor earns a margin
+near 1, a surprised one plans more conservatively (it catches what the
+estimators cannot see: heavy tails, delays outside the timing breakdown), and
+one that over-states latency gets room back. Outages do not count as errors.
+
+Stability: re-decide every max(interval, 8) frames (rounded to whole detection
+intervals), or at once when an estimate moves a lot, the SLA or weights change,
+or the edge is lost or back. Hysteresis: the current choice stays while it
+fits; a switch up needs a utility gain above ``hysteresis_gain`` plus the load
+cost of the switch (switches within a load group are free) and a predicted
+latency inside ``SLA x margin x (1 - hysteresis_band)``. A switch's load cost
+is also amortised over the decision period in the latency it must fit. When
+the edge is unreachable only local candidates are eligible until a retry time
+(exponential backoff) passes.
+
+``pick(now_s) -> Decision`` and ``observe(decision, outcome)``: the same shape
+as :class:`~splitedge.mobile_client.policy.RateRule`. ``set_sla`` and
+``set_weights`` may be called from another thread (a control callback).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+import numpy as np
+
+from splitedge.mobile_client.estimators import (
+    BandwidthEstimator,
+    ContentFeatures,
+    ContentionEstimator,
+    RttEstimator,
+    ServerLoadEstimator,
+    z_score,
+)
+from splitedge.mobile_client.outcome import FrameOutcome
+from splitedge.mobile_client.profile import BranchProfile, Profile, content_bins
+
+
+class SchedulerError(ValueError):
+    """The scheduler cannot be built or configured as asked."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one frame; hand it back to :meth:`Scheduler.observe` with the outcome."""
+
+    branch: str
+    bits: int
+    interval: int
+    track: bool  # True: run the on-device tracker, not the detector, on this frame
+    predicted_latency_ms: float  # this frame's quantile: detection path, or the tracker
+    predicted_accuracy: float
+    reason: str
+    key: str = ""  # the profile entry (also carries width and input size)
+    width: float = 1.0
+    input_size: int = 0
+    remote: bool = True
+    frame_index: int = 0
+    index: int = -1  # candidate index inside the scheduler
+
+
+def pareto_frontier(latency_ms: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats (faster-or-equal and more accurate).
+
+    Sorted by latency ascending; ties in latency keep only the most accurate.
+    """
+    if len(latency_ms) == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((-accuracy, latency_ms))
+    acc = accuracy[order]
+    best_before = np.concatenate(([-np.inf], np.maximum.accumulate(acc)[:-1]))
+    return order[acc > best_before]
+
+
+class Scheduler:
+    """Picks a branch per frame from a :class:`Profile` and online estimates."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        sla_ms: float,
+        *,
+        quantile: float = 0.95,
+        accuracy_weight: float = 1.0,
+        latency_weight: float = 0.0,
+        margin: float = 1 / 1.3,
+        learn_margin: bool = True,
+        margin_bounds: tuple[float, float] = (0.4, 1.5),
+        margin_rate: float = 0.1,
+        min_period_frames: int = 8,
+        hysteresis_gain: float = 0.01,
+        hysteresis_band: float = 0.1,
+        load_gain_per_ms: float = 0.0005,
+        change_threshold: float = 0.3,
+        edge_retry_s: float = 2.0,
+        max_edge_retry_s: float = 30.0,
+        probe_every_frames: int = 30,
+        amortise_tracking: bool = True,
+        initial_bandwidth_mbps: float = 10.0,
+        initial_rtt_ms: float = 20.0,
+        branches: Collection[str] | None = None,
+        frame_hw: tuple[int, int] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        entries = [e for e in profile.entries if branches is None or e.config.branch in branches]
+        if not profile.tracker_latency_ms:
+            # No tracker was measured (no OpenCV on the device): it cannot track, so the
+            # detect-every-k-th-frame candidates are not for it.
+            entries = [e for e in entries if e.config.detection_interval == 1]
+        if not entries:
+            raise SchedulerError(
+                "no profile entry is usable (check the branches filter; without a measured "
+                "tracker, only detection interval 1 is)"
+            )
+        unmeasured = [e.key for e in entries if e.accuracy is None]
+        if unmeasured:
+            raise SchedulerError(
+                f"profile has no accuracy for {', '.join(unmeasured[:3])}"
+                f"{' ...' if len(unmeasured) > 3 else ''}: measure it with a validation set"
+            )
+        self.profile = profile
+        self.candidates: list[BranchProfile] = entries
+        self.quantile = quantile
+        self._z = z_score(quantile)
+        self.learn_margin = learn_margin
+        self.margin_bounds = margin_bounds
+        # One margin per path: the device alone is predicted far better than device + link
+        # + server, and one shared margin would let the easy path relax the hard one.
+        self._margin = {False: margin, True: margin}
+        self._budget_factor = np.zeros(0)  # per candidate: its path's margin
+        # Per path: the tracked quantile of observed / predicted latency; margin = 1 / it.
+        self._theta = {False: 1.0 / margin, True: 1.0 / margin}
+        self._ratio_count = {False: 0, True: 0}
+        self.margin_rate = margin_rate
+        self.min_period_frames = min_period_frames
+        self.hysteresis_gain = hysteresis_gain
+        self.hysteresis_band = hysteresis_band
+        self.load_gain_per_ms = load_gain_per_ms
+        self.change_threshold = change_threshold
+        self.edge_retry_s = edge_retry_s
+        self.max_edge_retry_s = max_edge_retry_s
+        self.probe_every_frames = probe_every_frames
+        self.amortise_tracking = amortise_tracking
+        self.clock = clock
+        self.frame_hw = frame_hw or (profile.frame_size if min(profile.frame_size) > 0 else None)
+        self._lock = threading.Lock()
+        self._sla_ms = 0.0
+        self._weights = (1.0, 0.0)
+        self.set_sla(sla_ms)
+        self.set_weights(accuracy=accuracy_weight, latency=latency_weight)
+
+        self.bandwidth = BandwidthEstimator(initial_mbps=initial_bandwidth_mbps)
+        self.rtt = RttEstimator(initial_ms=initial_rtt_ms)
+        self.contention = ContentionEstimator(profile.contention_levels)
+        self.server = ServerLoadEstimator()
+        self.content = ContentFeatures()
+        self._build_arrays()
+
+        self._current: int | None = None
+        self._phase = 0  # frames since the current candidate's last detection
+        self._since_decision = 0
+        self._frame = 0
+        self._since_remote = 0
+        self._force = True
+        self._now_s = 0.0
+        self._edge_down = False
+        self._edge_failures = 0
+        self._edge_retry_at = 0.0
+        self._at_decision = (0.0, 0.0, 0.0)  # bandwidth, rtt, contention level
+        self._net: deque[tuple[float, float]] = deque(maxlen=64)  # (network ms, bytes)
+        self._pings: deque[float] = deque(maxlen=16)
+        self._floor_ms: float | None = None
+        self._net_count = 0
+        self._tracker_ratio = 1.0
+        self._pred_detect = np.zeros(len(self.candidates))
+        self._pred_acc = self._acc.copy()
+        self.switches = 0  # changes of candidate
+        self.decisions = 0  # re-decisions (the costly frames)
+        self.violations = 0  # detection frames over the SLA
+        self.last_reason = ""
+
+    # ------------------------------------------------------------ configuration
+
+    def _build_arrays(self) -> None:
+        c = self.candidates
+        levels = self.contention.levels
+        self._head = np.array([[e.head_latency_ms[lv].mean for lv in levels] for e in c])
+        self._bytes_mean = np.array([e.bytes_per_frame.mean for e in c])
+        self._bytes_q = np.array([e.bytes_per_frame.p95 for e in c])
+        self._tail = np.array(
+            [e.tail_latency_ms[min(e.tail_latency_ms)] if e.tail_latency_ms else 0.0 for e in c]
+        )
+        self._remote = np.array([e.remote for e in c])
+        self._interval = np.array([e.config.detection_interval for e in c], dtype=np.float64)
+        self._acc = np.array([e.accuracy for e in c], dtype=np.float64)
+        bins = sorted({b for e in c for b in e.accuracy_by_bin})
+        self._bin_delta = {
+            b: np.array(
+                [e.accuracy_by_bin[b] - e.accuracy if b in e.accuracy_by_bin else 0.0 for e in c]
+            )
+            for b in bins
+        }
+        groups = sorted({e.load_group for e in c})
+        self._group = np.array([groups.index(e.load_group) for e in c])
+        self._switch = np.array([[self.profile.switch_ms(a, b) for b in groups] for a in groups])
+        self._names = sorted({e.config.branch for e in c})
+        self._name_idx = np.array([self._names.index(e.config.branch) for e in c])
+        tracker = self.profile.tracker_latency_ms
+        self._tracker_by_level = {lv: tracker.get(lv, 0.0) for lv in levels}
+        self._kbits_q = self._bytes_q * 8.0 / 1000.0  # / Mbps = ms
+        self._kbits_mean = self._bytes_mean * 8.0 / 1000.0
+        self._remote_f = self._remote.astype(np.float64)
+        self._inv_interval = 1.0 / self._interval
+        self._tracked_share = (self._interval - 1.0) / self._interval
+        self._acc_by_bins: dict[tuple[str, ...], np.ndarray] = {}
+        self._local_mask = ~self._remote
+        self._all_mask = np.ones(len(c), dtype=bool)
+        self._no_switch = np.zeros(len(c))
+        self._switch_ms_from = [self._switch[g][self._group] for g in range(len(groups))]
+        self._any_local = bool((~self._remote).any())
+        self._update_budget_factor()
+        self._periods = np.array([self._period(i) for i in range(len(c))], dtype=np.float64)
+
+    @property
+    def sla_ms(self) -> float:
+        return self._sla_ms
+
+    def set_sla(self, sla_ms: float) -> None:
+        """A new latency SLA; the next :meth:`pick` decides again with it."""
+        if not sla_ms > 0 or math.isinf(sla_ms):
+            raise SchedulerError(f"SLA must be a positive number of ms, got {sla_ms}")
+        with self._lock:
+            self._sla_ms = float(sla_ms)
+            self._force = True
+
+    def set_weights(self, *, accuracy: float | None = None, latency: float | None = None) -> None:
+        """Utility weights; ``latency`` > 0 trades accuracy for lower latency."""
+        wa, wl = self._weights
+        wa = wa if accuracy is None else float(accuracy)
+        wl = wl if latency is None else float(latency)
+        if wa < 0 or wl < 0 or (wa == 0 and wl == 0) or math.isnan(wa + wl):
+            raise SchedulerError(
+                f"weights must be >= 0 and not both 0, got accuracy={wa}, latency={wl}"
+            )
+        with self._lock:
+            self._weights = (wa, wl)
+            self._force = True
+
+    def set_edge_available(self, available: bool) -> None:
+        """What discovery or MQTT says about the edge; loss takes effect on the next pick."""
+        with self._lock:
+            if available:
+                self._edge_down, self._edge_failures = False, 0
+            else:
+                self._mark_edge_lost()
+            self._force = True
+
+    # ------------------------------------------------------------ prediction
+
+    def predict(self, now_s: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(detection latency quantile ms, per-frame latency ms, accuracy) of every candidate."""
+        now = self._now_s if now_s is None else now_s
+        # Vectorised over candidates, per-branch work only over distinct branch names:
+        # this runs at every re-decision and must stay far below the 0.2 ms frame budget.
+        # Each term's mean and spread; the quantile of the sum assumes independent terms
+        # (mean + z * sqrt(sum of variances)); what that misses, the learned margin takes.
+        bias, spread = self.contention.log_error()
+        head = self.contention.head_ms_array(self._head) * math.exp(bias)
+        variance = (head * spread) ** 2
+        bw, bw_robust = self.bandwidth.harmonic_mbps, self.bandwidth.estimate_mbps
+        if bw > 0:
+            transfer = self._kbits_mean / bw
+            transfer_q = self._kbits_q / bw_robust
+        else:
+            transfer = transfer_q = self._kbits_q * np.inf
+        server = np.array([self.server.mean_std_ms(n, now) for n in self._names])[self._name_idx]
+        server_mean = np.maximum(server[:, 0], self._tail)
+        network = transfer + self.rtt.mean_ms + server_mean
+        network_var = (
+            ((transfer_q - transfer) / self._z) ** 2 + self.rtt.std_ms**2 + server[:, 1] ** 2
+        )
+        detect = (
+            head
+            + self._remote_f * network
+            + self._z * np.sqrt(variance + self._remote_f * network_var)
+        )
+        if self.amortise_tracking:
+            per_frame = detect * self._inv_interval + self._tracked_share * self._tracker_ms()
+        else:
+            per_frame = detect
+        return detect, per_frame, self._accuracy()
+
+    def _accuracy(self) -> np.ndarray:
+        bins = content_bins(self.content.as_dict(), self.profile.bin_edges)
+        acc = self._acc_by_bins.get(bins)
+        if acc is None:  # bins are few and discrete: compute each combination once
+            acc = self._acc.copy()
+            for b in bins:
+                delta = self._bin_delta.get(b)
+                if delta is not None:
+                    acc += delta
+            acc = self._acc_by_bins[bins] = np.clip(acc, 0.0, 1.0)
+        return acc
+
+    def _tracker_ms(self) -> float:
+        return self.contention.head_ms(self._tracker_by_level) * self._tracker_ratio
+
+    # ------------------------------------------------------------ decision
+
+    def pick(self, now_s: float | None = None) -> Decision:
+        """The decision for the next frame."""
+        with self._lock:
+            now = self.clock() if now_s is None else now_s
+            self._now_s = now
+            self._frame += 1
+            if self._edge_down and now >= self._edge_retry_at:
+                self._edge_down = False  # retry: remote candidates are eligible again
+                self._force = True
+            if (
+                self._current is None
+                or self._force
+                or self._big_change()
+                or (self._since_decision >= self._period(self._current))
+            ):
+                self._decide(now)
+            else:
+                self._since_decision += 1
+            return self._frame_decision(now)
+
+    def _period(self, index: int) -> int:
+        k = int(self._interval[index])
+        return k * math.ceil(self.min_period_frames / k)
+
+    def _big_change(self) -> bool:
+        bw0, rtt0, lv0 = self._at_decision
+        thr = self.change_threshold
+        bw = self.bandwidth.estimate_mbps
+        if bw0 > 0 and bw > 0 and not (1 / (1 + thr) <= bw / bw0 <= 1 + thr):
+            return True
+        if rtt0 > 0 and abs(self.rtt.mean_ms - rtt0) > thr * rtt0:
+            return True
+        return abs(self.contention.level - lv0) >= 0.5
+
+    def _decide(self, now: float) -> None:
+        self._force = False
+        self.decisions += 1
+        self._since_decision = 1
+        self._at_decision = (self.bandwidth.estimate_mbps, self.rtt.mean_ms, self.contention.level)
+        detect, per_frame, acc = self.predict(now)
+        self._pred_detect, self._pred_acc = detect, acc
+        cur = self._current
+        local_only = self._edge_down and self._any_local
+        allowed = self._local_mask if local_only else self._all_mask
+        if cur is None:
+            latency = per_frame
+            switch_ms = self._no_switch
+        else:
+            switch_ms = self._switch_ms_from[self._group[cur]]
+            latency = per_frame + switch_ms / self._periods  # a load, amortised over a period
+        wa, wl = self._weights
+        utility = wa * acc - (wl / self._sla_ms) * latency if wl else acc * wa
+        budget = self._budget_factor * self._sla_ms
+        feasible = allowed & (latency <= budget)
+        if cur is None or not allowed[cur] or latency[cur] > budget[cur]:
+            if not feasible.any():
+                best = int(np.flatnonzero(allowed)[np.argmin(latency[allowed])])
+                why = "edge-down-fastest" if self._edge_down else "none-feasible-fastest"
+                self._switch_to(best, why)
+                return
+            self._switch_to(self._best(feasible, latency, acc, utility), self._fit_reason())
+            return
+        # The current choice still fits: move only for a clear gain that fits comfortably.
+        comfortable = feasible & (latency <= budget * (1.0 - self.hysteresis_band))
+        if not comfortable.any():
+            self._switch_to(cur, "hold")
+            return
+        best = self._best(comfortable, latency, acc, utility)
+        needed = self.hysteresis_gain + self.load_gain_per_ms * switch_ms[best]
+        if best != cur and utility[best] - utility[cur] > needed:
+            self._switch_to(best, self._fit_reason())
+        else:
+            self._switch_to(cur, "hold")
+
+    @staticmethod
+    def _best(mask: np.ndarray, latency: np.ndarray, acc: np.ndarray, utility: np.ndarray) -> int:
+        """The highest-utility point of the Pareto frontier of the ``mask`` candidates."""
+        idx = np.flatnonzero(mask)
+        front = idx[pareto_frontier(latency[idx], acc[idx])]
+        return int(front[np.argmax(utility[front])])
+
+    def _fit_reason(self) -> str:
+        return "edge-down-local" if self._edge_down else "best-feasible"
+
+    def _switch_to(self, index: int, reason: str) -> None:
+        if index != self._current:
+            if self._current is not None:
+                self.switches += 1
+            self._current = index
+            self._phase = 0  # a new branch detects first
+        self.last_reason = reason
+
+    def _frame_decision(self, now: float) -> Decision:
+        cur = self._current
+        assert cur is not None
+        k = int(self._interval[cur])
+        track = self._phase % k != 0
+        self._phase = (self._phase + 1) % k
+        index, reason = cur, self.last_reason
+        probe = self._probe_target(track)
+        if probe is not None:
+            index, reason = probe, "probe"
+        entry = self.candidates[index]
+        # Predictions from the last decision: estimates that moved enough re-decide anyway.
+        latency = self._tracker_ms() if track else float(self._pred_detect[index])
+        return Decision(
+            branch=entry.config.branch,
+            bits=entry.config.bits,
+            interval=k,
+            track=track,
+            predicted_latency_ms=latency,
+            predicted_accuracy=float(self._pred_acc[index]),
+            reason="track" if track else reason,
+            key=entry.key,
+            width=entry.config.width,
+            input_size=entry.config.input_size,
+            remote=entry.remote,
+            frame_index=self._frame,
+            index=index,
+        )
+
+    def _probe_target(self, track: bool) -> int | None:
+        # A device that stayed local has a stale bandwidth estimate: send one cheap frame
+        # (free switch only) so a recovered link can win the next decision.
+        cur = self._current
+        if (
+            track
+            or self.probe_every_frames <= 0
+            or self._edge_down
+            or cur is None
+            or self._remote[cur]
+            or self._since_remote < self.probe_every_frames
+        ):
+            return None
+        same = np.flatnonzero(self._remote & (self._group == self._group[cur]))
+        if len(same) == 0:
+            return None
+        self._since_remote = 0
+        return int(same[np.argmin(self._bytes_q[same])])
+
+    # ------------------------------------------------------------ feedback
+
+    def observe(self, decision: Decision, outcome: FrameOutcome) -> None:
+        """Feed one frame's outcome (its timing breakdown) to the estimators."""
+        with self._lock:
+            self._observe(decision, outcome)
+
+    def observe_rtt(self, rtt_ms: float) -> None:
+        """A round trip measured outside frames (a Status RPC, an MQTT ping)."""
+        with self._lock:
+            self.rtt.add(rtt_ms)
+            self._pings.append(rtt_ms)
+
+    def _observe(self, decision: Decision, outcome: FrameOutcome) -> None:
+        t = outcome.timing
+        if decision.index < 0 or decision.index >= len(self.candidates):
+            raise SchedulerError(f"decision {decision.key!r} was not made by this scheduler")
+        entry = self.candidates[decision.index]
+        self._content(outcome)
+        if decision.track:
+            profiled = self._tracker_ms() / max(self._tracker_ratio, 1e-9)
+            observed = t.total_ms or t.local_ms
+            if profiled > 0 and observed > 0:
+                self._tracker_ratio += 0.2 * (observed / profiled - self._tracker_ratio)
+            return
+        edge_failed = outcome.reason == "edge-unavailable" or outcome.reason.startswith(
+            "edge-error"
+        )
+        if t.total_ms > 0 and decision.predicted_latency_ms > 0:
+            if t.total_ms > self._sla_ms:
+                self.violations += 1
+            if not edge_failed:  # an outage is not an error of the latency model
+                self._learn_margin(entry.remote, t.total_ms / decision.predicted_latency_ms)
+        by_level = dict(zip(self.contention.levels, self._head[decision.index], strict=True))
+        if not entry.remote:
+            self._since_remote += 1
+            if outcome.source == "local" and t.local_ms > 0:
+                self.contention.observe(by_level, t.local_ms)
+            return
+        self._since_remote = 0
+        device_ms = t.head_ms + t.encode_ms
+        if device_ms > 0:
+            self.contention.observe(by_level, device_ms)
+        if outcome.source == "edge":
+            if self._edge_down or self._edge_failures:
+                self._force = True
+            self._edge_down, self._edge_failures = False, 0
+            self.server.observe_frame(
+                entry.config.branch, t.queue_ms, max(0.0, t.server_total_ms - t.queue_ms)
+            )
+            self._network(outcome.payload_bytes, t.network_ms)
+            return
+        if edge_failed:
+            self._mark_edge_lost()
+            self._force = True
+            return
+        waited_ms = t.total_ms - device_ms - t.local_ms
+        if outcome.payload_bytes > 0 and waited_ms > 0:
+            # Missed the deadline: the bytes did not make it in this time, so the link
+            # carried at most this much (a pessimistic sample the error discount amplifies).
+            self.bandwidth.add_transfer(outcome.payload_bytes, waited_ms)
+
+    def _network(self, payload_bytes: int, network_ms: float) -> None:
+        if network_ms <= 0:
+            return
+        self._net.append((network_ms, float(payload_bytes)))
+        floor_ms = self._rtt_floor_ms()
+        transfer_ms = network_ms - floor_ms
+        # Only a transfer measurably longer than the floor says anything about the rate.
+        if payload_bytes > 0 and transfer_ms >= 1.0:
+            self.bandwidth.add_transfer(payload_bytes, transfer_ms)
+        rate = self.bandwidth.harmonic_mbps
+        carried_ms = payload_bytes * 8.0 / (rate * 1000.0) if rate > 0 else 0.0
+        self.rtt.add(max(0.0, network_ms - carried_ms))
+
+    def _rtt_floor_ms(self) -> float:
+        # Pure round trips (pings) give the floor directly. Without them, the floor is the
+        # smallest network time left after the bytes at the current rate; one payload size
+        # alone cannot tell round trip from rate, other sizes (bit depths, probes) can.
+        if self._pings:
+            return min(self._pings)
+        rate = self.bandwidth.harmonic_mbps
+        per_byte_ms = 8.0 / (rate * 1000.0) if rate > 0 else 0.0
+        ms, size = self._net[-1]
+        newest = ms - size * per_byte_ms
+        self._net_count += 1
+        if self._net_count % 8 == 0 or self._floor_ms is None:
+            # A full pass now and then, so old samples and rate changes are accounted for.
+            self._floor_ms = min(ms - size * per_byte_ms for ms, size in self._net)
+        else:
+            self._floor_ms = min(self._floor_ms, newest)
+        return max(0.0, self._floor_ms)
+
+    def _learn_margin(self, remote: bool, ratio: float) -> None:
+        # Online quantile tracking (Robbins-Monro) of observed / predicted latency, in
+        # log space: up by rate x q when a frame ran over its prediction x theta, down
+        # by rate x (1 - q) otherwise, so theta settles where a fraction 1 - q of frames
+        # exceed it. One spike moves it a step, not to the spike; O(1) per frame.
+        self._ratio_count[remote] += 1
+        if not self.learn_margin:
+            return
+        theta = self._theta[remote]
+        over = 1.0 if ratio > theta else 0.0
+        theta *= math.exp(self.margin_rate * (over - (1.0 - self.quantile)))
+        lo, hi = self.margin_bounds
+        self._theta[remote] = min(1.0 / lo, max(1.0 / hi, theta))
+        self._margin[remote] = 1.0 / self._theta[remote]
+        self._update_budget_factor()
+
+    def _update_budget_factor(self) -> None:
+        self._budget_factor = np.where(self._remote, self._margin[True], self._margin[False])
+
+    @property
+    def margins(self) -> dict[str, float]:
+        """The SLA fraction each path plans with: ``{"local": .., "remote": ..}``."""
+        return {"local": self._margin[False], "remote": self._margin[True]}
+
+    def _content(self, outcome: FrameOutcome) -> None:
+        boxes = getattr(outcome.prediction, "boxes", None)
+        if boxes is not None and self.frame_hw is not None:
+            self.content.update(boxes, self.frame_hw, outcome.frame_id)
+
+    def _mark_edge_lost(self) -> None:
+        self._edge_failures += 1
+        self._edge_down = True
+        backoff = min(self.max_edge_retry_s, self.edge_retry_s * 2 ** (self._edge_failures - 1))
+        self._edge_retry_at = self._now_s + backoff
+
+    @property
+    def edge_down(self) -> bool:
+        return self._edge_down
+
+    @property
+    def current(self) -> BranchProfile | None:
+        return None if self._current is None else self.candidates[self._current]

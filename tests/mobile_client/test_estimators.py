@@ -1,0 +1,146 @@
+"""The scheduler's online estimators: convergence, reaction, and bad samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from splitedge.mobile_client.estimators import (
+    BandwidthEstimator,
+    ContentFeatures,
+    ContentionEstimator,
+    EstimatorError,
+    RttEstimator,
+    ServerLoadEstimator,
+    z_score,
+)
+
+
+def test_bandwidth_converges_to_a_steady_link() -> None:
+    bw = BandwidthEstimator()
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        bw.add(20.0 * rng.uniform(0.97, 1.03))
+    assert bw.harmonic_mbps == pytest.approx(20.0, rel=0.03)
+    # Small steady errors leave only a small discount.
+    assert 18.0 < bw.estimate_mbps <= bw.harmonic_mbps
+
+
+def test_bandwidth_step_down_is_detected_within_a_few_samples() -> None:
+    bw = BandwidthEstimator()
+    for _ in range(10):
+        bw.add(20.0)
+    seen = []
+    for _ in range(3):
+        bw.add(2.0)
+        seen.append(bw.estimate_mbps)
+    assert seen[1] < 5.0, f"estimates after the step: {seen}"  # within two samples
+
+
+def test_error_discount_shrinks_the_estimate_after_a_misprediction() -> None:
+    bw = BandwidthEstimator()
+    for _ in range(5):
+        bw.add(10.0)
+    assert bw.estimate_mbps == pytest.approx(10.0)
+    bw.add(40.0)  # a surprise in either direction
+    assert bw.max_error > 0.5
+    assert bw.estimate_mbps < bw.harmonic_mbps / 1.5
+    for _ in range(10):  # predicted well again: the discount fades
+        bw.add(10.0)
+    assert bw.max_error < 0.01
+    assert bw.estimate_mbps == pytest.approx(10.0, rel=0.01)
+
+
+def test_bandwidth_transfer_prediction_and_bad_samples() -> None:
+    bw = BandwidthEstimator()
+    assert bw.transfer_ms(1000) == float("inf")  # no sample, no prior
+    bw.add_transfer(125_000, 100.0)  # 1 Mbit in 100 ms = 10 Mbps
+    assert bw.harmonic_mbps == pytest.approx(10.0)
+    assert bw.transfer_ms(125_000) == pytest.approx(100.0)
+    with pytest.raises(EstimatorError, match="positive"):
+        bw.add(0.0)
+    with pytest.raises(EstimatorError, match="bytes > 0"):
+        bw.add_transfer(100, 0.0)
+
+
+def test_rtt_mean_variance_and_quantile() -> None:
+    rtt = RttEstimator()
+    rng = np.random.default_rng(1)
+    samples = rng.normal(40.0, 5.0, 400)
+    for s in samples:
+        rtt.add(float(s))
+    assert rtt.mean_ms == pytest.approx(40.0, abs=3.0)
+    assert rtt.std_ms == pytest.approx(5.0, rel=0.35)
+    q95 = rtt.quantile_ms(0.95)
+    assert np.mean(samples[-100:] <= q95) >= 0.85
+    assert rtt.min_ms == pytest.approx(min(samples[-64:]))
+    with pytest.raises(EstimatorError, match=">= 0"):
+        rtt.add(-1.0)
+    with pytest.raises(EstimatorError, match="quantile"):
+        z_score(1.0)
+
+
+def test_contention_is_sensed_from_slowed_heads() -> None:
+    levels = (0, 1, 2)
+    head_a = {0: 10.0, 1: 20.0, 2: 40.0}
+    head_b = {0: 4.0, 1: 6.0, 2: 10.0}
+    est = ContentionEstimator(levels)
+    for _ in range(5):
+        est.observe(head_a, 10.5)
+    assert est.level < 0.2
+    assert est.head_ms(head_b) == pytest.approx(4.0, abs=0.2)
+    for _ in range(10):  # another app starts: branch A's head now takes 30 ms
+        est.observe(head_a, 30.0)
+    assert est.level == pytest.approx(1.5, abs=0.1)
+    # Black-box transfer: branch B's head is predicted at the same fractional level.
+    assert est.head_ms(head_b) == pytest.approx(8.0, abs=0.5)
+    arr = est.head_ms_array(np.array([[10.0, 20.0, 40.0], [4.0, 6.0, 10.0]]))
+    assert arr == pytest.approx([est.head_ms(head_a), est.head_ms(head_b)])
+
+
+def test_contention_beyond_the_profile_extrapolates() -> None:
+    est = ContentionEstimator((0, 1))
+    head = {0: 10.0, 1: 20.0}
+    for _ in range(10):
+        est.observe(head, 40.0)
+    assert est.level > 2.5
+    assert est.head_ms(head) == pytest.approx(40.0, rel=0.1)
+    # Noisy heads widen the quantile factor.
+    rng = np.random.default_rng(2)
+    for v in rng.uniform(30, 50, 30):
+        est.observe(head, float(v))
+    assert est.quantile_factor(0.95) > 1.1
+
+
+def test_server_load_learns_spread_and_takes_fresh_reports() -> None:
+    srv = ServerLoadEstimator(report_ttl_s=5.0)
+    assert srv.server_ms("split@x", now_s=0.0, default_ms=7.0) == 7.0  # unseen: the profile
+    rng = np.random.default_rng(4)
+    for v in rng.exponential(10.0, 300):  # batching jitter behind other devices
+        srv.observe_frame("split@x", queue_ms=float(v), service_ms=10.0)
+    mean = srv.server_ms("split@x", now_s=0.0)
+    q95 = srv.server_ms("split@x", now_s=0.0, z=1.645)
+    assert 14.0 < mean < 26.0
+    assert q95 > mean + 8.0  # the spread counts, not only the mean
+    assert 5.0 < srv.queue_ms("split@x", now_s=0.0) < 16.0
+    srv.report("split@x", now_s=0.0, queue_ms=80.0, tail_ms=25.0)
+    assert srv.queue_ms("split@x", now_s=1.0) == 80.0
+    assert srv.server_ms("split@x", now_s=1.0) == 105.0  # the report raises the mean
+    assert srv.server_ms("split@x", now_s=10.0) == mean  # the report went stale
+    with pytest.raises(EstimatorError, match=">= 0"):
+        srv.report("split@x", now_s=0.0, tail_ms=-1.0)
+    with pytest.raises(EstimatorError, match=">= 0"):
+        srv.observe_frame("split@x", queue_ms=-1.0, service_ms=1.0)
+
+
+def test_content_features_count_size_and_motion() -> None:
+    cf = ContentFeatures(alpha=1.0)
+    assert cf.as_dict() == {}
+    box = np.array([[10, 10, 30, 30], [100, 50, 120, 70]], np.float32)
+    cf.update(box, (100, 200), frame_index=0)
+    assert cf.object_count == 2
+    assert cf.object_size == pytest.approx(400 / 20000)
+    cf.update(box + np.array([5, 0, 5, 0]), (100, 200), frame_index=1)
+    assert cf.motion == pytest.approx(5 / np.hypot(100, 200))
+    with pytest.raises(EstimatorError, match="frame size"):
+        cf.update(box, (0, 10))

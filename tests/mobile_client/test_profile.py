@@ -1,0 +1,302 @@
+"""Profile files: round trip, one precise error per kind of bad file, real measuring."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from splitedge.mobile_client.profile import (
+    AccuracyRecord,
+    BranchConfig,
+    BranchProfile,
+    Profile,
+    ProfileConsistencyError,
+    ProfileError,
+    ProfileFieldError,
+    ProfileReadError,
+    ProfileVersionError,
+    Quantiles,
+    add_profile_parser,
+    content_bins,
+    cpu_contention,
+    load_profile,
+    measure_profile,
+    save_profile,
+)
+
+
+def _profile() -> Profile:
+    def entry(branch: str, kind: str, bits: int, k: int, acc: float) -> BranchProfile:
+        return BranchProfile(
+            config=BranchConfig(branch, bits, 1.0, 320, k),
+            kind=kind,
+            load_group="m",
+            head_latency_ms={0: Quantiles(10, 9, 14), 1: Quantiles(20, 19, 30)},
+            bytes_per_frame=Quantiles(5000, 4900, 6000) if kind != "local" else Quantiles(0, 0, 0),
+            tail_latency_ms={1: 8.0, 4: 20.0},
+            accuracy=acc,
+            accuracy_by_bin={"motion:0": acc + 0.02, "motion:2": acc - 0.1},
+        )
+
+    return Profile(
+        model="m",
+        device="test",
+        contention_levels=(0, 1),
+        entries=[
+            entry("local", "local", 0, 1, 0.6),
+            entry("split@a", "split", 8, 1, 0.7),
+            entry("split@a", "split", 8, 4, 0.65),
+        ],
+        tracker_latency_ms={0: 1.0, 1: 2.0},
+        switch_cost_ms={"m": {"n": 250.0}},
+        default_switch_cost_ms=300.0,
+        frame_size=(240, 320),
+    )
+
+
+def _write(tmp_path: Path, doc: Any) -> Path:
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.fixture
+def doc() -> dict[str, Any]:
+    return _profile().to_json()
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    profile = _profile()
+    save_profile(profile, tmp_path / "p.json")
+    loaded = load_profile(tmp_path / "p.json")
+    assert loaded == profile
+    assert loaded.entry("split@a/8b/w1/320/k4").config.detection_interval == 4
+    assert loaded.switch_ms("m", "n") == 250.0
+    assert loaded.switch_ms("n", "m") == 300.0  # not in the table: the default
+    assert loaded.switch_ms("m", "m") == 0.0
+    with pytest.raises(KeyError, match="no profile entry"):
+        loaded.entry("nope")
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ProfileReadError, match="cannot read profile"):
+        load_profile(tmp_path / "missing.json")
+
+
+def test_not_json(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_text('{"version": 1,\n "model": ')
+    with pytest.raises(ProfileReadError, match=r"not JSON \(line 2"):
+        load_profile(path)
+
+
+def test_no_version(tmp_path: Path, doc: dict[str, Any]) -> None:
+    del doc["version"]
+    with pytest.raises(ProfileVersionError, match="no 'version'"):
+        load_profile(_write(tmp_path, doc))
+
+
+def test_unsupported_version(tmp_path: Path, doc: dict[str, Any]) -> None:
+    doc["version"] = 99
+    with pytest.raises(ProfileVersionError, match="version 99 is not supported"):
+        load_profile(_write(tmp_path, doc))
+
+
+def test_top_level_not_an_object(tmp_path: Path) -> None:
+    with pytest.raises(ProfileFieldError, match="top level: expected an object"):
+        load_profile(_write(tmp_path, [1, 2]))
+
+
+def test_missing_field(tmp_path: Path, doc: dict[str, Any]) -> None:
+    del doc["entries"][1]["bytes_per_frame"]
+    with pytest.raises(ProfileFieldError, match=r"entries\[1\]\.bytes_per_frame: required"):
+        load_profile(_write(tmp_path, doc))
+
+
+def test_wrong_type(tmp_path: Path, doc: dict[str, Any]) -> None:
+    doc["entries"][0]["head_latency_ms"]["0"]["mean"] = "fast"
+    with pytest.raises(ProfileFieldError, match=r'head_latency_ms\.0\.mean: expected .*"fast"'):
+        load_profile(_write(tmp_path, doc))
+
+
+def test_bool_is_not_a_number(tmp_path: Path, doc: dict[str, Any]) -> None:
+    doc["entries"][0]["bits"] = True
+    with pytest.raises(ProfileFieldError, match=r"entries\[0\]\.bits: expected"):
+        load_profile(_write(tmp_path, doc))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("accuracy", 1.5, r"accuracy: 1.5 is outside \[0, 1\]"),
+        ("detection_interval", 0, r"detection_interval: 0 is outside"),
+        ("bits", 3, r"bits: expected one of"),
+        ("kind", "cloud", r"kind: expected one of local, split, offload"),
+        ("width", 2.0, r"width: 2 is outside"),
+    ],
+)
+def test_value_out_of_range(
+    tmp_path: Path, doc: dict[str, Any], field: str, value: Any, message: str
+) -> None:
+    doc["entries"][1][field] = value
+    with pytest.raises(ProfileFieldError, match=message):
+        load_profile(_write(tmp_path, doc))
+
+
+def test_p95_below_p50(tmp_path: Path, doc: dict[str, Any]) -> None:
+    doc["entries"][1]["bytes_per_frame"] = {"mean": 10, "p50": 10, "p95": 5}
+    with pytest.raises(ProfileFieldError, match="p95 5 is below p50 10"):
+        load_profile(_write(tmp_path, doc))
+
+
+def test_non_integer_level_key(tmp_path: Path, doc: dict[str, Any]) -> None:
+    doc["entries"][0]["tail_latency_ms"] = {"one": 3.0}
+    with pytest.raises(ProfileFieldError, match="keys must be non-negative integers"):
+        load_profile(_write(tmp_path, doc))
+
+
+def test_duplicate_entry(tmp_path: Path, doc: dict[str, Any]) -> None:
+    doc["entries"].append(copy.deepcopy(doc["entries"][1]))
+    with pytest.raises(ProfileConsistencyError, match="'split@a/8b/w1/320/k1' appears twice"):
+        load_profile(_write(tmp_path, doc))
+
+
+def test_missing_contention_level(tmp_path: Path, doc: dict[str, Any]) -> None:
+    del doc["entries"][2]["head_latency_ms"]["1"]
+    with pytest.raises(ProfileConsistencyError, match=r"contention level\(s\) \[1\]"):
+        load_profile(_write(tmp_path, doc))
+
+
+def test_no_entries(tmp_path: Path, doc: dict[str, Any]) -> None:
+    doc["entries"] = []
+    with pytest.raises(ProfileConsistencyError, match="lists no branch"):
+        load_profile(_write(tmp_path, doc))
+
+
+def test_bad_bin_edges(tmp_path: Path, doc: dict[str, Any]) -> None:
+    doc["bin_edges"]["motion"] = [0.02, 0.005]
+    with pytest.raises(ProfileFieldError, match="ascending"):
+        load_profile(_write(tmp_path, doc))
+
+
+def test_error_names_the_file(tmp_path: Path, doc: dict[str, Any]) -> None:
+    doc["contention_levels"] = [0, 0]
+    path = _write(tmp_path, doc)
+    with pytest.raises(ProfileConsistencyError, match=f"^{path}: contention_levels"):
+        load_profile(path)
+
+
+def test_content_bins() -> None:
+    edges = {"object_count": (2.0, 6.0), "motion": (0.005, 0.02)}
+    assert content_bins({"object_count": 1, "motion": 0.03}, edges) == (
+        "object_count:0",
+        "motion:2",
+    )
+    assert content_bins({"object_count": 6}, edges) == ("object_count:2",)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A reaped child is gone; an unreaped zombie would still answer: check its state.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_cpu_contention_starts_and_stops_its_spinners() -> None:
+    with cpu_contention(1) as pids:
+        assert len(pids) == 1
+        assert _alive(pids[0])
+    assert not _alive(pids[0])
+
+
+def _frames(n: int = 3) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [(rng.random((48, 64, 3)) * 255).astype(np.uint8) for _ in range(n)]
+
+
+def test_measure_profile_runs_heads_and_codec() -> None:
+    configs = [
+        BranchConfig("local"),
+        BranchConfig("split@x", 8),
+        BranchConfig("split@x", 2),
+        BranchConfig("split@x", 8, detection_interval=4),
+        BranchConfig("offload-jpeg90", input_size=24),
+    ]
+    asked: list[str] = []
+
+    def validate(cfg: BranchConfig) -> AccuracyRecord:
+        asked.append(cfg.key)
+        return AccuracyRecord(0.5 + 0.01 * cfg.bits, {"motion:0": 0.6})
+
+    profile = measure_profile(
+        "echo", configs, _frames(), contention_levels=(0, 1), progress=False, validate=validate
+    )
+    by_key = {e.key: e for e in profile.entries}
+    assert asked == [c.key for c in configs]
+    assert profile.contention_levels == (0, 1)
+    assert set(profile.tracker_latency_ms) == {0, 1}
+    # Echo ships the frame as float32: 48*64*3 values; 8-bit is ~4x smaller than float,
+    # 2-bit smaller still (zstd on random pixels cannot shrink much more).
+    split8 = by_key["split@x/8b/w1/native/k1"].bytes_per_frame.mean
+    split2 = by_key["split@x/2b/w1/native/k1"].bytes_per_frame.mean
+    assert 48 * 64 * 3 * 0.9 < split8 < 48 * 64 * 3 * 1.2
+    assert split2 < split8 / 2
+    assert by_key["local/0b/w1/native/k1"].bytes_per_frame.mean == 0
+    # The smaller input sends a smaller JPEG than the full frame would.
+    assert 0 < by_key["offload-jpeg90/0b/w1/24/k1"].bytes_per_frame.mean < 48 * 64 * 3
+    # The detection interval shares its head timing with the k=1 entry.
+    k4 = by_key["split@x/8b/w1/native/k4"]
+    assert k4.head_latency_ms == by_key["split@x/8b/w1/native/k1"].head_latency_ms
+    assert all(q.mean > 0 for e in profile.entries for q in e.head_latency_ms.values())
+    assert k4.accuracy == pytest.approx(0.58)
+    assert profile.default_switch_cost_ms > 0  # building the model was timed
+
+
+def test_measure_profile_refuses_unknown_branches_and_widths() -> None:
+    with pytest.raises(ProfileError, match="has no branch 'split@zz'"):
+        measure_profile("echo", [BranchConfig("split@zz")], _frames(1), progress=False)
+    with pytest.raises(ProfileError, match="not slimmable"):
+        measure_profile("echo", [BranchConfig("split@x", 8, 0.5)], _frames(1), progress=False)
+    with pytest.raises(ProfileError, match=r"accuracy outside \[0, 1\]"):
+        measure_profile(
+            "echo",
+            [BranchConfig("local")],
+            _frames(1),
+            contention_levels=(0,),
+            progress=False,
+            validate=lambda cfg: AccuracyRecord(73.0),
+        )
+    with pytest.raises(ProfileError, match="distinct integers"):
+        measure_profile(
+            "echo", [BranchConfig("local")], _frames(1), contention_levels=(), progress=False
+        )
+
+
+def test_profile_command_writes_a_loadable_file(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_profile_parser(parser.add_subparsers(dest="command"))
+    out = tmp_path / "echo.json"
+    args = parser.parse_args(
+        [
+            *("profile", "--model", "echo", "--output", str(out), "--frames", "2"),
+            *("--size", "32x24", "--levels", "0", "--intervals", "1,3", "--no-progress"),
+        ]
+    )
+    assert args.func(args) == 0
+    profile = load_profile(out)
+    # local + offload + split@x at 8 and 4 bits, each at intervals 1 and 3.
+    assert len(profile.entries) == 8
+    bad = parser.parse_args(["profile", "--model", "echo", "--output", str(out), "--branches", "x"])
+    assert bad.func(bad) == 2

@@ -1,0 +1,391 @@
+"""The adaptive scheduler on synthetic profiles and simulated outcomes (no server).
+
+The environment below turns a decision into the FrameOutcome a client would have
+recorded: head time from the profile x a device slowdown, payload over a link
+of a given bandwidth plus RTT, the server's time, optional noise, or an edge
+that is unreachable.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pytest
+
+from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
+from splitedge.mobile_client.profile import BranchConfig, BranchProfile, Profile, Quantiles
+from splitedge.mobile_client.scheduler import Decision, Scheduler, SchedulerError, pareto_frontier
+from splitedge.models.types import Detections
+
+
+def entry(
+    branch: str,
+    kind: str,
+    *,
+    head_ms: tuple[float, float] = (10.0, 20.0),
+    size_bytes: float = 5000.0,
+    accuracy: float = 0.7,
+    bits: int = 8,
+    interval: int = 1,
+    group: str = "m",
+    tail_ms: float = 5.0,
+    by_bin: dict[str, float] | None = None,
+) -> BranchProfile:
+    return BranchProfile(
+        config=BranchConfig(branch, bits if kind == "split" else 0, 1.0, 0, interval),
+        kind=kind,
+        load_group=group,
+        head_latency_ms={lv: Quantiles(ms, ms, ms * 1.1) for lv, ms in enumerate(head_ms)},
+        bytes_per_frame=Quantiles(size_bytes, size_bytes, size_bytes)
+        if kind != "local"
+        else Quantiles(0, 0, 0),
+        tail_latency_ms={1: tail_ms} if kind != "local" else {},
+        accuracy=accuracy,
+        accuracy_by_bin=by_bin or {},
+    )
+
+
+def profile(*entries: BranchProfile, switch_ms: float = 0.0) -> Profile:
+    return Profile(
+        model="m",
+        device="test",
+        contention_levels=(0, 1),
+        entries=list(entries),
+        tracker_latency_ms={0: 2.0, 1: 4.0},
+        default_switch_cost_ms=switch_ms,
+        frame_size=(240, 320),
+    )
+
+
+LOCAL = entry("local", "local", head_ms=(50.0, 100.0), accuracy=0.5)
+SPLIT = entry("split@a", "split", head_ms=(10.0, 20.0), size_bytes=12_500, accuracy=0.7)
+OFFLOAD = entry("offload-jpeg90", "offload", head_ms=(2.0, 4.0), size_bytes=125_000, accuracy=0.8)
+
+
+@dataclass
+class Env:
+    """A simulated device + link + server; ``noise`` is a lognormal sigma on the network."""
+
+    bandwidth_mbps: float = 10.0
+    rtt_ms: float = 20.0
+    slowdown: float = 1.0
+    server_ms: float = 5.0
+    edge_up: bool = True
+    noise: float = 0.0
+    jitter_ms: float = 0.0  # mean of an exponential extra network delay
+    server_jitter_ms: float = 0.0  # mean of an exponential extra server delay (batching)
+    head_noise: float = 0.0  # lognormal sigma on device times
+    # Client-side delay in total_ms that no stage of the breakdown shows (event-loop and
+    # thread hops, GC pauses): exponential with this mean, heavy enough to beat a fixed
+    # margin, invisible to every estimator.
+    hidden_ms: float = 0.0
+
+    def outcome(self, sched: Scheduler, d: Decision, rng: np.random.Generator) -> FrameOutcome:
+        e = sched.candidates[d.index]
+        if d.track:
+            ms = sched.profile.tracker_latency_ms[0] * self.slowdown
+            return FrameOutcome(
+                d.frame_index, d.branch, "local", timing=FrameTiming(local_ms=ms, total_ms=ms)
+            )
+        head = e.head_latency_ms[0].mean * self.slowdown
+        if self.head_noise:
+            head *= float(rng.lognormal(0.0, self.head_noise))
+        if not e.remote:
+            total = head + self._hidden(rng)
+            return FrameOutcome(
+                d.frame_index, d.branch, "local", timing=FrameTiming(local_ms=head, total_ms=total)
+            )
+        size = int(e.bytes_per_frame.mean)
+        if not self.edge_up:
+            local = LOCAL.head_latency_ms[0].mean * self.slowdown
+            t = FrameTiming(head_ms=head, local_ms=local, total_ms=head + local + 1.0)
+            return FrameOutcome(d.frame_index, d.branch, "local", "edge-unavailable", None, t, size)
+        network = self.rtt_ms + size * 8 / (self.bandwidth_mbps * 1000)
+        if self.noise:
+            network *= float(rng.lognormal(0.0, self.noise))
+        if self.jitter_ms:
+            network += float(rng.exponential(self.jitter_ms))
+        server = self.server_ms
+        if self.server_jitter_ms:
+            server += float(rng.exponential(self.server_jitter_ms))
+        t = FrameTiming(
+            head_ms=head,
+            network_ms=network,
+            roundtrip_ms=network + server,
+            server_total_ms=server,
+            tail_ms=server,
+            total_ms=head + network + server + self._hidden(rng),
+        )
+        return FrameOutcome(d.frame_index, d.branch, "edge", "", None, t, size)
+
+    def _hidden(self, rng: np.random.Generator) -> float:
+        return float(rng.exponential(self.hidden_ms)) if self.hidden_ms else 0.0
+
+
+def run(
+    sched: Scheduler, env: Env, frames: int, *, seed: int = 0, t0: float = 0.0
+) -> list[Decision]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(frames):
+        d = sched.pick(t0 + i / 30.0)
+        sched.observe(d, env.outcome(sched, d, rng))
+        out.append(d)
+    return out
+
+
+def warmed(p: Profile, env: Env, sla_ms: float, frames: int = 40, **kwargs: object) -> Scheduler:
+    sched = Scheduler(p, sla_ms, **kwargs)  # type: ignore[arg-type]
+    run(sched, env, frames)
+    return sched
+
+
+# ------------------------------------------------------------------ Pareto frontier
+
+
+def test_pareto_frontier_matches_brute_force() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        lat = rng.integers(1, 20, 30).astype(float)  # integers: plenty of ties
+        acc = rng.integers(0, 10, 30) / 10
+        front = set(pareto_frontier(lat, acc).tolist())
+        dominated = {
+            i
+            for i in range(30)
+            for j in range(30)
+            if lat[j] <= lat[i] and acc[j] >= acc[i] and (lat[j] < lat[i] or acc[j] > acc[i])
+        }
+        non_dominated = set(range(30)) - dominated
+        # Exact duplicates keep one representative.
+        assert front <= non_dominated
+        assert {(lat[i], acc[i]) for i in front} == {(lat[i], acc[i]) for i in non_dominated}
+    assert pareto_frontier(np.zeros(0), np.zeros(0)).size == 0
+
+
+# ------------------------------------------------------------------ decisions
+
+
+def test_picks_the_most_accurate_feasible_branch_then_the_fastest() -> None:
+    p = profile(LOCAL, SPLIT, OFFLOAD)
+    env = Env(bandwidth_mbps=10.0, rtt_ms=20.0)
+    # Offload needs ~125 ms (100 ms transfer), split ~45 ms, local ~50 ms.
+    sched = warmed(p, env, sla_ms=100.0, learn_margin=False)
+    d = sched.pick(10.0)
+    assert d.branch == "split@a" and d.bits == 8 and not d.track
+    assert d.predicted_latency_ms <= 100.0 / 1.3
+    assert d.predicted_accuracy == pytest.approx(0.7)
+    per_frame = sched.predict()[1]
+    assert per_frame[2] > 100 / 1.3 >= per_frame[1]  # offload infeasible, split feasible
+
+    sched.set_sla(20.0)  # nothing fits: the fastest (split, ~45 ms)
+    d = sched.pick(10.1)
+    assert d.reason == "none-feasible-fastest"
+    assert d.index == int(np.argmin(sched.predict()[1]))
+
+
+def test_live_sla_change_takes_effect_on_the_next_decision() -> None:
+    p = profile(LOCAL, SPLIT, OFFLOAD)
+    sched = warmed(p, Env(), sla_ms=100.0, learn_margin=False)
+    assert sched.pick(5.0).branch == "split@a"
+    sched.set_sla(400.0)  # e.g. from a control-topic callback
+    d = sched.pick(5.1)  # mid-period: no waiting for the next re-decision
+    assert d.branch == "offload-jpeg90"
+    sched.set_weights(accuracy=1.0, latency=1.0)  # now latency costs: split's gain wins
+    assert sched.pick(5.2).branch == "split@a"
+
+
+def test_edge_loss_falls_back_to_local_and_retries_later() -> None:
+    p = profile(LOCAL, SPLIT)
+    env = Env()
+    sched = warmed(p, env, sla_ms=100.0)
+    assert sched.pick(2.0).branch == "split@a"
+    env.edge_up = False
+    decisions = run(sched, env, 10, t0=2.1)
+    assert decisions[0].branch == "split@a"  # the frame that found the edge gone
+    assert all(d.branch == "local" for d in decisions[1:])
+    assert decisions[1].reason == "edge-down-local"
+    assert sched.edge_down
+    env.edge_up = True
+    later = run(sched, env, 5, t0=2.1 + 10 / 30 + 2.5)  # after the 2 s retry backoff
+    assert later[0].branch == "split@a"
+    assert not sched.edge_down
+    sched.set_edge_available(False)  # discovery says the edge left
+    assert sched.pick(5.2).branch == "local"
+
+
+def test_contention_sensed_from_slowed_heads_changes_the_branch() -> None:
+    local = entry("local", "local", head_ms=(30.0, 90.0), accuracy=0.75)
+    split = entry("split@a", "split", head_ms=(10.0, 20.0), size_bytes=12_500, accuracy=0.7)
+    env = Env()
+    sched = warmed(profile(local, split), env, sla_ms=80.0, learn_margin=False)
+    assert sched.pick(5.0).branch == "local"
+    env.slowdown = 2.5  # another app loads the CPU: local now takes 75 ms
+    decisions = run(sched, env, 20, t0=5.1)
+    assert sched.contention.level > 0.5
+    assert decisions[-1].branch == "split@a"
+
+
+def test_detect_then_track_within_a_detection_interval() -> None:
+    tracked = replace(SPLIT, config=replace(SPLIT.config, detection_interval=4), accuracy=0.72)
+    sched = Scheduler(profile(LOCAL, SPLIT, tracked), 100.0, learn_margin=False)
+    decisions = run(sched, Env(), 12)
+    assert [d.track for d in decisions[:8]] == [False, True, True, True] * 2
+    assert all(d.interval == 4 for d in decisions)
+    assert decisions[1].predicted_latency_ms == pytest.approx(2.0)  # the tracker's cost
+    assert decisions[0].predicted_latency_ms > 20.0
+
+
+def test_content_features_shift_accuracy() -> None:
+    # Tracking every 4th frame wins on still scenes and loses on fast motion.
+    calm = {"motion:0": 0.78, "motion:2": 0.55}
+    tracked = replace(
+        SPLIT,
+        config=replace(SPLIT.config, detection_interval=4),
+        accuracy=0.72,
+        accuracy_by_bin=calm,
+    )
+    sched = Scheduler(profile(LOCAL, SPLIT, tracked), 100.0, learn_margin=False)
+    still = Detections(
+        np.array([[10, 10, 50, 50]], np.float32), np.ones(1, np.float32), np.ones(1, np.int64)
+    )
+    for i in range(3):
+        sched.observe(sched.pick(i / 30), FrameOutcome(i, "split@a", "local", prediction=still))
+    assert sched.pick(1.0).interval == 4
+    for i in range(3, 9):  # the object now moves 30 px per frame (~0.075 of the diagonal)
+        moving = Detections(still.boxes + 30 * i, still.scores, still.labels)
+        d = sched.pick(i / 30)
+        sched.observe(d, FrameOutcome(d.frame_index, d.branch, "local", prediction=moving))
+    sched.set_sla(100.0)
+    d = sched.pick(2.0)
+    assert d.interval == 1 and d.branch == "split@a"
+
+
+# ------------------------------------------------------------------ stability
+
+
+def test_hysteresis_prevents_flapping_on_a_noisy_stationary_device() -> None:
+    # Local (more accurate) hovers right at the SLA: its noisy heads move the sensed
+    # contention, so its predicted latency keeps crossing the budget both ways.
+    local = entry("local", "local", head_ms=(50.0, 100.0), accuracy=0.8)
+    p = profile(local, SPLIT)
+    env = Env(head_noise=0.1)
+    calm = Scheduler(p, 60.0, learn_margin=False, margin=1.0)
+    jumpy = Scheduler(
+        p,
+        60.0,
+        learn_margin=False,
+        margin=1.0,
+        hysteresis_gain=0.0,
+        hysteresis_band=0.0,
+        min_period_frames=1,
+    )
+    run(calm, env, 400, seed=5)
+    run(jumpy, env, 400, seed=5)
+    assert jumpy.switches >= 15, "the scenario must be one that flaps without hysteresis"
+    assert calm.switches <= jumpy.switches / 4
+
+
+def test_switch_cost_prevents_switching_for_a_negligible_gain() -> None:
+    a = entry("split@a", "split", size_bytes=12_500, accuracy=0.70, group="m")
+    # +0.05 clears the 0.01 hysteresis but not a 300 ms model load (0.15 at 0.5/s).
+    other_model = entry("split@b", "split", size_bytes=15_000, accuracy=0.75, group="other")
+    for candidate, expected in (
+        (other_model, "split@a"),
+        (replace(other_model, load_group="m"), "split@b"),  # same weights: a free switch
+        (replace(other_model, accuracy=0.95), "split@b"),  # a gain that pays for the load
+    ):
+        sched = warmed(profile(a, candidate, switch_ms=300.0), Env(), 50.0, learn_margin=False)
+        assert sched.pick(3.0).branch == "split@a"  # b does not fit 50 ms yet
+        sched.set_sla(200.0)
+        assert sched.pick(3.1).branch == expected, candidate
+    cheap = Scheduler(profile(a, other_model, switch_ms=300.0), 50.0, load_gain_per_ms=0.0)
+    run(cheap, Env(), 40)
+    cheap.set_sla(200.0)
+    assert cheap.pick(3.1).branch == "split@b"  # the same gain switches when loads are free
+
+
+def test_learned_margin_reduces_violations_on_a_noisy_environment() -> None:
+    # Delay no estimator sees (exponential, mean 15 ms, in total_ms only): a fixed 1/1.3
+    # margin keeps choosing the split and runs late; the learned one sees its predictions
+    # fall short and moves to the fast, less accurate local branch.
+    tiny = entry("local", "local", head_ms=(15.0, 30.0), accuracy=0.4)
+    tiny = replace(tiny, config=replace(tiny.config, width=0.5))
+    p = profile(LOCAL, tiny, SPLIT, OFFLOAD)
+    results = {}
+    for learn in (False, True):
+        sched = Scheduler(p, 80.0, learn_margin=learn)
+        run(sched, Env(bandwidth_mbps=8.0, rtt_ms=15.0, hidden_ms=15.0), 600, seed=11)
+        results[learn] = (sched.violations, sched.margins)
+    (fixed_v, fixed_m), (learned_v, learned_m) = results[False], results[True]
+    assert fixed_m == {"local": pytest.approx(1 / 1.3), "remote": pytest.approx(1 / 1.3)}
+    assert learned_m["remote"] < 0.7 and learned_m["local"] < 0.7
+    assert fixed_v >= 30, "the scenario must violate the SLA under the fixed margin"
+    assert learned_v <= 0.5 * fixed_v, results
+
+
+def test_learned_margin_relaxes_when_predictions_are_pessimistic() -> None:
+    # A smooth link and an exact profile: the summed per-term quantiles overstate the
+    # latency, and the margin grows past ApproxDet's fixed 1/1.3.
+    sched = Scheduler(profile(LOCAL, SPLIT, OFFLOAD), 150.0)
+    run(sched, Env(bandwidth_mbps=8.0, rtt_ms=15.0), 300)
+    assert sched.margins["remote"] > 1 / 1.3
+
+
+def test_a_bandwidth_collapse_redecides_before_the_period_ends() -> None:
+    env = Env(bandwidth_mbps=10.0)
+    sched = warmed(profile(LOCAL, SPLIT), env, 100.0, min_period_frames=50)
+    assert sched.pick(2.0).branch == "split@a"
+    decisions_before = sched.decisions
+    env.bandwidth_mbps = 0.5  # 12.5 kB now take 200 ms
+    after = run(sched, env, 4, t0=2.1)
+    assert after[0].branch == "split@a"  # the frame that met the collapse
+    assert any(d.branch == "local" for d in after[1:3])
+    assert sched.decisions > decisions_before
+
+
+def test_sla_changes_from_another_thread_are_safe() -> None:
+    sched = Scheduler(profile(LOCAL, SPLIT, OFFLOAD), 100.0)
+    env, rng = Env(), np.random.default_rng(0)
+    stop = threading.Event()
+
+    def control() -> None:
+        while not stop.is_set():
+            for sla in (60.0, 400.0):
+                sched.set_sla(sla)
+                sched.set_weights(latency=0.0)
+
+    thread = threading.Thread(target=control)
+    thread.start()
+    try:
+        for i in range(300):
+            d = sched.pick(i / 30)
+            sched.observe(d, env.outcome(sched, d, rng))
+    finally:
+        stop.set()
+        thread.join()
+    sched.set_sla(400.0)
+    assert sched.pick(20.0).branch == "offload-jpeg90"
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_bad_configuration_is_refused() -> None:
+    with pytest.raises(SchedulerError, match="no accuracy for local"):
+        Scheduler(profile(replace(LOCAL, accuracy=None), SPLIT), 100.0)
+    with pytest.raises(SchedulerError, match="no profile entry is usable"):
+        Scheduler(profile(LOCAL), 100.0, branches={"split@zz"})
+    tracked = replace(SPLIT, config=replace(SPLIT.config, detection_interval=4))
+    untracked = replace(profile(tracked), tracker_latency_ms={})  # no tracker on this device
+    with pytest.raises(SchedulerError, match="no profile entry is usable"):
+        Scheduler(untracked, 100.0)
+    sched = Scheduler(profile(LOCAL, SPLIT), 100.0)
+    with pytest.raises(SchedulerError, match="positive number of ms"):
+        sched.set_sla(0)
+    with pytest.raises(SchedulerError, match="not both 0"):
+        sched.set_weights(accuracy=0.0, latency=0.0)
+    foreign = replace(sched.pick(0.0), index=99)
+    with pytest.raises(SchedulerError, match="not made by this scheduler"):
+        sched.observe(foreign, FrameOutcome(0, "local", "local"))

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from splitedge.models.registry import ZOO_PREFIX
 from splitedge.proto.codec import CodecLimits
 from splitedge.proto.control import MessageError, check_id
 
@@ -188,10 +189,12 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> EdgeConfig:
 def parse_model_spec(text: str) -> ModelConfig:
     """``"echo:tail_delay_ms=20,serve_as=e2"`` -> ModelConfig (values: int, float, bool, str).
 
-    ``serve_as`` is not a builder option: it names the served model.
+    ``serve_as`` is not a builder option: it names the served model. Trained zoo
+    entries keep their prefix: ``zoo:teacher-frcnn-small:score_thresh=0.3``.
     """
-    name, _, rest = text.partition(":")
-    name = name.strip()
+    prefix = ZOO_PREFIX if text.startswith(ZOO_PREFIX) else ""
+    name, _, rest = text[len(prefix) :].partition(":")
+    name = prefix + name.strip() if name.strip() else ""
     if not name:
         raise ConfigError(f"--model {text!r}: expected NAME[:key=value,...]")
     options: dict[str, Any] = {}

@@ -14,6 +14,7 @@ from splitedge.models.types import SplitModel
 
 Builder = Callable[..., SplitModel]
 _BUILDERS: dict[str, Builder] = {}
+ZOO_PREFIX = "zoo:"  # create_model("zoo:<entry>") loads a trained entry of splitedge.models.zoo
 
 
 class UnknownModelError(KeyError):
@@ -36,14 +37,24 @@ def register_model(name: str) -> Callable[[Builder], Builder]:
 
 
 def list_models() -> list[str]:
-    """All registered model names, sorted."""
+    """All registered model names, sorted, then the zoo's trained entries as ``zoo:<name>``."""
     _load_builtin()
-    return sorted(_BUILDERS)
+    from splitedge.models.zoo import ZooError, list_entries
+
+    try:
+        entries = [ZOO_PREFIX + e.name for e in list_entries()]
+    except ZooError:  # a broken zoo record must not hide the builders; load() reports it
+        entries = []
+    return sorted([*_BUILDERS, *entries])
 
 
 def create_model(name: str, **options: Any) -> SplitModel:
     """Build the model registered as ``name``; options go to its builder."""
     _load_builtin()
+    if name.startswith(ZOO_PREFIX):  # trained zoo entries: builder + checkpoint + options
+        from splitedge.models.zoo import load
+
+        return load(name.removeprefix(ZOO_PREFIX), **options)
     try:
         builder = _BUILDERS[name]
     except KeyError:
@@ -71,7 +82,9 @@ def _load_builtin() -> None:
     _loaded = True
     # Registered by splitedge.models.torchvision_split (imports torch lazily inside builders).
     try:
-        import splitedge.models.torchvision_split  # noqa: F401
+        import splitedge.models.torchvision_split
     except ModuleNotFoundError as exc:
         if exc.name != "splitedge.models.torchvision_split":
             raise
+    else:
+        import splitedge.models.small_detectors  # noqa: F401  (the small teacher families)

@@ -12,7 +12,11 @@ import logging
 import sys
 
 # Recipe modules; each exposes add_parser(subparsers) registering its sub-command(s).
-RECIPE_MODULES = ("splitedge.models.depth.train",)
+RECIPE_MODULES = (
+    "splitedge.models.depth.train",
+    "splitedge.models.train_teacher",
+    "splitedge.models.eval_zoo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -124,6 +124,9 @@ def test_model_spec_parsing():
     spec = parse_model_spec("echo:tail_delay_ms=20,serve_as=e2,scale=0.5,fast=true")
     assert spec == ModelConfig("echo", {"tail_delay_ms": 20, "scale": 0.5, "fast": True}, "e2")
     assert parse_model_spec("echo") == ModelConfig("echo", {})
+    # Zoo entries keep their prefix; options follow the entry name.
+    assert parse_model_spec("zoo:teacher-frcnn-small") == ModelConfig("zoo:teacher-frcnn-small", {})
+    assert parse_model_spec("zoo:t:score_thresh=0.3") == ModelConfig("zoo:t", {"score_thresh": 0.3})
 
 
 def test_model_spec_without_equals():

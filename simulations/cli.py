@@ -214,8 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--model",
-        default="fasterrcnn_mobilenet_v3_large_fpn",
-        help="registry model (default fasterrcnn_mobilenet_v3_large_fpn)",
+        default="zoo:teacher-frcnn-small",
+        help="registry model or zoo:<entry> (default zoo:teacher-frcnn-small, the "
+        "project's trained small detector)",
     )
     demo.add_argument(
         "--rates",

@@ -15,7 +15,11 @@ from splitedge.models import zoo
 from splitedge.models.data import SceneConfig, generate_image
 from splitedge.models.eval_zoo import evaluate_entry
 from splitedge.models.registry import create_model
-from splitedge.models.teacher_data import VAL_DATA_SEED, target_of
+from splitedge.models.teacher_data import (
+    VAL_DATA_SEED,
+    target_of,
+    validation_set,
+)
 from splitedge.models.train_cli import main as train_main
 from splitedge.models.train_teacher import (
     DETECTOR_ENTRY,
@@ -129,7 +133,6 @@ def test_committed_segmenter_beats_all_background() -> None:
     # The bar is what predicting "background" everywhere scores on the same frames
     # (background covers most pixels, so that alone gets a fair mIoU).
     from splitedge.models.data import mean_iou
-    from splitedge.models.teacher_data import validation_set
 
     val = validation_set(6)
     gts = [sample.semantic for sample in val.samples]

@@ -16,6 +16,8 @@ RECIPE_MODULES = (
     "splitedge.models.depth.train",
     "splitedge.models.train_teacher",
     "splitedge.models.eval_zoo",
+    "splitedge.models.distill",
+    "splitedge.models.prefilter_train",
 )
 
 

@@ -1,0 +1,378 @@
+"""A split model whose split branches cross a learned, slimmable bottleneck.
+
+:class:`BottleneckSplitModel` implements :class:`splitedge.models.types.SplitModel`
+for a student (:mod:`splitedge.models.bottleneck`) distilled from a Faster R-CNN
+teacher. Branches:
+
+- ``bottleneck-<C>-w<width>-<bits>bit`` (split): the device runs the student head
+  with the encoder at ``width`` and ships tensor ``z`` (``C * width`` channels,
+  stride 8 or 16), quantized to ``bits`` by the codec (``BranchSpec.default_bits``);
+  the server runs decoder -> the rest of the frozen teacher -> postprocess.
+- ``local`` and the teacher's offload branches, run by the teacher itself.
+
+Every width runs on the same weights: switching is an index change in the
+encoder's layers, never a reload. ``prefilter(image)`` says whether a frame is
+worth sending (True when no prefilter is attached).
+
+Registered as ``bottleneck`` in the model registry; the student checkpoint comes
+in ``weights=`` (how :func:`splitedge.models.zoo.load` builds an entry), and the
+teacher it was distilled from is recorded in that checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from splitedge.models.bottleneck import (
+    CODE_TENSOR,
+    BottleneckConfig,
+    BottleneckConfigError,
+    Student,
+    load_student,
+)
+from splitedge.models.registry import create_model, register_model
+from splitedge.models.split import Size, image_to_tensor, stages_from_layer_getter, to_prediction
+from splitedge.models.split_errors import BranchKindError, InputError, UnknownBranchError
+from splitedge.models.types import (
+    BranchSpec,
+    HeadOutput,
+    Prediction,
+    SplitModel,
+    TailInput,
+    TensorSpec,
+)
+
+MODEL_NAME = "bottleneck"
+DEFAULT_TEACHER = "zoo:teacher-frcnn-small"
+SPLIT_STAGE = "features.3"  # the small detector's first FPN level (stride 8, 24 channels)
+DEFAULT_BRANCH_BITS = (8, 4)
+
+
+def branch_name(channels: int, width: float, bits: int) -> str:
+    """``bottleneck-<C>-w<width>-<bits>bit``, e.g. ``bottleneck-12-w0.5-8bit``."""
+    return f"bottleneck-{channels}-w{width:g}-{bits}bit"
+
+
+@dataclass(frozen=True)
+class BranchProfile:
+    """Measured costs the edge server's Describe reports (read by ``model_to_pb``)."""
+
+    bytes_per_frame: float = 0.0
+    head_latency_ms: float = 0.0
+    accuracy: float = 0.0
+    accuracy_metric: str = ""
+
+
+class TeacherRest(nn.Module):
+    """The frozen teacher after the split: remaining backbone stages -> FPN input dict."""
+
+    def __init__(self, teacher_model: nn.Module, split_stage: str = SPLIT_STAGE) -> None:
+        super().__init__()
+        stages = stages_from_layer_getter(teacher_model.backbone.body, "backbone.body")
+        names = [s.name for s in stages]
+        if split_stage not in names:
+            raise BottleneckConfigError(
+                f"split stage {split_stage!r} is not a teacher stage; known: {', '.join(names)}"
+            )
+        index = names.index(split_stage)
+        self.split_index = index
+        self.split_emit = stages[index].emits
+        if self.split_emit is None:
+            raise BottleneckConfigError(f"split stage {split_stage!r} is not an FPN level")
+        self.front = nn.ModuleList(s.module for s in stages[: index + 1])
+        self.stages = nn.ModuleList(s.module for s in stages[index + 1 :])
+        self.emits = [s.emits for s in stages[index + 1 :]]
+
+    def teacher_split_feature(self, batch: Tensor) -> Tensor:
+        """The teacher's own split-point feature (the HND target)."""
+        x = batch
+        for module in self.front:
+            x = module(x)
+        return x
+
+    def forward(self, split_feature: Tensor) -> OrderedDict[str, Tensor]:
+        """Split-point feature -> every FPN input, keyed as the FPN expects."""
+        features: OrderedDict[str, Tensor] = OrderedDict([(self.split_emit, split_feature)])
+        x = split_feature
+        for module, emit in zip(self.stages, self.emits, strict=True):
+            x = module(x)
+            if emit is not None:
+                features[emit] = x
+        return features
+
+
+def teacher_rest(teacher: SplitModel, split_stage: str = SPLIT_STAGE) -> TeacherRest:
+    """:class:`TeacherRest` of a built Faster R-CNN teacher (a torchvision split model)."""
+    torch_model = getattr(teacher, "torch_model", None)
+    if torch_model is None or not hasattr(getattr(torch_model, "backbone", None), "body"):
+        raise BottleneckConfigError(
+            f"teacher {teacher.name!r} is not a torchvision Faster R-CNN with an FPN backbone"
+        )
+    return TeacherRest(torch_model, split_stage).eval()
+
+
+def build_teacher(teacher: str, teacher_options: dict[str, Any] | None = None) -> SplitModel:
+    """A teacher by registry name or ``zoo:<entry>`` (seeded random init when untrained)."""
+    model = create_model(teacher, **dict(teacher_options or {}))
+    if model.task != "detection":
+        raise BottleneckConfigError(f"teacher {teacher!r} is a {model.task} model, not detection")
+    return model
+
+
+class BottleneckSplitModel:
+    """Implements :class:`SplitModel` with the student's bottleneck branches."""
+
+    task = "detection"
+
+    def __init__(
+        self,
+        teacher: SplitModel,
+        student: Student,
+        *,
+        branch_bits: Sequence[int] = DEFAULT_BRANCH_BITS,
+        weights_source: str = "random-init",
+        prefilter: Any = None,
+        profiles: dict[str, BranchProfile] | None = None,
+        name: str = MODEL_NAME,
+    ) -> None:
+        from splitedge.models.detection import DetectionPreprocess, RCNNFinisher
+
+        self.name = name
+        self.teacher = teacher
+        self.student = student.eval()
+        self.config: BottleneckConfig = student.config
+        self.num_classes = teacher.num_classes
+        self.class_names = tuple(teacher.class_names)
+        self.min_size = teacher.min_size
+        self.max_size = teacher.max_size
+        self.weights_source = weights_source
+        self.device = getattr(teacher, "device", torch.device("cpu"))
+        torch_model = teacher.torch_model  # type: ignore[attr-defined]
+        self.preprocess = DetectionPreprocess(torch_model.transform)
+        self.rest = teacher_rest(teacher)
+        self.finisher = RCNNFinisher(torch_model)
+        self.student.to(self.device)
+        self.prefilter_model = prefilter
+        self.profiles: dict[str, BranchProfile] = dict(profiles or {})
+        self._widths: dict[str, float] = {}
+        branches: list[BranchSpec] = [teacher.branches["local"]]
+        for width in sorted(self.config.widths, reverse=True):
+            for bits in branch_bits:
+                if bits not in (2, 4, 6, 8):
+                    raise BottleneckConfigError(f"branch bits must be 2, 4, 6 or 8, got {bits}")
+                name_ = branch_name(self.config.channels, width, bits)
+                shape = (1, self.config.code_channels(width), -1, -1)
+                branches.append(
+                    BranchSpec(
+                        name_,
+                        "split",
+                        split_point=f"student:{SPLIT_STAGE}",
+                        tensors=(TensorSpec(CODE_TENSOR, "float32", shape),),
+                        default_bits=int(bits),
+                    )
+                )
+                self._widths[name_] = float(width)
+        branches += [b for b in teacher.branches.values() if b.kind == "offload"]
+        self.branches: dict[str, BranchSpec] = {b.name: b for b in branches}
+
+    # -- width switching ----------------------------------------------------------------
+
+    def set_width(self, width: float) -> None:
+        """Switch the encoder's width in place (what a branch change does; no reload)."""
+        self.student.head.set_width(width)
+
+    def branch_width(self, branch: str) -> float:
+        self._split_spec(branch)
+        return self._widths[branch]
+
+    # -- the SplitModel protocol ----------------------------------------------------------
+
+    def run_head(self, branch: str, image: np.ndarray) -> HeadOutput:
+        """Student head + encoder at the branch's width on one frame (float code)."""
+        width = self.branch_width(branch)
+        with torch.inference_mode():
+            batch, sizes = self.preprocess([image_to_tensor(image, self.device)])
+            self.set_width(width)
+            code = self.student.head(batch)
+        h, w = sizes[0]
+        return HeadOutput(
+            tensors={CODE_TENSOR: code.cpu().numpy().astype(np.float32, copy=False)},
+            orig_size=(int(image.shape[0]), int(image.shape[1])),
+            input_size=(int(h), int(w)),
+        )
+
+    def run_tail(self, branch: str, batch: list[TailInput]) -> list[Prediction]:
+        """Decoder + frozen teacher rest + postprocess; offload branches go to the teacher."""
+        spec = self._spec(branch)
+        if spec.kind == "offload":
+            return self.teacher.run_tail(branch, batch)
+        if spec.kind != "split":
+            raise BranchKindError(f"branch {branch!r} runs on the device; it has no tail")
+        groups: dict[tuple, list[int]] = {}
+        for i, item in enumerate(batch):
+            groups.setdefault(self._check_code(spec, item, i), []).append(i)
+        results: list[Prediction | None] = [None] * len(batch)
+        with torch.inference_mode():
+            for indices in groups.values():
+                items = [batch[i] for i in indices]
+                code = torch.from_numpy(np.concatenate([t.tensors[CODE_TENSOR] for t in items])).to(
+                    self.device, torch.float32
+                )
+                raw = self.tail_forward(
+                    code,
+                    [(int(t.input_size[0]), int(t.input_size[1])) for t in items],
+                    [(int(t.orig_size[0]), int(t.orig_size[1])) for t in items],
+                )
+                for i, r in zip(indices, raw, strict=True):
+                    results[i] = to_prediction(r)
+        return results  # type: ignore[return-value]  # every slot was filled above
+
+    def tail_forward(
+        self, code: Tensor, image_sizes: list[Size], orig_sizes: list[Size]
+    ) -> list[dict[str, Tensor]]:
+        """Server side on a dequantized code batch (torch in, raw detections out)."""
+        return self.finisher(self.rest(self.student.decoder(code)), image_sizes, orig_sizes)
+
+    def run_local(self, image: np.ndarray) -> Prediction:
+        """The teacher on the device (the ``local`` branch and fallback)."""
+        return self.teacher.run_local(image)
+
+    def prefilter(self, image: np.ndarray) -> bool:
+        """True when the frame may hold an object of interest (send it), False to drop it."""
+        if self.prefilter_model is None:
+            return True
+        return bool(self.prefilter_model.keep(image))
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _spec(self, branch: str) -> BranchSpec:
+        try:
+            return self.branches[branch]
+        except KeyError:
+            raise UnknownBranchError(
+                f"unknown branch {branch!r} for model {self.name!r}; "
+                f"known branches: {', '.join(self.branches)}"
+            ) from None
+
+    def _split_spec(self, branch: str) -> BranchSpec:
+        spec = self._spec(branch)
+        if branch not in self._widths:
+            raise BranchKindError(
+                f"branch {branch!r} is a {spec.kind} branch; only bottleneck branches have a head"
+            )
+        return spec
+
+    def _check_code(self, spec: BranchSpec, item: TailInput, index: int) -> tuple:
+        where = f"tail input {index} for branch {spec.name!r}"
+        if len(item.orig_size) != 2 or min(item.orig_size) <= 0:
+            raise InputError(f"{where}: orig_size {tuple(item.orig_size)} must be two sizes > 0")
+        if len(item.input_size) != 2 or min(item.input_size) <= 0:
+            raise InputError(f"{where}: input_size {tuple(item.input_size)} must be two sizes > 0")
+        if set(item.tensors) != {CODE_TENSOR}:
+            raise InputError(f"{where}: got tensors {sorted(item.tensors)}, expected ['z']")
+        code = item.tensors[CODE_TENSOR]
+        want = spec.tensors[0].shape
+        shape = tuple(getattr(code, "shape", ()))
+        if (
+            not isinstance(code, np.ndarray)
+            or len(shape) != 4
+            or shape[:2] != want[:2]
+            or min(shape) <= 0
+        ):
+            raise InputError(
+                f"{where}: tensor 'z' has shape {list(shape)}, branch expects {list(want)}"
+            )
+        stride = self.config.stride
+        expect_hw = tuple(-(-s // 32) * 32 // stride for s in item.input_size)
+        if shape[2:] != expect_hw:
+            raise InputError(
+                f"{where}: tensor 'z' is {shape[2]}x{shape[3]}, input {tuple(item.input_size)} "
+                f"needs {expect_hw[0]}x{expect_hw[1]} at stride {stride}"
+            )
+        return (tuple(item.input_size), shape)
+
+
+def read_profiles(record_path: Path) -> dict[str, BranchProfile]:
+    """Per-branch profiles from a zoo record's ``metrics.branches`` (empty if absent)."""
+    if not record_path.is_file():
+        return {}
+    try:
+        branches = json.loads(record_path.read_text(encoding="utf-8"))["metrics"]["branches"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    out = {}
+    for name, m in branches.items():
+        out[name] = BranchProfile(
+            bytes_per_frame=float(m.get("bytes_per_frame_mean", 0.0)),
+            head_latency_ms=float(m.get("head_latency_ms", 0.0)),
+            accuracy=float(m.get("mAP", 0.0)),
+            accuracy_metric="mAP@[.5:.95]",
+        )
+    return out
+
+
+@register_model(MODEL_NAME)
+def build_bottleneck(
+    *,
+    weights: str | None = None,
+    teacher: str | None = None,
+    teacher_options: dict[str, Any] | None = None,
+    channels: int = 12,
+    widths: Sequence[float] | None = None,
+    stride: int = 8,
+    branch_bits: Sequence[int] = DEFAULT_BRANCH_BITS,
+    prefilter: str | None = None,
+    init_seed: int = 0,
+    device: str = "cpu",
+) -> SplitModel:
+    """Student from ``weights`` (a checkpoint of :func:`save_student`) or seeded random init.
+
+    The teacher defaults to the one recorded in the checkpoint (else
+    :data:`DEFAULT_TEACHER`); ``prefilter`` is a prefilter checkpoint path.
+    """
+    if isinstance(branch_bits, str):  # from a CLI's key=value option
+        branch_bits = tuple(int(b) for b in branch_bits.split("/") if b)
+    extra: dict[str, Any] = {}
+    if weights is not None:
+        student, meta = load_student(weights)
+        teacher = teacher or meta["teacher"] or DEFAULT_TEACHER
+        extra = meta["extra"]
+        source = str(weights)
+    else:
+        config = BottleneckConfig(
+            channels=int(channels),
+            widths=tuple(widths) if widths is not None else BottleneckConfig.widths,
+            stride=int(stride),
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            student = Student(config)
+        student.eval()
+        teacher = teacher or DEFAULT_TEACHER
+        source = "random-init"
+    options = dict(teacher_options or extra.get("teacher_options", {}))
+    teacher_model = build_teacher(teacher, options)
+    teacher_model.torch_model.to(device)  # type: ignore[attr-defined]
+    pre = None
+    if prefilter is not None:
+        from splitedge.models.prefilter import load_prefilter
+
+        pre = load_prefilter(prefilter)
+    profiles = read_profiles(Path(weights).with_suffix(".json")) if weights else {}
+    return BottleneckSplitModel(
+        teacher_model,
+        student.to(device),
+        branch_bits=tuple(int(b) for b in branch_bits),
+        weights_source=source,
+        prefilter=pre,
+        profiles=profiles,
+    )

@@ -1,0 +1,332 @@
+"""``splitedge-train hnd`` / ``ghnd``: distil a bottleneck student from a frozen teacher.
+
+HND (head network distillation) matches the teacher's split-point feature only;
+GHND (generalized HND) matches several downstream features, here every input of
+the teacher's FPN: the split-point feature itself (``features.3``, stride 8) and
+the frozen teacher's ``features.8`` (stride 16) and ``features.12`` (stride 32)
+computed *from the decoded feature*, so the loss sees what the tail will see. As in
+the paper the loss is the plain sum of the per-feature mean squared errors.
+
+The teacher is frozen (eval mode, no parameter gradients; gradients still flow
+through its later stages to the decoder). Quantization is in the loop
+(:func:`splitedge.models.bottleneck.fake_quantize`, straight-through), each step
+at a bit depth drawn from ``--bits``. Slimmable students follow the sandwich
+rule: every step trains the widest width, the narrowest and one random width in
+between, accumulating their gradients before one optimiser step.
+
+The recipe writes ``<out>/<name>.pt`` (the student, well under 10 MB) and, in the
+zoo folder, ``<name>.json`` (kind ``student``, builder ``bottleneck``), so
+``splitedge-edge serve --model zoo:<name>`` serves it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from splitedge.models.slimmable import DEFAULT_WIDTHS
+
+log = logging.getLogger(__name__)
+
+LOSSES = ("hnd", "ghnd")
+DEFAULT_NAME = {"hnd": "hnd-frcnn-small-c12", "ghnd": "ghnd-frcnn-small-c12"}
+
+
+class DistillConfigError(ValueError):
+    """A distillation setting that cannot work (one line naming the flag)."""
+
+
+@dataclass
+class DistillConfig:
+    """One distillation run; the defaults are the committed student's recipe."""
+
+    loss: str = "ghnd"
+    teacher: str = "zoo:teacher-frcnn-small"
+    teacher_options: dict[str, Any] = field(default_factory=dict)
+    channels: int = 12
+    widths: tuple[float, ...] = DEFAULT_WIDTHS
+    stride: int = 8
+    bits: tuple[int, ...] = (8, 4)
+    iterations: int = 4500
+    batch_size: int = 4
+    lr: float = 2e-3
+    seed: int = 0
+    data_seed: int = 0
+    size_hw: tuple[int, int] = (240, 320)
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise DistillConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.iterations < 1 or self.batch_size < 1:
+            raise DistillConfigError(
+                f"--iterations and --batch-size must be >= 1, got {self.iterations}, "
+                f"{self.batch_size}"
+            )
+        if not self.lr > 0:
+            raise DistillConfigError(f"--lr must be > 0, got {self.lr}")
+
+
+TINY = {"iterations": 40, "batch_size": 2, "size_hw": (96, 128), "lr": 3e-3}
+
+
+def sandwich_widths(widths: tuple[float, ...], rng: np.random.Generator) -> list[float]:
+    """Widest, narrowest and one random middle width (all of them when there are <= 3)."""
+    ordered = sorted(widths, reverse=True)
+    if len(ordered) <= 3:
+        return ordered
+    middle = ordered[1:-1]
+    return [ordered[0], ordered[-1], float(middle[int(rng.integers(len(middle)))])]
+
+
+def distill(config: DistillConfig, progress: bool = True) -> tuple[Any, dict[str, Any]]:
+    """Train a student; returns (student in eval mode, training record)."""
+    import torch
+    from torch.nn import functional as F
+    from tqdm import tqdm
+
+    from splitedge.models.bottleneck import BottleneckConfig, Student
+    from splitedge.models.bottleneck_split import build_teacher, teacher_rest
+    from splitedge.models.detection import DetectionPreprocess
+    from splitedge.models.split import image_to_tensor
+    from splitedge.models.teacher_data import scene_of, training_batch
+
+    torch.set_num_threads(config.threads)
+    teacher = build_teacher(config.teacher, config.teacher_options)
+    rest = teacher_rest(teacher)
+    for p in rest.parameters():
+        p.requires_grad_(False)
+    preprocess = DetectionPreprocess(teacher.torch_model.transform).eval()  # type: ignore[attr-defined]
+    with torch.no_grad():
+        split_channels = int(rest.teacher_split_feature(torch.zeros(1, 3, 64, 64)).shape[1])
+    bconfig = BottleneckConfig(
+        channels=config.channels,
+        widths=tuple(config.widths),
+        stride=config.stride,
+        split_channels=split_channels,
+        train_bits=tuple(config.bits),
+    )
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    student = Student(bconfig).train()
+    optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=1e-4)
+    warmup = max(1, min(50, config.iterations // 10))
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        done = (step - warmup) / max(1, config.iterations - warmup)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    scene = scene_of(config.size_hw)
+    losses: list[float] = []
+    start = time.perf_counter()
+    bar = tqdm(range(config.iterations), desc=config.loss, unit="step", disable=not progress)
+    for step in bar:
+        frames = training_batch(scene, config.data_seed, step, config.batch_size, rng)
+        with torch.no_grad():
+            batch, _ = preprocess([image_to_tensor(f[0], torch.device("cpu")) for f in frames])
+            target_split = rest.teacher_split_feature(batch)
+            targets = rest(target_split) if config.loss == "ghnd" else None
+        step_loss = 0.0
+        for width in sandwich_widths(bconfig.widths, rng):
+            bits = int(config.bits[int(rng.integers(len(config.bits)))])
+            decoded = student(batch, width, bits)
+            if targets is None:
+                loss = F.mse_loss(decoded, target_split)
+            else:
+                rebuilt = rest(decoded)
+                loss = sum(F.mse_loss(rebuilt[k], targets[k]) for k in targets)
+            loss.backward()
+            step_loss += float(loss.detach())
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        losses.append(step_loss)
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
+    window = max(1, min(20, len(losses) // 4))
+    record = {
+        "loss": config.loss,
+        "teacher": config.teacher,
+        "teacher_options": dict(config.teacher_options),
+        "bottleneck": bconfig.to_json(),
+        "iterations": config.iterations,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "seed": config.seed,
+        "data_seed": config.data_seed,
+        "size_hw": list(config.size_hw),
+        "threads": config.threads,
+        "loss_first": round(float(np.mean(losses[:window])), 5),
+        "loss_last": round(float(np.mean(losses[-window:])), 5),
+        "wall_time_s": round(time.perf_counter() - start, 1),
+        "machine": f"{platform.machine()} {platform.system()}, torch {torch.__version__}",
+        "ghnd_features": ["backbone.body.3", "backbone.body.8", "backbone.body.12"]
+        if config.loss == "ghnd"
+        else ["backbone.body.3"],
+    }
+    return student.eval(), record
+
+
+def recipe_line(config: DistillConfig, name: str) -> str:
+    """The command line that reproduces ``config``."""
+    widths = ",".join(f"{w:g}" for w in config.widths)
+    bits = ",".join(str(b) for b in config.bits)
+    h, w = config.size_hw
+    return (
+        f"splitedge-train {config.loss} --name {name} --teacher {config.teacher} "
+        f"--channels {config.channels} --widths {widths} --stride {config.stride} "
+        f"--bits {bits} --iterations {config.iterations} --batch-size {config.batch_size} "
+        f"--lr {config.lr:g} --size {h}x{w} --seed {config.seed} --data-seed {config.data_seed} "
+        f"--threads {config.threads}"
+    )
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from exc
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 240x320, got {text!r}") from exc
+    return h, w
+
+
+def _option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, int(value)
+    except ValueError:
+        return key, value
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``hnd`` and ``ghnd`` with ``splitedge-train``."""
+    d = DistillConfig()
+    for loss in LOSSES:
+        p = subparsers.add_parser(
+            loss,
+            help=f"distil a bottleneck student with {loss.upper()} (teacher frozen)",
+            description=__doc__.split("\n\n")[1] if loss == "ghnd" else __doc__.split("\n\n")[0],
+        )
+        p.add_argument("--name", default=DEFAULT_NAME[loss], help="zoo entry / checkpoint stem")
+        p.add_argument("--teacher", default=d.teacher, help="registry name or zoo:<entry>")
+        p.add_argument(
+            "--teacher-option", type=_option, action="append", default=[], metavar="KEY=VALUE"
+        )
+        p.add_argument("--channels", type=int, default=d.channels, help="code channels at w1.0")
+        p.add_argument("--widths", type=_floats, default=d.widths, help="e.g. 0.25,0.5,0.75,1")
+        p.add_argument("--stride", type=int, default=d.stride, choices=(8, 16))
+        p.add_argument("--bits", type=_ints, default=d.bits, help="bit depths in the loop")
+        p.add_argument("--iterations", type=int, default=None)
+        p.add_argument("--batch-size", type=int, default=None)
+        p.add_argument("--lr", type=float, default=None)
+        p.add_argument("--size", type=_size, default=None, help="frame HxW (default 240x320)")
+        p.add_argument("--seed", type=int, default=d.seed)
+        p.add_argument("--data-seed", type=int, default=d.data_seed)
+        p.add_argument("--threads", type=int, default=d.threads)
+        p.add_argument("--tiny", action="store_true", help="the ~1 minute test recipe")
+        p.add_argument("--out", type=Path, default=None, help="checkpoint folder (models/zoo)")
+        p.add_argument("--no-zoo", action="store_true", help="do not write a zoo record")
+        p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        p.set_defaults(func=run, loss=loss)
+
+
+def config_from_args(args: argparse.Namespace) -> DistillConfig:
+    base = dict(TINY) if args.tiny else {}
+    for key in ("iterations", "batch_size", "lr"):
+        if getattr(args, key) is not None:
+            base[key] = getattr(args, key)
+    if args.size is not None:
+        base["size_hw"] = args.size
+    options = dict(args.teacher_option)
+    if args.tiny or args.size is not None:
+        # The teacher's transform would resize a small frame up to its min_size.
+        h, w = base.get("size_hw", DistillConfig.size_hw)
+        options.setdefault("min_size", min(h, w))
+        options.setdefault("max_size", max(h, w))
+    return DistillConfig(
+        loss=args.loss,
+        teacher=args.teacher,
+        teacher_options=options,
+        channels=args.channels,
+        widths=tuple(args.widths),
+        stride=args.stride,
+        bits=tuple(args.bits),
+        seed=args.seed,
+        data_seed=args.data_seed,
+        threads=args.threads,
+        **base,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, save the checkpoint and (unless ``--no-zoo``) its zoo record."""
+    from splitedge.models import zoo
+    from splitedge.models.bottleneck import save_student
+    from splitedge.models.bottleneck_split import MODEL_NAME
+
+    config = config_from_args(args)
+    out_dir = args.out if args.out is not None else zoo.ZOO_DIR
+    student, record = distill(config, progress=not args.no_progress)
+    recipe = recipe_line(config, args.name) + (" --tiny" if args.tiny else "")
+    path = save_student(
+        student,
+        Path(out_dir) / f"{args.name}.pt",
+        config.teacher,
+        {"teacher_options": dict(config.teacher_options), "recipe": recipe},
+    )
+    size_bytes = path.stat().st_size
+    log.info(
+        "wrote %s (%d bytes): loss %s -> %s",
+        path,
+        size_bytes,
+        record["loss_first"],
+        record["loss_last"],
+    )
+    print(
+        f"{args.loss}: wrote {path} ({size_bytes} bytes), "
+        f"loss {record['loss_first']} -> {record['loss_last']}"
+    )
+    if not args.no_zoo:
+        entry = zoo.ZooEntry(
+            name=args.name,
+            kind="student",
+            builder=MODEL_NAME,
+            checkpoint=path.name,
+            recipe=recipe,
+            metrics={"checkpoint_bytes": size_bytes},
+            training=record,
+            description=(
+                f"{config.loss.upper()} student of {config.teacher}: {config.channels}-channel "
+                f"slimmable bottleneck (widths {list(config.widths)}), stride {config.stride}"
+            ),
+        )
+        print(f"zoo record: {zoo.write_entry(entry, out_dir)}")
+    return 0

@@ -262,6 +262,11 @@ class Scheduler:
             self._sla_ms = float(sla_ms)
             self._force = True
 
+    @property
+    def weights(self) -> tuple[float, float]:
+        """``(accuracy, latency)`` utility weights."""
+        return self._weights
+
     def set_weights(self, *, accuracy: float | None = None, latency: float | None = None) -> None:
         """Utility weights; ``latency`` > 0 trades accuracy for lower latency."""
         wa, wl = self._weights

@@ -14,9 +14,10 @@ Every width runs on the same weights: switching is an index change in the
 encoder's layers, never a reload. ``prefilter(image)`` says whether a frame is
 worth sending (True when no prefilter is attached).
 
-Registered as ``bottleneck`` in the model registry; the student checkpoint comes
-in ``weights=`` (how :func:`splitedge.models.zoo.load` builds an entry), and the
-teacher it was distilled from is recorded in that checkpoint.
+Registered as ``bottleneck`` in the model registry (lazily, so listing models needs
+no torch); the student checkpoint comes in ``weights=`` (how
+:func:`splitedge.models.zoo.load` builds an entry), and the teacher it was
+distilled from is recorded in that checkpoint.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from splitedge.models.bottleneck import (
     Student,
     load_student,
 )
-from splitedge.models.registry import create_model, register_model
+from splitedge.models.registry import create_model
 from splitedge.models.split import Size, image_to_tensor, stages_from_layer_getter, to_prediction
 from splitedge.models.split_errors import BranchKindError, InputError, UnknownBranchError
 from splitedge.models.types import (
@@ -320,7 +321,6 @@ def read_profiles(record_path: Path) -> dict[str, BranchProfile]:
     return out
 
 
-@register_model(MODEL_NAME)
 def build_bottleneck(
     *,
     weights: str | None = None,

@@ -71,6 +71,14 @@ def _echo(**options: Any) -> SplitModel:
     return EchoModel(**options)
 
 
+@register_model("bottleneck")
+def _bottleneck(**options: Any) -> SplitModel:
+    # Learned-bottleneck students (torch imported only when one is built).
+    from splitedge.models.bottleneck_split import build_bottleneck
+
+    return build_bottleneck(**options)
+
+
 _loaded = False
 
 

@@ -25,6 +25,10 @@ from splitedge.mobile_client.sinks import JsonLinesSink
 from splitedge.mobile_client.sources import SourceError, open_source
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+
     from splitedge.mobile_client.fleet import FleetSession
 
 log = logging.getLogger("splitedge.client")
@@ -159,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="never run the model locally; frames the edge misses are recorded as dropped",
     )
+    run.add_argument(
+        "--prefilter",
+        metavar="CHECKPOINT",
+        default=None,
+        help="drop frames this prefilter says hold nothing of interest, before any head or "
+        "uplink (a checkpoint path or zoo:<entry>, e.g. zoo:prefilter-frame; needs torch); "
+        "they are recorded as dropped with reason prefiltered",
+    )
     run.add_argument("--tls-ca", default=None, help="PEM root certificate to reach a TLS server")
     run.add_argument("--out", default="-", help="JSON lines output file (default stdout)")
     _add_mqtt_flags(run)
@@ -203,6 +215,7 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         options = _options(args.model_option)
         backend = make_backend(args.backend, args.model, options)
+        args.prefilter_fn = _load_prefilter(args.prefilter) if args.prefilter else None
         url = _check_mqtt_flags(args)
         fleet = _fleet_session(args, url) if url is not None else None
     except (argparse.ArgumentTypeError, ValueError, KeyError) as exc:
@@ -216,6 +229,30 @@ async def _run(args: argparse.Namespace) -> int:
             server = (await fleet.wait_for_server(args.discover_timeout_s)).address
             print(f"splitedge-client: edge server {server} (via {args.discover})", file=sys.stderr)
         return await _stream(args, server, backend, fleet)
+
+
+def _load_prefilter(spec: str) -> Callable[[np.ndarray], bool]:
+    """``--prefilter``: a checkpoint path or ``zoo:<entry>`` -> its ``keep(image)``."""
+    try:
+        from splitedge.models.prefilter import load_prefilter
+        from splitedge.models.zoo import ZooError, get_entry
+    except ModuleNotFoundError as exc:
+        raise ValueError(f"--prefilter needs torch on this device ({exc})") from None
+    path = spec
+    if spec.startswith("zoo:"):
+        try:
+            entry = get_entry(spec.removeprefix("zoo:"))
+        except ZooError as exc:
+            raise ValueError(f"--prefilter: {exc}") from None
+        if entry.kind != "prefilter":
+            raise ValueError(
+                f"--prefilter: zoo entry {entry.name!r} is a {entry.kind}, not a prefilter"
+            )
+        path = str(entry.checkpoint_path())
+    try:
+        return load_prefilter(path).keep
+    except ValueError as exc:
+        raise ValueError(f"--prefilter: {exc}") from None
 
 
 def _fleet_session(args: argparse.Namespace, url: str) -> FleetSession:
@@ -262,6 +299,7 @@ async def _stream(
         bits=args.bits,
         zstd_level=args.zstd_level,
         tls_ca=args.tls_ca,
+        prefilter=getattr(args, "prefilter_fn", None),
     ) as client:
         if fleet is not None:
             fleet.attach(client)

@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -97,7 +97,9 @@ class Client:
     ``bits`` overrides the branch's default quantization of split tensors.
     :meth:`switch_server` moves the session to another server; ``server_load`` holds
     the current server's last published state (set by whoever follows discovery)
-    for a policy's latency model.
+    for a policy's latency model. ``prefilter(image) -> bool`` gates every branch:
+    a frame it rejects is recorded as dropped, reason ``prefiltered``, and never
+    touches the uplink or the device's model.
     """
 
     def __init__(
@@ -113,8 +115,11 @@ class Client:
         tls_ca: str | Path | None = None,
         connect_timeout_s: float = 5.0,
         max_backoff_s: float = 8.0,
+        prefilter: Callable[[np.ndarray], bool] | None = None,
     ) -> None:
         self.server = server
+        self.prefilter = prefilter
+        self.prefiltered = 0
         self.model = model
         self.backend: HeadBackend = backend or NoHeadBackend()
         self.deadline_ms = deadline_ms
@@ -256,6 +261,13 @@ class Client:
         budget_ms = self.deadline_ms if deadline_ms is None else deadline_ms
         start_ns = time.perf_counter_ns()
         timing = FrameTiming()
+        if self.prefilter is not None:
+            keep = await asyncio.to_thread(self.prefilter, frame.image)
+            timing.prefilter_ms = _ms(start_ns, time.perf_counter_ns())
+            if not keep:
+                self.prefiltered += 1
+                timing.total_ms = timing.prefilter_ms
+                return FrameOutcome(frame.index, branch, "dropped", "prefiltered", None, timing)
         if spec.kind == "local":
             return await self._run_local(frame, branch, "", timing, start_ns)
         if not self.backend.can_run(spec):

@@ -102,7 +102,7 @@ def frame_record(outcome: FrameOutcome, sla_ms: float | None) -> FrameRecord:
         branch=branch,
         source=outcome.source,
         latency_ms=None if dropped else t.total_ms,
-        sla_miss=late or (dropped and outcome.reason != "prefilter"),
+        sla_miss=late or (dropped and outcome.reason != "prefiltered"),
         bandwidth_mbps=bandwidth_mbps,
         drop_reason=(outcome.reason or None) if dropped else None,
     )

@@ -15,6 +15,7 @@ Source = Literal["edge", "local", "dropped"]
 class FrameTiming:
     """Milliseconds per stage; network_ms = round trip minus the server's own time."""
 
+    prefilter_ms: float = 0.0  # the on-device prefilter's verdict (0 when none runs)
     head_ms: float = 0.0
     encode_ms: float = 0.0
     roundtrip_ms: float = 0.0
@@ -34,7 +35,7 @@ class FrameOutcome:
     frame_id: int
     branch: str
     source: Source
-    reason: str = ""  # why the edge result is missing: deadline, edge-unavailable, ...
+    reason: str = ""  # why the edge result is missing: deadline, edge-unavailable, prefiltered..
     prediction: Prediction | None = None
     timing: FrameTiming = field(default_factory=FrameTiming)
     payload_bytes: int = 0

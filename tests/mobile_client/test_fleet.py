@@ -64,7 +64,7 @@ def test_frame_records_name_where_the_result_came_from():
     dropped = frame_record(_outcome("dropped", "edge-unavailable"), sla_ms=None)
     assert (dropped.branch, dropped.latency_ms, dropped.sla_miss) == ("none", None, True)
     assert dropped.drop_reason == "edge-unavailable"
-    filtered = frame_record(_outcome("dropped", "prefilter"), sla_ms=100)
+    filtered = frame_record(_outcome("dropped", "prefiltered"), sla_ms=100)
     assert not filtered.sla_miss  # nothing to detect is not a missed deadline
 
 

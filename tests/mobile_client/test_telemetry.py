@@ -40,7 +40,7 @@ def test_summary_counts_and_percentiles() -> None:
             )
         )
     agg.add(FrameRecord("split-8b", "dropped", None, True, drop_reason="deadline"))
-    agg.add(FrameRecord("none", "dropped", None, False, drop_reason="prefilter"))
+    agg.add(FrameRecord("none", "dropped", None, False, drop_reason="prefiltered"))
     agg.add(FrameRecord("none", "dropped", None, False))
     clock.t += 2.5
     s = agg.summary("cam-1", sla_ms=18.0, timestamp=1_700_000_000.0)
@@ -52,7 +52,7 @@ def test_summary_counts_and_percentiles() -> None:
     assert s.latency_ms == pytest.approx(dict(zip(("p50", "p95", "p99"), expected, strict=True)))
     assert s.sla_misses == 3  # 19 ms, 20 ms, and the deadline drop
     assert s.bandwidth_mbps == {"mean": pytest.approx(19.5), "last": 29.0}
-    assert s.drop_reasons == {"deadline": 1, "prefilter": 1, "unspecified": 1}
+    assert s.drop_reasons == {"deadline": 1, "prefiltered": 1, "unspecified": 1}
     assert s.sla_ms == 18.0
     # The summary survives the wire unchanged.
     topic = client_telemetry_topic("cam-1")
@@ -61,7 +61,7 @@ def test_summary_counts_and_percentiles() -> None:
 
 def test_empty_window_has_no_latency_or_bandwidth() -> None:
     agg = TelemetryAggregator()
-    agg.add(FrameRecord("none", "dropped", None, False, drop_reason="prefilter"))
+    agg.add(FrameRecord("none", "dropped", None, False, drop_reason="prefiltered"))
     s = agg.summary("cam-1")
     assert s.latency_ms == {} and s.bandwidth_mbps == {}
     agg.reset()

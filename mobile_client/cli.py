@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from splitedge.mobile_client.fleet import FleetSession
+    from splitedge.mobile_client.scheduler import Scheduler
 
 log = logging.getLogger("splitedge.client")
 
@@ -116,7 +117,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--branch",
         required=True,
         help="branch to run: local, split@<layer>, offload-jpeg<q>, ... "
-        "(`splitedge-client models --server ...` lists them)",
+        "(`splitedge-client models --server ...` lists them), or auto: the adaptive "
+        "scheduler picks one per frame from --profile",
+    )
+    run.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="branch profile JSON (`splitedge-client profile`) for --branch auto",
+    )
+    run.add_argument(
+        "--latency-weight",
+        type=float,
+        default=0.0,
+        help="with --branch auto: > 0 trades accuracy for latency (default 0: most accurate "
+        "branch that meets the SLA)",
     )
     run.add_argument(
         "--source",
@@ -216,9 +231,10 @@ async def _run(args: argparse.Namespace) -> int:
         options = _options(args.model_option)
         backend = make_backend(args.backend, args.model, options)
         args.prefilter_fn = _load_prefilter(args.prefilter) if args.prefilter else None
+        args.scheduler = _make_scheduler(args) if args.branch == "auto" else None
         url = _check_mqtt_flags(args)
         fleet = _fleet_session(args, url) if url is not None else None
-    except (argparse.ArgumentTypeError, ValueError, KeyError) as exc:
+    except (argparse.ArgumentTypeError, ValueError, KeyError, OSError) as exc:
         print(f"splitedge-client: error: {exc}", file=sys.stderr)
         return 2
     if fleet is None:
@@ -229,6 +245,26 @@ async def _run(args: argparse.Namespace) -> int:
             server = (await fleet.wait_for_server(args.discover_timeout_s)).address
             print(f"splitedge-client: edge server {server} (via {args.discover})", file=sys.stderr)
         return await _stream(args, server, backend, fleet)
+
+
+def _make_scheduler(args: argparse.Namespace) -> Scheduler:
+    """``--branch auto``: a scheduler over ``--profile`` at the ``--sla-ms`` SLA."""
+    from splitedge.mobile_client.profile import ProfileError, load_profile
+    from splitedge.mobile_client.scheduler import Scheduler, SchedulerError
+
+    if args.profile is None:
+        raise ValueError("--branch auto needs --profile PROFILE.json (splitedge-client profile)")
+    if args.deadline_ms <= 0:
+        raise ValueError("--branch auto needs an SLA: --sla-ms > 0")
+    try:
+        profile = load_profile(args.profile)
+        if profile.model not in (args.model, args.model.removeprefix("zoo:")):
+            log.warning(
+                "profile %s was measured for %s, not %s", args.profile, profile.model, args.model
+            )
+        return Scheduler(profile, args.deadline_ms, latency_weight=args.latency_weight)
+    except (ProfileError, SchedulerError) as exc:
+        raise ValueError(f"--profile: {exc}") from None
 
 
 def _load_prefilter(spec: str) -> Callable[[np.ndarray], bool]:
@@ -303,6 +339,8 @@ async def _stream(
     ) as client:
         if fleet is not None:
             fleet.attach(client)
+        if getattr(args, "scheduler", None) is not None:
+            return await _stream_adaptive(args, client, frames, fleet)
         with JsonLinesSink(args.out) as sink:
             outcome: FrameOutcome
             async for outcome in client.run(
@@ -315,6 +353,31 @@ async def _stream(
                 counts[key] += 1
     summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
     print(f"splitedge-client: {sum(counts.values())} frames ({summary})", file=sys.stderr)
+    return 0
+
+
+async def _stream_adaptive(
+    args: argparse.Namespace, client: Client, frames: Any, fleet: FleetSession | None
+) -> int:
+    from splitedge.mobile_client.adaptive import AdaptiveSession, decision_json
+
+    session = AdaptiveSession(client, args.scheduler)
+    if fleet is not None:
+        fleet.on_control(session.apply_control)
+    counts: Counter[str] = Counter()
+    with JsonLinesSink(args.out) as sink:
+        async for decision, outcome in session.run(frames, fps=args.fps):
+            sink.write(outcome, decision=decision_json(decision))
+            if fleet is not None:
+                fleet.record(outcome)
+            counts[decision.key if not decision.track else "tracked"] += 1
+    sched = args.scheduler
+    summary = ", ".join(f"{k}={v}" for k, v in counts.most_common())
+    print(
+        f"splitedge-client: {sum(counts.values())} frames, {sched.switches} switches, "
+        f"{sched.violations} over the SLA ({summary})",
+        file=sys.stderr,
+    )
     return 0
 
 

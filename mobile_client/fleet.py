@@ -225,6 +225,10 @@ class FleetSession:
             f"{timeout_s:g} s (known: {', '.join(known) or 'none'})"
         )
 
+    def on_control(self, hook: Callable[[ControlUpdate], None] | None) -> None:
+        """Call ``hook`` with every effective control change (replaces the previous one)."""
+        self._on_control_hook = hook
+
     def attach(self, client: Client) -> None:
         """Follow failovers with ``client`` and apply control settings to it."""
         self.client = client

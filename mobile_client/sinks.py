@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 from splitedge.mobile_client.outcome import FrameOutcome
 
@@ -28,9 +28,11 @@ class JsonLinesSink:
             self._owns = True
         return self
 
-    def write(self, outcome: FrameOutcome) -> None:
+    def write(self, outcome: FrameOutcome, **extra: Any) -> None:
+        """One line: the outcome's JSON plus any ``extra`` keys (e.g. the decision)."""
         assert self._file is not None, "use JsonLinesSink inside 'with'"
-        self._file.write(json.dumps(outcome.to_json(), separators=(",", ":")) + "\n")
+        record = outcome.to_json() | extra
+        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
         self._file.flush()
 
     def __exit__(

@@ -1,0 +1,201 @@
+"""The adaptive scheduler driving a real client: per frame pick -> track or submit -> observe.
+
+:class:`AdaptiveSession` joins a :class:`~splitedge.mobile_client.client.Client` (the
+edge, the device's head and local model, the prefilter) and a
+:class:`~splitedge.mobile_client.scheduler.Scheduler` (the branch per frame):
+
+- a *detection* frame is resized to the decision's input size (boxes are mapped
+  back to the captured frame) and submitted on the decision's branch and bit
+  depth with the scheduler's SLA as its deadline; its result restarts the tracker;
+- a *tracked* frame runs the on-device :class:`~splitedge.mobile_client.tracker.BoxTracker`
+  (nothing crosses the link) and is recorded as ``source="local"``, ``reason="tracked"``;
+- every outcome but a prefiltered one goes back to the scheduler's estimators;
+- about once a second a Status RPC gives a pure round trip (``observe_rtt``) and the
+  server's per-branch queue and tail latency, and an MQTT-discovered server's
+  published load (``client.server_load``) is reported to the scheduler as it changes.
+
+Frames run one at a time: the scheduler's latency model is one frame in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from splitedge.mobile_client.client import Client
+from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
+from splitedge.mobile_client.scheduler import Decision, Scheduler
+from splitedge.mobile_client.sources import Frame
+from splitedge.models.types import Detections
+
+log = logging.getLogger("splitedge.client.adaptive")
+
+
+def resize_short_side(image: np.ndarray, short_side: int) -> np.ndarray:
+    """``image`` with its short side at ``short_side`` px (unchanged for 0 or equal)."""
+    if short_side <= 0 or min(image.shape[:2]) == short_side:
+        return image
+    import cv2
+
+    h, w = image.shape[:2]
+    f = short_side / min(h, w)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+class AdaptiveSession:
+    """``async for decision, outcome in AdaptiveSession(client, scheduler).run(frames)``."""
+
+    def __init__(
+        self,
+        client: Client,
+        scheduler: Scheduler,
+        *,
+        tracker: Any = None,
+        status_every_s: float = 1.0,
+    ) -> None:
+        self.client = client
+        self.scheduler = scheduler
+        if tracker is None and any(c.config.detection_interval > 1 for c in scheduler.candidates):
+            from splitedge.mobile_client.tracker import BoxTracker
+
+            tracker = BoxTracker()
+        self.tracker = tracker
+        self.status_every_s = status_every_s
+        self._tracked: tuple[np.ndarray, np.ndarray] | None = None  # scores, labels
+        self._next_status = 0.0
+        self._load_seen: Any = None
+        self.switches: list[tuple[int, str, str]] = []  # (frame, branch key, reason)
+
+    def apply_control(self, update: Any) -> None:
+        """A live control message (:class:`~splitedge.proto.control.ControlUpdate`)."""
+        if update.sla_ms is not None:
+            self.scheduler.set_sla(update.sla_ms)
+        if update.accuracy_weight is not None or update.latency_weight is not None:
+            self.scheduler.set_weights(
+                accuracy=update.accuracy_weight, latency=update.latency_weight
+            )
+
+    async def process(self, frame: Frame) -> tuple[Decision, FrameOutcome]:
+        """One frame: the scheduler's decision and what came of it."""
+        await self._refresh_server_state()
+        sched = self.scheduler
+        sched.frame_hw = (int(frame.image.shape[0]), int(frame.image.shape[1]))
+        decision = sched.pick()
+        if not decision.track and (not self.switches or self.switches[-1][1] != decision.key):
+            self.switches.append((frame.index, decision.key, decision.reason))
+        if decision.track:
+            outcome = await asyncio.to_thread(self._track, frame, decision)
+        else:
+            outcome = await self._detect(frame, decision)
+        if outcome.reason != "prefiltered":  # a gate's verdict says nothing about latency
+            sched.observe(decision, outcome)
+        return decision, outcome
+
+    async def run(
+        self, frames: Iterable[Frame], *, fps: float = 0.0
+    ) -> AsyncIterator[tuple[Decision, FrameOutcome]]:
+        """Process ``frames`` in order; ``fps`` > 0 paces them like a camera."""
+        iterator: Iterator[Frame] = iter(frames)
+        period_s = 1.0 / fps if fps > 0 else 0.0
+        next_at = time.perf_counter()
+        while True:
+            frame = await asyncio.to_thread(next, iterator, None)
+            if frame is None:
+                return
+            yield await self.process(frame)
+            if period_s:
+                next_at += period_s
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+
+    # ------------------------------------------------------------ internals
+
+    async def _detect(self, frame: Frame, decision: Decision) -> FrameOutcome:
+        image = frame.image
+        small = resize_short_side(image, decision.input_size)
+        bits = decision.bits if decision.bits > 0 else None
+        sent = Frame(frame.index, small, frame.capture_ns) if small is not image else frame
+        outcome = await self.client.submit(
+            sent, decision.branch, deadline_ms=self.scheduler.sla_ms, bits=bits
+        )
+        pred = outcome.prediction
+        if isinstance(pred, Detections) and small is not image:
+            sy, sx = image.shape[0] / small.shape[0], image.shape[1] / small.shape[1]
+            boxes = np.asarray(pred.boxes, np.float32) * np.array([sx, sy, sx, sy], np.float32)
+            outcome.prediction = pred = Detections(boxes, pred.scores, pred.labels)
+        if self.tracker is not None:
+            if isinstance(pred, Detections):
+                self.tracker.init(image, np.asarray(pred.boxes, np.float32))
+                self._tracked = (np.asarray(pred.scores), np.asarray(pred.labels))
+            else:  # nothing detected on this frame (dropped, prefiltered): nothing to follow
+                self._tracked = None
+        return outcome
+
+    def _track(self, frame: Frame, decision: Decision) -> FrameOutcome:
+        start = time.perf_counter_ns()
+        timing = FrameTiming()
+        if self._tracked is None or self.tracker is None:
+            pred = Detections(
+                np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+            )
+        else:
+            boxes = self.tracker.update(frame.image)
+            scores, labels = self._tracked
+            pred = Detections(np.asarray(boxes, np.float32).copy(), scores, labels)
+        timing.local_ms = timing.total_ms = (time.perf_counter_ns() - start) / 1e6
+        return FrameOutcome(frame.index, decision.branch, "local", "tracked", pred, timing)
+
+    async def _refresh_server_state(self) -> None:
+        sched = self.scheduler
+        now = sched.clock()
+        state = self.client.server_load
+        if state is not None and state is not self._load_seen:
+            self._load_seen = state
+            self._report(state.status, now)
+        wall = time.monotonic()
+        if self.status_every_s <= 0 or wall < self._next_status or self.client.model_info is None:
+            return
+        self._next_status = wall + self.status_every_s
+        t0 = time.perf_counter()
+        try:
+            status = await self.client.status()
+        except Exception as exc:  # any failure: the frames' own outcomes say the rest
+            log.debug("status RPC failed: %s", exc)
+            return
+        sched.observe_rtt((time.perf_counter() - t0) * 1000.0)
+        for b in status.branches:
+            if b.model == self.client.model and b.frames > 0:
+                sched.server.report(
+                    b.branch, now_s=now, queue_ms=None, tail_ms=float(b.tail_latency_ms_p95)
+                )
+
+    def _report(self, status: Any, now: float) -> None:
+        tails = status.tail_ms.get(self.client.model, {})
+        wait = status.queue_wait_ms
+        for branch in status.models.get(self.client.model, ()):
+            lat = tails.get(branch)
+            self.scheduler.server.report(
+                branch,
+                now_s=now,
+                queue_ms=wait,
+                tail_ms=lat.p95_ms if lat is not None else None,
+            )
+
+
+def decision_json(decision: Decision) -> dict[str, Any]:
+    """The decision's fields worth a line of output."""
+    return {
+        "key": decision.key,
+        "track": decision.track,
+        "reason": decision.reason,
+        "predicted_latency_ms": round(decision.predicted_latency_ms, 2),
+        "predicted_accuracy": round(decision.predicted_accuracy, 4),
+    }
+
+
+__all__ = ["AdaptiveSession", "decision_json", "resize_short_side"]

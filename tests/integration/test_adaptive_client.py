@@ -1,0 +1,142 @@
+"""The adaptive scheduler driving a real client through a trace-driven emulated link to a
+real edge server process: it offloads while the link is fast, moves to the device when the
+uplink collapses, tracks between detections, and the CLI runs it with --branch auto."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from splitedge.mobile_client import Client, open_source
+from splitedge.mobile_client.adaptive import AdaptiveSession
+from splitedge.mobile_client.heads import TorchHeadBackend
+from splitedge.mobile_client.profile import (
+    AccuracyRecord,
+    BranchConfig,
+    measure_profile,
+    save_profile,
+)
+from splitedge.mobile_client.scheduler import Scheduler
+from splitedge.models.types import Detections
+from splitedge.simulations.link import EmulatedLink
+from splitedge.simulations.traces import BandwidthTrace, constant
+
+pytestmark = pytest.mark.integration
+
+# Accuracy the validation set would give (echo has none of its own): offload best, local worst.
+ACCURACY = {"offload-jpeg90": 0.8, "split@x": 0.7, "local": 0.5}
+
+
+def _echo_profile(frames, intervals=(1,)):
+    configs = [BranchConfig("offload-jpeg90", 0, 1.0, 0, k) for k in intervals] + [
+        BranchConfig("local", 0, 1.0, 0, k) for k in intervals
+    ]
+    return measure_profile(
+        "echo",
+        configs,
+        frames,
+        contention_levels=(0,),
+        progress=False,
+        validate=lambda c: AccuracyRecord(ACCURACY[c.branch] - 0.05 * (c.detection_interval > 1)),
+    )
+
+
+async def test_scheduler_leaves_the_edge_when_the_uplink_collapses(edge_factory):
+    frames = [f.image for f in open_source("synthetic", max_frames=4, size=(320, 240))]
+    profile = _echo_profile(frames)
+    edge = edge_factory("--model", "echo")
+    host, _, port = edge.address.rpartition(":")
+    fast = constant(50.0, 60.0)
+    async with (
+        EmulatedLink((host, int(port)), fast, fast, delay_ms=5.0) as link,
+        Client(f"127.0.0.1:{link.port}", "echo", backend=TorchHeadBackend("echo")) as client,
+    ):
+        sched = Scheduler(profile, 150.0, min_period_frames=4)
+        session = AdaptiveSession(client, sched, status_every_s=0.5)
+        stream = open_source("synthetic", max_frames=40, size=(320, 240))
+        before = [await session.process(next(stream)) for _ in range(15)]
+        # ~30 kB JPEG frames at 0.2 Mbit/s take over a second: nothing remote fits.
+        link.set_uplink(BandwidthTrace.from_steps([(0.0, 0.2)], 60.0))
+        after = [await session.process(next(stream)) for _ in range(25)]
+    assert all(o.source == "edge" for d, o in before[-5:])
+    assert before[-1][0].branch == "offload-jpeg90"
+    assert after[-1][0].branch == "local"
+    assert all(o.source == "local" for d, o in after[-5:])
+    assert sched.switches >= 1
+    moved = next(i for i, (d, _) in enumerate(after) if d.branch == "local")
+    assert moved <= 6  # one slow frame (or its deadline) is enough to re-decide
+    assert [o.frame_id for _, o in before + after] == list(range(40))
+
+
+async def test_tracked_frames_stay_on_the_device(edge_factory):
+    model = "zoo:teacher-frcnn-small"
+    frames = [f.image for f in open_source("synthetic", max_frames=3, size=(320, 240), seed=2)]
+    configs = [BranchConfig("offload-jpeg90", 0, 1.0, 0, 3)]
+    profile = measure_profile(
+        model, configs, frames, contention_levels=(0,), progress=False,
+        validate=lambda c: AccuracyRecord(0.6),
+    )  # fmt: skip
+    edge = edge_factory("--model", model)
+    async with Client(edge.address, model) as client:
+        session = AdaptiveSession(client, Scheduler(profile, 2000.0), status_every_s=0)
+        stream = open_source("synthetic", max_frames=9, size=(320, 240), seed=2)
+        results = [r async for r in session.run(stream)]
+    tracked = [(d, o) for d, o in results if d.track]
+    detected = [(d, o) for d, o in results if not d.track]
+    assert [d.track for d, _ in results] == [False, True, True] * 3
+    for (_, det), group in zip(detected, [results[1:3], results[4:6], results[7:9]], strict=True):
+        assert det.source == "edge" and isinstance(det.prediction, Detections)
+        for _, o in group:
+            assert (o.source, o.reason, o.payload_bytes) == ("local", "tracked", 0)
+            assert o.timing.local_ms > 0
+            assert len(o.prediction.boxes) == len(det.prediction.boxes)
+            np.testing.assert_array_equal(o.prediction.labels, det.prediction.labels)
+    assert any(len(o.prediction.boxes) > 0 for _, o in tracked)
+
+
+def _client_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "splitedge.mobile_client.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_branch_auto(edge_factory, tmp_path):
+    frames = [f.image for f in open_source("synthetic", max_frames=3, size=(160, 120))]
+    path = tmp_path / "echo.json"
+    save_profile(_echo_profile(frames, intervals=(1, 2)), path)
+    edge = edge_factory("--model", "echo")
+    out = tmp_path / "out.jsonl"
+    done = _client_cli(
+        "run", "--server", edge.address, "--model", "echo", "--branch", "auto",
+        "--profile", str(path), "--sla-ms", "500", "--frames", "8", "--size", "160x120",
+        "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 8
+    assert all(line["decision"]["key"].startswith(line["branch"]) for line in lines)
+    assert lines[0]["decision"]["track"] is False and lines[0]["source"] == "edge"
+    assert "switches" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ((), "--branch auto needs --profile"),
+        (("--profile", "/nonexistent.json"), "--profile:"),
+        (("--profile", "PROFILE", "--sla-ms", "0"), "needs an SLA"),
+    ],
+)
+def test_cli_branch_auto_bad_input(extra, message, tmp_path):
+    frames = [f.image for f in open_source("synthetic", max_frames=2, size=(64, 48))]
+    path = tmp_path / "p.json"
+    save_profile(_echo_profile(frames), path)
+    extra = tuple(str(path) if e == "PROFILE" else e for e in extra)
+    done = _client_cli(
+        "run", "--server", "127.0.0.1:9", "--model", "echo", "--branch", "auto", *extra
+    )
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1

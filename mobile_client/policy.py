@@ -42,10 +42,25 @@ class Candidate:
     branch: str
     bits: int | None = None  # None = the branch's default
     remote: bool = True
+    # Detect-vs-track: detect every ``interval``-th frame; a ``track`` candidate is a frame
+    # in between, handled by the on-device tracker (nothing crosses the link).
+    interval: int = 1
+    track: bool = False
 
     @property
     def label(self) -> str:
+        """The cost identity (what a profile is keyed by): the same for every interval."""
         return self.branch if self.bits is None else f"{self.branch}/{self.bits}bit"
+
+    @property
+    def tag(self) -> str:
+        """The label plus the detection interval and ``+track`` (what a result row records)."""
+        k = f"/k{self.interval}" if self.interval > 1 else ""
+        return f"{self.label}{k}{'+track' if self.track else ''}"
+
+    @property
+    def uses_link(self) -> bool:
+        return self.remote and not self.track
 
 
 @dataclass

@@ -13,7 +13,12 @@ predicts a latency *quantile* and an accuracy:
   ``mean + z x sqrt(sum of variances)`` (independent terms). With a detection
   interval k the per-frame latency is amortised as ApproxDet does,
   (detection + (k - 1) x tracker) / k, unless ``amortise_tracking=False`` asks
-  that every detection frame fit by itself.
+  that every detection frame fit by itself. With ``frames_first`` (the default)
+  candidates are judged by their detection frames alone whenever the best of
+  those that fit so is within ``frames_first_tolerance`` of the utility of the
+  best that fits only as a group; otherwise the amortised (group) latency decides,
+  as ApproxDet scores it. Tracking then never makes single frames late for a
+  sliver of accuracy.
 - accuracy = the profile's overall accuracy + the per-bin deltas of the content
   bins the recent detections fall into (object count, size, motion).
 
@@ -125,6 +130,8 @@ class Scheduler:
         max_edge_retry_s: float = 30.0,
         probe_every_frames: int = 30,
         amortise_tracking: bool = True,
+        frames_first: bool = True,
+        frames_first_tolerance: float = 0.01,
         initial_bandwidth_mbps: float = 10.0,
         initial_rtt_ms: float = 20.0,
         branches: Collection[str] | None = None,
@@ -170,6 +177,8 @@ class Scheduler:
         self.max_edge_retry_s = max_edge_retry_s
         self.probe_every_frames = probe_every_frames
         self.amortise_tracking = amortise_tracking
+        self.frames_first = frames_first
+        self.frames_first_tolerance = frames_first_tolerance
         self.clock = clock
         self.frame_hw = frame_hw or (profile.frame_size if min(profile.frame_size) > 0 else None)
         self._lock = threading.Lock()
@@ -190,6 +199,8 @@ class Scheduler:
         self._since_decision = 0
         self._frame = 0
         self._since_remote = 0
+        self._reprobe = False  # a probe found a faster link: probe on the very next frame
+        self._burst = 0  # probes in a row so far
         self._force = True
         self._now_s = 0.0
         self._edge_down = False
@@ -247,6 +258,7 @@ class Scheduler:
         self._no_switch = np.zeros(len(c))
         self._switch_ms_from = [self._switch[g][self._group] for g in range(len(groups))]
         self._any_local = bool((~self._remote).any())
+        self._any_tracking = bool((self._interval > 1).any())
         self._update_budget_factor()
         self._periods = np.array([self._period(i) for i in range(len(c))], dtype=np.float64)
 
@@ -386,14 +398,32 @@ class Scheduler:
         local_only = self._edge_down and self._any_local
         allowed = self._local_mask if local_only else self._all_mask
         if cur is None:
-            latency = per_frame
             switch_ms = self._no_switch
+            load = 0.0
         else:
             switch_ms = self._switch_ms_from[self._group[cur]]
-            latency = per_frame + switch_ms / self._periods  # a load, amortised over a period
-        wa, wl = self._weights
-        utility = wa * acc - (wl / self._sla_ms) * latency if wl else acc * wa
+            load = switch_ms / self._periods  # a load, amortised over a period
         budget = self._budget_factor * self._sla_ms
+        wa, wl = self._weights
+        latency = per_frame + load
+        if self.frames_first and self.amortise_tracking and self._any_tracking:
+            # Detection frames alone first: when candidates that fit frame by frame are
+            # (nearly) as good as those that fit only as a group, only they count, so
+            # tracking does not make single detection frames late for a sliver of accuracy.
+            frame_latency = np.maximum(detect, per_frame) + load
+            strict = allowed & (frame_latency <= budget)
+            if strict.any():
+                group = allowed & (latency <= budget)
+                if wl:
+                    k = wl / self._sla_ms
+                    best_strict = float((wa * acc - k * frame_latency)[strict].max())
+                    best_group = float((wa * acc - k * latency)[group].max())
+                else:
+                    best_strict = wa * float(acc[strict].max())
+                    best_group = wa * float(acc[group].max())
+                if best_strict >= best_group - self.frames_first_tolerance:
+                    latency = frame_latency
+        utility = wa * acc - (wl / self._sla_ms) * latency if wl else acc * wa
         feasible = allowed & (latency <= budget)
         if cur is None or not allowed[cur] or latency[cur] > budget[cur]:
             if not feasible.any():
@@ -442,7 +472,7 @@ class Scheduler:
         index, reason = cur, self.last_reason
         probe = self._probe_target(track)
         if probe is not None:
-            index, reason = probe, "probe"
+            index, reason, track = probe, "probe", False
         entry = self.candidates[index]
         # Predictions from the last decision: estimates that moved enough re-decide anyway.
         latency = self._tracker_ms() if track else float(self._pred_detect[index])
@@ -464,21 +494,24 @@ class Scheduler:
 
     def _probe_target(self, track: bool) -> int | None:
         # A device that stayed local has a stale bandwidth estimate: send one cheap frame
-        # (free switch only) so a recovered link can win the next decision.
+        # (free switch only: same load group, or one the switch table prices at 0, e.g.
+        # a JPEG offload that loads no model) so a recovered link can win the next decision.
         cur = self._current
         if (
-            track
+            (track and not self._reprobe)
             or self.probe_every_frames <= 0
             or self._edge_down
             or cur is None
             or self._remote[cur]
-            or self._since_remote < self.probe_every_frames
+            or (self._since_remote < self.probe_every_frames and not self._reprobe)
         ):
             return None
-        same = np.flatnonzero(self._remote & (self._group == self._group[cur]))
+        free = self._switch_ms_from[self._group[cur]] <= 0.0
+        same = np.flatnonzero(self._remote & free)
         if len(same) == 0:
             return None
         self._since_remote = 0
+        self._reprobe = False
         return int(same[np.argmin(self._bytes_q[same])])
 
     # ------------------------------------------------------------ feedback
@@ -501,6 +534,8 @@ class Scheduler:
         entry = self.candidates[decision.index]
         self._content(outcome)
         if decision.track:
+            if not entry.remote:
+                self._since_remote += 1  # probing counts frames, tracked ones too
             profiled = self._tracker_ms() / max(self._tracker_ratio, 1e-9)
             observed = t.total_ms or t.local_ms
             if profiled > 0 and observed > 0:
@@ -531,7 +566,18 @@ class Scheduler:
             self.server.observe_frame(
                 entry.config.branch, t.queue_ms, max(0.0, t.server_total_ms - t.queue_ms)
             )
-            self._network(outcome.payload_bytes, t.network_ms)
+            before = self.bandwidth.estimate_mbps
+            sample = self._network(outcome.payload_bytes, t.network_ms)
+            faster = sample is not None and sample > 1.5 * before
+            if decision.reason == "probe" and faster and self._burst < 4:
+                # The link came back: probe again on the next frame while probes beat the
+                # planning estimate, so the harmonic mean and its error discount (several
+                # samples deep) catch up in a few frames, not after minutes of probes.
+                # At most 4 in a row (then the estimator's window is fresh).
+                self._reprobe = True
+                self._burst += 1
+            elif decision.reason == "probe":
+                self._burst = 0
             return
         if edge_failed:
             self._mark_edge_lost()
@@ -543,18 +589,22 @@ class Scheduler:
             # carried at most this much (a pessimistic sample the error discount amplifies).
             self.bandwidth.add_transfer(outcome.payload_bytes, waited_ms)
 
-    def _network(self, payload_bytes: int, network_ms: float) -> None:
+    def _network(self, payload_bytes: int, network_ms: float) -> float | None:
+        """Feed one edge answer's network time; the throughput sample taken (Mbps), if any."""
         if network_ms <= 0:
-            return
+            return None
         self._net.append((network_ms, float(payload_bytes)))
         floor_ms = self._rtt_floor_ms()
         transfer_ms = network_ms - floor_ms
+        sample = None
         # Only a transfer measurably longer than the floor says anything about the rate.
         if payload_bytes > 0 and transfer_ms >= 1.0:
             self.bandwidth.add_transfer(payload_bytes, transfer_ms)
+            sample = payload_bytes * 8.0 / (transfer_ms * 1000.0)
         rate = self.bandwidth.harmonic_mbps
         carried_ms = payload_bytes * 8.0 / (rate * 1000.0) if rate > 0 else 0.0
         self.rtt.add(max(0.0, network_ms - carried_ms))
+        return sample
 
     def _rtt_floor_ms(self) -> float:
         # Pure round trips (pings) give the floor directly. Without them, the floor is the

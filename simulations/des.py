@@ -11,7 +11,9 @@ frame waits at most ``max_queue_delay_ms`` for up to ``max_batch_size - 1``
 companions, then the batch waits for one of ``gpus`` workers (frames arriving
 meanwhile join it) and runs for the profile's tail time at that batch size;
 admission beyond ``queue_capacity`` is refused; frames whose deadline passed are
-dropped uncomputed. Results come back over the client's downlink.
+dropped uncomputed. Results come back over the client's downlink. A ``track``
+candidate (detect-vs-track: a frame between detections) spends
+``DesConfig.tracker_ms`` on the device and puts nothing on the link.
 
 Outputs are the real runner's :class:`~splitedge.simulations.report.FrameRow`
 rows (optional: off for 10,000 clients) and per-policy summaries. What-if
@@ -76,6 +78,7 @@ class DesConfig:
     jitter: bool = False  # draw device and tail times from the profile's samples
     seed: int = 0
     keep_rows: bool = True
+    tracker_ms: float = 0.0  # device time of a tracked frame (a ``track`` candidate)
 
     def __post_init__(self) -> None:
         checks = {
@@ -90,6 +93,7 @@ class DesConfig:
             "queue_capacity": self.queue_capacity >= 1,
             "delay_ms": self.delay_ms >= 0,
             "client_offset_s": self.client_offset_s >= 0,
+            "tracker_ms": self.tracker_ms >= 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -323,7 +327,10 @@ class _Simulation:
         k = c.next_frame
         candidate = c.policy.pick(k, self.now)
         cp = self.profile.get(candidate)
-        device_ms = self.draw(cp.device_ms, cp.device_ms_samples)
+        if candidate.track:  # the on-device tracker: nothing crosses the link
+            device_ms = self.cfg.tracker_ms
+        else:
+            device_ms = self.draw(cp.device_ms, cp.device_ms_samples)
         frame = _Frame(
             c.index,
             k,
@@ -334,7 +341,7 @@ class _Simulation:
             deadline_s=self.now + self.cfg.deadline_ms / 1000,
         )
         c.busy = True
-        if not candidate.remote:
+        if not candidate.uses_link:
             self.at(self.now + device_ms / 1000, self.finish, c, frame, "local", "", 0.0)
             return
         frame.sent_s = self.now + device_ms / 1000
@@ -377,7 +384,7 @@ class _Simulation:
     ) -> None:
         frame.done = True
         latency_ms = (self.now - frame.start_s) * 1000
-        remote = frame.candidate.remote
+        remote = frame.candidate.uses_link
         cp = frame.profile
         network_ms = 0.0
         if source == "edge":
@@ -408,7 +415,7 @@ class _Simulation:
                 uplink_mbps=self.uplink_trace.rate_at(
                     t_capture + c.index * self.cfg.client_offset_s
                 ),
-                candidate=frame.candidate.label,
+                candidate=frame.candidate.tag,
                 source=source,
                 reason=reason,
                 latency_ms=latency_ms if source != "dropped" else math.nan,
@@ -520,8 +527,13 @@ def policy_factory(
     candidates: Sequence[Candidate],
     des: DesConfig,
     profile: Profile,
+    **policy_options: Any,
 ) -> PolicyFactory:
-    """A factory building ``config``'s policy for each simulated client."""
+    """A factory building ``config``'s policy for each simulated client.
+
+    ``policy_options`` go to :func:`~splitedge.simulations.policies.make_policy`
+    (the adaptive scheduler's profile, the oracle's accuracies, ...).
+    """
 
     def build(client: int, clock: Callable[[], float]) -> Policy:
         offset_s = client * des.client_offset_s
@@ -538,6 +550,7 @@ def policy_factory(
             delay_ms=des.delay_ms,
             profile=profile,
             clock=clock,
+            **policy_options,
         )
 
     return build

@@ -237,6 +237,33 @@ def test_detect_then_track_within_a_detection_interval() -> None:
     assert decisions[0].predicted_latency_ms > 20.0
 
 
+@pytest.mark.parametrize(
+    ("tracked_accuracy", "frames_first", "expected_interval"),
+    [
+        (0.705, True, 1),  # a sliver better only as a group: single frames win
+        (0.705, False, 4),  # amortised only (ApproxDet): the group's accuracy wins
+        (0.9, True, 4),  # clearly better: tracking is worth late detection frames
+    ],
+)
+def test_frames_first_keeps_detection_frames_in_time(
+    tracked_accuracy: float, frames_first: bool, expected_interval: int
+) -> None:
+    # Offload every 4th frame: its detection frames take ~127 ms at 10 Mbps (over the
+    # 100 ms SLA) while the group averages ~33 ms; the split fits every frame (~45 ms).
+    offload_k4 = replace(
+        OFFLOAD,
+        config=replace(OFFLOAD.config, detection_interval=4),
+        accuracy=tracked_accuracy,
+    )
+    sched = Scheduler(
+        profile(LOCAL, SPLIT, offload_k4), 100.0, learn_margin=False, frames_first=frames_first
+    )
+    sched.observe_rtt(20.0)
+    decisions = run(sched, Env(bandwidth_mbps=10.0), 24)
+    assert decisions[-1].interval == expected_interval
+    assert decisions[-1].branch == ("split@a" if expected_interval == 1 else "offload-jpeg90")
+
+
 def test_content_features_shift_accuracy() -> None:
     # Tracking every 4th frame wins on still scenes and loses on fast motion.
     calm = {"motion:0": 0.78, "motion:2": 0.55}

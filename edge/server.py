@@ -29,6 +29,7 @@ from splitedge.edge.errors import RequestError
 from splitedge.edge.metrics import Metrics
 from splitedge.edge.registry import Frame, ModelRegistry, codec_error, resolve_device
 from splitedge.edge.service import EdgeService, Outcome
+from splitedge.edge.stats import BatchLatencySnapshot
 from splitedge.models.types import Detections, SplitModel
 from splitedge.proto import splitedge_pb2 as pb
 from splitedge.proto import splitedge_pb2_grpc as pb_grpc
@@ -98,6 +99,19 @@ def result_to_pb(outcome: Outcome) -> pb.FrameResult:
     return result
 
 
+def batch_latency_to_pb(snapshots: tuple[BatchLatencySnapshot, ...]) -> list[pb.BatchLatency]:
+    """Tail latency per batch size, ascending (the stats hand them sorted already)."""
+    return [
+        pb.BatchLatency(
+            batch_size=b.batch_size,
+            tail_latency_ms_p50=b.tail_latency_ms_p50,
+            tail_latency_ms_p95=b.tail_latency_ms_p95,
+            samples=b.samples,
+        )
+        for b in sorted(snapshots, key=lambda b: b.batch_size)
+    ]
+
+
 def model_to_pb(model: SplitModel, service: EdgeService) -> pb.ModelInfo:
     info = pb.ModelInfo(
         name=model.name,
@@ -133,6 +147,7 @@ def model_to_pb(model: SplitModel, service: EdgeService) -> pb.ModelInfo:
                     head_latency_ms=float(getattr(record, "head_latency_ms", 0.0)),
                     accuracy=float(getattr(record, "accuracy", 0.0)),
                     accuracy_metric=str(getattr(record, "accuracy_metric", "")),
+                    by_batch_size=batch_latency_to_pb(stats.by_batch_size),
                 ),
             )
         )
@@ -277,6 +292,7 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
                     tail_latency_ms_p50=b.tail_latency_ms_p50,
                     tail_latency_ms_p95=b.tail_latency_ms_p95,
                     frames=b.frames,
+                    by_batch_size=batch_latency_to_pb(b.by_batch_size),
                 )
                 for b, depth in s.branches
             ],

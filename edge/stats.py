@@ -1,8 +1,13 @@
-"""Rolling server statistics: tail latency per branch, frame rate, executor load.
+"""Rolling server statistics: tail latency per branch and batch size, frame rate, load.
 
 Updated from the event loop only (after each batch), read by ``Describe`` (a branch's
 measured profile) and ``Status`` (the load a device's scheduler sees). Clocks are
 ``time.monotonic()`` seconds, passed in so tests can drive them.
+
+Per batch size the window holds one sample per tail run (the whole run's time, which
+is what every frame of that batch waited for its tail), at most ``window_samples`` runs
+per (model, branch, batch size). Batch sizes come from the batcher, which never forms a
+batch above its ``max_batch_size``, so the number of windows stays bounded too.
 """
 
 from __future__ import annotations
@@ -13,7 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BranchSnapshot", "ServerStats"]
+__all__ = ["BatchLatencySnapshot", "BranchSnapshot", "ServerStats"]
+
+
+@dataclass(frozen=True)
+class BatchLatencySnapshot:
+    batch_size: int
+    tail_latency_ms_p50: float
+    tail_latency_ms_p95: float
+    samples: int  # tail runs of this batch size in the rolling window
 
 
 @dataclass(frozen=True)
@@ -24,17 +37,42 @@ class BranchSnapshot:
     tail_latency_ms_p95: float
     tail_samples: int  # samples in the rolling window
     frames: int  # frames answered since start
+    by_batch_size: tuple[BatchLatencySnapshot, ...] = ()  # ascending batch size
 
 
 class _BranchWindow:
     def __init__(self, samples: int) -> None:
+        self.samples = samples
         self.tail_ms: deque[float] = deque(maxlen=samples)
+        self.by_batch_size: dict[int, deque[float]] = {}  # batch size -> tail ms per run
         self.frames = 0
+
+    def add(self, tail_ms: float, batch_size: int) -> None:
+        self.tail_ms.extend([tail_ms] * batch_size)
+        runs = self.by_batch_size.get(batch_size)
+        if runs is None:
+            runs = self.by_batch_size[batch_size] = deque(maxlen=self.samples)
+        runs.append(tail_ms)
+        self.frames += batch_size
+
+    def per_batch_size(self) -> tuple[BatchLatencySnapshot, ...]:
+        out = []
+        for size in sorted(self.by_batch_size):
+            runs = self.by_batch_size[size]
+            p50, p95 = _percentiles(runs)
+            out.append(BatchLatencySnapshot(size, p50, p95, len(runs)))
+        return tuple(out)
+
+
+def _percentiles(values: deque[float]) -> tuple[float, float]:
+    p50, p95 = np.percentile(np.fromiter(values, float, len(values)), [50, 95])
+    return float(p50), float(p95)
 
 
 class ServerStats:
-    """Tail latency percentiles over the last ``window_samples`` frames per branch;
-    frames/s and busy fraction over the last ``window_s`` seconds."""
+    """Tail latency percentiles over the last ``window_samples`` frames per branch and
+    the last ``window_samples`` tail runs per (branch, batch size); frames/s and busy
+    fraction over the last ``window_s`` seconds."""
 
     def __init__(
         self, *, tail_workers: int = 1, window_samples: int = 256, window_s: float = 10.0
@@ -51,9 +89,12 @@ class ServerStats:
         self, model: str, branch: str, *, tail_ms: float, batch_size: int, start: float, end: float
     ) -> None:
         """One tail run of ``batch_size`` frames between monotonic ``start`` and ``end``."""
-        window = self._branches.setdefault((model, branch), _BranchWindow(self.window_samples))
-        window.tail_ms.extend([tail_ms] * batch_size)
-        window.frames += batch_size
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        window = self._branches.get((model, branch))
+        if window is None:
+            window = self._branches[(model, branch)] = _BranchWindow(self.window_samples)
+        window.add(tail_ms, batch_size)
         self._done.extend([end] * batch_size)
         self._busy.append((start, end))
         self._trim(end)
@@ -71,9 +112,15 @@ class ServerStats:
             return BranchSnapshot(
                 model, branch, 0.0, 0.0, 0, 0 if window is None else window.frames
             )
-        p50, p95 = np.percentile(np.fromiter(window.tail_ms, float), [50, 95])
+        p50, p95 = _percentiles(window.tail_ms)
         return BranchSnapshot(
-            model, branch, float(p50), float(p95), len(window.tail_ms), window.frames
+            model,
+            branch,
+            p50,
+            p95,
+            len(window.tail_ms),
+            window.frames,
+            window.per_batch_size(),
         )
 
     def branches(self) -> list[BranchSnapshot]:

@@ -186,8 +186,20 @@ class TensorSpec(_message.Message):
     shape: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, name: _Optional[str] = ..., dtype: _Optional[_Union[DType, str]] = ..., shape: _Optional[_Iterable[int]] = ...) -> None: ...
 
+class BatchLatency(_message.Message):
+    __slots__ = ("batch_size", "tail_latency_ms_p50", "tail_latency_ms_p95", "samples")
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TAIL_LATENCY_MS_P50_FIELD_NUMBER: _ClassVar[int]
+    TAIL_LATENCY_MS_P95_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    batch_size: int
+    tail_latency_ms_p50: float
+    tail_latency_ms_p95: float
+    samples: int
+    def __init__(self, batch_size: _Optional[int] = ..., tail_latency_ms_p50: _Optional[float] = ..., tail_latency_ms_p95: _Optional[float] = ..., samples: _Optional[int] = ...) -> None: ...
+
 class BranchProfile(_message.Message):
-    __slots__ = ("tail_latency_ms_p50", "tail_latency_ms_p95", "tail_samples", "bytes_per_frame", "head_latency_ms", "accuracy", "accuracy_metric")
+    __slots__ = ("tail_latency_ms_p50", "tail_latency_ms_p95", "tail_samples", "bytes_per_frame", "head_latency_ms", "accuracy", "accuracy_metric", "by_batch_size")
     TAIL_LATENCY_MS_P50_FIELD_NUMBER: _ClassVar[int]
     TAIL_LATENCY_MS_P95_FIELD_NUMBER: _ClassVar[int]
     TAIL_SAMPLES_FIELD_NUMBER: _ClassVar[int]
@@ -195,6 +207,7 @@ class BranchProfile(_message.Message):
     HEAD_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     ACCURACY_FIELD_NUMBER: _ClassVar[int]
     ACCURACY_METRIC_FIELD_NUMBER: _ClassVar[int]
+    BY_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     tail_latency_ms_p50: float
     tail_latency_ms_p95: float
     tail_samples: int
@@ -202,7 +215,8 @@ class BranchProfile(_message.Message):
     head_latency_ms: float
     accuracy: float
     accuracy_metric: str
-    def __init__(self, tail_latency_ms_p50: _Optional[float] = ..., tail_latency_ms_p95: _Optional[float] = ..., tail_samples: _Optional[int] = ..., bytes_per_frame: _Optional[float] = ..., head_latency_ms: _Optional[float] = ..., accuracy: _Optional[float] = ..., accuracy_metric: _Optional[str] = ...) -> None: ...
+    by_batch_size: _containers.RepeatedCompositeFieldContainer[BatchLatency]
+    def __init__(self, tail_latency_ms_p50: _Optional[float] = ..., tail_latency_ms_p95: _Optional[float] = ..., tail_samples: _Optional[int] = ..., bytes_per_frame: _Optional[float] = ..., head_latency_ms: _Optional[float] = ..., accuracy: _Optional[float] = ..., accuracy_metric: _Optional[str] = ..., by_batch_size: _Optional[_Iterable[_Union[BatchLatency, _Mapping]]] = ...) -> None: ...
 
 class BranchInfo(_message.Message):
     __slots__ = ("name", "kind", "tensors", "default_bits", "image_format", "image_quality", "split_point", "profile")
@@ -265,20 +279,22 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class BranchLoad(_message.Message):
-    __slots__ = ("model", "branch", "queue_depth", "tail_latency_ms_p50", "tail_latency_ms_p95", "frames")
+    __slots__ = ("model", "branch", "queue_depth", "tail_latency_ms_p50", "tail_latency_ms_p95", "frames", "by_batch_size")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     BRANCH_FIELD_NUMBER: _ClassVar[int]
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
     TAIL_LATENCY_MS_P50_FIELD_NUMBER: _ClassVar[int]
     TAIL_LATENCY_MS_P95_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
+    BY_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     model: str
     branch: str
     queue_depth: int
     tail_latency_ms_p50: float
     tail_latency_ms_p95: float
     frames: int
-    def __init__(self, model: _Optional[str] = ..., branch: _Optional[str] = ..., queue_depth: _Optional[int] = ..., tail_latency_ms_p50: _Optional[float] = ..., tail_latency_ms_p95: _Optional[float] = ..., frames: _Optional[int] = ...) -> None: ...
+    by_batch_size: _containers.RepeatedCompositeFieldContainer[BatchLatency]
+    def __init__(self, model: _Optional[str] = ..., branch: _Optional[str] = ..., queue_depth: _Optional[int] = ..., tail_latency_ms_p50: _Optional[float] = ..., tail_latency_ms_p95: _Optional[float] = ..., frames: _Optional[int] = ..., by_batch_size: _Optional[_Iterable[_Union[BatchLatency, _Mapping]]] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
     __slots__ = ("server_id", "device", "queue_depth", "queue_capacity", "in_flight", "load", "frames_per_second", "branches", "uptime_s")

@@ -1,0 +1,83 @@
+"""The server's measured tail latency per branch and batch size, as a profile takes it.
+
+The edge server keeps a rolling window of tail run times per (branch, batch size) and
+lists them in ``Describe`` (``BranchProfile.by_batch_size``). :func:`tail_by_batch_size`
+turns a ``ModelInfo`` into the ``branch -> batch size -> p95 ms`` mapping that
+:func:`splitedge.mobile_client.profile.measure_profile` takes as ``tail_latency_ms``;
+:func:`fetch_tail_profile` asks a server for it.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from splitedge.proto import splitedge_pb2 as pb
+from splitedge.proto import splitedge_pb2_grpc as pb_grpc
+
+__all__ = [
+    "ServerProfileError",
+    "ServerUnreachableError",
+    "UnknownModelError",
+    "fetch_tail_profile",
+    "tail_by_batch_size",
+]
+
+
+class ServerProfileError(ValueError):
+    """The server's tail profile could not be read."""
+
+
+class ServerUnreachableError(ServerProfileError):
+    """The edge server did not answer ``Describe``."""
+
+
+class UnknownModelError(ServerProfileError):
+    """The edge server does not serve the model asked for."""
+
+
+def tail_by_batch_size(info: pb.ModelInfo) -> dict[str, dict[int, float]]:
+    """``branch -> batch size -> p95 tail ms`` for every measured batch size.
+
+    Batch sizes without samples and branches with no measured size are left out.
+    """
+    out: dict[str, dict[int, float]] = {}
+    for branch in info.branches:
+        sizes = {
+            int(b.batch_size): float(b.tail_latency_ms_p95)
+            for b in branch.profile.by_batch_size
+            if b.samples > 0
+        }
+        if sizes:
+            out[branch.name] = dict(sorted(sizes.items()))
+    return out
+
+
+async def fetch_tail_profile(
+    server: str, model: str, timeout_s: float = 5.0
+) -> dict[str, dict[int, float]]:
+    """Call ``Describe(model)`` on ``server`` (``host:port``) and return
+    :func:`tail_by_batch_size` of the answer.
+
+    Raises :class:`UnknownModelError` if the server does not serve ``model`` and
+    :class:`ServerUnreachableError` if it does not answer within ``timeout_s``.
+    """
+    if not server.strip():
+        raise ServerProfileError("server address is empty; expected host:port")
+    if not model:
+        raise ServerProfileError("model name is empty")
+    if not timeout_s > 0:
+        raise ServerProfileError(f"timeout_s must be > 0, got {timeout_s}")
+    async with grpc.aio.insecure_channel(server) as channel:
+        stub = pb_grpc.EdgeInferenceStub(channel)
+        try:
+            info = await stub.Describe(pb.DescribeRequest(model=model), timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise UnknownModelError(
+                    f"server {server} does not serve model {model!r}: {exc.details()}"
+                ) from exc
+            raise ServerUnreachableError(
+                f"server {server} did not answer Describe within {timeout_s:g} s: "
+                f"{exc.code().name}: {exc.details()}"
+            ) from exc
+    return tail_by_batch_size(info)

@@ -16,9 +16,10 @@ video than a device profile run has.
 
 :func:`measure_profile` fills one by really running the head and the codec under
 CPU contention it makes itself (busy-looping worker processes); accuracy comes
-from a validation callable the caller passes (the model zoo plugs in there).
-``splitedge-client profile`` (:func:`add_profile_parser`, :func:`run_profile`) is
-its command line.
+from a validation callable the caller passes
+(:func:`splitedge.mobile_client.branch_accuracy.make_video_validator` scores detectors on
+synthetic validation video). ``splitedge-client profile`` (:func:`add_profile_parser`,
+:func:`run_profile`) is its command line.
 """
 
 from __future__ import annotations
@@ -600,14 +601,22 @@ def _int_list(text: str) -> list[int]:
         ) from None
 
 
+def _bits_list(text: str) -> list[int]:
+    """``--bits``: comma-separated bit depths, or ``branch`` (each split branch's own)."""
+    return [] if text.strip() == "branch" else _int_list(text)
+
+
 def add_profile_parser(subparsers: Any) -> None:
     """Register ``splitedge-client profile`` (its handler is :func:`run_profile`)."""
     p = subparsers.add_parser(
         "profile",
         help="measure a branch profile on this device (head latency under contention, bytes/frame)",
         description="Run each branch's head and codec on this device at several levels of CPU "
-        "contention and write the profile JSON the scheduler loads at start. Accuracy stays "
-        "empty here (it comes from the model zoo's validation records).",
+        "contention and write the profile JSON the scheduler loads at start. With "
+        "--accuracy-frames N each entry's accuracy (COCO mAP@.5, overall and per content bin) "
+        "is measured on N frames of fixed-seed synthetic validation video, run through the "
+        "branch's real path (codec included) with the entry's detection interval; without it "
+        "accuracy stays empty.",
     )
     p.add_argument("--model", required=True, help="registry model name")
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE")
@@ -616,11 +625,27 @@ def add_profile_parser(subparsers: Any) -> None:
     p.add_argument("--frames", type=int, default=8, help="frames per branch and level (default 8)")
     p.add_argument("--size", default="320x240", help="synthetic frame size WIDTHxHEIGHT")
     p.add_argument("--branches", default="", help="comma-separated branch names (default: all)")
-    p.add_argument("--bits", type=_int_list, default=[8, 4], help="bit depths of split branches")
+    p.add_argument(
+        "--bits",
+        type=_bits_list,
+        default=[8, 4],
+        help="bit depths of split branches (default 8,4), or 'branch': each split branch at "
+        "its own default bits (e.g. bottleneck-12-w1-4bit at 4)",
+    )
     p.add_argument("--input-sizes", type=_int_list, default=[0], help="short sides; 0 = native")
     p.add_argument("--intervals", type=_int_list, default=[1], help="detection intervals")
     p.add_argument(
         "--levels", type=_int_list, default=[0, 1], help="contention levels (busy cores)"
+    )
+    p.add_argument(
+        "--accuracy-frames",
+        type=int,
+        default=0,
+        metavar="N",
+        help="measure each entry's accuracy (COCO mAP@.5 of the detector, overall and per "
+        "content bin) on N frames of fixed-seed synthetic validation video at --size, each "
+        "frame through the branch's codec path, detecting every k-th frame and tracking in "
+        "between; 0 (default) leaves accuracy empty",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_profile)
@@ -629,19 +654,30 @@ def add_profile_parser(subparsers: Any) -> None:
 def run_profile(args: argparse.Namespace) -> int:
     """The ``profile`` command: 0 on success, 2 on bad input."""
     from splitedge.mobile_client.sources import SourceError, open_source
+    from splitedge.models.registry import create_model
 
     try:
+        if args.accuracy_frames < 0:
+            raise ValueError(f"--accuracy-frames must be >= 0, got {args.accuracy_frames}")
         w, _, h = args.size.lower().partition("x")
         size = (int(w), int(h))
         options = dict(_option(item) for item in args.model_option)
         frames = [f.image for f in open_source(args.source, max_frames=args.frames, size=size)]
-        configs = _configs(args, options)
+        # Branch kinds come from the model itself (built once more here, before timing).
+        model = create_model(args.model, **options)
+        configs = _configs(args, model)
+        validate = None
+        if args.accuracy_frames:
+            from splitedge.mobile_client.branch_accuracy import make_video_validator
+
+            validate = make_video_validator(model, frames=args.accuracy_frames, size=size)
         profile = measure_profile(
             args.model,
             configs,
             frames,
             contention_levels=args.levels,
             progress=not args.no_progress,
+            validate=validate,
             model_options=options,
         )
         save_profile(profile, args.output)
@@ -659,6 +695,11 @@ def _option(item: str) -> tuple[str, Any]:
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise ValueError(f"--model-option takes KEY=VALUE, got {item!r}")
+    if value[:1] in ("[", "{"):
+        try:  # a list or an object, e.g. teacher_options={"jpeg_qualities":[90,50]}
+            return key, json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--model-option {key}: not valid JSON ({exc.msg})") from None
     for cast in (int, float):
         try:
             return key, cast(value)
@@ -667,11 +708,10 @@ def _option(item: str) -> tuple[str, Any]:
     return key, value
 
 
-def _configs(args: argparse.Namespace, options: Mapping[str, Any]) -> list[BranchConfig]:
-    from splitedge.models.registry import create_model
-
-    # Branch kinds come from the model itself (built once more here, cheaply, before timing).
-    specs = create_model(args.model, **options).branches
+def _configs(args: argparse.Namespace, model: Any) -> list[BranchConfig]:
+    specs = model.branches
+    # A slimmable model's split branches run at their own width (bottleneck-12-w0.5-..).
+    branch_width = getattr(model, "branch_width", None)
     names = [b for b in args.branches.split(",") if b] or list(specs)
     out = []
     for name in names:
@@ -679,9 +719,11 @@ def _configs(args: argparse.Namespace, options: Mapping[str, Any]) -> list[Branc
             raise ProfileError(
                 f"model {args.model!r} has no branch {name!r}; known: {', '.join(specs)}"
             )
-        bits = args.bits if specs[name].kind == "split" else [0]
+        split = specs[name].kind == "split"
+        bits = (args.bits or [specs[name].default_bits]) if split else [0]
+        width = float(branch_width(name)) if split and branch_width is not None else 1.0
         for b in bits:
             for size in args.input_sizes:
                 for k in args.intervals:
-                    out.append(BranchConfig(name, b, 1.0, size, k))
+                    out.append(BranchConfig(name, b, width, size, k))
     return out

@@ -247,8 +247,12 @@ async def _run(args: argparse.Namespace) -> int:
         return await _stream(args, server, backend, fleet)
 
 
-def _make_scheduler(args: argparse.Namespace) -> Scheduler:
-    """``--branch auto``: a scheduler over ``--profile`` at the ``--sla-ms`` SLA."""
+def _make_scheduler(args: argparse.Namespace, branches: Any = None) -> Scheduler:
+    """``--branch auto``: a scheduler over ``--profile`` at the ``--sla-ms`` SLA.
+
+    Called once before connecting (to refuse a bad profile at once) and again with
+    the branches the server and this device offer, which filter the profile.
+    """
     from splitedge.mobile_client.profile import ProfileError, load_profile
     from splitedge.mobile_client.scheduler import Scheduler, SchedulerError
 
@@ -258,11 +262,13 @@ def _make_scheduler(args: argparse.Namespace) -> Scheduler:
         raise ValueError("--branch auto needs an SLA: --sla-ms > 0")
     try:
         profile = load_profile(args.profile)
-        if profile.model not in (args.model, args.model.removeprefix("zoo:")):
+        if branches is None and profile.model not in (args.model, f"zoo:{args.model}"):
             log.warning(
                 "profile %s was measured for %s, not %s", args.profile, profile.model, args.model
             )
-        return Scheduler(profile, args.deadline_ms, latency_weight=args.latency_weight)
+        return Scheduler(
+            profile, args.deadline_ms, latency_weight=args.latency_weight, branches=branches
+        )
     except (ProfileError, SchedulerError) as exc:
         raise ValueError(f"--profile: {exc}") from None
 
@@ -361,6 +367,12 @@ async def _stream_adaptive(
 ) -> int:
     from splitedge.mobile_client.adaptive import AdaptiveSession, decision_json
 
+    try:  # only branches the server serves and this device can run
+        usable = [b for b, spec in client.branches.items() if client.backend.can_run(spec)]
+        args.scheduler = _make_scheduler(args, usable)
+    except ValueError as exc:
+        print(f"splitedge-client: error: {exc}", file=sys.stderr)
+        return 2
     session = AdaptiveSession(client, args.scheduler)
     if fleet is not None:
         fleet.on_control(session.apply_control)

@@ -647,6 +647,13 @@ def add_profile_parser(subparsers: Any) -> None:
         "frame through the branch's codec path, detecting every k-th frame and tracking in "
         "between; 0 (default) leaves accuracy empty",
     )
+    p.add_argument(
+        "--server",
+        default=None,
+        metavar="HOST:PORT",
+        help="copy the tail latency per branch and batch size that this edge server has "
+        "measured (Describe) into the profile; the server must serve --model",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_profile)
 
@@ -666,6 +673,13 @@ def run_profile(args: argparse.Namespace) -> int:
         # Branch kinds come from the model itself (built once more here, before timing).
         model = create_model(args.model, **options)
         configs = _configs(args, model)
+        tails = None
+        if getattr(args, "server", None):
+            import asyncio
+
+            from splitedge.mobile_client.server_profile import fetch_tail_profile
+
+            tails = asyncio.run(fetch_tail_profile(args.server, args.model))
         validate = None
         if args.accuracy_frames:
             from splitedge.mobile_client.branch_accuracy import make_video_validator
@@ -679,6 +693,7 @@ def run_profile(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             validate=validate,
             model_options=options,
+            tail_latency_ms=tails,
         )
         save_profile(profile, args.output)
     except (ProfileError, SourceError, ValueError, KeyError, OSError) as exc:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 from collections import Counter
 
 import grpc
 import pytest
 
 from splitedge.mobile_client import Client, open_source
+from splitedge.mobile_client.profile import load_profile
 from splitedge.mobile_client.server_profile import (
     ServerUnreachableError,
     UnknownModelError,
@@ -76,6 +79,18 @@ async def test_describe_and_status_list_tail_latency_per_batch_size(edge_factory
     tail = await fetch_tail_profile(edge.address, "echo")
     assert tail == {BRANCH: {e.batch_size: e.tail_latency_ms_p95 for e in profile.by_batch_size}}
 
+    # `splitedge-client profile --server` copies them into the device's profile.
+    out = tmp_path / "profile.json"
+    cmd = [
+        sys.executable, "-m", "splitedge.mobile_client.cli", "profile", "--model", "echo",
+        "--branches", BRANCH, "--frames", "2", "--levels", "0", "--size", "64x48",
+        "--server", edge.address, "--output", str(out), "--no-progress",
+    ]  # fmt: skip
+    done = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    (entry,) = load_profile(out).entries
+    assert entry.tail_latency_ms == pytest.approx(tail[BRANCH])
+
 
 async def test_fetch_tail_profile_errors(edge_factory):
     edge = edge_factory("--model", "echo")
@@ -92,3 +107,17 @@ async def test_fetch_tail_profile_errors(edge_factory):
         await fetch_tail_profile(address, "echo", timeout_s=1.0)
     with pytest.raises(ValueError, match="timeout_s must be > 0, got 0"):
         await fetch_tail_profile(edge.address, "echo", timeout_s=0)
+
+
+def test_profile_cli_with_an_unreachable_server_is_one_line(tmp_path):
+    address = f"127.0.0.1:{_free_port()}"
+    cmd = [
+        sys.executable, "-m", "splitedge.mobile_client.cli", "profile", "--model", "echo",
+        "--frames", "1", "--levels", "0", "--server", address,
+        "--output", str(tmp_path / "p.json"), "--no-progress",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"server {address} did not answer Describe" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "p.json").exists()

@@ -136,6 +136,14 @@ class RttEstimator:
         return max(0.0, self.mean_ms + z_score(q) * self.std_ms)
 
 
+def _beyond_slope(y_prev: float, y_last: float, x_prev: float, x_last: float) -> float:
+    """ms per level past the busiest profiled level: the last segment's slope, or, when
+    the profile did not measure a slowdown there (flat or noisy), slowdown ~ busy cores
+    as a one-level profile assumes, so a busier device still reads as busier."""
+    slope = (y_last - y_prev) / (x_last - x_prev)
+    return slope if slope > 0 else y_last / (1.0 + x_last)
+
+
 class ContentionEstimator:
     """Device contention as a fractional profile level, sensed from head latencies."""
 
@@ -165,8 +173,7 @@ class ContentionEstimator:
             if lv <= xs[i]:
                 t = (lv - xs[i - 1]) / (xs[i] - xs[i - 1])
                 return ys[i - 1] + t * (ys[i] - ys[i - 1])
-        slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
-        return ys[-1] + max(slope, 0.0) * (lv - xs[-1])
+        return ys[-1] + _beyond_slope(ys[-2], ys[-1], xs[-2], xs[-1]) * (lv - xs[-1])
 
     def head_ms_array(self, by_level: np.ndarray, level: float | None = None) -> np.ndarray:
         """:meth:`head_ms` for many branches at once: rows are branches, columns levels."""
@@ -179,9 +186,13 @@ class ContentionEstimator:
         i = 0
         while i < len(xs) - 2 and lv > xs[i + 1]:
             i += 1
+        if lv > xs[-1]:
+            last, prev = by_level[:, -1], by_level[:, -2]
+            slope = (last - prev) / (xs[-1] - xs[-2])
+            slope = np.where(slope > 0, slope, last / (1.0 + xs[-1]))
+            return last + slope * (lv - xs[-1])
         t = (lv - xs[i]) / (xs[i + 1] - xs[i])
-        out = by_level[:, i] + t * (by_level[:, i + 1] - by_level[:, i])
-        return np.maximum(out, by_level[:, -1]) if lv > xs[-1] else out
+        return by_level[:, i] + t * (by_level[:, i + 1] - by_level[:, i])
 
     def _level_of(self, by_level: dict[int, float], observed_ms: float) -> float:
         xs = self.levels
@@ -195,7 +206,7 @@ class ContentionEstimator:
                 span = ys[i] - ys[i - 1]
                 frac = (observed_ms - ys[i - 1]) / span if span > 0 else 1.0
                 return xs[i - 1] + frac * (xs[i] - xs[i - 1])
-        slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+        slope = _beyond_slope(ys[-2], ys[-1], xs[-2], xs[-1])
         return xs[-1] + ((observed_ms - ys[-1]) / slope if slope > 0 else 0.0)
 
     def observe(self, by_level: dict[int, float], observed_ms: float) -> None:

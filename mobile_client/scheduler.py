@@ -224,7 +224,9 @@ class Scheduler:
     def _build_arrays(self) -> None:
         c = self.candidates
         levels = self.contention.levels
-        self._head = np.array([[e.head_latency_ms[lv].mean for lv in levels] for e in c])
+        head = np.array([[e.head_latency_ms[lv].mean for lv in levels] for e in c])
+        # More contention cannot make a head faster: a dip is measurement noise.
+        self._head = np.maximum.accumulate(head, axis=1)
         self._bytes_mean = np.array([e.bytes_per_frame.mean for e in c])
         self._bytes_q = np.array([e.bytes_per_frame.p95 for e in c])
         self._tail = np.array(
@@ -597,10 +599,18 @@ class Scheduler:
         floor_ms = self._rtt_floor_ms()
         transfer_ms = network_ms - floor_ms
         sample = None
-        # Only a transfer measurably longer than the floor says anything about the rate.
+        # A transfer measurably longer than the floor gives the rate. One that is not says
+        # only that the link carried the bytes within ~1 ms: a lower bound, used when the
+        # estimate is below it (else a link that recovered while only small payloads
+        # crossed it would keep a stale, pessimistic estimate for ever).
         if payload_bytes > 0 and transfer_ms >= 1.0:
             self.bandwidth.add_transfer(payload_bytes, transfer_ms)
             sample = payload_bytes * 8.0 / (transfer_ms * 1000.0)
+        elif payload_bytes > 0:
+            bound = payload_bytes * 8.0 / 1000.0  # Mbps: the bytes in 1 ms
+            if bound > self.bandwidth.estimate_mbps:
+                self.bandwidth.add_transfer(payload_bytes, 1.0)
+                sample = bound
         rate = self.bandwidth.harmonic_mbps
         carried_ms = payload_bytes * 8.0 / (rate * 1000.0) if rate > 0 else 0.0
         self.rtt.add(max(0.0, network_ms - carried_ms))

@@ -112,6 +112,21 @@ def test_contention_beyond_the_profile_extrapolates() -> None:
     assert est.quantile_factor(0.95) > 1.1
 
 
+def test_a_profile_without_a_measured_slowdown_still_extrapolates() -> None:
+    # Level 1 measured no slower than level 0 (noise): a 6x slower device must still
+    # read as far busier, and the array form must predict what the scalar form does.
+    est = ContentionEstimator((0, 1))
+    flat = {0: 30.0, 1: 30.0}
+    for _ in range(10):
+        est.observe(flat, 180.0)
+    assert est.level > 3.0
+    assert est.head_ms(flat) == pytest.approx(180.0, rel=0.1)
+    other = {0: 5.0, 1: 5.0}
+    arr = est.head_ms_array(np.array([[30.0, 30.0], [5.0, 5.0]]))
+    assert arr == pytest.approx([est.head_ms(flat), est.head_ms(other)])
+    assert arr[1] == pytest.approx(30.0, rel=0.1)  # the same slowdown, another branch
+
+
 def test_server_load_learns_spread_and_takes_fresh_reports() -> None:
     srv = ServerLoadEstimator(report_ttl_s=5.0)
     assert srv.server_ms("split@x", now_s=0.0, default_ms=7.0) == 7.0  # unseen: the profile

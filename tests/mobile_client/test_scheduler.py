@@ -264,6 +264,22 @@ def test_frames_first_keeps_detection_frames_in_time(
     assert decisions[-1].branch == ("split@a" if expected_interval == 1 else "offload-jpeg90")
 
 
+def test_a_recovered_link_is_noticed_through_tiny_payloads() -> None:
+    # On a 0.4 Mbit/s link only a 500-byte branch fits. When the link comes back, those
+    # payloads cross faster than anything measurable: their lower bound lifts the stale
+    # estimate until bigger payloads can measure the rate and offloading wins again.
+    tiny = entry("split@tiny", "split", size_bytes=500, accuracy=0.6)
+    sched = Scheduler(profile(LOCAL, tiny, SPLIT, OFFLOAD), 100.0)
+    sched.observe_rtt(20.0)
+    env = Env(bandwidth_mbps=0.4)
+    low = run(sched, env, 60)
+    assert low[-1].branch == "split@tiny"
+    env.bandwidth_mbps = 50.0
+    high = run(sched, env, 60, t0=3.0)
+    assert high[-1].branch == "offload-jpeg90"
+    assert sched.bandwidth.estimate_mbps > 10.0
+
+
 def test_content_features_shift_accuracy() -> None:
     # Tracking every 4th frame wins on still scenes and loses on fast motion.
     calm = {"motion:0": 0.78, "motion:2": 0.55}

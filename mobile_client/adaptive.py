@@ -6,7 +6,8 @@ edge, the device's head and local model, the prefilter) and a
 
 - a *detection* frame is resized to the decision's input size (boxes are mapped
   back to the captured frame) and submitted on the decision's branch and bit
-  depth with the scheduler's SLA as its deadline; its result restarts the tracker;
+  depth with the SLA as its deadline (k x the SLA when it heads a group of k
+  frames, whose budget the scheduler amortises); its result restarts the tracker;
 - a *tracked* frame runs the on-device :class:`~splitedge.mobile_client.tracker.BoxTracker`
   (nothing crosses the link) and is recorded as ``source="local"``, ``reason="tracked"``;
 - every outcome but a prefiltered one goes back to the scheduler's estimators;
@@ -120,9 +121,11 @@ class AdaptiveSession:
         small = resize_short_side(image, decision.input_size)
         bits = decision.bits if decision.bits > 0 else None
         sent = Frame(frame.index, small, frame.capture_ns) if small is not image else frame
-        outcome = await self.client.submit(
-            sent, decision.branch, deadline_ms=self.scheduler.sla_ms, bits=bits
-        )
+        # A detection frame of a k-frame group may use the group's budget (the scheduler
+        # amortises it over the tracked frames): cutting it at one SLA would turn every
+        # such frame into a local fallback.
+        deadline = self.scheduler.sla_ms * max(1, decision.interval)
+        outcome = await self.client.submit(sent, decision.branch, deadline_ms=deadline, bits=bits)
         pred = outcome.prediction
         if isinstance(pred, Detections) and small is not image:
             sy, sx = image.shape[0] / small.shape[0], image.shape[1] / small.shape[1]

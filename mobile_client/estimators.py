@@ -49,9 +49,20 @@ def z_score(quantile: float) -> float:
 class BandwidthEstimator:
     """Uplink throughput from each transfer: harmonic mean, discounted by recent error."""
 
-    def __init__(self, window: int = 5, error_window: int = 5, initial_mbps: float = 0.0) -> None:
+    def __init__(
+        self,
+        window: int = 5,
+        error_window: int = 5,
+        initial_mbps: float = 0.0,
+        max_error: float = 1.0,
+    ) -> None:
         if window < 1 or error_window < 1:
             raise EstimatorError("window and error_window must be >= 1")
+        if not max_error > 0:
+            raise EstimatorError(f"max_error must be > 0, got {max_error}")
+        # The discount's cap: after a collapse (a 600x error) the uncapped discount would
+        # divide an already low harmonic mean by 600 and keep it there for a whole window.
+        self.error_cap = max_error
         self._samples: deque[float] = deque(maxlen=window)
         self._errors: deque[float] = deque(maxlen=error_window)
         self.initial_mbps = initial_mbps
@@ -74,8 +85,8 @@ class BandwidthEstimator:
 
     @property
     def estimate_mbps(self) -> float:
-        """What to plan with: the harmonic mean / (1 + max recent relative error)."""
-        return self.harmonic_mbps / (1.0 + self.max_error)
+        """What to plan with: the harmonic mean / (1 + max recent relative error, capped)."""
+        return self.harmonic_mbps / (1.0 + min(self.max_error, self.error_cap))
 
     def add(self, throughput_mbps: float) -> None:
         """One measured throughput sample."""

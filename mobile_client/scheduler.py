@@ -132,6 +132,8 @@ class Scheduler:
         amortise_tracking: bool = True,
         frames_first: bool = True,
         frames_first_tolerance: float = 0.01,
+        regime_ratio: float = 2.0,
+        min_sensed_ms: float = 2.0,
         initial_bandwidth_mbps: float = 10.0,
         initial_rtt_ms: float = 20.0,
         branches: Collection[str] | None = None,
@@ -179,6 +181,8 @@ class Scheduler:
         self.amortise_tracking = amortise_tracking
         self.frames_first = frames_first
         self.frames_first_tolerance = frames_first_tolerance
+        self.regime_ratio = regime_ratio
+        self.min_sensed_ms = min_sensed_ms
         self.clock = clock
         self.frame_hw = frame_hw or (profile.frame_size if min(profile.frame_size) > 0 else None)
         self._lock = threading.Lock()
@@ -549,17 +553,26 @@ class Scheduler:
         if t.total_ms > 0 and decision.predicted_latency_ms > 0:
             if t.total_ms > self._sla_ms:
                 self.violations += 1
-            if not edge_failed:  # an outage is not an error of the latency model
-                self._learn_margin(entry.remote, t.total_ms / decision.predicted_latency_ms)
+            ratio = t.total_ms / decision.predicted_latency_ms
+            # An outage is not an error of the latency model, nor is a regime change (a
+            # frame far over its prediction: the link collapsed, a deadline passed): the
+            # estimators take those (bandwidth error discount, contention), while the margin
+            # tracks the everyday spread. Learned from regime changes it would stay
+            # pessimistic for hundreds of frames after the link came back.
+            if not edge_failed and ratio <= self.regime_ratio:
+                self._learn_margin(entry.remote, ratio)
         by_level = dict(zip(self.contention.levels, self._head[decision.index], strict=True))
+        # Device work of a few ms (a JPEG encode) is dominated by timer and scheduling
+        # noise: it would blur the contention estimate, so only longer work feeds it.
+        sensed = by_level[self.contention.levels[0]] >= self.min_sensed_ms
         if not entry.remote:
             self._since_remote += 1
-            if outcome.source == "local" and t.local_ms > 0:
+            if outcome.source == "local" and t.local_ms > 0 and sensed:
                 self.contention.observe(by_level, t.local_ms)
             return
         self._since_remote = 0
         device_ms = t.head_ms + t.encode_ms
-        if device_ms > 0:
+        if device_ms > 0 and sensed:
             self.contention.observe(by_level, device_ms)
         if outcome.source == "edge":
             if self._edge_down or self._edge_failures:

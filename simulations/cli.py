@@ -214,19 +214,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--model",
-        default="zoo:teacher-frcnn-small",
-        help="registry model or zoo:<entry> (default zoo:teacher-frcnn-small, the "
-        "project's trained small detector)",
+        default="zoo:ghnd-frcnn-small-c12",
+        help="registry model or zoo:<entry> (default zoo:ghnd-frcnn-small-c12, the project's "
+        "trained detector with its learned, slimmable bottleneck)",
+    )
+    demo.add_argument(
+        "--policy",
+        choices=("adaptive", "rate-rule"),
+        default="adaptive",
+        help="adaptive: the device's scheduler over --profile (default); rate-rule: the "
+        "simple rule over offload / vanilla split / local",
+    )
+    demo.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="scheduler profile JSON (default configs/profiles/<zoo entry>.json)",
+    )
+    demo.add_argument(
+        "--device-slowdown",
+        type=float,
+        default=6.0,
+        help="make this machine's device work (heads, local runs) N x slower, like a "
+        "Raspberry Pi-class device (default 6; 1 = as fast as this machine)",
     )
     demo.add_argument(
         "--rates",
         type=_rates,
-        default=(40.0, 4.0, 0.5, 40.0),
-        help="uplink Mbps per phase (default 40,4,0.5,40)",
+        default=(40.0, 4.0, 0.5, 0.15, 40.0),
+        help="uplink Mbps per phase (default 40,4,0.5,0.15,40)",
     )
     demo.add_argument("--phase-s", type=float, default=8.0, help="seconds per phase (default 8)")
     demo.add_argument("--delay-ms", type=float, default=10.0, help="one-way delay (default 10)")
-    demo.add_argument("--sla-ms", type=float, default=400.0, help="latency SLA (default 400)")
+    demo.add_argument("--sla-ms", type=float, default=150.0, help="latency SLA (default 150)")
     demo.add_argument("--fps", type=float, default=5.0, help="camera frame rate (default 5)")
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
     demo.add_argument(
@@ -250,8 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         from splitedge.simulations.demo import run_demo, summarize
 
         print(
-            f"splitedge demo: model {args.model}, uplink {args.rates} Mbps x {args.phase_s:g} s, "
-            f"delay {args.delay_ms:g} ms, SLA {args.sla_ms:g} ms",
+            f"splitedge demo: model {args.model}, policy {args.policy}, uplink {args.rates} Mbps "
+            f"x {args.phase_s:g} s, delay {args.delay_ms:g} ms, SLA {args.sla_ms:g} ms, device "
+            f"{args.device_slowdown:g}x slower than this machine",
             flush=True,
         )
         try:
@@ -265,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
                     fps=args.fps,
                     out_dir=args.out,
                     broker=args.broker,
+                    policy=args.policy,
+                    profile=args.profile,
+                    device_slowdown=args.device_slowdown,
                 )
             )
         except KeyboardInterrupt:

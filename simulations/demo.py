@@ -2,11 +2,26 @@
 
 An edge server process serves the model; the client reaches it only through an
 :class:`~splitedge.simulations.link.EmulatedLink` whose uplink follows a step
-trace (fast, slower, very slow, fast again). Each frame the client's
-:class:`~splitedge.mobile_client.policy.RateRule` picks a branch (offload the
-JPEG frame, split with 8- or 4-bit tensors, or run locally) against the SLA, so
-the branch in use changes as the bandwidth does. Prints one line per frame,
-then a summary per phase, and saves a CSV and a plot.
+trace (fast, slower, very slow, slower still, fast again). Each frame a policy
+picks the branch against the SLA, so the branch in use changes as the bandwidth
+does:
+
+- ``adaptive`` (default): the device's
+  :class:`~splitedge.mobile_client.scheduler.Scheduler` over a measured profile
+  (``configs/profiles/<zoo entry>.json``: head latency, bytes and validation
+  accuracy of every branch), driven by
+  :class:`~splitedge.mobile_client.adaptive.AdaptiveSession`: JPEG offload at
+  several qualities, learned-bottleneck splits at several widths and bit depths,
+  local, and detect-every-k-th-frame with on-device tracking;
+- ``rate-rule``: :class:`~splitedge.mobile_client.policy.RateRule` over offload,
+  a vanilla split at 8/4/2 bits and local.
+
+The "device" is this machine; ``device_slowdown`` makes it behave like a weaker
+one (a Raspberry Pi-class CPU) by sleeping after every head and local run for
+(slowdown - 1) x the time the run took, so the device's own work costs what it
+would there. The scheduler is not told: it senses the slowdown from the observed
+head times, as it senses contention. Prints one line per frame, then a summary
+per phase, and saves a CSV and a plot.
 """
 
 from __future__ import annotations
@@ -27,6 +42,7 @@ from splitedge.mobile_client.client import detections_count
 from splitedge.mobile_client.heads import TorchHeadBackend
 from splitedge.mobile_client.policy import Candidate, RateRule
 from splitedge.mobile_client.sources import Frame
+from splitedge.models.types import BranchSpec, HeadOutput, Prediction
 from splitedge.simulations.link import EmulatedLink
 from splitedge.simulations.processes import EdgeProcess
 from splitedge.simulations.traces import BandwidthTrace, constant
@@ -35,6 +51,46 @@ if TYPE_CHECKING:
     from splitedge.mobile_client.fleet import FleetSession
 
 log = logging.getLogger(__name__)
+
+POLICIES = ("adaptive", "rate-rule")
+PROFILES_DIR = Path(__file__).resolve().parents[1] / "configs" / "profiles"
+
+
+def default_profile(model: str) -> Path:
+    """``configs/profiles/<zoo entry>.json`` of the source tree (what ``make demo`` uses)."""
+    return PROFILES_DIR / f"{model.removeprefix('zoo:')}.json"
+
+
+class SlowedBackend:
+    """A head backend whose device work takes ``factor`` x as long (sleeps the rest)."""
+
+    def __init__(self, backend: TorchHeadBackend, factor: float) -> None:
+        if not factor >= 1.0:
+            raise ValueError(f"device slowdown must be >= 1, got {factor}")
+        self._backend = backend
+        self.factor = factor
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._backend, name)
+
+    def _slowed(self, fn: Callable[[], object]) -> object:
+        start = time.perf_counter()
+        out = fn()
+        time.sleep((self.factor - 1.0) * (time.perf_counter() - start))
+        return out
+
+    def can_run(self, branch: BranchSpec) -> bool:
+        return self._backend.can_run(branch)
+
+    @property
+    def has_local(self) -> bool:
+        return self._backend.has_local
+
+    def head(self, branch: BranchSpec, image) -> HeadOutput:  # type: ignore[no-untyped-def]
+        return self._slowed(lambda: self._backend.head(branch, image))  # type: ignore[return-value]
+
+    def local(self, image) -> Prediction:  # type: ignore[no-untyped-def]
+        return self._slowed(lambda: self._backend.local(image))  # type: ignore[return-value]
 
 
 @dataclass
@@ -83,9 +139,9 @@ async def run_demo(
     model: str,
     *,
     phase_s: float = 8.0,
-    rates_mbps: tuple[float, ...] = (40.0, 4.0, 0.5, 40.0),
+    rates_mbps: tuple[float, ...] = (40.0, 4.0, 0.5, 0.15, 40.0),
     delay_ms: float = 10.0,
-    sla_ms: float = 400.0,
+    sla_ms: float = 150.0,
     fps: float = 5.0,
     size: tuple[int, int] = (320, 240),
     split_branch: str | None = None,
@@ -93,19 +149,42 @@ async def run_demo(
     broker: bool = True,
     out_dir: Path = Path("out/demo"),
     print_rows: bool = True,
+    policy: str = "adaptive",
+    profile: Path | None = None,
+    device_slowdown: float = 6.0,
 ) -> list[DemoRow]:
     """Run the demo; returns one row per frame (also written to ``out_dir``).
 
     With ``broker`` an embedded MQTT broker runs too: the edge announces itself on
     it, the client finds the edge there (then reaches it through the link) and
-    publishes telemetry every 10 frames.
+    publishes telemetry every 10 frames. ``policy="adaptive"`` needs a scheduler
+    ``profile`` (default :func:`default_profile` of the model).
     """
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    scheduler_profile = None
+    if policy == "adaptive":
+        from splitedge.mobile_client.profile import ProfileError, load_profile
+
+        path = profile or default_profile(model)
+        if not path.is_file():
+            raise ValueError(
+                f"no scheduler profile {path} for {model}: measure one with "
+                "`splitedge-client profile --accuracy-frames N ...` and pass --profile, "
+                "or use --policy rate-rule"
+            )
+        try:
+            scheduler_profile = load_profile(path)
+        except ProfileError as exc:
+            raise ValueError(str(exc)) from None
     trace = demo_trace(phase_s, rates_mbps)
     options = model_options or {}
     spec = model + "".join(
         f"{':' if i == 0 else ','}{k}={v}" for i, (k, v) in enumerate(options.items())
     )
     backend = await asyncio.to_thread(TorchHeadBackend, model, options)
+    if device_slowdown != 1.0:
+        backend = SlowedBackend(backend, device_slowdown)  # type: ignore[assignment]
     say = print if print_rows else (lambda *a, **k: None)
     async with contextlib.AsyncExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -147,12 +226,25 @@ async def run_demo(
         client = await stack.enter_async_context(
             Client(f"127.0.0.1:{link.port}", model, backend=backend, deadline_ms=sla_ms * 2)
         )
-        candidates = candidates_for(client.branches, split_branch)
         frames = open_source("synthetic", size=size)
-        await _warm_up(client, candidates, next(frames))
-        link.set_uplink(trace)  # the trace starts now, after the warm-up
-        rule = RateRule(candidates, sla_ms=sla_ms, server_hint=_published_load(fleet, model))
-        rows = await _run_frames(client, rule, frames, trace, fps, fleet, say)
+        if scheduler_profile is not None:
+            from splitedge.mobile_client.adaptive import AdaptiveSession
+            from splitedge.mobile_client.scheduler import Scheduler
+
+            scheduler = Scheduler(scheduler_profile, sla_ms, branches=set(client.branches))
+            remote = sorted({c.config.branch for c in scheduler.candidates if c.remote})
+            await _warm_up(client, [Candidate(b) for b in remote], next(frames))
+            session = AdaptiveSession(client, scheduler)
+            if fleet is not None:
+                fleet.on_control(session.apply_control)
+            link.set_uplink(trace)  # the trace starts now, after the warm-up
+            rows = await _run_adaptive(session, frames, trace, fps, fleet, say)
+        else:
+            candidates = candidates_for(client.branches, split_branch)
+            await _warm_up(client, candidates, next(frames))
+            link.set_uplink(trace)
+            rule = RateRule(candidates, sla_ms=sla_ms, server_hint=_published_load(fleet, model))
+            rows = await _run_frames(client, rule, frames, trace, fps, fleet, say)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_csv(rows, out_dir / "demo.csv")
     _plot(rows, trace, sla_ms, out_dir / "demo.png")
@@ -186,10 +278,7 @@ async def _run_frames(
     say: Callable[..., None],
 ) -> list[DemoRow]:
     """One frame per camera period until the trace ends: pick, submit, learn, print."""
-    say(
-        f"{'t_s':>6} {'link':>6} {'est':>6}  {'branch':<34} {'source':<7}"
-        f" {'ms':>7} {'bytes':>7} {'dets':>4}"
-    )
+    _header(say)
     rows: list[DemoRow] = []
     start = next_at = time.monotonic()
     for frame in frames:
@@ -213,13 +302,68 @@ async def _run_frames(
             detections_count(outcome),
         )
         rows.append(row)
-        say(
-            f"{row.t_s:6.1f} {row.link_mbps:6.1f} {row.estimate_mbps:6.1f}  "
-            f"{row.branch:<34} {row.source:<7} {row.latency_ms:7.1f} "
-            f"{row.payload_bytes:7d} {row.detections:4d}",
-            flush=True,
-        )
+        _say_row(say, row)
         # Like a camera: a late frame does not make the next ones come faster.
+        next_at = max(next_at + 1.0 / fps, time.monotonic())
+        await asyncio.sleep(next_at - time.monotonic())
+    return rows
+
+
+def _header(say: Callable[..., None]) -> None:
+    say(
+        f"{'t_s':>6} {'link':>6} {'est':>6}  {'branch':<34} {'source':<7}"
+        f" {'ms':>7} {'bytes':>7} {'dets':>4}"
+    )
+
+
+def _say_row(say: Callable[..., None], row: DemoRow) -> None:
+    say(
+        f"{row.t_s:6.1f} {row.link_mbps:6.1f} {row.estimate_mbps:6.1f}  "
+        f"{row.branch:<34} {row.source:<7} {row.latency_ms:7.1f} "
+        f"{row.payload_bytes:7d} {row.detections:4d}",
+        flush=True,
+    )
+
+
+async def _run_adaptive(
+    session: object,
+    frames: Iterator[Frame],
+    trace: BandwidthTrace,
+    fps: float,
+    fleet: FleetSession | None,
+    say: Callable[..., None],
+) -> list[DemoRow]:
+    """The scheduler's loop: one frame per camera period until the trace ends."""
+    from splitedge.mobile_client.adaptive import AdaptiveSession
+
+    assert isinstance(session, AdaptiveSession)
+    scheduler = session.scheduler
+    _header(say)
+    rows: list[DemoRow] = []
+    start = next_at = time.monotonic()
+    for frame in frames:
+        t_s = time.monotonic() - start
+        if t_s >= trace.duration_s:
+            break
+        decision, outcome = await session.process(frame)
+        if fleet is not None:
+            fleet.record(outcome)
+        label = decision.branch
+        if decision.interval > 1:
+            label += f"/k{decision.interval}" + (" track" if decision.track else "")
+        row = DemoRow(
+            t_s,
+            trace.rate_at(t_s),
+            scheduler.bandwidth.estimate_mbps,
+            label,
+            outcome.source,
+            outcome.reason,
+            outcome.timing.total_ms,
+            outcome.payload_bytes,
+            detections_count(outcome),
+        )
+        rows.append(row)
+        _say_row(say, row)
         next_at = max(next_at + 1.0 / fps, time.monotonic())
         await asyncio.sleep(next_at - time.monotonic())
     return rows
@@ -263,9 +407,16 @@ def _plot(rows: list[DemoRow], trace: BandwidthTrace, sla_ms: float, path: Path)
         return
     branches = sorted({r.branch for r in rows})
     fig, (ax_lat, ax_br, ax_bw) = plt.subplots(3, 1, figsize=(10, 7), sharex=True)
-    for b in branches:
+    colours = plt.get_cmap("tab20").colors
+    for i, b in enumerate(branches):
         pts = [r for r in rows if r.branch == b]
-        ax_lat.scatter([r.t_s for r in pts], [r.latency_ms for r in pts], s=10, label=b)
+        ax_lat.scatter(
+            [r.t_s for r in pts],
+            [r.latency_ms for r in pts],
+            s=10,
+            label=b,
+            color=colours[i % len(colours)],
+        )
     ax_lat.axhline(sla_ms, color="red", linestyle="--", linewidth=1, label="SLA")
     ax_lat.set_ylabel("latency (ms)")
     ax_lat.set_yscale("log")

@@ -66,6 +66,9 @@ class BandwidthEstimator:
         self._samples: deque[float] = deque(maxlen=window)
         self._errors: deque[float] = deque(maxlen=error_window)
         self.initial_mbps = initial_mbps
+        # Read on every prediction: kept up to date on add, not recomputed per read.
+        self._harmonic = initial_mbps
+        self._max_error = 0.0
 
     @property
     def samples(self) -> int:
@@ -74,19 +77,17 @@ class BandwidthEstimator:
     @property
     def harmonic_mbps(self) -> float:
         """The undiscounted prediction (``initial_mbps`` before any sample)."""
-        if not self._samples:
-            return self.initial_mbps
-        return len(self._samples) / sum(1.0 / s for s in self._samples)
+        return self._harmonic if self._samples else self.initial_mbps
 
     @property
     def max_error(self) -> float:
         """Largest relative prediction error of the recent samples (0 when none)."""
-        return max(self._errors, default=0.0)
+        return self._max_error
 
     @property
     def estimate_mbps(self) -> float:
         """What to plan with: the harmonic mean / (1 + max recent relative error, capped)."""
-        return self.harmonic_mbps / (1.0 + min(self.max_error, self.error_cap))
+        return self.harmonic_mbps / (1.0 + min(self._max_error, self.error_cap))
 
     def add(self, throughput_mbps: float) -> None:
         """One measured throughput sample."""
@@ -95,7 +96,9 @@ class BandwidthEstimator:
         if self._samples:
             predicted = self.harmonic_mbps
             self._errors.append(abs(predicted - throughput_mbps) / throughput_mbps)
+            self._max_error = max(self._errors)
         self._samples.append(throughput_mbps)
+        self._harmonic = len(self._samples) / sum(1.0 / s for s in self._samples)
 
     def add_transfer(self, size_bytes: float, transfer_ms: float) -> None:
         """A sample from ``size_bytes`` that took ``transfer_ms`` on the link."""

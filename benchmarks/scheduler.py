@@ -429,7 +429,7 @@ class Bench:
         splits = [c for c in ones if c.remote and not c.branch.startswith("offload")]
         out: dict[str, PolicyFactory] = {
             "adaptive": lambda i, clock: AdaptivePolicy(
-                Scheduler(self.profile, sla, clock=clock),
+                Scheduler(self.profile, sla, clock=clock, frame_period_ms=sla),
                 self.candidates,
                 ping_ms=2 * DELAY_MS + OVERHEAD_MS,
             ),

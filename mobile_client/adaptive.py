@@ -104,6 +104,8 @@ class AdaptiveSession:
         """Process ``frames`` in order; ``fps`` > 0 paces them like a camera."""
         iterator: Iterator[Frame] = iter(frames)
         period_s = 1.0 / fps if fps > 0 else 0.0
+        if fps > 0:  # the scheduler counts the frames a long detection would miss
+            self.scheduler.set_frame_period(1000.0 / fps)
         next_at = time.perf_counter()
         while True:
             frame = await asyncio.to_thread(next, iterator, None)

@@ -20,7 +20,10 @@ predicts a latency *quantile* and an accuracy:
   as ApproxDet scores it. Tracking then never makes single frames late for a
   sliver of accuracy.
 - accuracy = the profile's overall accuracy + the per-bin deltas of the content
-  bins the recent detections fall into (object count, size, motion).
+  bins the recent detections fall into (object count, size, motion); with a
+  known camera ``frame_period_ms`` it is scaled by the share of frames that get a
+  result: a detection longer than the period misses the frames captured while it
+  runs (one device, one frame at a time).
 
 Decision: on the Pareto frontier of (latency, accuracy), the best weighted
 utility ``accuracy_weight x accuracy - latency_weight x latency / SLA`` whose
@@ -134,6 +137,7 @@ class Scheduler:
         frames_first_tolerance: float = 0.01,
         regime_ratio: float = 2.0,
         min_sensed_ms: float = 2.0,
+        frame_period_ms: float | None = None,
         initial_bandwidth_mbps: float = 10.0,
         initial_rtt_ms: float = 20.0,
         branches: Collection[str] | None = None,
@@ -183,6 +187,7 @@ class Scheduler:
         self.frames_first_tolerance = frames_first_tolerance
         self.regime_ratio = regime_ratio
         self.min_sensed_ms = min_sensed_ms
+        self.frame_period_ms: float | None = None
         self.clock = clock
         self.frame_hw = frame_hw or (profile.frame_size if min(profile.frame_size) > 0 else None)
         self._lock = threading.Lock()
@@ -190,6 +195,7 @@ class Scheduler:
         self._weights = (1.0, 0.0)
         self.set_sla(sla_ms)
         self.set_weights(accuracy=accuracy_weight, latency=latency_weight)
+        self.set_frame_period(frame_period_ms)
 
         self.bandwidth = BandwidthEstimator(initial_mbps=initial_bandwidth_mbps)
         self.rtt = RttEstimator(initial_ms=initial_rtt_ms)
@@ -298,6 +304,14 @@ class Scheduler:
             self._weights = (wa, wl)
             self._force = True
 
+    def set_frame_period(self, period_ms: float | None) -> None:
+        """The camera's frame period (None: unknown, frames are never missed)."""
+        if period_ms is not None and not (period_ms > 0 and math.isfinite(period_ms)):
+            raise SchedulerError(f"frame period must be a positive number of ms, got {period_ms}")
+        with self._lock:
+            self.frame_period_ms = period_ms
+            self._force = True
+
     def set_edge_available(self, available: bool) -> None:
         """What discovery or MQTT says about the edge; loss takes effect on the next pick."""
         with self._lock:
@@ -399,6 +413,13 @@ class Scheduler:
         self._since_decision = 1
         self._at_decision = (self.bandwidth.estimate_mbps, self.rtt.mean_ms, self.contention.level)
         detect, per_frame, acc = self.predict(now)
+        period = self.frame_period_ms
+        if period:
+            # One device, one frame at a time: a detection longer than the camera period
+            # misses the frames captured meanwhile (they get no result). Of a group of k
+            # frames' worth of camera time, k / (k + missed) get one.
+            missed = np.maximum(0.0, np.ceil(detect / period - 1e-9) - 1.0)
+            acc = acc * (self._interval / (self._interval + missed))
         self._pred_detect, self._pred_acc = detect, acc
         cur = self._current
         local_only = self._edge_down and self._any_local

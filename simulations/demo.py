@@ -231,7 +231,12 @@ async def run_demo(
             from splitedge.mobile_client.adaptive import AdaptiveSession
             from splitedge.mobile_client.scheduler import Scheduler
 
-            scheduler = Scheduler(scheduler_profile, sla_ms, branches=set(client.branches))
+            scheduler = Scheduler(
+                scheduler_profile,
+                sla_ms,
+                branches=set(client.branches),
+                frame_period_ms=1000.0 / fps,
+            )
             remote = sorted({c.config.branch for c in scheduler.candidates if c.remote})
             await _warm_up(client, [Candidate(b) for b in remote], next(frames))
             session = AdaptiveSession(client, scheduler)

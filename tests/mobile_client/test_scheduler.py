@@ -264,6 +264,28 @@ def test_frames_first_keeps_detection_frames_in_time(
     assert decisions[-1].branch == ("split@a" if expected_interval == 1 else "offload-jpeg90")
 
 
+@pytest.mark.parametrize(
+    ("period_ms", "expected_branch"), [(None, "offload-jpeg90"), (100.0, "split@a")]
+)
+def test_frames_missed_during_long_detections_count(
+    period_ms: float | None, expected_branch: str
+) -> None:
+    # Offload every 4th frame is more accurate (0.8) and fits as a group, but at 10 fps
+    # each ~148 ms detection misses the next camera frame: 4 of 5 frames get a result,
+    # worth 0.64 < the split's 0.7 on every frame. Without a known period nothing is missed.
+    offload_k4 = replace(
+        OFFLOAD, config=replace(OFFLOAD.config, detection_interval=4), accuracy=0.8
+    )
+    sched = Scheduler(
+        profile(LOCAL, SPLIT, offload_k4), 100.0, learn_margin=False, frame_period_ms=period_ms
+    )
+    sched.observe_rtt(20.0)
+    decisions = run(sched, Env(bandwidth_mbps=10.0), 24)
+    assert decisions[-1].branch == expected_branch
+    with pytest.raises(SchedulerError, match="frame period"):
+        sched.set_frame_period(0.0)
+
+
 def test_a_recovered_link_is_noticed_through_tiny_payloads() -> None:
     # On a 0.4 Mbit/s link only a 500-byte branch fits. When the link comes back, those
     # payloads cross faster than anything measurable: their lower bound lifts the stale

@@ -316,6 +316,13 @@ class ServerLoadEstimator:
         r = table.get(branch)
         return r.value_ms if r is not None and now_s - r.at_s <= self.report_ttl_s else 0.0
 
+    def reported(self, branch: str, now_s: float) -> tuple[float, float]:
+        """(queue wait, tail p95) ms the server last reported for ``branch``; 0 if stale."""
+        return (
+            self._fresh(self._reported_queue, branch, now_s),
+            self._fresh(self._reported_tail, branch, now_s),
+        )
+
     def queue_ms(self, branch: str, now_s: float) -> float:
         """Expected queue wait: frames' EWMA or a fresh report, whichever is larger."""
         st = self._stats.get(branch)

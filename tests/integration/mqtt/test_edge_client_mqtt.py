@@ -375,3 +375,46 @@ def test_client_cli_discovers_and_sim_records_its_telemetry(mosquitto, edges, tm
     assert [s["frames"] for s in summaries] == [10, 10]
     assert all(s["client_id"] == "cam-cli" and s["sla_ms"] == 3000 for s in summaries)
     assert all(s["branch_mix"] == {BRANCH: 10} for s in summaries)
+
+
+async def test_adaptive_session_takes_live_control_and_published_server_load(
+    mosquitto, edges
+) -> None:  # type: ignore[no-untyped-def]
+    from splitedge.mobile_client.adaptive import AdaptiveSession
+    from splitedge.mobile_client.profile import AccuracyRecord, BranchConfig, measure_profile
+    from splitedge.mobile_client.scheduler import Scheduler
+
+    edges("--model", "echo:tail_delay_ms=40", *_mqtt_args(mosquitto.port, "edge-s"))
+    images = [f.image for f in _frames(2)]
+    profile = measure_profile(
+        "echo",
+        [BranchConfig(BRANCH), BranchConfig("local")],
+        images,
+        contention_levels=(0,),
+        progress=False,
+        validate=lambda c: AccuracyRecord(0.8 if c.branch == BRANCH else 0.5),
+    )
+    operator = MqttLink(_broker(mosquitto.port, "operator-s"))
+    fleet = FleetSession(_broker(mosquitto.port, "cam-s"), "echo", "cam-s", discover=True)
+    async with operator, fleet:
+        server = await fleet.wait_for_server(15)
+        async with Client(server.address, "echo") as client:
+            fleet.attach(client)
+            scheduler = Scheduler(profile, 300.0)
+            session = AdaptiveSession(client, scheduler, status_every_s=0)
+            fleet.on_control(session.apply_control)
+            assert await fleet.link.wait_subscribed(5)
+            # Frames until the edge's published status carries this branch's tail p95
+            # (>= its 40 ms sleep) and the session has handed it to the scheduler.
+            deadline = time.monotonic() + 20
+            while scheduler.server.reported(BRANCH, scheduler.clock())[1] < 40.0:
+                assert time.monotonic() < deadline, "no published tail reached the scheduler"
+                decision, outcome = await session.process(_frames(1)[0])
+                assert decision.branch == BRANCH and outcome.source == "edge"
+                fleet.record(outcome)
+                await asyncio.sleep(0.2)
+            await operator.publish(
+                client_control_topic("cam-s"), b'{"sla_ms": 120, "latency_weight": 0.5}', qos=1
+            )
+            await _until(lambda: scheduler.sla_ms == 120.0)
+            assert scheduler.weights == (1.0, 0.5)

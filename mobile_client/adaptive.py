@@ -31,22 +31,10 @@ import numpy as np
 from splitedge.mobile_client.client import Client
 from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
 from splitedge.mobile_client.scheduler import Decision, Scheduler
-from splitedge.mobile_client.sources import Frame
+from splitedge.mobile_client.sources import Frame, resize_short_side
 from splitedge.models.types import Detections
 
 log = logging.getLogger("splitedge.client.adaptive")
-
-
-def resize_short_side(image: np.ndarray, short_side: int) -> np.ndarray:
-    """``image`` with its short side at ``short_side`` px (unchanged for 0 or equal)."""
-    if short_side <= 0 or min(image.shape[:2]) == short_side:
-        return image
-    import cv2
-
-    h, w = image.shape[:2]
-    f = short_side / min(h, w)
-    size = (max(1, round(w * f)), max(1, round(h * f)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 class AdaptiveSession:
@@ -203,4 +191,4 @@ def decision_json(decision: Decision) -> dict[str, Any]:
     }
 
 
-__all__ = ["AdaptiveSession", "decision_json", "resize_short_side"]
+__all__ = ["AdaptiveSession", "decision_json"]

@@ -50,7 +50,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from splitedge.models.data import SceneConfig, VideoConfig, evaluate_detections, generate_video
+from splitedge.mobile_client.sources import resize_short_side
+from splitedge.models.data import (
+    SceneConfig,
+    VideoConfig,
+    box_annotations,
+    evaluate_detections,
+    generate_video,
+)
 from splitedge.models.data.export import CATEGORIES
 from splitedge.models.teacher_data import VAL_DATA_SEED
 from splitedge.models.types import Detections, SplitModel, TailInput
@@ -138,33 +145,10 @@ def validation_video(
             images.append(sample.image)
             bins.append(content_bins(feats, edges))
             coco_images.append({"id": image_id, "width": width, "height": height, "file_name": ""})
-            for inst in sample.instances:
-                annotations.append(
-                    {
-                        "id": len(annotations) + 1,
-                        "image_id": image_id,
-                        "category_id": int(inst.class_id),
-                        "bbox": [float(v) for v in inst.bbox_xywh],
-                        "area": float(inst.area_px),
-                        "iscrowd": 0,
-                    }
-                )
+            annotations += box_annotations(sample.instances, image_id, len(annotations) + 1)
         clip += 1
     gt = {"images": coco_images, "annotations": annotations, "categories": CATEGORIES}
     return ValidationVideo(tuple(images), frozenset(starts), gt, tuple(bins))
-
-
-def resize_short_side(image: np.ndarray, short_side: int) -> np.ndarray:
-    """The frame with its short side at ``short_side`` (0 = unchanged), as the profiler does."""
-    if short_side <= 0 or min(image.shape[:2]) == short_side:
-        return image
-    import cv2
-
-    h, w = image.shape[:2]
-    f = short_side / min(h, w)
-    return cv2.resize(
-        image, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA
-    )
 
 
 class VideoValidator:

@@ -440,18 +440,6 @@ def cpu_contention(workers: int) -> Iterator[list[int]]:
                 p.wait(timeout=2.0)
 
 
-def _resize_short_side(image: np.ndarray, short_side: int) -> np.ndarray:
-    if short_side <= 0 or min(image.shape[:2]) == short_side:
-        return image
-    import cv2
-
-    h, w = image.shape[:2]
-    f = short_side / min(h, w)
-    return cv2.resize(
-        image, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA
-    )
-
-
 def _quantiles_of(values: list[float]) -> Quantiles:
     arr = np.asarray(values, dtype=np.float64)
     return Quantiles(float(arr.mean()), float(np.quantile(arr, 0.5)), float(np.quantile(arr, 0.95)))
@@ -482,6 +470,7 @@ def measure_profile(
 
     from splitedge.mobile_client.heads import TorchHeadBackend
     from splitedge.mobile_client.messages import offload_request, split_request
+    from splitedge.mobile_client.sources import resize_short_side
 
     try:  # the tracker needs OpenCV; a device without it profiles detection only
         from splitedge.mobile_client.tracker import measure_tracker_ms
@@ -512,7 +501,7 @@ def measure_profile(
 
     def run_once(cfg: BranchConfig, image: np.ndarray) -> tuple[float, int]:
         spec = specs[cfg.branch]
-        image = _resize_short_side(image, cfg.input_size)
+        image = resize_short_side(image, cfg.input_size)
         if hasattr(backend.model, "set_width"):
             backend.model.set_width(cfg.width)
         start = time.perf_counter()

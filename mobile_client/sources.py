@@ -149,3 +149,19 @@ def _synthetic(size: tuple[int, int], seed: int) -> Iterator[Frame]:
             index += 1
 
     return gen()
+
+
+def resize_short_side(image: np.ndarray, short_side: int) -> np.ndarray:
+    """``image`` with its short side at ``short_side`` px (unchanged for 0 or equal).
+
+    How a branch's input size is applied everywhere (profiler, accuracy validator,
+    adaptive session), so their frames match.
+    """
+    if short_side <= 0 or min(image.shape[:2]) == short_side:
+        return image
+    import cv2
+
+    h, w = image.shape[:2]
+    f = short_side / min(h, w)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)

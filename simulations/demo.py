@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 from splitedge.mobile_client import Client, open_source
 from splitedge.mobile_client.client import detections_count
 from splitedge.mobile_client.heads import TorchHeadBackend
+from splitedge.mobile_client.outcome import FrameOutcome
 from splitedge.mobile_client.policy import Candidate, RateRule
 from splitedge.mobile_client.sources import Frame
 from splitedge.models.types import BranchSpec, HeadOutput, Prediction
@@ -295,22 +296,8 @@ async def _run_frames(
         rule.observe(candidate, outcome)
         if fleet is not None:
             fleet.record(outcome)
-        row = DemoRow(
-            t_s,
-            trace.rate_at(t_s),
-            rule.bandwidth_mbps,
-            candidate.label,
-            outcome.source,
-            outcome.reason,
-            outcome.timing.total_ms,
-            outcome.payload_bytes,
-            detections_count(outcome),
-        )
-        rows.append(row)
-        _say_row(say, row)
-        # Like a camera: a late frame does not make the next ones come faster.
-        next_at = max(next_at + 1.0 / fps, time.monotonic())
-        await asyncio.sleep(next_at - time.monotonic())
+        rows.append(_row(say, t_s, trace, rule.bandwidth_mbps, candidate.label, outcome))
+        next_at = await _pace(next_at, fps)
     return rows
 
 
@@ -321,13 +308,40 @@ def _header(say: Callable[..., None]) -> None:
     )
 
 
-def _say_row(say: Callable[..., None], row: DemoRow) -> None:
+def _row(
+    say: Callable[..., None],
+    t_s: float,
+    trace: BandwidthTrace,
+    estimate_mbps: float,
+    label: str,
+    outcome: FrameOutcome,
+) -> DemoRow:
+    """One frame's row, printed as it is made."""
+    row = DemoRow(
+        t_s,
+        trace.rate_at(t_s),
+        estimate_mbps,
+        label,
+        outcome.source,
+        outcome.reason,
+        outcome.timing.total_ms,
+        outcome.payload_bytes,
+        detections_count(outcome),
+    )
     say(
         f"{row.t_s:6.1f} {row.link_mbps:6.1f} {row.estimate_mbps:6.1f}  "
         f"{row.branch:<34} {row.source:<7} {row.latency_ms:7.1f} "
         f"{row.payload_bytes:7d} {row.detections:4d}",
         flush=True,
     )
+    return row
+
+
+async def _pace(next_at: float, fps: float) -> float:
+    """Wait for the camera's next frame; a late frame does not make the next ones come faster."""
+    next_at = max(next_at + 1.0 / fps, time.monotonic())
+    await asyncio.sleep(next_at - time.monotonic())
+    return next_at
 
 
 async def _run_adaptive(
@@ -356,21 +370,9 @@ async def _run_adaptive(
         label = decision.branch
         if decision.interval > 1:
             label += f"/k{decision.interval}" + (" track" if decision.track else "")
-        row = DemoRow(
-            t_s,
-            trace.rate_at(t_s),
-            scheduler.bandwidth.estimate_mbps,
-            label,
-            outcome.source,
-            outcome.reason,
-            outcome.timing.total_ms,
-            outcome.payload_bytes,
-            detections_count(outcome),
-        )
-        rows.append(row)
-        _say_row(say, row)
-        next_at = max(next_at + 1.0 / fps, time.monotonic())
-        await asyncio.sleep(next_at - time.monotonic())
+        estimate = scheduler.bandwidth.estimate_mbps
+        rows.append(_row(say, t_s, trace, estimate, label, outcome))
+        next_at = await _pace(next_at, fps)
     return rows
 
 

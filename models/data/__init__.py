@@ -29,7 +29,13 @@ from splitedge.models.data.evaluation import (
     mean_iou,
     per_class_iou,
 )
-from splitedge.models.data.export import CATEGORIES, CocoWriter, build_dataset, encode_rle
+from splitedge.models.data.export import (
+    CATEGORIES,
+    CocoWriter,
+    box_annotations,
+    build_dataset,
+    encode_rle,
+)
 from splitedge.models.data.shapes import CLASS_NAMES, DISTRACTOR_KINDS, ShapeSpec
 from splitedge.models.data.synthetic import (
     Instance,
@@ -66,6 +72,7 @@ __all__ = [
     "Track",
     "VideoConfig",
     "apply_camera",
+    "box_annotations",
     "build_dataset",
     "confusion_matrix",
     "detection_collate",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from types import TracebackType
@@ -34,7 +34,7 @@ from pycocotools import mask as mask_utils
 
 from splitedge.models.data.errors import DataConfigError
 from splitedge.models.data.shapes import CLASS_NAMES
-from splitedge.models.data.synthetic import Sample, SceneConfig, generate_image
+from splitedge.models.data.synthetic import Instance, Sample, SceneConfig, generate_image
 from splitedge.models.data.video import VideoConfig, generate_video
 
 ANNOTATION_FILE = "annotations.json"
@@ -45,6 +45,24 @@ CATEGORIES: list[dict[str, Any]] = [
     {"id": index + 1, "name": name, "supercategory": "shape"}
     for index, name in enumerate(CLASS_NAMES)
 ]
+
+
+def box_annotations(
+    instances: Sequence[Instance], image_id: int, first_id: int
+) -> list[dict[str, Any]]:
+    """Box-only COCO annotations of ``instances`` (ids from ``first_id``), for in-memory
+    ground truth handed to :func:`~splitedge.models.data.evaluation.evaluate_detections`."""
+    return [
+        {
+            "id": first_id + i,
+            "image_id": image_id,
+            "category_id": int(inst.class_id),
+            "bbox": [float(v) for v in inst.bbox_xywh],
+            "area": float(inst.area_px),
+            "iscrowd": 0,
+        }
+        for i, inst in enumerate(instances)
+    ]
 
 
 def encode_rle(mask: np.ndarray) -> dict[str, Any]:

@@ -122,6 +122,21 @@ def _des(args: argparse.Namespace) -> int:
 
     try:
         scenario, profile = _load(args)
+        policies = [p for p in scenario.policies if args.policy in (None, p.name)]
+        if not policies:
+            raise ScenarioError(f"--policy {args.policy!r}: no such policy in {scenario.source}")
+        # The scenario DES costs the scenario's own branches; an adaptive policy picks from
+        # its scheduler profile's (other qualities, widths, tracking), which it has no costs for.
+        skipped = [p.name for p in policies if p.kind == "adaptive"]
+        policies = [p for p in policies if p.kind != "adaptive"]
+        if skipped:
+            print(
+                f"splitedge-sim des: skipping {', '.join(skipped)}: adaptive policies run in "
+                "`splitedge-sim run` and `python -m benchmarks.scheduler`",
+                file=sys.stderr,
+            )
+        if not policies:
+            raise ScenarioError(f"{scenario.source}: no policy the DES can run")
         if profile is None:
             print("no profile given: measuring one against a real edge server ...", flush=True)
             profile = asyncio.run(
@@ -133,9 +148,6 @@ def _des(args: argparse.Namespace) -> int:
                     batch_sizes=profile_batch_sizes(replace(scenario, clients=8)),
                 )
             )
-        policies = [p for p in scenario.policies if args.policy in (None, p.name)]
-        if not policies:
-            raise ScenarioError(f"--policy {args.policy!r}: no such policy in {scenario.source}")
         base = sim.DesConfig.from_scenario(scenario, jitter=args.jitter)
         if args.gpus is not None:
             base = replace(base, gpus=args.gpus)

@@ -9,6 +9,16 @@ takes the newest frame: camera ticks that pass while it is busy are recorded as
 dropped with reason ``busy``. Each answered frame is scored against the video's
 ground truth.
 
+An ``adaptive`` policy is the device's own loop: each client gets a
+:class:`~splitedge.mobile_client.scheduler.Scheduler` over the policy's scheduler
+profile (restricted to the branches the client and server offer, told the
+camera's frame period) inside an
+:class:`~splitedge.mobile_client.adaptive.AdaptiveSession`, which per frame
+picks, then detects (submit on the decision's branch, bits and input size) or
+tracks on the device (nothing crosses the link), and learns from the outcome.
+Its rows are labelled ``branch[/Nbit][/kK][+track]``; tracked frames carry the
+tracker's boxes and are scored like any other frame.
+
 Quality, and why two numbers: the torchvision split models here have random-init
 weights, and ``echo`` predicts nothing, so class-aware COCO mAP
 (:func:`~splitedge.models.data.evaluate_detections`, reported per policy as
@@ -26,22 +36,29 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from splitedge.mobile_client import Client, Frame
+from splitedge.mobile_client.adaptive import AdaptiveSession
 from splitedge.mobile_client.heads import TorchHeadBackend
 from splitedge.mobile_client.outcome import FrameOutcome
 from splitedge.mobile_client.policy import Candidate
+from splitedge.mobile_client.scheduler import Scheduler, SchedulerError
 from splitedge.models.data import SceneConfig, VideoConfig, evaluate_detections, generate_video
 from splitedge.models.data.synthetic import Sample
 from splitedge.models.types import Detections, SegmentationMask
 from splitedge.simulations.link import EmulatedLink
-from splitedge.simulations.policies import PROFILED_KINDS, Policy, make_policy
+from splitedge.simulations.policies import (
+    PROFILED_KINDS,
+    Policy,
+    make_policy,
+    scheduler_candidates,
+)
 from splitedge.simulations.processes import EdgeProcess
 from splitedge.simulations.profiles import Profile, measure_profile
 from splitedge.simulations.report import (
@@ -53,16 +70,24 @@ from splitedge.simulations.report import (
     write_csv,
     write_summary,
 )
-from splitedge.simulations.scenario import Scenario, ScenarioError
+from splitedge.simulations.scenario import (
+    PolicyConfig,
+    Scenario,
+    ScenarioError,
+    adaptive_branches,
+)
 from splitedge.simulations.traces import constant
 
 __all__ = [
     "RunResult",
+    "Step",
+    "adaptive_step",
     "busy_row",
     "edge_config_text",
     "frame_row",
     "frames_in",
     "next_start",
+    "policy_step",
     "run_scenario",
     "score_frame",
     "synthetic_videos",
@@ -72,6 +97,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _WARMUP_LINK = constant(1000.0, 3600.0)
+
+Step = Callable[[Frame, float], Awaitable[tuple[Candidate, FrameOutcome]]]
+"""``step(frame, start_s)`` -> (what ran it, its outcome): one client's per-frame work."""
 
 
 @dataclass
@@ -171,7 +199,12 @@ def frame_row(
     outcome: FrameOutcome,
     sla_ms: float,
 ) -> FrameRow:
-    """A row from a client's outcome (the DES builds the same from simulated timings)."""
+    """A row from a client's outcome (the DES builds the same from simulated timings).
+
+    ``candidate`` is recorded by its tag (``branch[/Nbit][/kK][+track]``). A tracked
+    frame puts nothing on the link (no payload) and is an answer, not a fallback: its
+    reason is "" as in the DES (the session's "tracked" is in the ``+track`` tag).
+    """
     t = outcome.timing
     return FrameRow(
         policy=policy,
@@ -179,9 +212,9 @@ def frame_row(
         frame_index=frame_index,
         t_s=t_s,
         uplink_mbps=uplink_mbps,
-        candidate=candidate.label,
+        candidate=candidate.tag,
         source=outcome.source,
-        reason=outcome.reason,
+        reason="" if candidate.track and outcome.reason == "tracked" else outcome.reason,
         latency_ms=t.total_ms,
         device_ms=t.head_ms + t.encode_ms,
         network_ms=t.network_ms,
@@ -190,7 +223,7 @@ def frame_row(
         tail_ms=t.tail_ms,
         local_ms=t.local_ms,
         batch_size=t.batch_size,
-        payload_bytes=outcome.payload_bytes if candidate.remote else 0,
+        payload_bytes=outcome.payload_bytes if candidate.uses_link else 0,
         sla_met=outcome.source != "dropped" and t.total_ms <= sla_ms,
     )
 
@@ -222,11 +255,34 @@ def busy_row(
 # ---------------------------------------------------------------------- running
 
 
+def policy_step(policy: Policy, client: Client) -> Step:
+    """A :class:`~splitedge.simulations.policies.Policy`'s frame: pick, submit, observe."""
+
+    async def step(frame: Frame, start_s: float) -> tuple[Candidate, FrameOutcome]:
+        candidate = policy.pick(frame.index, start_s)
+        outcome = await client.submit(frame, candidate.branch, bits=candidate.bits)
+        policy.observe(candidate, outcome)
+        return candidate, outcome
+
+    return step
+
+
+def adaptive_step(session: AdaptiveSession, candidates: dict[str, Candidate]) -> Step:
+    """An adaptive session's frame; ``candidates``: profile entry key -> its row label."""
+
+    async def step(frame: Frame, start_s: float) -> tuple[Candidate, FrameOutcome]:
+        decision, outcome = await session.process(frame)
+        candidate = candidates[decision.key]
+        return (replace(candidate, track=True) if decision.track else candidate), outcome
+
+    return step
+
+
 async def _client_loop(
     scenario: Scenario,
-    policy: Policy,
+    name: str,
+    step: Step,
     client_index: int,
-    client: Client,
     video: list[Sample],
     t0: float,
     rows: list[FrameRow],
@@ -245,9 +301,7 @@ async def _client_loop(
         # The camera kept ticking while the client was busy: those frames are gone.
         for skipped in range(k, min(newest, total)):
             t_skip = phase_s + skipped * period_s
-            rows.append(
-                busy_row(policy.name, client_index, skipped, t_skip, uplink.rate_at(t_skip))
-            )
+            rows.append(busy_row(name, client_index, skipped, t_skip, uplink.rate_at(t_skip)))
             tick(1)
         k = newest
         if k >= total:
@@ -256,13 +310,9 @@ async def _client_loop(
         await asyncio.sleep(max(0.0, t0 + start_s - time.monotonic()))
         t_s = phase_s + k * period_s
         sample = video[k % len(video)]
-        candidate = policy.pick(k, start_s)
-        outcome = await client.submit(
-            Frame(k, sample.image, time.time_ns()), candidate.branch, bits=candidate.bits
-        )
-        policy.observe(candidate, outcome)
+        candidate, outcome = await step(Frame(k, sample.image, time.time_ns()), start_s)
         row = frame_row(
-            policy.name,
+            name,
             client_index,
             k,
             t_s,
@@ -327,7 +377,7 @@ async def _run_policy(
     rows: list[FrameRow] = []
     predictions: list[tuple[int, Sample, Any]] = []
     async with contextlib.AsyncExitStack() as stack:
-        links, clients, policies = [], [], []
+        links, clients, steps, warmups = [], [], [], []
         for i in range(scenario.clients):
             link = await stack.enter_async_context(
                 EmulatedLink(
@@ -345,9 +395,22 @@ async def _run_policy(
                     f"{scenario.source}: branches: model {scenario.model!r} has no branch "
                     f"{missing[0]!r}; it has: {', '.join(sorted(client.branches))}"
                 )
-            up, down = scenario.client_traces(i)
-            policies.append(
-                make_policy(
+            if config.kind == "adaptive":
+                session = _adaptive_session(scenario, config, client)
+                entries = session.scheduler.candidates
+                steps.append(
+                    adaptive_step(session, scheduler_candidates(session.scheduler.profile))
+                )
+                # What the scheduler may run: each branch at each bit depth it has a profile for.
+                warmups.append(
+                    sorted(
+                        {(e.config.branch, e.config.bits or None) for e in entries},
+                        key=lambda bb: (bb[0], bb[1] or 0),
+                    )
+                )
+            else:
+                up, down = scenario.client_traces(i)
+                policy = make_policy(
                     config,
                     scenario.branches,
                     sla_ms=scenario.sla_ms,
@@ -356,14 +419,15 @@ async def _run_policy(
                     delay_ms=scenario.delay_ms,
                     profile=profile,
                 )
-            )
+                steps.append(policy_step(policy, client))
+                warmups.append([(c.branch, c.bits) for c in scenario.branches])
             links.append(link)
             clients.append(client)
         warm = Frame(0, videos[0][0].image, 0)
-        for client in clients:
-            for cand in scenario.branches:
+        for client, branches in zip(clients, warmups, strict=True):
+            for branch, bits in branches:
                 for _ in range(scenario.warmup_frames):
-                    await client.submit(warm, cand.branch, bits=cand.bits, deadline_ms=0)
+                    await client.submit(warm, branch, bits=bits, deadline_ms=0)
         for i, link in enumerate(links):
             up, down = scenario.client_traces(i)
             link.set_uplink(up)
@@ -373,13 +437,37 @@ async def _run_policy(
         await asyncio.gather(
             *(
                 _client_loop(
-                    scenario, policies[i], i, clients[i], videos[i], t0, rows, predictions, tick
+                    scenario, config.name, steps[i], i, videos[i], t0, rows, predictions, tick
                 )
                 for i in range(scenario.clients)
             )
         )
     rows.sort(key=lambda r: (r.t_s, r.client))
     return rows, _map50(predictions)
+
+
+def _adaptive_session(scenario: Scenario, config: PolicyConfig, client: Client) -> AdaptiveSession:
+    """One client's scheduler (over what it and the server offer) and session."""
+    assert config.scheduler_profile is not None
+    branches = adaptive_branches(
+        config, client.branches, source=scenario.source, model=scenario.model
+    )
+    options: dict[str, Any] = {}
+    if config.latency_weight is not None:
+        options["latency_weight"] = config.latency_weight
+    try:
+        scheduler = Scheduler(
+            config.scheduler_profile,
+            scenario.sla_ms,
+            branches=branches,
+            frame_period_ms=1000.0 / scenario.fps,
+            **options,
+        )
+    except SchedulerError as exc:
+        raise ScenarioError(
+            f"{scenario.source}: policy {config.name!r}: profile {config.profile}: {exc}"
+        ) from exc
+    return AdaptiveSession(client, scheduler)
 
 
 async def run_scenario(

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from splitedge.mobile_client.policy import Candidate
+from splitedge.mobile_client.profile import Profile as SchedulerProfile
+from splitedge.mobile_client.profile import ProfileError, load_profile
 from splitedge.simulations.trace_formats import read_trace
 from splitedge.simulations.traces import BandwidthTrace, TraceError, constant, preset, square_wave
 
@@ -39,6 +41,7 @@ __all__ = [
     "ScenarioValueError",
     "TraceConfig",
     "VideoSettings",
+    "adaptive_branches",
     "load_scenario",
     "parse_candidate",
     "scenario_from_dict",
@@ -46,7 +49,17 @@ __all__ = [
 
 TRACE_KINDS = ("constant", "steps", "square", "preset", "file")
 # "fixed-all" expands into one Fixed policy per candidate branch.
-POLICY_KINDS = ("local", "offload", "fixed", "fixed-all", "neurosurgeon", "oracle", "rate-rule")
+# "adaptive" is the device's scheduler over a scheduler profile (mobile_client.profile).
+POLICY_KINDS = (
+    "local",
+    "offload",
+    "fixed",
+    "fixed-all",
+    "neurosurgeon",
+    "oracle",
+    "rate-rule",
+    "adaptive",
+)
 
 
 class ScenarioError(ValueError):
@@ -124,6 +137,13 @@ class PolicyConfig:
     kind: str
     name: str  # unique label in the results
     branch: str = ""  # fixed: the candidate, "branch" or "branch/bits"; offload: the branch
+    # adaptive: the scheduler profile JSON (resolved), its loaded content, the
+    # scheduler's latency weight (None: the scheduler's default) and the profile's
+    # branches it may use (empty: all that the model serves).
+    profile: Path | None = None
+    latency_weight: float | None = None
+    branches: tuple[str, ...] = ()
+    scheduler_profile: SchedulerProfile | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -310,7 +330,73 @@ def _trace_config(sec: _Section, base_dir: Path) -> TraceConfig:
     return TraceConfig(**cfg)
 
 
-def _policies(raw: Any, source: str, candidates: tuple[Candidate, ...]) -> tuple[PolicyConfig, ...]:
+def _scheduler_profile(sec: _Section, base_dir: Path) -> tuple[Path, SchedulerProfile]:
+    """An adaptive policy's ``profile``: resolved, read, and every entry with an accuracy."""
+    if not sec.has("profile"):
+        raise ScenarioKeyError(
+            f"{sec.source}: {sec.key('profile')}: required for kind adaptive "
+            "(a scheduler profile JSON, splitedge-client profile)"
+        )
+    text = sec.string("profile", required=True)
+    path = Path(text) if Path(text).is_absolute() else base_dir / text
+    if not path.is_file():
+        raise ScenarioFileError(
+            f"{sec.source}: {sec.key('profile')}: no such scheduler profile file: {path}"
+        )
+    try:
+        profile = load_profile(path)
+    except ProfileError as exc:
+        raise sec.fail("profile", str(exc)) from exc
+    unmeasured = [e.key for e in profile.entries if e.accuracy is None]
+    if unmeasured:
+        raise sec.fail(
+            "profile",
+            f"{path} has no accuracy for {len(unmeasured)} of {len(profile.entries)} entries "
+            f"({', '.join(unmeasured[:3])}{' ...' if len(unmeasured) > 3 else ''}); "
+            "measure it with a validation set",
+        )
+    return path, profile
+
+
+def _adaptive_branch_list(sec: _Section, profile: SchedulerProfile) -> tuple[str, ...]:
+    """An adaptive policy's optional ``branches``: a subset of its profile's branches."""
+    raw = sec.raw("branches")
+    if not isinstance(raw, list) or not raw or not all(isinstance(b, str) and b for b in raw):
+        raise sec.fail("branches", f"expected a non-empty list of branch names, got {raw!r}")
+    profiled = {e.config.branch for e in profile.entries}
+    for i, name in enumerate(raw):
+        if name not in profiled:
+            raise sec.fail(
+                f"branches[{i}]",
+                f"{name!r} is not in the profile; it has: {', '.join(sorted(profiled))}",
+            )
+    return tuple(dict.fromkeys(raw))
+
+
+def adaptive_branches(
+    config: PolicyConfig, served: Collection[str], *, source: str, model: str
+) -> set[str]:
+    """The branches of ``config``'s scheduler profile that ``model`` serves (``served``).
+
+    :class:`ScenarioValueError` when there is none: the scheduler would have nothing to pick.
+    """
+    assert config.scheduler_profile is not None, "not an adaptive policy"
+    profiled = {e.config.branch for e in config.scheduler_profile.entries}
+    if config.branches:
+        profiled &= set(config.branches)
+    usable = profiled & set(served)
+    if not usable:
+        raise ScenarioValueError(
+            f"{source}: policy {config.name!r}: profile {config.profile} has no branch model "
+            f"{model!r} serves (profile: {', '.join(sorted(profiled))}; "
+            f"model: {', '.join(sorted(served)) or 'none'})"
+        )
+    return usable
+
+
+def _policies(
+    raw: Any, source: str, candidates: tuple[Candidate, ...], base_dir: Path
+) -> tuple[PolicyConfig, ...]:
     if not isinstance(raw, list) or not raw:
         raise ScenarioValueError(
             f"{source}: policies: expected a non-empty list of tables ([[policies]]), got {raw!r}"
@@ -334,11 +420,20 @@ def _policies(raw: Any, source: str, candidates: tuple[Candidate, ...]) -> tuple
             label = parse_candidate(branch).label if branch else ""
             default_names = [kind if not label else f"{kind}:{label}"]
         name = sec.string("name", "")
+        adaptive: dict[str, Any] = {}
+        if kind == "adaptive":
+            if branch:
+                raise sec.fail("branch", "not used by kind adaptive (its profile has the branches)")
+            adaptive["profile"], adaptive["scheduler_profile"] = _scheduler_profile(sec, base_dir)
+            if sec.has("latency_weight"):
+                adaptive["latency_weight"] = sec.number("latency_weight", 0.0, minimum=0.0)
+            if sec.has("branches"):
+                adaptive["branches"] = _adaptive_branch_list(sec, adaptive["scheduler_profile"])
         sec.finish()
         if kind == "fixed-all":
             out += [PolicyConfig("fixed", f"fixed:{n}", n) for n in default_names]
         else:
-            out.append(PolicyConfig(kind, name or default_names[0], branch))
+            out.append(PolicyConfig(kind, name or default_names[0], branch, **adaptive))
     seen: set[str] = set()
     for p in out:
         if p.name in seen:
@@ -414,7 +509,7 @@ def scenario_from_dict(
         branches=tuple(candidates),
         uplink=traces["uplink"],
         downlink=traces["downlink"],
-        policies=_policies(top.raw("policies", required=True), source, tuple(candidates)),
+        policies=_policies(top.raw("policies", required=True), source, tuple(candidates), base),
         duration_s=duration_s,
         clients=top.integer("clients", 1, minimum=1, maximum=64),
         fps=top.number("fps", 5.0, minimum=0.0, exclusive=True),

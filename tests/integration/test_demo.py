@@ -85,10 +85,15 @@ def test_adaptive_demo_follows_the_link_with_the_trained_student(tmp_path: Path)
 
     # 40 Mbps: full frames go to the edge as JPEG.
     assert any(full_jpeg(r) for r in fast), fast
+
     # 0.1 Mbps: a 7 kB JPEG takes over half a second; what crosses the link now is a
-    # bottleneck code or a small JPEG at most every other frame, the rest is tracked or local.
-    assert not any(full_jpeg(r) and int(r["payload_bytes"]) > 8000 for r in slow), slow
-    assert sum(int(r["payload_bytes"]) > 0 for r in slow) <= len(slow) / 2, slow
+    # bottleneck code or a small JPEG on some frames, the rest is tracked or local:
+    # nothing large, and far fewer bytes per frame than on the fast link.
+    def mean_bytes(part: list[dict[str, str]]) -> float:
+        return sum(int(r["payload_bytes"]) for r in part) / len(part)
+
+    assert all(int(r["payload_bytes"]) <= 8000 for r in slow), slow
+    assert mean_bytes(slow) < 0.5 * mean_bytes(fast), (slow, fast)
     # Back at 40 Mbps the estimate recovers and full JPEG frames cross again.
     assert any(full_jpeg(r) for r in back), back
     assert (tmp_path / "demo.png").stat().st_size > 10_000

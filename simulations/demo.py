@@ -129,6 +129,14 @@ def candidates_for(branches: dict, split_branch: str | None) -> list[Candidate]:
     return out
 
 
+def _warm_device(backend: TorchHeadBackend, frame: Frame) -> None:
+    if backend.has_local:
+        backend.local(frame.image)
+    for spec in backend.model.branches.values():
+        if spec.kind == "split":
+            backend.head(spec, frame.image)
+
+
 async def _warm_up(client: Client, candidates: list[Candidate], frame) -> None:
     # First runs pay lazy initialisation on both sides; keep them out of the estimates.
     for candidate in candidates:
@@ -184,6 +192,9 @@ async def run_demo(
         f"{':' if i == 0 else ','}{k}={v}" for i, (k, v) in enumerate(options.items())
     )
     backend = await asyncio.to_thread(TorchHeadBackend, model, options)
+    # First runs pay lazy initialisation; on the emulated slow device that one-off cost
+    # would be multiplied too. Run the device's model and heads once before anything.
+    await asyncio.to_thread(_warm_device, backend, next(open_source("synthetic", size=size)))
     if device_slowdown != 1.0:
         backend = SlowedBackend(backend, device_slowdown)  # type: ignore[assignment]
     say = print if print_rows else (lambda *a, **k: None)

@@ -49,7 +49,13 @@ from splitedge.mobile_client.heads import TorchHeadBackend
 from splitedge.mobile_client.outcome import FrameOutcome
 from splitedge.mobile_client.policy import Candidate
 from splitedge.mobile_client.scheduler import Scheduler, SchedulerError
-from splitedge.models.data import SceneConfig, VideoConfig, evaluate_detections, generate_video
+from splitedge.models.data import (
+    SceneConfig,
+    VideoConfig,
+    box_annotations,
+    evaluate_detections,
+    generate_video,
+)
 from splitedge.models.data.synthetic import Sample
 from splitedge.models.types import Detections, SegmentationMask
 from splitedge.simulations.link import EmulatedLink
@@ -339,17 +345,7 @@ def _map50(predictions: list[tuple[int, Sample, Any]]) -> float:
     for image_id, sample, pred in dets:
         h, w = sample.semantic.shape
         images.append({"id": image_id, "width": int(w), "height": int(h), "file_name": ""})
-        for inst in sample.instances:
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": int(inst.class_id),
-                    "bbox": [float(v) for v in inst.bbox_xywh],
-                    "area": float(inst.area_px),
-                    "iscrowd": 0,
-                }
-            )
+        annotations += box_annotations(sample.instances, image_id, len(annotations) + 1)
         preds.append(
             {
                 "image_id": image_id,

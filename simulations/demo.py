@@ -32,7 +32,7 @@ import csv
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -285,6 +285,33 @@ def _published_load(
     return hint
 
 
+Step = Callable[[Frame], Awaitable[tuple[str, float, FrameOutcome]]]
+
+
+async def _camera_loop(
+    step: Step,
+    frames: Iterator[Frame],
+    trace: BandwidthTrace,
+    fps: float,
+    fleet: FleetSession | None,
+    say: Callable[..., None],
+) -> list[DemoRow]:
+    """One frame per camera period until the trace ends: ``step`` it, record, print."""
+    _header(say)
+    rows: list[DemoRow] = []
+    start = next_at = time.monotonic()
+    for frame in frames:
+        t_s = time.monotonic() - start
+        if t_s >= trace.duration_s:
+            break
+        label, estimate_mbps, outcome = await step(frame)
+        if fleet is not None:
+            fleet.record(outcome)
+        rows.append(_row(say, t_s, trace, estimate_mbps, label, outcome))
+        next_at = await _pace(next_at, fps)
+    return rows
+
+
 async def _run_frames(
     client: Client,
     rule: RateRule,
@@ -294,22 +321,15 @@ async def _run_frames(
     fleet: FleetSession | None,
     say: Callable[..., None],
 ) -> list[DemoRow]:
-    """One frame per camera period until the trace ends: pick, submit, learn, print."""
-    _header(say)
-    rows: list[DemoRow] = []
-    start = next_at = time.monotonic()
-    for frame in frames:
-        t_s = time.monotonic() - start
-        if t_s >= trace.duration_s:
-            break
+    """The rate rule's loop: pick, submit, learn."""
+
+    async def step(frame: Frame) -> tuple[str, float, FrameOutcome]:
         candidate = rule.pick()
         outcome = await client.submit(frame, candidate.branch, bits=candidate.bits)
         rule.observe(candidate, outcome)
-        if fleet is not None:
-            fleet.record(outcome)
-        rows.append(_row(say, t_s, trace, rule.bandwidth_mbps, candidate.label, outcome))
-        next_at = await _pace(next_at, fps)
-    return rows
+        return candidate.label, rule.bandwidth_mbps, outcome
+
+    return await _camera_loop(step, frames, trace, fps, fleet, say)
 
 
 def _header(say: Callable[..., None]) -> None:
@@ -363,28 +383,19 @@ async def _run_adaptive(
     fleet: FleetSession | None,
     say: Callable[..., None],
 ) -> list[DemoRow]:
-    """The scheduler's loop: one frame per camera period until the trace ends."""
+    """The scheduler's loop: the session picks, runs (or tracks) and learns."""
     from splitedge.mobile_client.adaptive import AdaptiveSession
 
     assert isinstance(session, AdaptiveSession)
-    scheduler = session.scheduler
-    _header(say)
-    rows: list[DemoRow] = []
-    start = next_at = time.monotonic()
-    for frame in frames:
-        t_s = time.monotonic() - start
-        if t_s >= trace.duration_s:
-            break
+
+    async def step(frame: Frame) -> tuple[str, float, FrameOutcome]:
         decision, outcome = await session.process(frame)
-        if fleet is not None:
-            fleet.record(outcome)
         label = decision.branch
         if decision.interval > 1:
             label += f"/k{decision.interval}" + (" track" if decision.track else "")
-        estimate = scheduler.bandwidth.estimate_mbps
-        rows.append(_row(say, t_s, trace, estimate, label, outcome))
-        next_at = await _pace(next_at, fps)
-    return rows
+        return label, session.scheduler.bandwidth.estimate_mbps, outcome
+
+    return await _camera_loop(step, frames, trace, fps, fleet, say)
 
 
 def summarize(rows: list[DemoRow], phase_s: float, sla_ms: float) -> str:

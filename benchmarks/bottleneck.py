@@ -7,17 +7,20 @@ For every committed student in the zoo (kind ``student``), every branch
 (per-tensor min/max quantization + zstd level 3, exactly what the runtime ships)
 -> decode -> tail on the validation frames
 (:func:`splitedge.models.teacher_data.validation_set`, 32 frames with ``--quick``,
-else 64). Printed per branch: mAP@[.5:.95], mAP@.5, bytes/frame mean and p95, head
-params and MACs at that width, head latency at 1 thread. The teacher's ``local``
-row and JPEG q50/q75/q95 and PNG bytes of the same frames come first. Then the
-slimmable switch cost against loading a separate model, and each committed
-prefilter's recall and share of uplink saved on synthetic video.
+else 64). Printed per branch: mAP@[.5:.95], mAP@.5 (a segmentation student's rows
+fill an extra mIoU column instead, shown only when one is benchmarked), bytes/frame
+mean and p95, head params and MACs at that width, head latency at 1 thread. The
+teacher's ``local`` row and JPEG q50/q75/q95 and PNG bytes of the same frames come
+first. Then the slimmable switch cost against loading a separate model, and each
+committed prefilter's recall and share of uplink saved on synthetic video.
 
 ``--record`` merges the per-branch numbers into the student's zoo record
 (``metrics.branches``), which the edge server's Describe reports as profiles.
 The last line is ``summary: bytes_vs_jpeg95=<ratio> map_drop=<points> branch=<name>``
 for the best branch: the fewest bytes among those within 2 mAP points of the
-teacher (else the most accurate one).
+teacher (else the most accurate one); segmentation students get their own
+``segmentation summary: ... miou_drop=<points>`` line before it (it is the last line
+when no detector student runs).
 """
 
 from __future__ import annotations
@@ -101,8 +104,9 @@ def image_rows(frames: list[np.ndarray]) -> dict[str, list[int]]:
 
 
 def run_branch(model: Any, branch: str, val: Any) -> tuple[dict[str, float], list[int]]:
-    """mAP of ``branch`` through real codec bytes, and the bytes of every frame."""
-    from splitedge.models.teacher_data import detection_metrics
+    """mAP (mIoU for a segmenter) of ``branch`` through real codec bytes, and the bytes
+    of every frame."""
+    from splitedge.models.teacher_data import detection_metrics, segmentation_metrics
 
     spec = model.branches[branch]
     sizes: list[int] = []
@@ -118,6 +122,8 @@ def run_branch(model: Any, branch: str, val: Any) -> tuple[dict[str, float], lis
         item = TailInput(head.orig_size, head.input_size, tensors=tensors)
         return model.run_tail(branch, [item])[0]
 
+    if model.task == "segmentation":
+        return segmentation_metrics(predict, val, model.num_classes), sizes
     return detection_metrics(predict, val), sizes
 
 
@@ -149,12 +155,22 @@ def switch_vs_reload(name: str, zoo_dir: Path | None, repeats: int = 20) -> dict
     }
 
 
+def _best(candidates: list[tuple[str, float, float]]) -> tuple[str, float, float]:
+    """Fewest bytes within the accuracy budget, else the most accurate branch."""
+    within = [c for c in candidates if c[2] <= MAP_DROP_BUDGET]
+    return min(within, key=lambda c: c[1]) if within else min(candidates, key=lambda c: c[2])
+
+
 def main(argv: list[str] | None = None) -> int:
     from splitedge.models.bottleneck import CODE_TENSOR
     from splitedge.models.bottleneck_split import branch_name
     from splitedge.models.prefilter import load_prefilter
     from splitedge.models.prefilter_train import uplink_saving
-    from splitedge.models.teacher_data import detection_metrics, validation_set
+    from splitedge.models.teacher_data import (
+        detection_metrics,
+        segmentation_metrics,
+        validation_set,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="32 validation frames, not 64")
@@ -177,25 +193,44 @@ def main(argv: list[str] | None = None) -> int:
     jpeg95 = float(np.mean(images["jpeg-q95"]))
     rows: list[list[object]] = []
     candidates = []
+    seg_candidates = []
+    # Column 3 holds mIoU (segmentation rows); it is dropped when no segmenter runs.
     for name in students:
         model = zoo.load(name, args.zoo_dir, branch_bits=BENCH_BITS)
-        teacher_m = detection_metrics(model.run_local, val)
-        teacher_map = 100 * teacher_m["map"]
-        rows.append(
-            [
-                "teacher (local)",
-                100 * teacher_m["map"],
-                100 * teacher_m["map50"],
-                "-",
-                "-",
-                "-",
-                "-",
-                "-",
-            ]
-        )
+        seg = model.task == "segmentation"
+        if seg:
+            teacher_m = segmentation_metrics(model.run_local, val, model.num_classes)
+            teacher_acc = 100 * teacher_m["mIoU"]
+            rows.append(["teacher (local)", "-", "-", teacher_acc, "-", "-", "-", "-", "-"])
+        else:
+            teacher_m = detection_metrics(model.run_local, val)
+            teacher_map = 100 * teacher_m["map"]
+            rows.append(
+                [
+                    "teacher (local)",
+                    100 * teacher_m["map"],
+                    100 * teacher_m["map50"],
+                    "",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                ]
+            )
         for fmt, sizes in images.items():
             rows.append(
-                [f"offload {fmt}", "", "", float(np.mean(sizes)), pct(sizes, 95), "-", "-", "-"]
+                [
+                    f"offload {fmt}",
+                    "",
+                    "",
+                    "",
+                    float(np.mean(sizes)),
+                    pct(sizes, 95),
+                    "-",
+                    "-",
+                    "-",
+                ]
             )
         head = model.student.head
         frame = frames[0]
@@ -213,9 +248,11 @@ def main(argv: list[str] | None = None) -> int:
                 ).size_bytes
                 for f in frames
             ]
+        split_stage = getattr(model.rest, "split_stage", "features.3")
         rows.append(
             [
-                "teacher split@features.3 8bit",
+                f"teacher split@{split_stage} 8bit",
+                "",
                 "",
                 "",
                 float(np.mean(split_bytes)),
@@ -235,11 +272,14 @@ def main(argv: list[str] | None = None) -> int:
                 macs = conv_macs(head, batch)
                 latency = _median_ms(lambda m=model, b=branch, f=frame: m.run_head(b, f), 10)
                 mean_bytes = float(np.mean(sizes))
+                if seg:
+                    accuracy = ["-", "-", 100 * metrics["mIoU"]]
+                else:
+                    accuracy = [100 * metrics["map"], 100 * metrics["map50"], ""]
                 rows.append(
                     [
                         f"{name} {branch}",
-                        100 * metrics["map"],
-                        100 * metrics["map50"],
+                        *accuracy,
                         mean_bytes,
                         pct(sizes, 95),
                         params,
@@ -247,20 +287,36 @@ def main(argv: list[str] | None = None) -> int:
                         latency,
                     ]
                 )
-                recorded[branch] = {
-                    "mAP": round(metrics["map"], 4),
-                    "mAP50": round(metrics["map50"], 4),
+                costs = {
                     "bytes_per_frame_mean": round(mean_bytes, 1),
                     "bytes_per_frame_p95": round(pct(sizes, 95), 1),
                     "head_macs": macs,
                     "head_latency_ms": round(latency, 3),
                 }
+                if seg:
+                    recorded[branch] = {
+                        "mIoU": round(metrics["mIoU"], 4),
+                        "pixel_accuracy": round(metrics["pixel_accuracy"], 4),
+                    } | costs
+                    seg_candidates.append(
+                        (branch, mean_bytes / jpeg95, teacher_acc - 100 * metrics["mIoU"])
+                    )
+                    continue
+                recorded[branch] = {
+                    "mAP": round(metrics["map"], 4),
+                    "mAP50": round(metrics["map50"], 4),
+                } | costs
                 candidates.append((branch, mean_bytes / jpeg95, teacher_map - 100 * metrics["map"]))
         if args.record:
+            teacher_record = (
+                {"teacher_mIoU": round(teacher_m["mIoU"], 4)}
+                if seg
+                else {"teacher_mAP": round(teacher_m["map"], 4)}
+            )
             zoo.record_metrics(
                 name,
                 {
-                    "teacher_mAP": round(teacher_m["map"], 4),
+                    **teacher_record,
                     "val_images": val_images,
                     "jpeg95_bytes_mean": round(jpeg95, 1),
                     "head_params": params,
@@ -269,12 +325,14 @@ def main(argv: list[str] | None = None) -> int:
                 },
                 args.zoo_dir,
             )
+    header = ["branch", "mAP", "mAP50", "mIoU"]
+    if not seg_candidates:
+        header.pop()
+        rows = [row[:3] + row[4:] for row in rows]
     print(
         table(
             [
-                "branch",
-                "mAP",
-                "mAP50",
+                *header,
                 "bytes mean",
                 "bytes p95",
                 "head params",
@@ -304,9 +362,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     if not prefilters:
         print("# no committed prefilter in models/zoo: train one with `splitedge-train prefilter`")
-    within = [c for c in candidates if c[2] <= MAP_DROP_BUDGET]
-    best = min(within, key=lambda c: c[1]) if within else min(candidates, key=lambda c: c[2])
-    print(f"summary: bytes_vs_jpeg95={best[1]:.3f} map_drop={best[2]:.2f} branch={best[0]}")
+    if seg_candidates:
+        best = _best(seg_candidates)
+        print(
+            f"{'segmentation summary' if candidates else 'summary'}: "
+            f"bytes_vs_jpeg95={best[1]:.3f} miou_drop={best[2]:.2f} branch={best[0]}"
+        )
+    if candidates:
+        best = _best(candidates)
+        print(f"summary: bytes_vs_jpeg95={best[1]:.3f} map_drop={best[2]:.2f} branch={best[0]}")
     return 0
 
 

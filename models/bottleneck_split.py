@@ -302,8 +302,11 @@ class BottleneckSplitModel:
         return (tuple(item.input_size), shape)
 
 
-def read_profiles(record_path: Path) -> dict[str, BranchProfile]:
-    """Per-branch profiles from a zoo record's ``metrics.branches`` (empty if absent)."""
+def read_profiles(
+    record_path: Path, metric: str = "mAP", metric_name: str = "mAP@[.5:.95]"
+) -> dict[str, BranchProfile]:
+    """Per-branch profiles from a zoo record's ``metrics.branches`` (empty if absent);
+    ``metric`` is the key of each branch's accuracy there."""
     if not record_path.is_file():
         return {}
     try:
@@ -315,8 +318,8 @@ def read_profiles(record_path: Path) -> dict[str, BranchProfile]:
         out[name] = BranchProfile(
             bytes_per_frame=float(m.get("bytes_per_frame_mean", 0.0)),
             head_latency_ms=float(m.get("head_latency_ms", 0.0)),
-            accuracy=float(m.get("mAP", 0.0)),
-            accuracy_metric="mAP@[.5:.95]",
+            accuracy=float(m.get(metric, 0.0)),
+            accuracy_metric=metric_name,
         )
     return out
 
@@ -339,12 +342,46 @@ def build_bottleneck(
     The teacher defaults to the one recorded in the checkpoint (else
     :data:`DEFAULT_TEACHER`); ``prefilter`` is a prefilter checkpoint path.
     """
-    if isinstance(branch_bits, str):  # from a CLI's key=value option
-        branch_bits = tuple(int(b) for b in branch_bits.split("/") if b)
+    parts = student_parts(
+        weights, teacher, DEFAULT_TEACHER, teacher_options, channels, widths, stride, init_seed
+    )
+    teacher_model = build_teacher(parts.teacher, parts.teacher_options)
+    teacher_model.torch_model.to(device)  # type: ignore[attr-defined]
+    return BottleneckSplitModel(
+        teacher_model,
+        parts.student.to(device),
+        branch_bits=parse_branch_bits(branch_bits),
+        weights_source=parts.source,
+        prefilter=optional_prefilter(prefilter),
+        profiles=read_profiles(Path(weights).with_suffix(".json")) if weights else {},
+    )
+
+
+@dataclass
+class StudentParts:
+    """What a bottleneck builder needs besides its teacher family."""
+
+    student: Student
+    teacher: str
+    teacher_options: dict[str, Any]
+    source: str  # the checkpoint path, or "random-init"
+
+
+def student_parts(
+    weights: str | None,
+    teacher: str | None,
+    default_teacher: str,
+    teacher_options: dict[str, Any] | None,
+    channels: int,
+    widths: Sequence[float] | None,
+    stride: int,
+    init_seed: int,
+) -> StudentParts:
+    """The student from ``weights`` (with the teacher it records) or seeded random init."""
     extra: dict[str, Any] = {}
     if weights is not None:
         student, meta = load_student(weights)
-        teacher = teacher or meta["teacher"] or DEFAULT_TEACHER
+        teacher = teacher or meta["teacher"] or default_teacher
         extra = meta["extra"]
         source = str(weights)
     else:
@@ -357,22 +394,23 @@ def build_bottleneck(
             torch.manual_seed(init_seed)
             student = Student(config)
         student.eval()
-        teacher = teacher or DEFAULT_TEACHER
+        teacher = teacher or default_teacher
         source = "random-init"
     options = dict(teacher_options or extra.get("teacher_options", {}))
-    teacher_model = build_teacher(teacher, options)
-    teacher_model.torch_model.to(device)  # type: ignore[attr-defined]
-    pre = None
-    if prefilter is not None:
-        from splitedge.models.prefilter import load_prefilter
+    return StudentParts(student, teacher, options, source)
 
-        pre = load_prefilter(prefilter)
-    profiles = read_profiles(Path(weights).with_suffix(".json")) if weights else {}
-    return BottleneckSplitModel(
-        teacher_model,
-        student.to(device),
-        branch_bits=tuple(int(b) for b in branch_bits),
-        weights_source=source,
-        prefilter=pre,
-        profiles=profiles,
-    )
+
+def parse_branch_bits(branch_bits: Sequence[int] | str) -> tuple[int, ...]:
+    """``8/4/2`` (a CLI's key=value option) or a sequence -> bit depths."""
+    if isinstance(branch_bits, str):
+        return tuple(int(b) for b in branch_bits.split("/") if b)
+    return tuple(int(b) for b in branch_bits)
+
+
+def optional_prefilter(path: str | None) -> Any:
+    """The prefilter checkpoint at ``path`` (a path or a zoo file name), or None."""
+    if path is None:
+        return None
+    from splitedge.models.prefilter import load_prefilter
+
+    return load_prefilter(path)

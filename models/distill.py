@@ -22,7 +22,6 @@ zoo folder, ``<name>.json`` (kind ``student``, builder ``bottleneck``), so
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import platform
 import time
@@ -33,8 +32,6 @@ from typing import Any
 import numpy as np
 
 from splitedge.models.slimmable import DEFAULT_WIDTHS
-
-log = logging.getLogger(__name__)
 
 LOSSES = ("hnd", "ghnd")
 DEFAULT_NAME = {"hnd": "hnd-frcnn-small-c12", "ghnd": "ghnd-frcnn-small-c12"}
@@ -87,30 +84,40 @@ def sandwich_widths(widths: tuple[float, ...], rng: np.random.Generator) -> list
     return [ordered[0], ordered[-1], float(middle[int(rng.integers(len(middle)))])]
 
 
-def distill(config: DistillConfig, progress: bool = True) -> tuple[Any, dict[str, Any]]:
-    """Train a student; returns (student in eval mode, training record)."""
+def train_student(
+    config: Any,
+    rest: Any,
+    preprocess: Any,
+    *,
+    stride: int,
+    ghnd: bool,
+    label: str,
+    progress: bool = True,
+) -> tuple[Any, dict[str, Any]]:
+    """The distillation loop shared by the detector and segmenter recipes.
+
+    ``rest`` is the frozen teacher after the split (``teacher_split_feature(batch)``
+    and ``rest(split_feature) -> {name: feature}``); ``preprocess`` turns frames into
+    the teacher's input batch. HND (``ghnd=False``) matches the split feature only;
+    GHND every feature ``rest`` returns. Returns (student in eval mode, record).
+    """
     import torch
     from torch.nn import functional as F
     from tqdm import tqdm
 
     from splitedge.models.bottleneck import BottleneckConfig, Student
-    from splitedge.models.bottleneck_split import build_teacher, teacher_rest
-    from splitedge.models.detection import DetectionPreprocess
     from splitedge.models.split import image_to_tensor
     from splitedge.models.teacher_data import scene_of, training_batch
 
     torch.set_num_threads(config.threads)
-    teacher = build_teacher(config.teacher, config.teacher_options)
-    rest = teacher_rest(teacher)
     for p in rest.parameters():
         p.requires_grad_(False)
-    preprocess = DetectionPreprocess(teacher.torch_model.transform).eval()  # type: ignore[attr-defined]
     with torch.no_grad():
         split_channels = int(rest.teacher_split_feature(torch.zeros(1, 3, 64, 64)).shape[1])
     bconfig = BottleneckConfig(
         channels=config.channels,
         widths=tuple(config.widths),
-        stride=config.stride,
+        stride=stride,
         split_channels=split_channels,
         train_bits=tuple(config.bits),
     )
@@ -130,13 +137,13 @@ def distill(config: DistillConfig, progress: bool = True) -> tuple[Any, dict[str
     scene = scene_of(config.size_hw)
     losses: list[float] = []
     start = time.perf_counter()
-    bar = tqdm(range(config.iterations), desc=config.loss, unit="step", disable=not progress)
+    bar = tqdm(range(config.iterations), desc=label, unit="step", disable=not progress)
     for step in bar:
         frames = training_batch(scene, config.data_seed, step, config.batch_size, rng)
         with torch.no_grad():
             batch, _ = preprocess([image_to_tensor(f[0], torch.device("cpu")) for f in frames])
             target_split = rest.teacher_split_feature(batch)
-            targets = rest(target_split) if config.loss == "ghnd" else None
+            targets = rest(target_split) if ghnd else None
         step_loss = 0.0
         for width in sandwich_widths(bconfig.widths, rng):
             bits = int(config.bits[int(rng.integers(len(config.bits)))])
@@ -156,7 +163,7 @@ def distill(config: DistillConfig, progress: bool = True) -> tuple[Any, dict[str
             bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
     window = max(1, min(20, len(losses) // 4))
     record = {
-        "loss": config.loss,
+        "loss": label,
         "teacher": config.teacher,
         "teacher_options": dict(config.teacher_options),
         "bottleneck": bconfig.to_json(),
@@ -171,11 +178,33 @@ def distill(config: DistillConfig, progress: bool = True) -> tuple[Any, dict[str
         "loss_last": round(float(np.mean(losses[-window:])), 5),
         "wall_time_s": round(time.perf_counter() - start, 1),
         "machine": f"{platform.machine()} {platform.system()}, torch {torch.__version__}",
-        "ghnd_features": ["backbone.body.3", "backbone.body.8", "backbone.body.12"]
-        if config.loss == "ghnd"
-        else ["backbone.body.3"],
     }
     return student.eval(), record
+
+
+def distill(config: DistillConfig, progress: bool = True) -> tuple[Any, dict[str, Any]]:
+    """Train a detector student; returns (student in eval mode, training record)."""
+    from splitedge.models.bottleneck_split import build_teacher, teacher_rest
+    from splitedge.models.detection import DetectionPreprocess
+
+    teacher = build_teacher(config.teacher, config.teacher_options)
+    rest = teacher_rest(teacher)
+    preprocess = DetectionPreprocess(teacher.torch_model.transform).eval()  # type: ignore[attr-defined]
+    student, record = train_student(
+        config,
+        rest,
+        preprocess,
+        stride=config.stride,
+        ghnd=config.loss == "ghnd",
+        label=config.loss,
+        progress=progress,
+    )
+    record["ghnd_features"] = (
+        ["backbone.body.3", "backbone.body.8", "backbone.body.12"]
+        if config.loss == "ghnd"
+        else ["backbone.body.3"]
+    )
+    return student, record
 
 
 def recipe_line(config: DistillConfig, name: str) -> str:
@@ -226,6 +255,60 @@ def _option(text: str) -> tuple[str, Any]:
         return key, value
 
 
+def add_student_arguments(p: argparse.ArgumentParser, d: Any, name: str, *, stride: bool) -> None:
+    """The options every student recipe takes (``d``: its config's defaults)."""
+    p.add_argument("--name", default=name, help="zoo entry / checkpoint stem")
+    p.add_argument("--teacher", default=d.teacher, help="registry name or zoo:<entry>")
+    p.add_argument(
+        "--teacher-option", type=_option, action="append", default=[], metavar="KEY=VALUE"
+    )
+    p.add_argument("--channels", type=int, default=d.channels, help="code channels at w1.0")
+    p.add_argument("--widths", type=_floats, default=d.widths, help="e.g. 0.25,0.5,0.75,1")
+    if stride:
+        p.add_argument("--stride", type=int, default=d.stride, choices=(8, 16))
+    p.add_argument("--bits", type=_ints, default=d.bits, help="bit depths in the loop")
+    p.add_argument("--iterations", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--size", type=_size, default=None, help="frame HxW (default 240x320)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--data-seed", type=int, default=d.data_seed)
+    p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--tiny", action="store_true", help="the ~1 minute test recipe")
+    p.add_argument("--out", type=Path, default=None, help="checkpoint folder (models/zoo)")
+    p.add_argument("--no-zoo", action="store_true", help="do not write a zoo record")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def common_config(
+    args: argparse.Namespace, tiny: dict[str, Any], size_hw: tuple[int, int]
+) -> dict[str, Any]:
+    """Config fields every student recipe reads from its options (``tiny``: the test recipe)."""
+    base = dict(tiny) if args.tiny else {}
+    for key in ("iterations", "batch_size", "lr"):
+        if getattr(args, key) is not None:
+            base[key] = getattr(args, key)
+    if args.size is not None:
+        base["size_hw"] = args.size
+    options = dict(args.teacher_option)
+    if args.tiny or args.size is not None:
+        # The teacher's transform would resize a small frame up to its min_size.
+        h, w = base.get("size_hw", size_hw)
+        options.setdefault("min_size", min(h, w))
+        options.setdefault("max_size", max(h, w))
+    return dict(
+        base,
+        teacher=args.teacher,
+        teacher_options=options,
+        channels=args.channels,
+        widths=tuple(args.widths),
+        bits=tuple(args.bits),
+        seed=args.seed,
+        data_seed=args.data_seed,
+        threads=args.threads,
+    )
+
+
 def add_parser(subparsers: Any) -> None:
     """Register ``hnd`` and ``ghnd`` with ``splitedge-train``."""
     d = DistillConfig()
@@ -235,67 +318,32 @@ def add_parser(subparsers: Any) -> None:
             help=f"distil a bottleneck student with {loss.upper()} (teacher frozen)",
             description=__doc__.split("\n\n")[1] if loss == "ghnd" else __doc__.split("\n\n")[0],
         )
-        p.add_argument("--name", default=DEFAULT_NAME[loss], help="zoo entry / checkpoint stem")
-        p.add_argument("--teacher", default=d.teacher, help="registry name or zoo:<entry>")
-        p.add_argument(
-            "--teacher-option", type=_option, action="append", default=[], metavar="KEY=VALUE"
-        )
-        p.add_argument("--channels", type=int, default=d.channels, help="code channels at w1.0")
-        p.add_argument("--widths", type=_floats, default=d.widths, help="e.g. 0.25,0.5,0.75,1")
-        p.add_argument("--stride", type=int, default=d.stride, choices=(8, 16))
-        p.add_argument("--bits", type=_ints, default=d.bits, help="bit depths in the loop")
-        p.add_argument("--iterations", type=int, default=None)
-        p.add_argument("--batch-size", type=int, default=None)
-        p.add_argument("--lr", type=float, default=None)
-        p.add_argument("--size", type=_size, default=None, help="frame HxW (default 240x320)")
-        p.add_argument("--seed", type=int, default=d.seed)
-        p.add_argument("--data-seed", type=int, default=d.data_seed)
-        p.add_argument("--threads", type=int, default=d.threads)
-        p.add_argument("--tiny", action="store_true", help="the ~1 minute test recipe")
-        p.add_argument("--out", type=Path, default=None, help="checkpoint folder (models/zoo)")
-        p.add_argument("--no-zoo", action="store_true", help="do not write a zoo record")
-        p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        add_student_arguments(p, d, DEFAULT_NAME[loss], stride=True)
         p.set_defaults(func=run, loss=loss)
 
 
 def config_from_args(args: argparse.Namespace) -> DistillConfig:
-    base = dict(TINY) if args.tiny else {}
-    for key in ("iterations", "batch_size", "lr"):
-        if getattr(args, key) is not None:
-            base[key] = getattr(args, key)
-    if args.size is not None:
-        base["size_hw"] = args.size
-    options = dict(args.teacher_option)
-    if args.tiny or args.size is not None:
-        # The teacher's transform would resize a small frame up to its min_size.
-        h, w = base.get("size_hw", DistillConfig.size_hw)
-        options.setdefault("min_size", min(h, w))
-        options.setdefault("max_size", max(h, w))
     return DistillConfig(
-        loss=args.loss,
-        teacher=args.teacher,
-        teacher_options=options,
-        channels=args.channels,
-        widths=tuple(args.widths),
-        stride=args.stride,
-        bits=tuple(args.bits),
-        seed=args.seed,
-        data_seed=args.data_seed,
-        threads=args.threads,
-        **base,
+        loss=args.loss, stride=args.stride, **common_config(args, TINY, DistillConfig.size_hw)
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Train, save the checkpoint and (unless ``--no-zoo``) its zoo record."""
+def save_and_record(
+    args: argparse.Namespace,
+    config: Any,
+    student: Any,
+    record: dict[str, Any],
+    *,
+    builder: str,
+    recipe: str,
+    description: str,
+) -> int:
+    """Save the checkpoint in ``--out`` (the zoo by default) and, unless ``--no-zoo``,
+    its zoo record; shared by the detector and segmenter recipes."""
     from splitedge.models import zoo
     from splitedge.models.bottleneck import save_student
-    from splitedge.models.bottleneck_split import MODEL_NAME
 
-    config = config_from_args(args)
     out_dir = args.out if args.out is not None else zoo.ZOO_DIR
-    student, record = distill(config, progress=not args.no_progress)
-    recipe = recipe_line(config, args.name) + (" --tiny" if args.tiny else "")
     path = save_student(
         student,
         Path(out_dir) / f"{args.name}.pt",
@@ -303,30 +351,40 @@ def run(args: argparse.Namespace) -> int:
         {"teacher_options": dict(config.teacher_options), "recipe": recipe},
     )
     size_bytes = path.stat().st_size
-    log.info(
-        "wrote %s (%d bytes): loss %s -> %s",
-        path,
-        size_bytes,
-        record["loss_first"],
-        record["loss_last"],
-    )
     print(
-        f"{args.loss}: wrote {path} ({size_bytes} bytes), "
-        f"loss {record['loss_first']} -> {record['loss_last']}"
+        f"{record['loss']}: wrote {path} ({size_bytes} bytes), "
+        f"loss {record['loss_first']} -> {record['loss_last']} in {record['wall_time_s']} s"
     )
     if not args.no_zoo:
         entry = zoo.ZooEntry(
             name=args.name,
             kind="student",
-            builder=MODEL_NAME,
+            builder=builder,
             checkpoint=path.name,
             recipe=recipe,
             metrics={"checkpoint_bytes": size_bytes},
             training=record,
-            description=(
-                f"{config.loss.upper()} student of {config.teacher}: {config.channels}-channel "
-                f"slimmable bottleneck (widths {list(config.widths)}), stride {config.stride}"
-            ),
+            description=description,
         )
         print(f"zoo record: {zoo.write_entry(entry, out_dir)}")
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, save the checkpoint and (unless ``--no-zoo``) its zoo record."""
+    from splitedge.models.bottleneck_split import MODEL_NAME
+
+    config = config_from_args(args)
+    student, record = distill(config, progress=not args.no_progress)
+    return save_and_record(
+        args,
+        config,
+        student,
+        record,
+        builder=MODEL_NAME,
+        recipe=recipe_line(config, args.name) + (" --tiny" if args.tiny else ""),
+        description=(
+            f"{config.loss.upper()} student of {config.teacher}: {config.channels}-channel "
+            f"slimmable bottleneck (widths {list(config.widths)}), stride {config.stride}"
+        ),
+    )

@@ -79,6 +79,14 @@ def _bottleneck(**options: Any) -> SplitModel:
     return build_bottleneck(**options)
 
 
+@register_model("bottleneck-seg")
+def _bottleneck_seg(**options: Any) -> SplitModel:
+    # Learned-bottleneck students of the LR-ASPP segmenter (torch imported lazily).
+    from splitedge.models.bottleneck_seg import build_bottleneck_seg
+
+    return build_bottleneck_seg(**options)
+
+
 _loaded = False
 
 

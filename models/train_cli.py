@@ -17,6 +17,7 @@ RECIPE_MODULES = (
     "splitedge.models.train_teacher",
     "splitedge.models.eval_zoo",
     "splitedge.models.distill",
+    "splitedge.models.distill_seg",
     "splitedge.models.prefilter_train",
 )
 

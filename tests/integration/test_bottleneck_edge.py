@@ -56,3 +56,31 @@ async def test_bottleneck_branch_through_a_real_edge_server(edge_factory, tmp_pa
     np.testing.assert_array_equal(got.labels, expected.labels)
     h, w = frame.image.shape[:2]
     assert got.boxes[:, [0, 2]].max() <= w and got.boxes[:, [1, 3]].max() <= h
+
+
+async def test_segmentation_student_through_a_real_edge_server(edge_factory):
+    from splitedge.models.types import SegmentationMask
+
+    model = "zoo:ghnd-lraspp-small-c12"
+    edge = edge_factory("--model", model)
+    backend = TorchHeadBackend(model)
+    frame = next(open_source("synthetic", max_frames=1, size=(200, 150), seed=4))
+    branch = "bottleneck-12-w0.5-4bit"
+    async with Client(edge.address, model, backend=backend, deadline_ms=0) as client:
+        info = client.model_info
+        result = await client.submit(frame, branch)
+    described = {b.name: b for b in info.branches}
+    assert info.task == "segmentation"
+    assert described[branch].profile.accuracy_metric == "mIoU"
+    assert 0 < described[branch].profile.accuracy < 1
+    assert result.source == "edge", result.reason
+    assert 0 < result.payload_bytes < 6 * 19 * 25  # 6 channels, 4 bits, a 150x200 frame at /8
+    got = result.prediction
+    assert isinstance(got, SegmentationMask) and got.mask.shape == frame.image.shape[:2]
+    # The device's own tail on the same wire bytes gives the same mask.
+    head = backend.model.run_head(branch, frame.image)
+    wire = {
+        k: codec.decode_tensor(codec.encode_tensor(v, k, bits=4)) for k, v in head.tensors.items()
+    }
+    expected = backend.model.run_tail(branch, [TailInput(head.orig_size, head.input_size, wire)])[0]
+    assert (got.mask == expected.mask).mean() > 0.999

@@ -1,0 +1,129 @@
+"""``splitedge-train ghnd-seg``: distil a bottleneck student from the frozen LR-ASPP segmenter.
+
+GHND for the segmenter matches both inputs of the LR-ASPP head: the decoded split
+feature (``low``, ``backbone.2``, stride 8) against the teacher's own, and the
+teacher's ``high`` feature (``backbone.12``) computed *from the decoded feature*
+against the one computed from the teacher's own; the loss is their plain sum of
+mean squared errors. As in :mod:`splitedge.models.distill`: teacher frozen (eval,
+no parameter gradients), quantization in the loop at a bit depth drawn from
+``--bits`` per width, sandwich-rule widths, AdamW with warm-up and cosine decay.
+
+Writes ``<out>/<name>.pt`` (the student) and ``<name>.json`` (kind ``student``,
+builder ``bottleneck-seg``), so ``zoo:<name>`` serves it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any
+
+from splitedge.models.distill import (
+    DistillConfigError,
+    add_student_arguments,
+    common_config,
+    save_and_record,
+    train_student,
+)
+from splitedge.models.slimmable import DEFAULT_WIDTHS
+
+RECIPE = "ghnd-seg"
+DEFAULT_NAME = "ghnd-lraspp-small-c12"
+GHND_FEATURES = ["backbone.2", "backbone.12"]
+
+
+@dataclass
+class SegDistillConfig:
+    """One distillation run; the defaults are the committed student's recipe."""
+
+    teacher: str = "zoo:teacher-lraspp-small"
+    teacher_options: dict[str, Any] = field(default_factory=dict)
+    channels: int = 12
+    widths: tuple[float, ...] = DEFAULT_WIDTHS
+    bits: tuple[int, ...] = (8, 4)
+    iterations: int = 1300
+    batch_size: int = 4
+    lr: float = 3e-3
+    seed: int = 0
+    data_seed: int = 0
+    size_hw: tuple[int, int] = (240, 320)
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1 or self.batch_size < 1:
+            raise DistillConfigError(
+                f"--iterations and --batch-size must be >= 1, got {self.iterations}, "
+                f"{self.batch_size}"
+            )
+        if not self.lr > 0:
+            raise DistillConfigError(f"--lr must be > 0, got {self.lr}")
+        if min(self.size_hw) < 16:
+            raise DistillConfigError(f"--size must be at least 16x16, got {self.size_hw}")
+
+
+TINY = {"iterations": 30, "batch_size": 2, "size_hw": (96, 128), "lr": 3e-3}
+
+
+def distill_seg(config: SegDistillConfig, progress: bool = True) -> tuple[Any, dict[str, Any]]:
+    """Train a segmentation student; returns (student in eval mode, training record)."""
+    from splitedge.models.bottleneck_seg import CODE_STRIDE, build_seg_teacher, seg_teacher_rest
+    from splitedge.models.segmentation import SegmentationPreprocess
+
+    teacher = build_seg_teacher(config.teacher, config.teacher_options)
+    rest = seg_teacher_rest(teacher)
+    preprocess = SegmentationPreprocess(teacher.min_size, teacher.max_size).eval()
+    student, record = train_student(
+        config, rest, preprocess, stride=CODE_STRIDE, ghnd=True, label=RECIPE, progress=progress
+    )
+    record["task"] = "segmentation"
+    record["ghnd_features"] = list(GHND_FEATURES)
+    return student, record
+
+
+def recipe_line(config: SegDistillConfig, name: str) -> str:
+    """The command line that reproduces ``config``."""
+    widths = ",".join(f"{w:g}" for w in config.widths)
+    bits = ",".join(str(b) for b in config.bits)
+    h, w = config.size_hw
+    return (
+        f"splitedge-train {RECIPE} --name {name} --teacher {config.teacher} "
+        f"--channels {config.channels} --widths {widths} --bits {bits} "
+        f"--iterations {config.iterations} --batch-size {config.batch_size} --lr {config.lr:g} "
+        f"--size {h}x{w} --seed {config.seed} --data-seed {config.data_seed} "
+        f"--threads {config.threads}"
+    )
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``ghnd-seg`` with ``splitedge-train``."""
+    p = subparsers.add_parser(
+        RECIPE,
+        help="distil a bottleneck student of the LR-ASPP segmenter with GHND (teacher frozen)",
+        description=__doc__.split("\n\n")[1],
+    )
+    add_student_arguments(p, SegDistillConfig(), DEFAULT_NAME, stride=False)
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> SegDistillConfig:
+    return SegDistillConfig(**common_config(args, TINY, SegDistillConfig.size_hw))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, save the checkpoint and (unless ``--no-zoo``) its zoo record."""
+    from splitedge.models.bottleneck_seg import MODEL_NAME
+
+    config = config_from_args(args)
+    student, record = distill_seg(config, progress=not args.no_progress)
+    return save_and_record(
+        args,
+        config,
+        student,
+        record,
+        builder=MODEL_NAME,
+        recipe=recipe_line(config, args.name) + (" --tiny" if args.tiny else ""),
+        description=(
+            f"GHND student of the segmenter {config.teacher}: {config.channels}-channel "
+            f"slimmable bottleneck (widths {list(config.widths)}) at its low feature, stride 8"
+        ),
+    )

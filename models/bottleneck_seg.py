@@ -25,21 +25,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from torch import Tensor, nn
 
 from splitedge.models.bottleneck import (
-    CODE_TENSOR,
     BottleneckConfig,
     BottleneckConfigError,
-    Student,
 )
 from splitedge.models.bottleneck_split import (
     DEFAULT_BRANCH_BITS,
     BottleneckSplitModel,
-    BranchProfile,
-    branch_name,
     optional_prefilter,
     parse_branch_bits,
     read_profiles,
@@ -47,8 +41,7 @@ from splitedge.models.bottleneck_split import (
 )
 from splitedge.models.registry import create_model
 from splitedge.models.split import Size, stages_from_layer_getter
-from splitedge.models.split_errors import InputError
-from splitedge.models.types import BranchSpec, SplitModel, TailInput, TensorSpec
+from splitedge.models.types import SplitModel
 
 MODEL_NAME = "bottleneck-seg"
 DEFAULT_TEACHER = "zoo:teacher-lraspp-small"
@@ -119,103 +112,36 @@ def check_seg_config(config: BottleneckConfig) -> None:
 class SegBottleneckSplitModel(BottleneckSplitModel):
     """Implements :class:`SplitModel` for a student of an LR-ASPP teacher.
 
-    Reuses the detector model's width switching, head, tail batching and errors;
-    only the parts that know the task (preprocess, rest, finisher, code size) differ,
-    so the base ``__init__`` (which builds the detector's parts) is not called.
+    Reuses the detector model's branches, width switching, head, tail batching and
+    input checks; only the parts that know the task (preprocess, rest, finisher,
+    code size) differ.
     """
 
     task = "segmentation"
 
-    def __init__(
-        self,
-        teacher: SplitModel,
-        student: Student,
-        *,
-        branch_bits: Sequence[int] = DEFAULT_BRANCH_BITS,
-        weights_source: str = "random-init",
-        prefilter: Any = None,
-        profiles: dict[str, BranchProfile] | None = None,
-        name: str = MODEL_NAME,
-    ) -> None:
+    def _task_parts(self, teacher: SplitModel) -> tuple[Any, Any, Any, str]:
         from splitedge.models.segmentation import SegmentationFinisher, SegmentationPreprocess
 
-        check_seg_config(student.config)
-        self.name = name
-        self.teacher = teacher
-        self.student = student.eval()
-        self.config: BottleneckConfig = student.config
-        self.num_classes = teacher.num_classes
-        self.class_names = tuple(teacher.class_names)
-        self.min_size = teacher.min_size
-        self.max_size = teacher.max_size
-        self.weights_source = weights_source
-        self.device = getattr(teacher, "device", torch.device("cpu"))
+        check_seg_config(self.config)
         torch_model = teacher.torch_model  # type: ignore[attr-defined]
-        self.preprocess = SegmentationPreprocess(teacher.min_size, teacher.max_size)
-        self.rest = seg_teacher_rest(teacher)
-        self.finisher = SegmentationFinisher(torch_model.classifier, None)
-        self.student.to(self.device)
-        self.prefilter_model = prefilter
-        self.profiles = dict(profiles or {})
-        self._widths: dict[str, float] = {}
-        branches: list[BranchSpec] = [teacher.branches["local"]]
-        for width in sorted(self.config.widths, reverse=True):
-            for bits in branch_bits:
-                if bits not in (2, 4, 6, 8):
-                    raise BottleneckConfigError(f"branch bits must be 2, 4, 6 or 8, got {bits}")
-                name_ = branch_name(self.config.channels, width, bits)
-                branches.append(
-                    BranchSpec(
-                        name_,
-                        "split",
-                        split_point=f"student:{self.rest.split_stage}",
-                        tensors=(
-                            TensorSpec(
-                                CODE_TENSOR,
-                                "float32",
-                                (1, self.config.code_channels(width), -1, -1),
-                            ),
-                        ),
-                        default_bits=int(bits),
-                    )
-                )
-                self._widths[name_] = float(width)
-        branches += [b for b in teacher.branches.values() if b.kind == "offload"]
-        self.branches = {b.name: b for b in branches}
+        rest = seg_teacher_rest(teacher)
+        preprocess = SegmentationPreprocess(teacher.min_size, teacher.max_size)
+        return (
+            preprocess,
+            rest,
+            SegmentationFinisher(torch_model.classifier, None),
+            rest.split_stage,
+        )
+
+    def _code_hw(self, input_size: Sequence[int]) -> tuple[int, ...]:
+        # Segmentation inputs are not padded: the code is ceil(size / stride).
+        return tuple(-(-int(s) // CODE_STRIDE) for s in input_size)
 
     def tail_forward(
         self, code: Tensor, image_sizes: list[Size], orig_sizes: list[Size]
     ) -> list[dict[str, Tensor]]:
         """Decoder -> teacher stages -> LR-ASPP head -> masks of the original frames."""
         return self.finisher(self.rest(self.student.decoder(code)), image_sizes, orig_sizes)
-
-    def _check_code(self, spec: BranchSpec, item: TailInput, index: int) -> tuple:
-        where = f"tail input {index} for branch {spec.name!r}"
-        if len(item.orig_size) != 2 or min(item.orig_size) <= 0:
-            raise InputError(f"{where}: orig_size {tuple(item.orig_size)} must be two sizes > 0")
-        if len(item.input_size) != 2 or min(item.input_size) <= 0:
-            raise InputError(f"{where}: input_size {tuple(item.input_size)} must be two sizes > 0")
-        if set(item.tensors) != {CODE_TENSOR}:
-            raise InputError(f"{where}: got tensors {sorted(item.tensors)}, expected ['z']")
-        code = item.tensors[CODE_TENSOR]
-        want = spec.tensors[0].shape
-        shape = tuple(getattr(code, "shape", ()))
-        if (
-            not isinstance(code, np.ndarray)
-            or len(shape) != 4
-            or shape[:2] != want[:2]
-            or min(shape) <= 0
-        ):
-            raise InputError(
-                f"{where}: tensor 'z' has shape {list(shape)}, branch expects {list(want)}"
-            )
-        expect_hw = tuple(-(-int(s) // CODE_STRIDE) for s in item.input_size)
-        if shape[2:] != expect_hw:
-            raise InputError(
-                f"{where}: tensor 'z' is {shape[2]}x{shape[3]}, input {tuple(item.input_size)} "
-                f"needs {expect_hw[0]}x{expect_hw[1]} at stride {CODE_STRIDE}"
-            )
-        return (tuple(item.input_size), shape)
 
 
 def build_bottleneck_seg(
@@ -246,4 +172,5 @@ def build_bottleneck_seg(
         weights_source=parts.source,
         prefilter=optional_prefilter(prefilter),
         profiles=profiles,
+        name=MODEL_NAME,
     )

@@ -145,8 +145,6 @@ class BottleneckSplitModel:
         profiles: dict[str, BranchProfile] | None = None,
         name: str = MODEL_NAME,
     ) -> None:
-        from splitedge.models.detection import DetectionPreprocess, RCNNFinisher
-
         self.name = name
         self.teacher = teacher
         self.student = student.eval()
@@ -157,10 +155,7 @@ class BottleneckSplitModel:
         self.max_size = teacher.max_size
         self.weights_source = weights_source
         self.device = getattr(teacher, "device", torch.device("cpu"))
-        torch_model = teacher.torch_model  # type: ignore[attr-defined]
-        self.preprocess = DetectionPreprocess(torch_model.transform)
-        self.rest = teacher_rest(teacher)
-        self.finisher = RCNNFinisher(torch_model)
+        self.preprocess, self.rest, self.finisher, split_stage = self._task_parts(teacher)
         self.student.to(self.device)
         self.prefilter_model = prefilter
         self.profiles: dict[str, BranchProfile] = dict(profiles or {})
@@ -176,7 +171,7 @@ class BottleneckSplitModel:
                     BranchSpec(
                         name_,
                         "split",
-                        split_point=f"student:{SPLIT_STAGE}",
+                        split_point=f"student:{split_stage}",
                         tensors=(TensorSpec(CODE_TENSOR, "float32", shape),),
                         default_bits=int(bits),
                     )
@@ -184,6 +179,18 @@ class BottleneckSplitModel:
                 self._widths[name_] = float(width)
         branches += [b for b in teacher.branches.values() if b.kind == "offload"]
         self.branches: dict[str, BranchSpec] = {b.name: b for b in branches}
+
+    def _task_parts(self, teacher: SplitModel) -> tuple[Any, Any, Any, str]:
+        """(preprocess, frozen teacher after the split, finisher, split stage) of the task."""
+        from splitedge.models.detection import DetectionPreprocess, RCNNFinisher
+
+        torch_model = teacher.torch_model  # type: ignore[attr-defined]
+        preprocess = DetectionPreprocess(torch_model.transform)
+        return preprocess, teacher_rest(teacher), RCNNFinisher(torch_model), SPLIT_STAGE
+
+    def _code_hw(self, input_size: Sequence[int]) -> tuple[int, ...]:
+        """The code's height and width for a preprocessed input (the detector pads to 32)."""
+        return tuple(-(-int(s) // 32) * 32 // self.config.stride for s in input_size)
 
     # -- width switching ----------------------------------------------------------------
 
@@ -292,12 +299,11 @@ class BottleneckSplitModel:
             raise InputError(
                 f"{where}: tensor 'z' has shape {list(shape)}, branch expects {list(want)}"
             )
-        stride = self.config.stride
-        expect_hw = tuple(-(-s // 32) * 32 // stride for s in item.input_size)
+        expect_hw = self._code_hw(item.input_size)
         if shape[2:] != expect_hw:
             raise InputError(
                 f"{where}: tensor 'z' is {shape[2]}x{shape[3]}, input {tuple(item.input_size)} "
-                f"needs {expect_hw[0]}x{expect_hw[1]} at stride {stride}"
+                f"needs {expect_hw[0]}x{expect_hw[1]} at stride {self.config.stride}"
             )
         return (tuple(item.input_size), shape)
 

@@ -42,15 +42,13 @@ class DistillConfigError(ValueError):
 
 
 @dataclass
-class DistillConfig:
-    """One distillation run; the defaults are the committed student's recipe."""
+class StudentConfig:
+    """What every student recipe sets (the detector's and the segmenter's add to it)."""
 
-    loss: str = "ghnd"
     teacher: str = "zoo:teacher-frcnn-small"
     teacher_options: dict[str, Any] = field(default_factory=dict)
     channels: int = 12
     widths: tuple[float, ...] = DEFAULT_WIDTHS
-    stride: int = 8
     bits: tuple[int, ...] = (8, 4)
     iterations: int = 4500
     batch_size: int = 4
@@ -61,8 +59,6 @@ class DistillConfig:
     threads: int = 1
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise DistillConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.iterations < 1 or self.batch_size < 1:
             raise DistillConfigError(
                 f"--iterations and --batch-size must be >= 1, got {self.iterations}, "
@@ -70,6 +66,34 @@ class DistillConfig:
             )
         if not self.lr > 0:
             raise DistillConfigError(f"--lr must be > 0, got {self.lr}")
+        if min(self.size_hw) < 16:
+            raise DistillConfigError(f"--size must be at least 16x16, got {self.size_hw}")
+
+    def recipe_line(self, command: str, name: str, extra: str = "") -> str:
+        """The ``splitedge-train`` command line that reproduces this run."""
+        widths = ",".join(f"{w:g}" for w in self.widths)
+        bits = ",".join(str(b) for b in self.bits)
+        h, w = self.size_hw
+        return (
+            f"splitedge-train {command} --name {name} --teacher {self.teacher} "
+            f"--channels {self.channels} --widths {widths} {extra}"
+            f"--bits {bits} --iterations {self.iterations} --batch-size {self.batch_size} "
+            f"--lr {self.lr:g} --size {h}x{w} --seed {self.seed} --data-seed {self.data_seed} "
+            f"--threads {self.threads}"
+        )
+
+
+@dataclass
+class DistillConfig(StudentConfig):
+    """One detector distillation run; the defaults are the committed student's recipe."""
+
+    loss: str = "ghnd"
+    stride: int = 8
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise DistillConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        super().__post_init__()
 
 
 TINY = {"iterations": 40, "batch_size": 2, "size_hw": (96, 128), "lr": 3e-3}
@@ -209,16 +233,7 @@ def distill(config: DistillConfig, progress: bool = True) -> tuple[Any, dict[str
 
 def recipe_line(config: DistillConfig, name: str) -> str:
     """The command line that reproduces ``config``."""
-    widths = ",".join(f"{w:g}" for w in config.widths)
-    bits = ",".join(str(b) for b in config.bits)
-    h, w = config.size_hw
-    return (
-        f"splitedge-train {config.loss} --name {name} --teacher {config.teacher} "
-        f"--channels {config.channels} --widths {widths} --stride {config.stride} "
-        f"--bits {bits} --iterations {config.iterations} --batch-size {config.batch_size} "
-        f"--lr {config.lr:g} --size {h}x{w} --seed {config.seed} --data-seed {config.data_seed} "
-        f"--threads {config.threads}"
-    )
+    return config.recipe_line(config.loss, name, f"--stride {config.stride} ")
 
 
 def _floats(text: str) -> tuple[float, ...]:

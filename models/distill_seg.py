@@ -15,17 +15,16 @@ builder ``bottleneck-seg``), so ``zoo:<name>`` serves it.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from splitedge.models.distill import (
-    DistillConfigError,
+    StudentConfig,
     add_student_arguments,
     common_config,
     save_and_record,
     train_student,
 )
-from splitedge.models.slimmable import DEFAULT_WIDTHS
 
 RECIPE = "ghnd-seg"
 DEFAULT_NAME = "ghnd-lraspp-small-c12"
@@ -33,32 +32,12 @@ GHND_FEATURES = ["backbone.2", "backbone.12"]
 
 
 @dataclass
-class SegDistillConfig:
-    """One distillation run; the defaults are the committed student's recipe."""
+class SegDistillConfig(StudentConfig):
+    """One segmenter distillation run; the defaults are the committed student's recipe."""
 
     teacher: str = "zoo:teacher-lraspp-small"
-    teacher_options: dict[str, Any] = field(default_factory=dict)
-    channels: int = 12
-    widths: tuple[float, ...] = DEFAULT_WIDTHS
-    bits: tuple[int, ...] = (8, 4)
     iterations: int = 1300
-    batch_size: int = 4
     lr: float = 3e-3
-    seed: int = 0
-    data_seed: int = 0
-    size_hw: tuple[int, int] = (240, 320)
-    threads: int = 1
-
-    def __post_init__(self) -> None:
-        if self.iterations < 1 or self.batch_size < 1:
-            raise DistillConfigError(
-                f"--iterations and --batch-size must be >= 1, got {self.iterations}, "
-                f"{self.batch_size}"
-            )
-        if not self.lr > 0:
-            raise DistillConfigError(f"--lr must be > 0, got {self.lr}")
-        if min(self.size_hw) < 16:
-            raise DistillConfigError(f"--size must be at least 16x16, got {self.size_hw}")
 
 
 TINY = {"iterations": 30, "batch_size": 2, "size_hw": (96, 128), "lr": 3e-3}
@@ -82,16 +61,7 @@ def distill_seg(config: SegDistillConfig, progress: bool = True) -> tuple[Any, d
 
 def recipe_line(config: SegDistillConfig, name: str) -> str:
     """The command line that reproduces ``config``."""
-    widths = ",".join(f"{w:g}" for w in config.widths)
-    bits = ",".join(str(b) for b in config.bits)
-    h, w = config.size_hw
-    return (
-        f"splitedge-train {RECIPE} --name {name} --teacher {config.teacher} "
-        f"--channels {config.channels} --widths {widths} --bits {bits} "
-        f"--iterations {config.iterations} --batch-size {config.batch_size} --lr {config.lr:g} "
-        f"--size {h}x{w} --seed {config.seed} --data-seed {config.data_seed} "
-        f"--threads {config.threads}"
-    )
+    return config.recipe_line(RECIPE, name)
 
 
 def add_parser(subparsers: Any) -> None:

@@ -56,7 +56,12 @@ def test_sandwich_rule_trains_widest_narrowest_and_one_between():
 
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
-    [({"loss": "kd"}, "loss must be"), ({"iterations": 0}, "iterations"), ({"lr": 0.0}, "lr")],
+    [
+        ({"loss": "kd"}, "loss must be"),
+        ({"iterations": 0}, "iterations"),
+        ({"lr": 0.0}, "lr"),
+        ({"size_hw": (8, 320)}, "--size must be at least 16x16"),
+    ],
 )
 def test_bad_distill_settings_are_refused(kwargs, fragment):
     with pytest.raises(DistillConfigError, match=fragment):

@@ -260,6 +260,8 @@ def _make_scheduler(args: argparse.Namespace, branches: Any = None) -> Scheduler
         raise ValueError("--branch auto needs --profile PROFILE.json (splitedge-client profile)")
     if args.deadline_ms <= 0:
         raise ValueError("--branch auto needs an SLA: --sla-ms > 0")
+    if not args.latency_weight >= 0:
+        raise ValueError(f"--latency-weight must be >= 0, got {args.latency_weight}")
     try:
         profile = load_profile(args.profile)
         if branches is None and profile.model not in (args.model, f"zoo:{args.model}"):

@@ -171,6 +171,8 @@ async def run_demo(
     """
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    if not device_slowdown >= 1.0:
+        raise ValueError(f"device slowdown must be >= 1, got {device_slowdown:g}")
     scheduler_profile = None
     if policy == "adaptive":
         from splitedge.mobile_client.profile import ProfileError, load_profile

@@ -128,6 +128,7 @@ def test_cli_branch_auto(edge_factory, tmp_path):
         ((), "--branch auto needs --profile"),
         (("--profile", "/nonexistent.json"), "--profile:"),
         (("--profile", "PROFILE", "--sla-ms", "0"), "needs an SLA"),
+        (("--profile", "PROFILE", "--latency-weight", "-1"), "--latency-weight must be >= 0"),
     ],
 )
 def test_cli_branch_auto_bad_input(extra, message, tmp_path):

@@ -104,3 +104,10 @@ def test_adaptive_demo_needs_a_profile(tmp_path: Path):
     assert proc.returncode == 2
     assert "no scheduler profile" in proc.stderr and "--policy rate-rule" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_demo_rejects_a_faster_than_real_device(tmp_path: Path):
+    proc = _demo("--device-slowdown", "0.5", "--no-broker", "--out", str(tmp_path), timeout=120)
+    assert proc.returncode == 2
+    assert "device slowdown must be >= 1, got 0.5" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

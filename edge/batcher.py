@@ -9,6 +9,14 @@ A frame whose deadline has passed when its batch is formed is failed with
 DEADLINE_EXCEEDED and never computed. A raising tail fails only its own batch
 (INTERNAL). Tails run in a thread pool, so torch work never blocks asyncio.
 
+Fast path: with no batching window (``max_queue_delay_ms`` 0 or ``max_batch_size``
+1), a frame that finds its branch queue empty and a worker free starts its tail at
+once, without the branch loop's wake-up. A branch whose tail is measured (moving
+average, timed inside the call) under ``inline_tail_below_ms`` runs on the event
+loop itself: handing such a tail to a thread costs more than the tail does. Real
+model tails (milliseconds) never qualify; the first runs of a branch always go to
+the pool, so an unmeasured tail cannot block the loop.
+
 Lifetime: ``async with Batcher(tail, ...) as batcher:``; leaving the block refuses
 new frames (UNAVAILABLE), drains every admitted frame, then stops the branch loops
 and the executor.
@@ -80,15 +88,21 @@ class Batcher:
         max_queue_delay_ms: float = 5.0,
         queue_capacity: int = 64,
         tail_workers: int = 1,
+        inline_tail_below_ms: float = 0.0,
         observer: BatchObserver | None = None,
     ) -> None:
         if max_batch_size < 1 or queue_capacity < 1 or tail_workers < 1:
             raise ValueError("max_batch_size, queue_capacity and tail_workers must be >= 1")
+        if inline_tail_below_ms < 0:
+            raise ValueError("inline_tail_below_ms must not be negative")
         self._tail = tail
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_ms / 1000.0
         self.queue_capacity = queue_capacity
         self.tail_workers = tail_workers
+        self.inline_tail_below_ms = inline_tail_below_ms
+        self._no_window = max_queue_delay_ms <= 0 or max_batch_size == 1
+        self._tail_cost_ms: dict[tuple[str, str], float] = {}  # moving average per branch
         self._observer = observer
         self._queues: dict[tuple[str, str], _BranchQueue] = {}
         self._loops: set[asyncio.Task[None]] = set()  # one per branch, run until close
@@ -186,6 +200,9 @@ class Batcher:
             )
         key = (model, branch)
         queue = self._queues.get(key)
+        assert self._slots is not None and self._idle is not None
+        if self._no_window and (queue is None or not queue.items) and not self._slots.locked():
+            return await self._start_now(key, item, deadline_ms)
         if queue is None:
             queue = self._queues[key] = _BranchQueue()
             self._spawn(self._loops, self._branch_loop(key, queue), f"batcher:{model}/{branch}")
@@ -205,6 +222,38 @@ class Batcher:
         self._idle.clear()
         try:
             # A cancelled caller cancels the future; the branch loop then skips it.
+            return await pending.future
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    def inline_tail(self, model: str, branch: str) -> bool:
+        """Whether this branch's tail now runs on the event loop (see the module doc)."""
+        cost = self._tail_cost_ms.get((model, branch))
+        return cost is not None and cost < self.inline_tail_below_ms
+
+    async def _start_now(
+        self, key: tuple[str, str], item: TailInput, deadline_ms: float
+    ) -> BatchResult:
+        """The fast path: a batch of one, started without the branch loop."""
+        assert self._slots is not None and self._idle is not None
+        await self._slots.acquire()  # free (checked by the caller): does not yield
+        now = time.monotonic()
+        pending = _Pending(
+            item=item,
+            future=asyncio.get_running_loop().create_future(),
+            enqueued_s=now,
+            deadline_s=now + deadline_ms / 1000.0 if deadline_ms > 0 else None,
+            budget_ms=deadline_ms,
+        )
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            if self.inline_tail(*key):
+                await self._run_tail(key, [pending], inline=True)
+            else:
+                self._spawn(self._tails, self._run_tail(key, [pending]), f"tail:{key[0]}/{key[1]}")
             return await pending.future
         finally:
             self._in_flight -= 1
@@ -272,15 +321,32 @@ class Batcher:
             live.append(p)
         return live
 
-    async def _run_tail(self, key: tuple[str, str], batch: list[_Pending]) -> None:
+    def _timed_tail(
+        self, model: str, branch: str, items: list[TailInput]
+    ) -> tuple[Sequence[Prediction], float]:
+        t0 = time.perf_counter()
+        predictions = self._tail(model, branch, items)
+        return predictions, (time.perf_counter() - t0) * 1000.0
+
+    async def _run_tail(
+        self, key: tuple[str, str], batch: list[_Pending], *, inline: bool = False
+    ) -> None:
         assert self._slots is not None and self._executor is not None
         model, branch = key
         loop = asyncio.get_running_loop()
+        items = [p.item for p in batch]
         try:
             start_s = time.monotonic()
             try:
-                predictions = await loop.run_in_executor(
-                    self._executor, self._tail, model, branch, [p.item for p in batch]
+                if inline:
+                    predictions, cost_ms = self._timed_tail(model, branch, items)
+                else:
+                    predictions, cost_ms = await loop.run_in_executor(
+                        self._executor, self._timed_tail, model, branch, items
+                    )
+                previous = self._tail_cost_ms.get(key)
+                self._tail_cost_ms[key] = (
+                    cost_ms if previous is None else 0.8 * previous + 0.2 * cost_ms
                 )
                 if len(predictions) != len(batch):
                     raise RuntimeError(

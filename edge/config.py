@@ -67,6 +67,7 @@ class BatchingConfig:
     max_queue_delay_ms: float = 5.0
     queue_capacity: int = 64  # frames waiting for a tail, across all branches
     tail_workers: int = 1  # threads running tails; batches in flight at once
+    tail_inline_below_ms: float = 0.1  # tails measured faster run on the event loop (0 = never)
 
 
 @dataclass(frozen=True)
@@ -365,6 +366,7 @@ def _validate(config: EdgeConfig) -> None:
         (s.grace_s >= 0, "server.grace_s", f"{s.grace_s} is negative"),
         (b.max_batch_size >= 1, "batching.max_batch_size", "must be at least 1"),
         (b.max_queue_delay_ms >= 0, "batching.max_queue_delay_ms", "must not be negative"),
+        (b.tail_inline_below_ms >= 0, "batching.tail_inline_below_ms", "must not be negative"),
         (b.queue_capacity >= 1, "batching.queue_capacity", "must be at least 1"),
         (b.tail_workers >= 1, "batching.tail_workers", "must be at least 1"),
         (

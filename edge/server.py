@@ -189,14 +189,16 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
 
     async def Stream(
         self, request_iterator: AsyncIterator[pb.FrameRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.FrameResult]:
+    ) -> None:
         """Frames run concurrently and are answered as they finish (maybe out of order).
 
-        Once the server stops, frames already read are answered, then the stream ends
-        with OK, so a draining server does not wait for idle clients to hang up.
+        Each frame's task writes its own result (one write at a time), so an answer
+        leaves as soon as it exists. Once the server stops, frames already read are
+        answered, then the stream ends with OK, so a draining server does not wait
+        for idle clients to hang up.
         """
-        results: asyncio.Queue[pb.FrameResult] = asyncio.Queue()
         frames: set[asyncio.Task[None]] = set()
+        write_lock = asyncio.Lock()
 
         async def answer(request: pb.FrameRequest) -> None:
             try:
@@ -210,7 +212,11 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
                     status_code=grpc.StatusCode.INTERNAL.value[0],
                     status_message=f"internal error: {exc!r}",
                 )
-            results.put_nowait(result)
+            async with write_lock:
+                try:
+                    await context.write(result)
+                except Exception as exc:  # the client went away; its frames are its own
+                    log.debug("frame %d: answer not delivered: %r", request.frame_id, exc)
 
         async def read() -> None:
             async for request in request_iterator:
@@ -220,25 +226,13 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
 
         reader = asyncio.create_task(read(), name="stream-reader")
         stopping = asyncio.create_task(self._stopping.wait(), name="stream-stopping")
-        reading = {reader, stopping}  # empty once the client half-closed or we stop
         try:
-            while reading or frames or not results.empty():
-                if not results.empty():
-                    yield results.get_nowait()
-                    continue
-                getter = asyncio.create_task(results.get())
-                done, _ = await asyncio.wait(
-                    {getter, *reading, *frames}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if getter in done:
-                    yield getter.result()
-                    continue
-                getter.cancel()  # an item it was handed stays in the queue
-                if reading & done:
-                    if reader in done:
-                        reader.result()  # re-raises a failed read
-                    reader.cancel()
-                    reading = set()
+            done, _ = await asyncio.wait({reader, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if reader in done:
+                reader.result()  # re-raises a failed read
+            reader.cancel()
+            while frames:
+                await asyncio.wait(set(frames))
         finally:
             for task in (reader, stopping, *frames):
                 task.cancel()

@@ -100,6 +100,12 @@ class Client:
     for a policy's latency model. ``prefilter(image) -> bool`` gates every branch:
     a frame it rejects is recorded as dropped, reason ``prefiltered``, and never
     touches the uplink or the device's model.
+
+    Head and encoding run in a worker thread, so the event loop stays free for
+    other frames' I/O; a branch whose head + encode is measured (moving average)
+    under ``inline_below_ms`` runs on the event loop instead, because the thread
+    hand-off would cost more than the work. Each branch's first frame goes to the
+    thread, so an unmeasured head never blocks the loop.
     """
 
     def __init__(
@@ -116,8 +122,13 @@ class Client:
         connect_timeout_s: float = 5.0,
         max_backoff_s: float = 8.0,
         prefilter: Callable[[np.ndarray], bool] | None = None,
+        inline_below_ms: float = 0.25,
     ) -> None:
+        if inline_below_ms < 0:
+            raise ValueError(f"inline_below_ms must not be negative, got {inline_below_ms}")
         self.server = server
+        self.inline_below_ms = inline_below_ms
+        self._prepare_ms: dict[str, float] = {}  # moving average of head + encode per branch
         self.prefilter = prefilter
         self.prefiltered = 0
         self.model = model
@@ -273,9 +284,16 @@ class Client:
         if not self.backend.can_run(spec):
             raise ClientError(f"branch {branch!r} needs a head this device does not have")
 
-        request, payload_bytes = await asyncio.to_thread(
-            self._prepare, spec, frame, timing, self.bits if bits is None else bits
-        )
+        bits = self.bits if bits is None else bits
+        cost = self._prepare_ms.get(branch)
+        if cost is not None and cost < self.inline_below_ms:
+            request, payload_bytes = self._prepare(spec, frame, timing, bits)
+        else:
+            request, payload_bytes = await asyncio.to_thread(
+                self._prepare, spec, frame, timing, bits
+            )
+        spent = timing.head_ms + timing.encode_ms
+        self._prepare_ms[branch] = spent if cost is None else 0.8 * cost + 0.2 * spent
         request.frame_id = next(self._ids)
         request.model = self.model
         request.branch = branch

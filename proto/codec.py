@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +68,31 @@ _ZSTD_MIN_LEVEL = -(1 << 17)  # libzstd's ZSTD_minCLevel(): the fastest negative
 # zstd may legitimately declare a window larger than a small frame's content (streamed
 # frames without a content size); beyond this floor a window must fit the tensor itself.
 _ZSTD_WINDOW_FLOOR_BYTES = 8 * 2**20
+
+# zstd contexts cost ~10 us to build; each thread keeps its own (they are not thread-safe).
+_zstd_contexts = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    cache: dict[int, zstandard.ZstdCompressor] | None = getattr(_zstd_contexts, "c", None)
+    if cache is None:
+        cache = _zstd_contexts.c = {}
+    compressor = cache.get(level)
+    if compressor is None:
+        # The 4-byte checksum catches corruption inside raw (incompressible) blocks too.
+        compressor = cache[level] = zstandard.ZstdCompressor(
+            level=level, write_content_size=True, write_checksum=True
+        )
+    return compressor
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    decompressor: zstandard.ZstdDecompressor | None = getattr(_zstd_contexts, "d", None)
+    if decompressor is None:
+        decompressor = _zstd_contexts.d = zstandard.ZstdDecompressor()
+    return decompressor
+
+
 _NAME_SHOWN_CHARS = 64
 
 
@@ -302,11 +328,7 @@ def encode_tensor(
                 f"tensor {_show(name)}: zstd_level {zstd_level} outside "
                 f"[{_ZSTD_MIN_LEVEL}, {zstandard.MAX_COMPRESSION_LEVEL}]"
             )
-        # The 4-byte checksum catches corruption inside raw (incompressible) blocks too.
-        compressor = zstandard.ZstdCompressor(
-            level=zstd_level, write_content_size=True, write_checksum=True
-        )
-        payload = compressor.compress(payload)
+        payload = _compressor(zstd_level).compress(payload)
     return EncodedTensor(
         name=name,
         dtype=dtype,
@@ -463,7 +485,7 @@ def _zstd_decompress(data: bytes, expected_bytes: int, limits: CodecLimits, labe
     try:
         # max_output_size bounds the output of frames without a declared size;
         # allow_extra_data=False refuses trailing bytes and second frames.
-        out = zstandard.ZstdDecompressor().decompress(
+        out = _decompressor().decompress(
             data, max_output_size=expected_bytes, allow_extra_data=False
         )
     except zstandard.ZstdError as exc:

@@ -154,3 +154,91 @@ async def test_tails_of_different_branches_run_in_parallel_with_two_workers():
             batcher.submit("m", "a", _item(1)), batcher.submit("m", "b", _item(2))
         )
     assert (a.prediction.scores[0], b.prediction.scores[0]) == (1, 2)
+
+
+class ThreadTail:
+    """Records which thread ran each batch; sleeps ``delay_s`` in each call."""
+
+    def __init__(self, delay_s: float = 0.0, fail_tag: int | None = None) -> None:
+        self.threads: list[int] = []
+        self.delay_s = delay_s
+        self.fail_tag = fail_tag
+
+    def __call__(self, model: str, branch: str, inputs: list[TailInput]) -> list[Detections]:
+        self.threads.append(threading.get_ident())
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        tags = [i.orig_size[0] for i in inputs]
+        if self.fail_tag in tags:
+            raise RuntimeError(f"poisoned input {self.fail_tag}")
+        return [_det(t) for t in tags]
+
+
+async def test_a_cheap_tail_moves_onto_the_event_loop_after_its_first_run():
+    tail = ThreadTail()
+    loop_thread = threading.get_ident()
+    async with Batcher(tail, max_queue_delay_ms=0, inline_tail_below_ms=50) as batcher:
+        assert not batcher.inline_tail("m", "b")  # never measured: the pool
+        results = [await batcher.submit("m", "b", _item(i)) for i in range(4)]
+        assert batcher.inline_tail("m", "b")
+        assert not batcher.inline_tail("m", "other")
+    assert [r.prediction.scores[0] for r in results] == [0, 1, 2, 3]
+    assert tail.threads[0] != loop_thread
+    assert tail.threads[1:] == [loop_thread] * 3
+    assert all(r.batch_size == 1 for r in results)
+
+
+async def test_a_slow_tail_stays_in_the_pool():
+    tail = ThreadTail(delay_s=0.005)
+    loop_thread = threading.get_ident()
+    async with Batcher(tail, max_queue_delay_ms=0, inline_tail_below_ms=1.0) as batcher:
+        for i in range(3):
+            await batcher.submit("m", "b", _item(i))
+        assert not batcher.inline_tail("m", "b")
+    assert loop_thread not in tail.threads
+
+
+async def test_no_inline_tail_by_default_nor_with_a_batching_window():
+    loop_thread = threading.get_ident()
+    for kwargs in (
+        {"max_queue_delay_ms": 0},
+        {"max_queue_delay_ms": 5, "inline_tail_below_ms": 50},
+    ):
+        tail = ThreadTail()
+        async with Batcher(tail, **kwargs) as batcher:
+            for i in range(3):
+                await batcher.submit("m", "b", _item(i))
+        assert loop_thread not in tail.threads, kwargs
+
+
+async def test_a_raising_inline_tail_fails_only_its_frame():
+    tail = ThreadTail(fail_tag=13)
+    loop_thread = threading.get_ident()
+    async with Batcher(tail, max_queue_delay_ms=0, inline_tail_below_ms=50) as batcher:
+        await batcher.submit("m", "b", _item(1))
+        with pytest.raises(InternalError, match="poisoned input 13"):
+            await batcher.submit("m", "b", _item(13))
+        after = await batcher.submit("m", "b", _item(2))
+        assert batcher.in_flight == 0
+    assert tail.threads[1] == loop_thread
+    assert after.prediction.scores[0] == 2
+
+
+async def test_frames_queue_behind_a_busy_worker_instead_of_the_fast_path():
+    tail = RecordingTail(block=True)
+    async with Batcher(tail, max_batch_size=8, max_queue_delay_ms=0) as batcher:
+        first = asyncio.create_task(batcher.submit("m", "b", _item(0)))
+        await asyncio.to_thread(tail.started.wait, 5.0)
+        rest = [asyncio.create_task(batcher.submit("m", "b", _item(i))) for i in (1, 2, 3)]
+        await asyncio.sleep(0.01)
+        assert batcher.queue_depth == 3
+        tail.release.set()
+        results = await asyncio.gather(first, *rest)
+    # The three that waited for the worker ran as one batch.
+    assert tail.batches == [[0], [1, 2, 3]]
+    assert [r.batch_size for r in results] == [1, 3, 3, 3]
+
+
+def test_negative_inline_threshold_is_refused():
+    with pytest.raises(ValueError, match="inline_tail_below_ms"):
+        Batcher(ThreadTail(), inline_tail_below_ms=-1)

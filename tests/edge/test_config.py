@@ -88,6 +88,11 @@ def test_negative_delay(tmp_path):
     assert message.startswith("batching.max_queue_delay_ms:")
 
 
+def test_negative_inline_tail_threshold(tmp_path):
+    message = _error(tmp_path, MODEL + "[batching]\ntail_inline_below_ms = -0.5\n")
+    assert message == "batching.tail_inline_below_ms: must not be negative"
+
+
 def test_bad_device(tmp_path):
     assert _error(tmp_path, 'device = "tpu"\n' + MODEL).startswith("device: 'tpu'")
 

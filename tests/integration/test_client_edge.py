@@ -7,6 +7,8 @@ import json
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,42 @@ async def test_offload_and_split_frames_come_back_with_timing(edge_factory):
     assert [o.frame_id for o in offload + split] == list(range(6))
     # The split branch ships the head's raw float32 tensor: 64*48*3 floats, 8-bit quantized.
     assert all(o.timing.head_ms > 0 for o in split)
+
+
+class _ThreadRecordingHead(TorchHeadBackend):
+    """The echo head, recording the thread it ran on; sleeps ``delay_s`` first."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        super().__init__("echo")
+        self.delay_s = delay_s
+        self.threads: list[int] = []
+
+    def head(self, branch, image):
+        self.threads.append(threading.get_ident())
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        return super().head(branch, image)
+
+
+async def test_a_cheap_head_runs_on_the_event_loop_and_a_slow_one_in_a_thread(edge_factory):
+    edge = edge_factory("--model", "echo")
+    frames = list(open_source("synthetic", max_frames=4, size=(16, 16)))
+    loop_thread = threading.get_ident()
+    cheap, slow = _ThreadRecordingHead(), _ThreadRecordingHead(delay_s=0.01)
+    async with Client(edge.address, "echo", backend=cheap, inline_below_ms=1000) as client:
+        cheap_out = [await client.submit(f, "split@x") for f in frames]
+    async with Client(edge.address, "echo", backend=slow, inline_below_ms=5) as client:
+        slow_out = [await client.submit(f, "split@x") for f in frames]
+    assert [o.source for o in cheap_out + slow_out] == ["edge"] * 8
+    # The first frame measures the branch in a thread; then the loop runs it.
+    assert cheap.threads[0] != loop_thread
+    assert cheap.threads[1:] == [loop_thread] * 3
+    assert loop_thread not in slow.threads
+
+
+async def test_negative_inline_threshold_is_refused():
+    with pytest.raises(ValueError, match="inline_below_ms must not be negative"):
+        Client("127.0.0.1:1", "echo", inline_below_ms=-1)
 
 
 async def test_server_killed_mid_stream_loses_no_frame(edge_factory):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
@@ -157,6 +158,33 @@ def test_corrupt_zstd_is_refused(x):
     body[len(body) // 2] ^= 0x10  # one bit, past the frame header
     with pytest.raises(InvalidPayload, match="tensor 'n': corrupt zstd data"):
         codec.decode_tensor(replace(good, data=bytes(body)))
+
+
+def test_a_refused_frame_leaves_the_thread_s_zstd_contexts_usable():
+    # Contexts are cached per thread: a failure half-way must not poison the next frame.
+    x = np.arange(256, dtype=np.float32) % 7
+    good = codec.encode_tensor(x, "n", compression="zstd")
+    body = bytearray(good.data)
+    body[len(body) // 2] ^= 0x10
+    for _ in range(2):
+        with pytest.raises(InvalidPayload, match="corrupt zstd data"):
+            codec.decode_tensor(replace(good, data=bytes(body)))
+        np.testing.assert_array_equal(codec.decode_tensor(good), x)
+        again = codec.encode_tensor(x, "n", compression="zstd")
+        assert again.data == good.data
+
+
+def test_zstd_contexts_are_per_thread():
+    x = np.arange(4096, dtype=np.float32) % 11
+
+    def round_trip(_: int) -> bool:
+        return all(
+            np.array_equal(codec.decode_tensor(codec.encode_tensor(x, "t", zstd_level=lvl)), x)
+            for lvl in (1, 3, 1, 3) * 10
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(round_trip, range(16)))
 
 
 def test_trailing_bytes_after_the_frame_are_refused():

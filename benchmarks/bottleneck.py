@@ -7,7 +7,7 @@ For every committed student in the zoo (kind ``student``), every branch
 (per-tensor min/max quantization + zstd level 3, exactly what the runtime ships)
 -> decode -> tail on the validation frames
 (:func:`splitedge.models.teacher_data.validation_set`, 32 frames with ``--quick``,
-else 64). Printed per branch: mAP@[.5:.95], mAP@.5 (a segmentation student's rows
+else 64, or ``--frames N``). Printed per branch: mAP@[.5:.95], mAP@.5 (a segmentation student's rows
 fill an extra mIoU column instead, shown only when one is benchmarked), bytes/frame
 mean and p95, head params and MACs at that width, head latency at 1 thread. The
 teacher's ``local`` row and JPEG q50/q75/q95 and PNG bytes of the same frames come
@@ -174,12 +174,17 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="32 validation frames, not 64")
+    parser.add_argument(
+        "--frames", type=int, default=None, help="validation frames (overrides --quick's 32 / 64)"
+    )
     parser.add_argument("--record", action="store_true", help="write metrics into the zoo")
     parser.add_argument("--student", action="append", default=None, help="zoo student entry")
     parser.add_argument("--zoo-dir", type=Path, default=None, help="zoo folder (models/zoo)")
     args = parser.parse_args(argv)
+    if args.frames is not None and args.frames < 1:
+        parser.error(f"--frames must be at least 1, got {args.frames}")
     torch.set_num_threads(1)
-    val_images = 32 if args.quick else 64
+    val_images = args.frames or (32 if args.quick else 64)
     entries = zoo.list_entries(args.zoo_dir)
     students = args.student or [e.name for e in entries if e.kind == "student"]
     prefilters = [e for e in entries if e.kind == "prefilter"]

@@ -14,6 +14,12 @@ at a bit depth drawn from ``--bits``. Slimmable students follow the sandwich
 rule: every step trains the widest width, the narrowest and one random width in
 between, accumulating their gradients before one optimiser step.
 
+Fine-tuning (detector recipes): ``--init`` starts from a trained student (a
+checkpoint path or ``zoo:<entry>``) instead of a fresh one, and ``--det-weight W``
+adds W times the frozen teacher's own detection loss (RPN + RoI heads against the
+frames' boxes) computed on the features rebuilt from the decoded code, so the
+student is tuned for what the tail finally outputs, not only for feature match.
+
 The recipe writes ``<out>/<name>.pt`` (the student, well under 10 MB) and, in the
 zoo folder, ``<name>.json`` (kind ``student``, builder ``bottleneck``), so
 ``splitedge-edge serve --model zoo:<name>`` serves it.
@@ -89,10 +95,14 @@ class DistillConfig(StudentConfig):
 
     loss: str = "ghnd"
     stride: int = 8
+    init: str | None = None  # a student checkpoint path or zoo:<entry> to start from
+    det_weight: float = 0.0  # weight of the teacher's detection loss on rebuilt features
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise DistillConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if not (self.det_weight >= 0 and math.isfinite(self.det_weight)):
+            raise DistillConfigError(f"--det-weight must be >= 0, got {self.det_weight}")
         super().__post_init__()
 
 
@@ -117,13 +127,19 @@ def train_student(
     ghnd: bool,
     label: str,
     progress: bool = True,
+    init: Any = None,
+    task_loss: Any = None,
+    task_weight: float = 0.0,
 ) -> tuple[Any, dict[str, Any]]:
     """The distillation loop shared by the detector and segmenter recipes.
 
     ``rest`` is the frozen teacher after the split (``teacher_split_feature(batch)``
     and ``rest(split_feature) -> {name: feature}``); ``preprocess`` turns frames into
     the teacher's input batch. HND (``ghnd=False``) matches the split feature only;
-    GHND every feature ``rest`` returns. Returns (student in eval mode, record).
+    GHND every feature ``rest`` returns. ``init``: a trained :class:`Student` to
+    start from (its bottleneck must match ``config``). ``task_loss(rebuilt, batch,
+    image_sizes, frames)`` (GHND only), weighted by ``task_weight``, is added to the
+    feature loss. Returns (student in eval mode, record).
     """
     import torch
     from torch.nn import functional as F
@@ -147,7 +163,16 @@ def train_student(
     )
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    student = Student(bconfig).train()
+    if init is not None:
+        mismatch = [
+            f"{key} {getattr(init.config, key)} (checkpoint) != {getattr(bconfig, key)} (recipe)"
+            for key in ("channels", "widths", "stride", "split_channels")
+            if getattr(init.config, key) != getattr(bconfig, key)
+        ]
+        if mismatch:
+            raise DistillConfigError(f"--init student does not fit: {'; '.join(mismatch)}")
+        bconfig = init.config
+    student = (init if init is not None else Student(bconfig)).train()
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=1e-4)
     warmup = max(1, min(50, config.iterations // 10))
 
@@ -165,7 +190,9 @@ def train_student(
     for step in bar:
         frames = training_batch(scene, config.data_seed, step, config.batch_size, rng)
         with torch.no_grad():
-            batch, _ = preprocess([image_to_tensor(f[0], torch.device("cpu")) for f in frames])
+            batch, image_sizes = preprocess(
+                [image_to_tensor(f[0], torch.device("cpu")) for f in frames]
+            )
             target_split = rest.teacher_split_feature(batch)
             targets = rest(target_split) if ghnd else None
         step_loss = 0.0
@@ -177,6 +204,8 @@ def train_student(
             else:
                 rebuilt = rest(decoded)
                 loss = sum(F.mse_loss(rebuilt[k], targets[k]) for k in targets)
+                if task_loss is not None and task_weight > 0:
+                    loss = loss + task_weight * task_loss(rebuilt, batch, image_sizes, frames)
             loss.backward()
             step_loss += float(loss.detach())
         optimizer.step()
@@ -206,14 +235,73 @@ def train_student(
     return student.eval(), record
 
 
+def teacher_detection_loss(torch_model: Any) -> Any:
+    """``loss(features, batch, image_sizes, frames)``: the frozen teacher's RPN + RoI
+    head losses on FPN inputs ``features`` against the frames' boxes (rescaled to the
+    transformed image sizes). Only the two heads' training switches are turned on, for
+    the call, so every batch norm stays in eval mode."""
+    import torch
+    from torchvision.models.detection.image_list import ImageList
+
+    fpn, rpn, roi_heads = torch_model.backbone.fpn, torch_model.rpn, torch_model.roi_heads
+
+    def loss(features: Any, batch: Any, image_sizes: Any, frames: Any) -> Any:
+        targets = []
+        for (image, _, target), (h, w) in zip(frames, image_sizes, strict=True):
+            sy, sx = h / image.shape[0], w / image.shape[1]
+            scale = torch.tensor([sx, sy, sx, sy], dtype=torch.float32)
+            targets.append(
+                {
+                    "boxes": torch.from_numpy(target.boxes_xyxy).float() * scale,
+                    "labels": torch.from_numpy(target.labels).long(),
+                }
+            )
+        pyramid = fpn(features)
+        images = ImageList(batch, [(int(h), int(w)) for h, w in image_sizes])
+        rpn.training = roi_heads.training = True
+        try:
+            proposals, rpn_losses = rpn(images, pyramid, targets)
+            _, head_losses = roi_heads(pyramid, proposals, images.image_sizes, targets)
+        finally:
+            rpn.training = roi_heads.training = False
+        return sum(rpn_losses.values()) + sum(head_losses.values())
+
+    return loss
+
+
+def load_init_student(init: str) -> tuple[Any, dict[str, Any]]:
+    """``--init``: a student checkpoint path, or ``zoo:<entry>`` for a zoo student's."""
+    from splitedge.models import zoo
+    from splitedge.models.bottleneck import BottleneckCheckpointError, load_student
+
+    path: str | Path = init
+    if init.startswith("zoo:"):
+        try:
+            path = zoo.get_entry(init[4:]).checkpoint_path()
+        except zoo.ZooError as exc:
+            raise DistillConfigError(f"--init {init}: {exc}") from exc
+    try:
+        return load_student(path)
+    except BottleneckCheckpointError as exc:
+        raise DistillConfigError(f"--init: {exc}") from exc
+
+
 def distill(config: DistillConfig, progress: bool = True) -> tuple[Any, dict[str, Any]]:
     """Train a detector student; returns (student in eval mode, training record)."""
     from splitedge.models.bottleneck_split import build_teacher, teacher_rest
     from splitedge.models.detection import DetectionPreprocess
 
+    init, init_meta = load_init_student(config.init) if config.init else (None, {})
+    if init is not None and init_meta.get("teacher") not in ("", config.teacher):
+        raise DistillConfigError(
+            f"--init student was distilled from {init_meta['teacher']}, not {config.teacher}"
+        )
+    if config.det_weight > 0 and config.loss != "ghnd":
+        raise DistillConfigError("--det-weight needs --loss ghnd (the rebuilt FPN inputs)")
     teacher = build_teacher(config.teacher, config.teacher_options)
     rest = teacher_rest(teacher)
-    preprocess = DetectionPreprocess(teacher.torch_model.transform).eval()  # type: ignore[attr-defined]
+    torch_model = teacher.torch_model  # type: ignore[attr-defined]
+    preprocess = DetectionPreprocess(torch_model.transform).eval()
     student, record = train_student(
         config,
         rest,
@@ -222,7 +310,14 @@ def distill(config: DistillConfig, progress: bool = True) -> tuple[Any, dict[str
         ghnd=config.loss == "ghnd",
         label=config.loss,
         progress=progress,
+        init=init,
+        task_loss=teacher_detection_loss(torch_model) if config.det_weight > 0 else None,
+        task_weight=config.det_weight,
     )
+    if init is not None:
+        record["init"] = config.init
+        record["init_recipe"] = init_meta.get("extra", {}).get("recipe", "")
+    record["det_weight"] = config.det_weight
     record["ghnd_features"] = (
         ["backbone.body.3", "backbone.body.8", "backbone.body.12"]
         if config.loss == "ghnd"
@@ -233,7 +328,12 @@ def distill(config: DistillConfig, progress: bool = True) -> tuple[Any, dict[str
 
 def recipe_line(config: DistillConfig, name: str) -> str:
     """The command line that reproduces ``config``."""
-    return config.recipe_line(config.loss, name, f"--stride {config.stride} ")
+    extra = f"--stride {config.stride} "
+    if config.init:
+        extra += f"--init {config.init} "
+    if config.det_weight > 0:
+        extra += f"--det-weight {config.det_weight:g} "
+    return config.recipe_line(config.loss, name, extra)
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -334,12 +434,27 @@ def add_parser(subparsers: Any) -> None:
             description=__doc__.split("\n\n")[1] if loss == "ghnd" else __doc__.split("\n\n")[0],
         )
         add_student_arguments(p, d, DEFAULT_NAME[loss], stride=True)
+        p.add_argument(
+            "--init",
+            default=None,
+            help="start from this student (checkpoint path or zoo:<entry>): fine-tuning",
+        )
+        p.add_argument(
+            "--det-weight",
+            type=float,
+            default=d.det_weight,
+            help="add the teacher's detection loss on rebuilt features, times this (ghnd)",
+        )
         p.set_defaults(func=run, loss=loss)
 
 
 def config_from_args(args: argparse.Namespace) -> DistillConfig:
     return DistillConfig(
-        loss=args.loss, stride=args.stride, **common_config(args, TINY, DistillConfig.size_hw)
+        loss=args.loss,
+        stride=args.stride,
+        init=args.init,
+        det_weight=args.det_weight,
+        **common_config(args, TINY, DistillConfig.size_hw),
     )
 
 

@@ -15,6 +15,7 @@ from splitedge.models.distill import (
     DistillConfigError,
     add_parser,
     distill,
+    recipe_line,
     sandwich_widths,
 )
 
@@ -97,3 +98,98 @@ def test_cli_tiny_recipe_writes_a_small_checkpoint_and_a_loadable_zoo_entry(tmp_
     model = zoo.load("s-tiny", tmp_path)
     assert model.name == "zoo:s-tiny"
     assert "bottleneck-12-w0.25-4bit" in model.branches
+
+
+def _tiny_config(**kwargs) -> DistillConfig:
+    base = dict(
+        teacher=TEACHER,
+        teacher_options=SMALL,
+        channels=6,
+        widths=(0.5, 1.0),
+        iterations=3,
+        batch_size=2,
+        size_hw=(96, 128),
+        lr=3e-3,
+    )
+    return DistillConfig(**(base | kwargs))
+
+
+def test_teacher_detection_loss_reaches_the_features_and_leaves_the_teacher_in_eval():
+    from splitedge.models.bottleneck_split import build_teacher, teacher_rest
+    from splitedge.models.detection import DetectionPreprocess
+    from splitedge.models.distill import teacher_detection_loss
+    from splitedge.models.split import image_to_tensor
+    from splitedge.models.teacher_data import scene_of, training_batch
+
+    teacher = build_teacher(TEACHER, SMALL)
+    net = teacher.torch_model
+    rest = teacher_rest(teacher)
+    frames = training_batch(scene_of((96, 128)), 0, 0, 2, np.random.default_rng(0))
+    assert sum(len(f[2].labels) for f in frames) > 0
+    batch, sizes = DetectionPreprocess(net.transform).eval()(
+        [image_to_tensor(f[0], torch.device("cpu")) for f in frames]
+    )
+    split = rest.teacher_split_feature(batch).detach().requires_grad_(True)
+    loss = teacher_detection_loss(net)(rest(split), batch, sizes, frames)
+    assert loss.ndim == 0 and torch.isfinite(loss) and loss > 0
+    loss.backward()
+    assert split.grad is not None and split.grad.abs().sum() > 0
+    assert not net.rpn.training and not net.roi_heads.training
+    assert not any(m.training for m in net.modules())
+
+
+def test_fine_tuning_starts_from_the_init_student_and_records_it(tmp_path):
+    from splitedge.models.bottleneck import save_student
+
+    base, _ = distill(_tiny_config(), progress=False)
+    path = save_student(base, tmp_path / "base.pt", TEACHER, {"recipe": "base recipe"})
+    config = _tiny_config(init=str(path), det_weight=1.0, iterations=4, lr=1e-2)
+    tuned, record = distill(config, progress=False)
+    assert tuned.config == base.config
+    assert record["init"] == str(path) and record["init_recipe"] == "base recipe"
+    assert record["det_weight"] == 1.0
+    before, after = base.state_dict(), tuned.state_dict()
+    assert any(
+        not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point()
+    )
+    line = recipe_line(config, "ft")
+    assert f"--init {path} --det-weight 1 " in line
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"channels": 8}, "channels 6 \\(checkpoint\\) != 8 \\(recipe\\)"),
+        ({"widths": (1.0,)}, "widths"),
+        ({"teacher": "fasterrcnn_mobilenet_v3_large_fpn"}, "was distilled from"),
+    ],
+)
+def test_an_init_student_that_does_not_fit_is_refused(tmp_path, kwargs, fragment):
+    from splitedge.models.bottleneck import save_student
+
+    base, _ = distill(_tiny_config(iterations=1), progress=False)
+    path = save_student(base, tmp_path / "base.pt", TEACHER)
+    with pytest.raises(DistillConfigError, match=fragment):
+        distill(_tiny_config(init=str(path), **kwargs), progress=False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"det_weight": -1.0}, "--det-weight must be >= 0"),
+        ({"det_weight": float("nan")}, "--det-weight must be >= 0"),
+    ],
+)
+def test_bad_fine_tune_settings_are_refused(kwargs, fragment):
+    with pytest.raises(DistillConfigError, match=fragment):
+        _tiny_config(**kwargs)
+
+
+def test_bad_init_and_det_weight_with_hnd_are_refused(tmp_path):
+    with pytest.raises(DistillConfigError, match="--init zoo:no-such-student"):
+        distill(_tiny_config(init="zoo:no-such-student"), progress=False)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(DistillConfigError, match="cannot read student checkpoint"):
+        distill(_tiny_config(init=str(tmp_path / "junk.pt")), progress=False)
+    with pytest.raises(DistillConfigError, match="--det-weight needs --loss ghnd"):
+        distill(_tiny_config(loss="hnd", det_weight=1.0), progress=False)

@@ -14,11 +14,13 @@ at a bit depth drawn from ``--bits``. Slimmable students follow the sandwich
 rule: every step trains the widest width, the narrowest and one random width in
 between, accumulating their gradients before one optimiser step.
 
-Fine-tuning (detector recipes): ``--init`` starts from a trained student (a
-checkpoint path or ``zoo:<entry>``) instead of a fresh one, and ``--det-weight W``
-adds W times the frozen teacher's own detection loss (RPN + RoI heads against the
-frames' boxes) computed on the features rebuilt from the decoded code, so the
-student is tuned for what the tail finally outputs, not only for feature match.
+Fine-tuning (every student recipe): ``--init`` starts from a trained student (a
+checkpoint path or ``zoo:<entry>``) instead of a fresh one, and ``--task-weight W``
+adds W times the frozen teacher's own task loss against the frames' ground truth,
+computed from the features rebuilt from the decoded code (detector: RPN + RoI head
+losses on the boxes; segmenter: cross-entropy of the LR-ASPP logits on the class
+map), so the student is tuned for what the tail finally outputs, not only for
+feature match.
 
 The recipe writes ``<out>/<name>.pt`` (the student, well under 10 MB) and, in the
 zoo folder, ``<name>.json`` (kind ``student``, builder ``bottleneck``), so
@@ -63,8 +65,12 @@ class StudentConfig:
     data_seed: int = 0
     size_hw: tuple[int, int] = (240, 320)
     threads: int = 1
+    init: str | None = None  # a student checkpoint path or zoo:<entry> to start from
+    task_weight: float = 0.0  # weight of the teacher's task loss on rebuilt features
 
     def __post_init__(self) -> None:
+        if not (self.task_weight >= 0 and math.isfinite(self.task_weight)):
+            raise DistillConfigError(f"--task-weight must be >= 0, got {self.task_weight}")
         if self.iterations < 1 or self.batch_size < 1:
             raise DistillConfigError(
                 f"--iterations and --batch-size must be >= 1, got {self.iterations}, "
@@ -80,6 +86,10 @@ class StudentConfig:
         widths = ",".join(f"{w:g}" for w in self.widths)
         bits = ",".join(str(b) for b in self.bits)
         h, w = self.size_hw
+        if self.init:
+            extra += f"--init {self.init} "
+        if self.task_weight > 0:
+            extra += f"--task-weight {self.task_weight:g} "
         return (
             f"splitedge-train {command} --name {name} --teacher {self.teacher} "
             f"--channels {self.channels} --widths {widths} {extra}"
@@ -95,14 +105,12 @@ class DistillConfig(StudentConfig):
 
     loss: str = "ghnd"
     stride: int = 8
-    init: str | None = None  # a student checkpoint path or zoo:<entry> to start from
-    det_weight: float = 0.0  # weight of the teacher's detection loss on rebuilt features
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise DistillConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if not (self.det_weight >= 0 and math.isfinite(self.det_weight)):
-            raise DistillConfigError(f"--det-weight must be >= 0, got {self.det_weight}")
+        if self.task_weight > 0 and self.loss != "ghnd":
+            raise DistillConfigError("--task-weight needs --loss ghnd (the rebuilt FPN inputs)")
         super().__post_init__()
 
 
@@ -286,18 +294,24 @@ def load_init_student(init: str) -> tuple[Any, dict[str, Any]]:
         raise DistillConfigError(f"--init: {exc}") from exc
 
 
+def init_student(config: StudentConfig) -> tuple[Any, dict[str, Any]]:
+    """(student, fields for the training record) of ``--init``; (None, {}) without it."""
+    if not config.init:
+        return None, {}
+    student, meta = load_init_student(config.init)
+    if meta.get("teacher") not in ("", config.teacher):
+        raise DistillConfigError(
+            f"--init student was distilled from {meta['teacher']}, not {config.teacher}"
+        )
+    return student, {"init": config.init, "init_recipe": meta.get("extra", {}).get("recipe", "")}
+
+
 def distill(config: DistillConfig, progress: bool = True) -> tuple[Any, dict[str, Any]]:
     """Train a detector student; returns (student in eval mode, training record)."""
     from splitedge.models.bottleneck_split import build_teacher, teacher_rest
     from splitedge.models.detection import DetectionPreprocess
 
-    init, init_meta = load_init_student(config.init) if config.init else (None, {})
-    if init is not None and init_meta.get("teacher") not in ("", config.teacher):
-        raise DistillConfigError(
-            f"--init student was distilled from {init_meta['teacher']}, not {config.teacher}"
-        )
-    if config.det_weight > 0 and config.loss != "ghnd":
-        raise DistillConfigError("--det-weight needs --loss ghnd (the rebuilt FPN inputs)")
+    init, init_record = init_student(config)
     teacher = build_teacher(config.teacher, config.teacher_options)
     rest = teacher_rest(teacher)
     torch_model = teacher.torch_model  # type: ignore[attr-defined]
@@ -311,13 +325,10 @@ def distill(config: DistillConfig, progress: bool = True) -> tuple[Any, dict[str
         label=config.loss,
         progress=progress,
         init=init,
-        task_loss=teacher_detection_loss(torch_model) if config.det_weight > 0 else None,
-        task_weight=config.det_weight,
+        task_loss=teacher_detection_loss(torch_model) if config.task_weight > 0 else None,
+        task_weight=config.task_weight,
     )
-    if init is not None:
-        record["init"] = config.init
-        record["init_recipe"] = init_meta.get("extra", {}).get("recipe", "")
-    record["det_weight"] = config.det_weight
+    record.update(init_record, task_weight=config.task_weight)
     record["ghnd_features"] = (
         ["backbone.body.3", "backbone.body.8", "backbone.body.12"]
         if config.loss == "ghnd"
@@ -328,12 +339,7 @@ def distill(config: DistillConfig, progress: bool = True) -> tuple[Any, dict[str
 
 def recipe_line(config: DistillConfig, name: str) -> str:
     """The command line that reproduces ``config``."""
-    extra = f"--stride {config.stride} "
-    if config.init:
-        extra += f"--init {config.init} "
-    if config.det_weight > 0:
-        extra += f"--det-weight {config.det_weight:g} "
-    return config.recipe_line(config.loss, name, extra)
+    return config.recipe_line(config.loss, name, f"--stride {config.stride} ")
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -389,6 +395,15 @@ def add_student_arguments(p: argparse.ArgumentParser, d: Any, name: str, *, stri
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--data-seed", type=int, default=d.data_seed)
     p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument(
+        "--init", default=None, help="start from this student (checkpoint or zoo:<entry>)"
+    )
+    p.add_argument(
+        "--task-weight",
+        type=float,
+        default=d.task_weight,
+        help="add the teacher's task loss (ground truth) on rebuilt features, times this",
+    )
     p.add_argument("--tiny", action="store_true", help="the ~1 minute test recipe")
     p.add_argument("--out", type=Path, default=None, help="checkpoint folder (models/zoo)")
     p.add_argument("--no-zoo", action="store_true", help="do not write a zoo record")
@@ -421,6 +436,8 @@ def common_config(
         seed=args.seed,
         data_seed=args.data_seed,
         threads=args.threads,
+        init=args.init,
+        task_weight=args.task_weight,
     )
 
 
@@ -434,17 +451,6 @@ def add_parser(subparsers: Any) -> None:
             description=__doc__.split("\n\n")[1] if loss == "ghnd" else __doc__.split("\n\n")[0],
         )
         add_student_arguments(p, d, DEFAULT_NAME[loss], stride=True)
-        p.add_argument(
-            "--init",
-            default=None,
-            help="start from this student (checkpoint path or zoo:<entry>): fine-tuning",
-        )
-        p.add_argument(
-            "--det-weight",
-            type=float,
-            default=d.det_weight,
-            help="add the teacher's detection loss on rebuilt features, times this (ghnd)",
-        )
         p.set_defaults(func=run, loss=loss)
 
 
@@ -452,8 +458,6 @@ def config_from_args(args: argparse.Namespace) -> DistillConfig:
     return DistillConfig(
         loss=args.loss,
         stride=args.stride,
-        init=args.init,
-        det_weight=args.det_weight,
         **common_config(args, TINY, DistillConfig.size_hw),
     )
 

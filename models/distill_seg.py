@@ -22,6 +22,7 @@ from splitedge.models.distill import (
     StudentConfig,
     add_student_arguments,
     common_config,
+    init_student,
     save_and_record,
     train_student,
 )
@@ -43,17 +44,48 @@ class SegDistillConfig(StudentConfig):
 TINY = {"iterations": 30, "batch_size": 2, "size_hw": (96, 128), "lr": 3e-3}
 
 
+def teacher_segmentation_loss(classifier: Any) -> Any:
+    """``loss(features, batch, image_sizes, frames)``: cross-entropy of the frozen LR-ASPP
+    head's logits on ``features`` (``low``/``high``), upsampled to the batch, against
+    the frames' class maps resized (nearest) to the same size."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    def loss(features: Any, batch: Any, image_sizes: Any, frames: Any) -> Any:
+        size = tuple(batch.shape[-2:])
+        masks = torch.stack([torch.from_numpy(f[1].astype(np.int64)) for f in frames])
+        target = F.interpolate(masks[:, None].float(), size=size, mode="nearest")[:, 0].long()
+        logits = F.interpolate(
+            classifier(features), size=size, mode="bilinear", align_corners=False
+        )
+        return F.cross_entropy(logits, target)
+
+    return loss
+
+
 def distill_seg(config: SegDistillConfig, progress: bool = True) -> tuple[Any, dict[str, Any]]:
     """Train a segmentation student; returns (student in eval mode, training record)."""
     from splitedge.models.bottleneck_seg import CODE_STRIDE, build_seg_teacher, seg_teacher_rest
     from splitedge.models.segmentation import SegmentationPreprocess
 
+    init, init_record = init_student(config)
     teacher = build_seg_teacher(config.teacher, config.teacher_options)
     rest = seg_teacher_rest(teacher)
     preprocess = SegmentationPreprocess(teacher.min_size, teacher.max_size).eval()
     student, record = train_student(
-        config, rest, preprocess, stride=CODE_STRIDE, ghnd=True, label=RECIPE, progress=progress
+        config,
+        rest,
+        preprocess,
+        stride=CODE_STRIDE,
+        ghnd=True,
+        label=RECIPE,
+        progress=progress,
+        init=init,
+        task_loss=teacher_segmentation_loss(rest.classifier) if config.task_weight > 0 else None,
+        task_weight=config.task_weight,
     )
+    record.update(init_record, task_weight=config.task_weight)
     record["task"] = "segmentation"
     record["ghnd_features"] = list(GHND_FEATURES)
     return student, record

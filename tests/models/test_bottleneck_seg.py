@@ -171,3 +171,47 @@ def test_committed_student_stays_near_its_teacher_on_validation_frames():
     background = [np.zeros_like(m) for m in teacher_masks]
     floor = mean_iou(background, teacher_masks, model.num_classes)
     assert mean_iou(student_masks, teacher_masks, model.num_classes) >= 1.5 * floor
+
+
+def test_segmentation_task_loss_reaches_the_split_feature():
+    from splitedge.models.bottleneck_seg import seg_teacher_rest
+    from splitedge.models.distill_seg import teacher_segmentation_loss
+    from splitedge.models.segmentation import SegmentationPreprocess
+    from splitedge.models.teacher_data import scene_of, training_batch
+
+    teacher = build_seg_teacher(TEACHER, SMALL)
+    rest = seg_teacher_rest(teacher)
+    frames = training_batch(scene_of((96, 128)), 0, 0, 2, np.random.default_rng(0))
+    batch, sizes = SegmentationPreprocess(96, 128)(
+        [image_to_tensor(f[0], torch.device("cpu")) for f in frames]
+    )
+    low = rest.teacher_split_feature(batch).detach().requires_grad_(True)
+    loss = teacher_segmentation_loss(rest.classifier)(rest(low), batch, sizes, frames)
+    assert loss.ndim == 0 and torch.isfinite(loss) and loss > 0
+    loss.backward()
+    assert low.grad is not None and low.grad.abs().sum() > 0
+
+
+def test_seg_fine_tuning_starts_from_the_init_student(tmp_path):
+    from splitedge.models.bottleneck import save_student
+    from splitedge.models.distill_seg import recipe_line
+
+    small = dict(
+        teacher=TEACHER,
+        teacher_options=SMALL,
+        channels=6,
+        widths=(0.5, 1.0),
+        batch_size=2,
+        size_hw=(96, 128),
+    )
+    base, _ = distill_seg(SegDistillConfig(iterations=2, **small), progress=False)
+    path = save_student(base, tmp_path / "base.pt", TEACHER, {"recipe": "seg base"})
+    config = SegDistillConfig(iterations=3, init=str(path), task_weight=0.5, lr=1e-2, **small)
+    tuned, record = distill_seg(config, progress=False)
+    assert tuned.config == base.config
+    assert record["init_recipe"] == "seg base" and record["task_weight"] == 0.5
+    before, after = base.state_dict(), tuned.state_dict()
+    assert any(
+        not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point()
+    )
+    assert f"--init {path} --task-weight 0.5 " in recipe_line(config, "ft")

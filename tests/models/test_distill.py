@@ -143,17 +143,17 @@ def test_fine_tuning_starts_from_the_init_student_and_records_it(tmp_path):
 
     base, _ = distill(_tiny_config(), progress=False)
     path = save_student(base, tmp_path / "base.pt", TEACHER, {"recipe": "base recipe"})
-    config = _tiny_config(init=str(path), det_weight=1.0, iterations=4, lr=1e-2)
+    config = _tiny_config(init=str(path), task_weight=1.0, iterations=4, lr=1e-2)
     tuned, record = distill(config, progress=False)
     assert tuned.config == base.config
     assert record["init"] == str(path) and record["init_recipe"] == "base recipe"
-    assert record["det_weight"] == 1.0
+    assert record["task_weight"] == 1.0
     before, after = base.state_dict(), tuned.state_dict()
     assert any(
         not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point()
     )
     line = recipe_line(config, "ft")
-    assert f"--init {path} --det-weight 1 " in line
+    assert f"--init {path} --task-weight 1 " in line
 
 
 @pytest.mark.parametrize(
@@ -176,8 +176,8 @@ def test_an_init_student_that_does_not_fit_is_refused(tmp_path, kwargs, fragment
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
-        ({"det_weight": -1.0}, "--det-weight must be >= 0"),
-        ({"det_weight": float("nan")}, "--det-weight must be >= 0"),
+        ({"task_weight": -1.0}, "--task-weight must be >= 0"),
+        ({"task_weight": float("nan")}, "--task-weight must be >= 0"),
     ],
 )
 def test_bad_fine_tune_settings_are_refused(kwargs, fragment):
@@ -185,11 +185,11 @@ def test_bad_fine_tune_settings_are_refused(kwargs, fragment):
         _tiny_config(**kwargs)
 
 
-def test_bad_init_and_det_weight_with_hnd_are_refused(tmp_path):
+def test_bad_init_and_task_weight_with_hnd_are_refused(tmp_path):
     with pytest.raises(DistillConfigError, match="--init zoo:no-such-student"):
         distill(_tiny_config(init="zoo:no-such-student"), progress=False)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(DistillConfigError, match="cannot read student checkpoint"):
         distill(_tiny_config(init=str(tmp_path / "junk.pt")), progress=False)
-    with pytest.raises(DistillConfigError, match="--det-weight needs --loss ghnd"):
-        distill(_tiny_config(loss="hnd", det_weight=1.0), progress=False)
+    with pytest.raises(DistillConfigError, match="--task-weight needs --loss ghnd"):
+        distill(_tiny_config(loss="hnd", task_weight=1.0), progress=False)

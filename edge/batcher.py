@@ -10,12 +10,14 @@ DEADLINE_EXCEEDED and never computed. A raising tail fails only its own batch
 (INTERNAL). Tails run in a thread pool, so torch work never blocks asyncio.
 
 Fast path: with no batching window (``max_queue_delay_ms`` 0 or ``max_batch_size``
-1), a frame that finds its branch queue empty and a worker free starts its tail at
-once, without the branch loop's wake-up. A branch whose tail is measured (moving
-average, timed inside the call) under ``inline_tail_below_ms`` runs on the event
+1), a frame that finds no frame waiting (in any branch) and a worker free starts
+its tail at once, without the branch loop's wake-up; frames that arrive while
+every worker is busy queue and batch as usual. A branch whose tail is measured (moving
+average, timed inside the call) under ``tail_inline_below_ms`` runs on the event
 loop itself: handing such a tail to a thread costs more than the tail does. Real
 model tails (milliseconds) never qualify; the first runs of a branch always go to
-the pool, so an unmeasured tail cannot block the loop.
+the pool, so an unmeasured tail cannot block the loop, and a tail that raises is
+forgotten (back to the pool until measured again).
 
 Lifetime: ``async with Batcher(tail, ...) as batcher:``; leaving the block refuses
 new frames (UNAVAILABLE), drains every admitted frame, then stops the branch loops
@@ -88,19 +90,19 @@ class Batcher:
         max_queue_delay_ms: float = 5.0,
         queue_capacity: int = 64,
         tail_workers: int = 1,
-        inline_tail_below_ms: float = 0.0,
+        tail_inline_below_ms: float = 0.0,
         observer: BatchObserver | None = None,
     ) -> None:
         if max_batch_size < 1 or queue_capacity < 1 or tail_workers < 1:
             raise ValueError("max_batch_size, queue_capacity and tail_workers must be >= 1")
-        if inline_tail_below_ms < 0:
-            raise ValueError("inline_tail_below_ms must not be negative")
+        if tail_inline_below_ms < 0:
+            raise ValueError("tail_inline_below_ms must not be negative")
         self._tail = tail
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_ms / 1000.0
         self.queue_capacity = queue_capacity
         self.tail_workers = tail_workers
-        self.inline_tail_below_ms = inline_tail_below_ms
+        self.tail_inline_below_ms = tail_inline_below_ms
         self._no_window = max_queue_delay_ms <= 0 or max_batch_size == 1
         self._tail_cost_ms: dict[tuple[str, str], float] = {}  # moving average per branch
         self._observer = observer
@@ -201,7 +203,8 @@ class Batcher:
         key = (model, branch)
         queue = self._queues.get(key)
         assert self._slots is not None and self._idle is not None
-        if self._no_window and (queue is None or not queue.items) and not self._slots.locked():
+        # Nothing waits anywhere (so no branch loop waits for a worker) and one is free.
+        if self._no_window and self._waiting == 0 and not self._slots.locked():
             return await self._start_now(key, item, deadline_ms)
         if queue is None:
             queue = self._queues[key] = _BranchQueue()
@@ -231,7 +234,7 @@ class Batcher:
     def inline_tail(self, model: str, branch: str) -> bool:
         """Whether this branch's tail now runs on the event loop (see the module doc)."""
         cost = self._tail_cost_ms.get((model, branch))
-        return cost is not None and cost < self.inline_tail_below_ms
+        return cost is not None and cost < self.tail_inline_below_ms
 
     async def _start_now(
         self, key: tuple[str, str], item: TailInput, deadline_ms: float
@@ -357,6 +360,7 @@ class Batcher:
                     _fail(p, Unavailable("server stopped while this frame's tail was running"))
                 raise
             except Exception as exc:
+                self._tail_cost_ms.pop(key, None)  # its cost is unknown again: the pool
                 log.exception("tail %s/%s failed on a batch of %d", model, branch, len(batch))
                 for p in batch:
                     _fail(p, InternalError(f"tail of {model}/{branch} failed: {exc!r}"))

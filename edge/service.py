@@ -116,7 +116,7 @@ class EdgeService:
             max_queue_delay_ms=batching.max_queue_delay_ms,
             queue_capacity=batching.queue_capacity,
             tail_workers=batching.tail_workers,
-            inline_tail_below_ms=batching.tail_inline_below_ms,
+            tail_inline_below_ms=batching.tail_inline_below_ms,
             observer=self._observe_batch,
         )
         if metrics is not None:

@@ -177,7 +177,7 @@ class ThreadTail:
 async def test_a_cheap_tail_moves_onto_the_event_loop_after_its_first_run():
     tail = ThreadTail()
     loop_thread = threading.get_ident()
-    async with Batcher(tail, max_queue_delay_ms=0, inline_tail_below_ms=50) as batcher:
+    async with Batcher(tail, max_queue_delay_ms=0, tail_inline_below_ms=50) as batcher:
         assert not batcher.inline_tail("m", "b")  # never measured: the pool
         results = [await batcher.submit("m", "b", _item(i)) for i in range(4)]
         assert batcher.inline_tail("m", "b")
@@ -191,7 +191,7 @@ async def test_a_cheap_tail_moves_onto_the_event_loop_after_its_first_run():
 async def test_a_slow_tail_stays_in_the_pool():
     tail = ThreadTail(delay_s=0.005)
     loop_thread = threading.get_ident()
-    async with Batcher(tail, max_queue_delay_ms=0, inline_tail_below_ms=1.0) as batcher:
+    async with Batcher(tail, max_queue_delay_ms=0, tail_inline_below_ms=1.0) as batcher:
         for i in range(3):
             await batcher.submit("m", "b", _item(i))
         assert not batcher.inline_tail("m", "b")
@@ -202,7 +202,7 @@ async def test_no_inline_tail_by_default_nor_with_a_batching_window():
     loop_thread = threading.get_ident()
     for kwargs in (
         {"max_queue_delay_ms": 0},
-        {"max_queue_delay_ms": 5, "inline_tail_below_ms": 50},
+        {"max_queue_delay_ms": 5, "tail_inline_below_ms": 50},
     ):
         tail = ThreadTail()
         async with Batcher(tail, **kwargs) as batcher:
@@ -214,13 +214,15 @@ async def test_no_inline_tail_by_default_nor_with_a_batching_window():
 async def test_a_raising_inline_tail_fails_only_its_frame():
     tail = ThreadTail(fail_tag=13)
     loop_thread = threading.get_ident()
-    async with Batcher(tail, max_queue_delay_ms=0, inline_tail_below_ms=50) as batcher:
+    async with Batcher(tail, max_queue_delay_ms=0, tail_inline_below_ms=50) as batcher:
         await batcher.submit("m", "b", _item(1))
         with pytest.raises(InternalError, match="poisoned input 13"):
             await batcher.submit("m", "b", _item(13))
+        assert not batcher.inline_tail("m", "b")  # a failure forgets the cost
         after = await batcher.submit("m", "b", _item(2))
         assert batcher.in_flight == 0
     assert tail.threads[1] == loop_thread
+    assert tail.threads[2] != loop_thread  # measured again in the pool
     assert after.prediction.scores[0] == 2
 
 
@@ -240,5 +242,5 @@ async def test_frames_queue_behind_a_busy_worker_instead_of_the_fast_path():
 
 
 def test_negative_inline_threshold_is_refused():
-    with pytest.raises(ValueError, match="inline_tail_below_ms"):
-        Batcher(ThreadTail(), inline_tail_below_ms=-1)
+    with pytest.raises(ValueError, match="tail_inline_below_ms"):
+        Batcher(ThreadTail(), tail_inline_below_ms=-1)

@@ -57,7 +57,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -252,6 +252,23 @@ class Scheduler:
             )
             for b in bins
         }
+        # Each tracked entry's every-frame sibling (same branch, bits, width, input size).
+        # Per-bin deltas, added up over several bins, can rate a tracked group far above
+        # detecting every frame; a tracked entry's lead over its sibling is capped at the
+        # lead the profile measured overall (none when tracking measured worse).
+        every_frame = {
+            replace(e.config, detection_interval=1): i
+            for i, e in enumerate(c)
+            if e.config.detection_interval == 1
+        }
+        pairs = [
+            (i, every_frame[replace(e.config, detection_interval=1)])
+            for i, e in enumerate(c)
+            if e.config.detection_interval > 1
+            and replace(e.config, detection_interval=1) in every_frame
+        ]
+        self._tracked_idx = np.array([t for t, _ in pairs], dtype=np.int64)
+        self._sibling_idx = np.array([f for _, f in pairs], dtype=np.int64)
         groups = sorted({e.load_group for e in c})
         self._group = np.array([groups.index(e.load_group) for e in c])
         self._switch = np.array([[self.profile.switch_ms(a, b) for b in groups] for a in groups])
@@ -365,7 +382,12 @@ class Scheduler:
                 delta = self._bin_delta.get(b)
                 if delta is not None:
                     acc += delta
-            acc = self._acc_by_bins[bins] = np.clip(acc, 0.0, 1.0)
+            acc = np.clip(acc, 0.0, 1.0)
+            if self._tracked_idx.size:
+                t, f = self._tracked_idx, self._sibling_idx
+                lead = np.maximum(0.0, self._acc[t] - self._acc[f])
+                acc[t] = np.minimum(acc[t], acc[f] + lead)
+            self._acc_by_bins[bins] = acc
         return acc
 
     def _tracker_ms(self) -> float:

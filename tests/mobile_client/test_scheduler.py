@@ -327,6 +327,34 @@ def test_content_features_shift_accuracy() -> None:
     assert d.interval == 1 and d.branch == "split@a"
 
 
+def test_added_bin_deltas_never_lift_tracking_above_detecting_every_frame() -> None:
+    # Measured overall, tracking loses 0.08; in each of two bins alone it looks better
+    # than detecting every frame. Added up, the deltas would rate it 0.9 against 0.72.
+    every = replace(SPLIT, accuracy_by_bin={"motion:0": 0.71, "object_count:0": 0.71})
+    tracked = replace(
+        SPLIT,
+        config=replace(SPLIT.config, detection_interval=4),
+        accuracy=0.62,
+        accuracy_by_bin={"motion:0": 0.76, "object_count:0": 0.76},
+    )
+    sched = Scheduler(profile(LOCAL, every, tracked), 100.0, learn_margin=False)
+    still = Detections(
+        np.array([[10, 10, 50, 50]], np.float32), np.ones(1, np.float32), np.ones(1, np.int64)
+    )
+    for i in range(3):
+        sched.observe(sched.pick(i / 30), FrameOutcome(i, "split@a", "local", prediction=still))
+    _, _, acc = sched.predict(0.2)
+    keys = [c.config.key for c in sched.candidates]
+    k1, k4 = keys.index("split@a/8b/w1/native/k1"), keys.index("split@a/8b/w1/native/k4")
+    assert acc[k1] == pytest.approx(0.72)  # 0.7 + 0.01 + 0.01
+    assert acc[k4] == pytest.approx(0.72)  # capped: not 0.62 + 0.14 + 0.14 = 0.9
+    # A lead that the profile measured overall is kept.
+    leading = replace(tracked, accuracy=0.75)
+    sched = Scheduler(profile(LOCAL, every, leading), 100.0, learn_margin=False)
+    _, _, acc = sched.predict(0.0)
+    assert acc[k4] == pytest.approx(0.75)
+
+
 # ------------------------------------------------------------------ stability
 
 

@@ -203,12 +203,6 @@ class Batcher:
         key = (model, branch)
         queue = self._queues.get(key)
         assert self._slots is not None and self._idle is not None
-        # Nothing waits anywhere (so no branch loop waits for a worker) and one is free.
-        if self._no_window and self._waiting == 0 and not self._slots.locked():
-            return await self._start_now(key, item, deadline_ms)
-        if queue is None:
-            queue = self._queues[key] = _BranchQueue()
-            self._spawn(self._loops, self._branch_loop(key, queue), f"batcher:{model}/{branch}")
         now = time.monotonic()
         pending = _Pending(
             item=item,
@@ -217,13 +211,28 @@ class Batcher:
             deadline_s=now + deadline_ms / 1000.0 if deadline_ms > 0 else None,
             budget_ms=deadline_ms,
         )
-        queue.items.append(pending)
-        queue.arrived.set()
-        self._waiting += 1
         self._in_flight += 1
-        assert self._idle is not None
         self._idle.clear()
         try:
+            # Nothing waits anywhere (so no branch loop waits for a worker) and one is free:
+            # the fast path, a batch of one started without the branch loop.
+            if self._no_window and self._waiting == 0 and not self._slots.locked():
+                await self._slots.acquire()  # free, as just checked: does not yield
+                if self.inline_tail(model, branch):
+                    await self._run_tail(key, [pending], inline=True)
+                else:
+                    self._spawn(
+                        self._tails, self._run_tail(key, [pending]), f"tail:{model}/{branch}"
+                    )
+            else:
+                if queue is None:
+                    queue = self._queues[key] = _BranchQueue()
+                    self._spawn(
+                        self._loops, self._branch_loop(key, queue), f"batcher:{model}/{branch}"
+                    )
+                queue.items.append(pending)
+                queue.arrived.set()
+                self._waiting += 1
             # A cancelled caller cancels the future; the branch loop then skips it.
             return await pending.future
         finally:
@@ -235,33 +244,6 @@ class Batcher:
         """Whether this branch's tail now runs on the event loop (see the module doc)."""
         cost = self._tail_cost_ms.get((model, branch))
         return cost is not None and cost < self.tail_inline_below_ms
-
-    async def _start_now(
-        self, key: tuple[str, str], item: TailInput, deadline_ms: float
-    ) -> BatchResult:
-        """The fast path: a batch of one, started without the branch loop."""
-        assert self._slots is not None and self._idle is not None
-        await self._slots.acquire()  # free (checked by the caller): does not yield
-        now = time.monotonic()
-        pending = _Pending(
-            item=item,
-            future=asyncio.get_running_loop().create_future(),
-            enqueued_s=now,
-            deadline_s=now + deadline_ms / 1000.0 if deadline_ms > 0 else None,
-            budget_ms=deadline_ms,
-        )
-        self._in_flight += 1
-        self._idle.clear()
-        try:
-            if self.inline_tail(*key):
-                await self._run_tail(key, [pending], inline=True)
-            else:
-                self._spawn(self._tails, self._run_tail(key, [pending]), f"tail:{key[0]}/{key[1]}")
-            return await pending.future
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
 
     # ------------------------------------------------------------ loops
 

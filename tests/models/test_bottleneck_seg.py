@@ -125,16 +125,19 @@ def test_listing_models_names_bottleneck_seg_without_importing_torch():
     assert out.stdout.split() == ["True", "False"]
 
 
+# A student small enough for a test: 6 channels, two widths, 96x128 frames.
+TINY_STUDENT = dict(
+    teacher=TEACHER,
+    teacher_options=SMALL,
+    channels=6,
+    widths=(0.5, 1.0),
+    batch_size=2,
+    size_hw=(96, 128),
+)
+
+
 def test_a_tiny_ghnd_seg_run_lowers_its_loss():
-    config = SegDistillConfig(
-        teacher=TEACHER,
-        teacher_options=SMALL,
-        channels=6,
-        widths=(0.5, 1.0),
-        iterations=30,
-        batch_size=2,
-        size_hw=(96, 128),
-    )
+    config = SegDistillConfig(iterations=30, **TINY_STUDENT)
     student, record = distill_seg(config, progress=False)
     assert record["loss_last"] < 0.8 * record["loss_first"], record
     assert not student.training and record["ghnd_features"] == ["backbone.2", "backbone.12"]
@@ -196,17 +199,11 @@ def test_seg_fine_tuning_starts_from_the_init_student(tmp_path):
     from splitedge.models.bottleneck import save_student
     from splitedge.models.distill_seg import recipe_line
 
-    small = dict(
-        teacher=TEACHER,
-        teacher_options=SMALL,
-        channels=6,
-        widths=(0.5, 1.0),
-        batch_size=2,
-        size_hw=(96, 128),
-    )
-    base, _ = distill_seg(SegDistillConfig(iterations=2, **small), progress=False)
+    base, _ = distill_seg(SegDistillConfig(iterations=2, **TINY_STUDENT), progress=False)
     path = save_student(base, tmp_path / "base.pt", TEACHER, {"recipe": "seg base"})
-    config = SegDistillConfig(iterations=3, init=str(path), task_weight=0.5, lr=1e-2, **small)
+    config = SegDistillConfig(
+        iterations=3, init=str(path), task_weight=0.5, lr=1e-2, **TINY_STUDENT
+    )
     tuned, record = distill_seg(config, progress=False)
     assert tuned.config == base.config
     assert record["init_recipe"] == "seg base" and record["task_weight"] == 0.5

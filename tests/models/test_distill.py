@@ -24,19 +24,23 @@ TEACHER = "fasterrcnn_mobilenet_v3_small_fpn_lite"
 SMALL = {"min_size": 96, "max_size": 128}
 
 
-@pytest.mark.parametrize("loss", ["hnd", "ghnd"])
-def test_a_tiny_run_lowers_its_loss(loss):
-    config = DistillConfig(
-        loss=loss,
+def _tiny_config(**kwargs) -> DistillConfig:
+    base = dict(
         teacher=TEACHER,
         teacher_options=SMALL,
         channels=6,
         widths=(0.5, 1.0),
-        iterations=30,
+        iterations=3,
         batch_size=2,
         size_hw=(96, 128),
         lr=3e-3,
     )
+    return DistillConfig(**(base | kwargs))
+
+
+@pytest.mark.parametrize("loss", ["hnd", "ghnd"])
+def test_a_tiny_run_lowers_its_loss(loss):
+    config = _tiny_config(loss=loss, iterations=30)
     student, record = distill(config, progress=False)
     assert record["loss_last"] < 0.8 * record["loss_first"], record
     assert not student.training
@@ -98,20 +102,6 @@ def test_cli_tiny_recipe_writes_a_small_checkpoint_and_a_loadable_zoo_entry(tmp_
     model = zoo.load("s-tiny", tmp_path)
     assert model.name == "zoo:s-tiny"
     assert "bottleneck-12-w0.25-4bit" in model.branches
-
-
-def _tiny_config(**kwargs) -> DistillConfig:
-    base = dict(
-        teacher=TEACHER,
-        teacher_options=SMALL,
-        channels=6,
-        widths=(0.5, 1.0),
-        iterations=3,
-        batch_size=2,
-        size_hw=(96, 128),
-        lr=3e-3,
-    )
-    return DistillConfig(**(base | kwargs))
 
 
 def test_teacher_detection_loss_reaches_the_features_and_leaves_the_teacher_in_eval():

@@ -135,18 +135,16 @@ def train_student(
     ghnd: bool,
     label: str,
     progress: bool = True,
-    init: Any = None,
     task_loss: Any = None,
-    task_weight: float = 0.0,
 ) -> tuple[Any, dict[str, Any]]:
     """The distillation loop shared by the detector and segmenter recipes.
 
     ``rest`` is the frozen teacher after the split (``teacher_split_feature(batch)``
     and ``rest(split_feature) -> {name: feature}``); ``preprocess`` turns frames into
     the teacher's input batch. HND (``ghnd=False``) matches the split feature only;
-    GHND every feature ``rest`` returns. ``init``: a trained :class:`Student` to
+    GHND every feature ``rest`` returns. ``config.init`` names a trained student to
     start from (its bottleneck must match ``config``). ``task_loss(rebuilt, batch,
-    image_sizes, frames)`` (GHND only), weighted by ``task_weight``, is added to the
+    image_sizes, frames)`` (GHND only), times ``config.task_weight``, is added to the
     feature loss. Returns (student in eval mode, record).
     """
     import torch
@@ -157,6 +155,8 @@ def train_student(
     from splitedge.models.split import image_to_tensor
     from splitedge.models.teacher_data import scene_of, training_batch
 
+    init, init_record = init_student(config)
+    task_weight = config.task_weight if task_loss is not None else 0.0
     torch.set_num_threads(config.threads)
     for p in rest.parameters():
         p.requires_grad_(False)
@@ -212,7 +212,7 @@ def train_student(
             else:
                 rebuilt = rest(decoded)
                 loss = sum(F.mse_loss(rebuilt[k], targets[k]) for k in targets)
-                if task_loss is not None and task_weight > 0:
+                if task_weight > 0:
                     loss = loss + task_weight * task_loss(rebuilt, batch, image_sizes, frames)
             loss.backward()
             step_loss += float(loss.detach())
@@ -239,6 +239,8 @@ def train_student(
         "loss_last": round(float(np.mean(losses[-window:])), 5),
         "wall_time_s": round(time.perf_counter() - start, 1),
         "machine": f"{platform.machine()} {platform.system()}, torch {torch.__version__}",
+        **init_record,
+        "task_weight": task_weight,
     }
     return student.eval(), record
 
@@ -277,28 +279,21 @@ def teacher_detection_loss(torch_model: Any) -> Any:
     return loss
 
 
-def load_init_student(init: str) -> tuple[Any, dict[str, Any]]:
-    """``--init``: a student checkpoint path, or ``zoo:<entry>`` for a zoo student's."""
+def init_student(config: StudentConfig) -> tuple[Any, dict[str, Any]]:
+    """``--init`` (a checkpoint path or ``zoo:<entry>``): (student, fields for the
+    training record); (None, {}) without it."""
     from splitedge.models import zoo
     from splitedge.models.bottleneck import BottleneckCheckpointError, load_student
 
-    path: str | Path = init
-    if init.startswith("zoo:"):
-        try:
-            path = zoo.get_entry(init[4:]).checkpoint_path()
-        except zoo.ZooError as exc:
-            raise DistillConfigError(f"--init {init}: {exc}") from exc
-    try:
-        return load_student(path)
-    except BottleneckCheckpointError as exc:
-        raise DistillConfigError(f"--init: {exc}") from exc
-
-
-def init_student(config: StudentConfig) -> tuple[Any, dict[str, Any]]:
-    """(student, fields for the training record) of ``--init``; (None, {}) without it."""
     if not config.init:
         return None, {}
-    student, meta = load_init_student(config.init)
+    path: str | Path = config.init
+    try:
+        if config.init.startswith("zoo:"):
+            path = zoo.get_entry(config.init[4:]).checkpoint_path()
+        student, meta = load_student(path)
+    except (zoo.ZooError, BottleneckCheckpointError) as exc:
+        raise DistillConfigError(f"--init {config.init}: {exc}") from exc
     if meta.get("teacher") not in ("", config.teacher):
         raise DistillConfigError(
             f"--init student was distilled from {meta['teacher']}, not {config.teacher}"
@@ -311,7 +306,6 @@ def distill(config: DistillConfig, progress: bool = True) -> tuple[Any, dict[str
     from splitedge.models.bottleneck_split import build_teacher, teacher_rest
     from splitedge.models.detection import DetectionPreprocess
 
-    init, init_record = init_student(config)
     teacher = build_teacher(config.teacher, config.teacher_options)
     rest = teacher_rest(teacher)
     torch_model = teacher.torch_model  # type: ignore[attr-defined]
@@ -324,11 +318,8 @@ def distill(config: DistillConfig, progress: bool = True) -> tuple[Any, dict[str
         ghnd=config.loss == "ghnd",
         label=config.loss,
         progress=progress,
-        init=init,
         task_loss=teacher_detection_loss(torch_model) if config.task_weight > 0 else None,
-        task_weight=config.task_weight,
     )
-    record.update(init_record, task_weight=config.task_weight)
     record["ghnd_features"] = (
         ["backbone.body.3", "backbone.body.8", "backbone.body.12"]
         if config.loss == "ghnd"

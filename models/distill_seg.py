@@ -22,7 +22,6 @@ from splitedge.models.distill import (
     StudentConfig,
     add_student_arguments,
     common_config,
-    init_student,
     save_and_record,
     train_student,
 )
@@ -69,7 +68,6 @@ def distill_seg(config: SegDistillConfig, progress: bool = True) -> tuple[Any, d
     from splitedge.models.bottleneck_seg import CODE_STRIDE, build_seg_teacher, seg_teacher_rest
     from splitedge.models.segmentation import SegmentationPreprocess
 
-    init, init_record = init_student(config)
     teacher = build_seg_teacher(config.teacher, config.teacher_options)
     rest = seg_teacher_rest(teacher)
     preprocess = SegmentationPreprocess(teacher.min_size, teacher.max_size).eval()
@@ -81,11 +79,8 @@ def distill_seg(config: SegDistillConfig, progress: bool = True) -> tuple[Any, d
         ghnd=True,
         label=RECIPE,
         progress=progress,
-        init=init,
         task_loss=teacher_segmentation_loss(rest.classifier) if config.task_weight > 0 else None,
-        task_weight=config.task_weight,
     )
-    record.update(init_record, task_weight=config.task_weight)
     record["task"] = "segmentation"
     record["ghnd_features"] = list(GHND_FEATURES)
     return student, record

@@ -151,7 +151,7 @@ def test_fine_tuning_starts_from_the_init_student_and_records_it(tmp_path):
     [
         ({"channels": 8}, "channels 6 \\(checkpoint\\) != 8 \\(recipe\\)"),
         ({"widths": (1.0,)}, "widths"),
-        ({"teacher": "fasterrcnn_mobilenet_v3_large_fpn"}, "was distilled from"),
+        ({"teacher": "zoo:teacher-frcnn-small"}, "was distilled from"),
     ],
 )
 def test_an_init_student_that_does_not_fit_is_refused(tmp_path, kwargs, fragment):

@@ -50,3 +50,12 @@ def test_fine_tuned_entry_records_its_two_stage_recipe_and_branch_profiles():
     profile = model.profiles[BRANCH]
     assert profile.accuracy_metric == "mAP@[.5:.95]" and 0 < profile.accuracy < 1
     assert 0 < profile.bytes_per_frame < 0.1 * entry.metrics["jpeg95_bytes_mean"]
+
+
+def test_bottleneck_benchmark_refuses_a_frame_count_under_one(capsys):
+    from benchmarks import bottleneck
+
+    with pytest.raises(SystemExit) as exit_info:
+        bottleneck.main(["--frames", "0"])
+    assert exit_info.value.code == 2
+    assert "--frames must be at least 1, got 0" in capsys.readouterr().err

@@ -14,10 +14,11 @@ Fast path: with no batching window (``max_queue_delay_ms`` 0 or ``max_batch_size
 its tail at once, without the branch loop's wake-up; frames that arrive while
 every worker is busy queue and batch as usual. A branch whose tail is measured (moving
 average, timed inside the call) under ``tail_inline_below_ms`` runs on the event
-loop itself: handing such a tail to a thread costs more than the tail does. Real
-model tails (milliseconds) never qualify; the first runs of a branch always go to
-the pool, so an unmeasured tail cannot block the loop, and a tail that raises is
-forgotten (back to the pool until measured again).
+loop itself, synchronously (:meth:`Batcher.run_now`, also open to callers that want
+the whole answer without awaiting): handing such a tail to a thread costs more than
+the tail does. Real model tails (milliseconds) never qualify; the first runs of a
+branch always go to the pool, so an unmeasured tail cannot block the loop, and a
+tail that raises is forgotten (back to the pool until measured again).
 
 Lifetime: ``async with Batcher(tail, ...) as batcher:``; leaving the block refuses
 new frames (UNAVAILABLE), drains every admitted frame, then stops the branch loops
@@ -200,6 +201,9 @@ class Batcher:
                 f"admission queue full ({self.queue_capacity} frames waiting for a tail); "
                 "retry later or lower the frame rate"
             )
+        now_result = self.run_now(model, branch, item)
+        if now_result is not None:
+            return now_result
         key = (model, branch)
         queue = self._queues.get(key)
         assert self._slots is not None and self._idle is not None
@@ -218,12 +222,7 @@ class Batcher:
             # the fast path, a batch of one started without the branch loop.
             if self._no_window and self._waiting == 0 and not self._slots.locked():
                 await self._slots.acquire()  # free, as just checked: does not yield
-                if self.inline_tail(model, branch):
-                    await self._run_tail(key, [pending], inline=True)
-                else:
-                    self._spawn(
-                        self._tails, self._run_tail(key, [pending]), f"tail:{model}/{branch}"
-                    )
+                self._spawn(self._tails, self._run_tail(key, [pending]), f"tail:{model}/{branch}")
             else:
                 if queue is None:
                     queue = self._queues[key] = _BranchQueue()
@@ -244,6 +243,38 @@ class Batcher:
         """Whether this branch's tail now runs on the event loop (see the module doc)."""
         cost = self._tail_cost_ms.get((model, branch))
         return cost is not None and cost < self.tail_inline_below_ms
+
+    def can_run_now(self, model: str, branch: str) -> bool:
+        """Whether :meth:`run_now` would run this branch's next frame right away."""
+        return (
+            self._no_window
+            and self._waiting == 0
+            and not self._closing
+            and self._slots is not None
+            and not self._slots.locked()
+            and self.inline_tail(model, branch)
+        )
+
+    def run_now(self, model: str, branch: str, item: TailInput) -> BatchResult | None:
+        """Run one frame's tail synchronously on the event loop, or None if it must queue.
+
+        It runs when :meth:`can_run_now` holds: the fast path applies and the branch's
+        tail is measured under ``tail_inline_below_ms``. Nothing else runs meanwhile,
+        so the frame needs no admission slot and no future. A raising tail raises
+        INTERNAL here and is forgotten, like a failed batch.
+        """
+        if not self.can_run_now(model, branch):
+            return None
+        key = (model, branch)
+        start_s = time.monotonic()
+        try:
+            predictions, cost_ms = self._timed_tail(model, branch, [item])
+            self._account(key, predictions, 1, cost_ms)
+        except Exception as exc:
+            raise self._tail_failed(key, 1, exc) from exc
+        end_s = time.monotonic()
+        self._observe(key, 1, start_s, end_s)
+        return BatchResult(predictions[0], 0.0, (end_s - start_s) * 1000.0, 1)
 
     # ------------------------------------------------------------ loops
 
@@ -313,9 +344,28 @@ class Batcher:
         predictions = self._tail(model, branch, items)
         return predictions, (time.perf_counter() - t0) * 1000.0
 
-    async def _run_tail(
-        self, key: tuple[str, str], batch: list[_Pending], *, inline: bool = False
+    def _account(
+        self, key: tuple[str, str], predictions: Sequence[Prediction], size: int, cost_ms: float
     ) -> None:
+        """Fold a run's cost into the branch's moving average; check the prediction count."""
+        previous = self._tail_cost_ms.get(key)
+        self._tail_cost_ms[key] = cost_ms if previous is None else 0.8 * previous + 0.2 * cost_ms
+        if len(predictions) != size:
+            raise RuntimeError(f"returned {len(predictions)} predictions for {size} inputs")
+
+    def _tail_failed(self, key: tuple[str, str], size: int, exc: Exception) -> InternalError:
+        self._tail_cost_ms.pop(key, None)  # its cost is unknown again: the pool
+        log.exception("tail %s/%s failed on a batch of %d", key[0], key[1], size)
+        return InternalError(f"tail of {key[0]}/{key[1]} failed: {exc!r}")
+
+    def _observe(self, key: tuple[str, str], size: int, start_s: float, end_s: float) -> None:
+        if self._observer is not None:
+            try:
+                self._observer(key[0], key[1], size, start_s, end_s)
+            except Exception:
+                log.exception("batch observer failed")
+
+    async def _run_tail(self, key: tuple[str, str], batch: list[_Pending]) -> None:
         assert self._slots is not None and self._executor is not None
         model, branch = key
         loop = asyncio.get_running_loop()
@@ -323,29 +373,18 @@ class Batcher:
         try:
             start_s = time.monotonic()
             try:
-                if inline:
-                    predictions, cost_ms = self._timed_tail(model, branch, items)
-                else:
-                    predictions, cost_ms = await loop.run_in_executor(
-                        self._executor, self._timed_tail, model, branch, items
-                    )
-                previous = self._tail_cost_ms.get(key)
-                self._tail_cost_ms[key] = (
-                    cost_ms if previous is None else 0.8 * previous + 0.2 * cost_ms
+                predictions, cost_ms = await loop.run_in_executor(
+                    self._executor, self._timed_tail, model, branch, items
                 )
-                if len(predictions) != len(batch):
-                    raise RuntimeError(
-                        f"returned {len(predictions)} predictions for {len(batch)} inputs"
-                    )
+                self._account(key, predictions, len(items), cost_ms)
             except asyncio.CancelledError:
                 for p in batch:
                     _fail(p, Unavailable("server stopped while this frame's tail was running"))
                 raise
             except Exception as exc:
-                self._tail_cost_ms.pop(key, None)  # its cost is unknown again: the pool
-                log.exception("tail %s/%s failed on a batch of %d", model, branch, len(batch))
+                error = self._tail_failed(key, len(batch), exc)
                 for p in batch:
-                    _fail(p, InternalError(f"tail of {model}/{branch} failed: {exc!r}"))
+                    _fail(p, error)
                 return
             end_s = time.monotonic()
             tail_ms = (end_s - start_s) * 1000.0
@@ -353,11 +392,7 @@ class Batcher:
                 if not p.future.done():
                     queue_ms = (start_s - p.enqueued_s) * 1000.0
                     p.future.set_result(BatchResult(prediction, queue_ms, tail_ms, len(batch)))
-            if self._observer is not None:
-                try:
-                    self._observer(model, branch, len(batch), start_s, end_s)
-                except Exception:
-                    log.exception("batch observer failed")
+            self._observe(key, len(batch), start_s, end_s)
         finally:
             self._slots.release()
 

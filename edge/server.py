@@ -68,6 +68,18 @@ def frame_from_pb(m: pb.FrameRequest) -> Frame:
     )
 
 
+def _internal_error(frame: Frame | Outcome, exc: Exception) -> pb.FrameResult:
+    """The answer for a frame whose handling hit a bug: INTERNAL, logged with the trace."""
+    log.error("frame %d failed", frame.frame_id, exc_info=exc)
+    return pb.FrameResult(
+        frame_id=frame.frame_id,
+        model=frame.model,
+        branch=frame.branch,
+        status_code=grpc.StatusCode.INTERNAL.value[0],
+        status_message=f"internal error: {exc!r}",
+    )
+
+
 def result_to_pb(outcome: Outcome) -> pb.FrameResult:
     t = outcome.timing
     result = pb.FrameResult(
@@ -170,14 +182,18 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
         self._stopping = stopping
         self._depth = depth
 
-    async def _answer(self, request: pb.FrameRequest) -> Outcome:
+    def _frame(self, request: pb.FrameRequest) -> Frame | Outcome:
+        """The domain frame, or the refusal (counted) of a request the wire cannot mean."""
         try:
-            frame = frame_from_pb(request)
+            return frame_from_pb(request)
         except RequestError as error:
             outcome = Outcome(request.frame_id, request.model, request.branch, error=error)
             self._service.record(outcome)
             return outcome
-        return await self._service.process(frame)
+
+    async def _answer(self, request: pb.FrameRequest) -> Outcome:
+        frame = self._frame(request)
+        return frame if isinstance(frame, Outcome) else await self._service.process(frame)
 
     async def Infer(
         self, request: pb.FrameRequest, context: grpc.aio.ServicerContext
@@ -199,28 +215,49 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
         """
         frames: set[asyncio.Task[None]] = set()
         write_lock = asyncio.Lock()
+        # The reader answers some frames itself; it is only cancelled while it waits for
+        # a request, never in the middle of writing an answer.
+        answering = False
+        stop_reading = False
 
-        async def answer(request: pb.FrameRequest) -> None:
-            try:
-                result = result_to_pb(await self._answer(request))
-            except Exception as exc:  # a bug must cost one frame, not the stream
-                log.exception("frame %d failed", request.frame_id)
-                result = pb.FrameResult(
-                    frame_id=request.frame_id,
-                    model=request.model,
-                    branch=request.branch,
-                    status_code=grpc.StatusCode.INTERNAL.value[0],
-                    status_message=f"internal error: {exc!r}",
-                )
+        async def send(result: pb.FrameResult) -> None:
             async with write_lock:
                 try:
                     await context.write(result)
                 except Exception as exc:  # the client went away; its frames are its own
-                    log.debug("frame %d: answer not delivered: %r", request.frame_id, exc)
+                    log.debug("frame %d: answer not delivered: %r", result.frame_id, exc)
+
+        async def answer(frame: Frame) -> None:
+            try:
+                result = result_to_pb(await self._service.process(frame))
+            except Exception as exc:  # a bug must cost one frame, not the stream
+                result = _internal_error(frame, exc)
+            await send(result)
 
         async def read() -> None:
+            nonlocal answering
             async for request in request_iterator:
-                task = asyncio.create_task(answer(request), name=f"frame:{request.frame_id}")
+                frame = self._frame(request)
+                # A frame the service can answer without leaving the loop is answered
+                # here: a task per frame would cost more than such a frame's work.
+                try:
+                    outcome = (
+                        frame if isinstance(frame, Outcome) else self._service.process_now(frame)
+                    )
+                    result = None if outcome is None else result_to_pb(outcome)
+                except Exception as exc:  # a bug must cost one frame, not the stream
+                    result = _internal_error(frame, exc)
+                if result is not None:
+                    answering = True
+                    try:
+                        await send(result)
+                    finally:
+                        answering = False
+                    if stop_reading:
+                        return
+                    continue
+                assert isinstance(frame, Frame)  # a refusal always has its result
+                task = asyncio.create_task(answer(frame), name=f"frame:{frame.frame_id}")
                 frames.add(task)
                 task.add_done_callback(frames.discard)
 
@@ -230,6 +267,9 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
             done, _ = await asyncio.wait({reader, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if reader in done:
                 reader.result()  # re-raises a failed read
+            stop_reading = True
+            if answering:
+                await reader  # ends after the answer it is writing
             reader.cancel()
             while frames:
                 await asyncio.wait(set(frames))

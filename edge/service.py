@@ -21,13 +21,19 @@ from types import TracebackType
 
 import numpy as np
 
-from splitedge.edge.batcher import Batcher
+from splitedge.edge.batcher import Batcher, BatchResult
 from splitedge.edge.config import BatchingConfig
 from splitedge.edge.errors import DeadlineExceeded, InternalError, RequestError, Unavailable
 from splitedge.edge.metrics import Metrics
 from splitedge.edge.registry import Frame, ModelRegistry
 from splitedge.edge.stats import BranchSnapshot, ServerStats
-from splitedge.models.types import Detections, Prediction, SegmentationMask, TailInput
+from splitedge.models.types import (
+    BranchSpec,
+    Detections,
+    Prediction,
+    SegmentationMask,
+    TailInput,
+)
 from splitedge.proto import codec
 from splitedge.proto.codec import EncodedImage, EncodedTensor
 
@@ -84,6 +90,20 @@ class ServerStatus:
     branches: tuple[tuple[BranchSnapshot, int], ...]  # (stats, queue depth) per served branch
 
 
+def _remaining_ms(frame: Frame, arrival: float) -> float:
+    """What is left of the frame's budget (0 = none); DEADLINE_EXCEEDED if nothing is.
+
+    The budget counts from arrival, so decoding spends it too."""
+    if frame.deadline_ms <= 0:
+        return 0.0
+    left_ms = frame.deadline_ms - (time.perf_counter() - arrival) * 1000.0
+    if left_ms <= 0:
+        raise DeadlineExceeded(
+            f"the frame's {frame.deadline_ms:.0f} ms budget ran out while decoding"
+        )
+    return left_ms
+
+
 def describe_device(device: str) -> str:
     """``"cuda:0 (NVIDIA H100)"`` or ``"cpu"``, for Status."""
     torch = sys.modules.get("torch")
@@ -122,6 +142,8 @@ class EdgeService:
         if metrics is not None:
             metrics.queue_depth.set_function(lambda: self.batcher.queue_depth)
         self._accepting = True
+        # Branches whose last output was detections: candidates for process_now.
+        self._plain_outputs: set[tuple[str, str]] = set()
 
     async def __aenter__(self) -> EdgeService:
         await self.batcher.__aenter__()
@@ -148,44 +170,95 @@ class EdgeService:
 
     async def process(self, frame: Frame) -> Outcome:
         """Answer one frame; never raises a RequestError (it is in the outcome)."""
+        outcome = self.process_now(frame)
+        if outcome is not None:
+            return outcome
         arrival = time.perf_counter()
         outcome = Outcome(frame.frame_id, frame.model, frame.branch)
         timing = outcome.timing
         try:
-            if not self._accepting:
-                raise Unavailable("server is shutting down; send this frame elsewhere")
-            spec = self.registry.check(frame)
+            spec, payload_bytes = self._admit(frame)
             t0 = time.perf_counter()
-            payload_bytes = sum(len(t.data) for t in frame.tensors) + (
-                len(frame.image.data) if frame.image is not None else 0
-            )
             if payload_bytes < _INLINE_DECODE_BYTES:
                 item = self.registry.decode(frame, spec)
             else:
                 item = await asyncio.to_thread(self.registry.decode, frame, spec)
             timing.decode_ms = (time.perf_counter() - t0) * 1000.0
-            deadline_ms = 0.0
-            if frame.deadline_ms > 0:
-                # The budget counts from arrival, so decoding spends it too.
-                deadline_ms = frame.deadline_ms - (time.perf_counter() - arrival) * 1000.0
-                if deadline_ms <= 0:
-                    raise DeadlineExceeded(
-                        f"the frame's {frame.deadline_ms:.0f} ms budget ran out while decoding"
-                    )
+            deadline_ms = _remaining_ms(frame, arrival)
             result = await self.batcher.submit(
                 frame.model, frame.branch, item, deadline_ms=deadline_ms
             )
-            timing.queue_ms, timing.tail_ms = result.queue_ms, result.tail_ms
-            timing.batch_size = result.batch_size
             t0 = time.perf_counter()
-            outcome.output = await self._encode(result.prediction, frame)
-            timing.encode_ms = (time.perf_counter() - t0) * 1000.0
+            if isinstance(result.prediction, Detections):
+                output: Output = result.prediction
+            else:
+                output = await asyncio.to_thread(self._encode, result.prediction, frame)
+            self._answered(outcome, result, output, t0)
         except RequestError as error:
-            outcome.error = error
-            log.debug("frame %d %s/%s: %s", frame.frame_id, frame.model, frame.branch, error)
+            self._refused(outcome, error)
         timing.server_total_ms = (time.perf_counter() - arrival) * 1000.0
         self.record(outcome)
         return outcome
+
+    def process_now(self, frame: Frame) -> Outcome | None:
+        """The whole answer without leaving the event loop, or None (then use :meth:`process`).
+
+        Only for a branch whose last output was detections (they need no encoding)
+        and whose tail the batcher runs inline right now, with a payload small
+        enough to decode inline: then nothing here can block the loop for long, and
+        the frame skips every task hand-off. Refusals count as answers.
+        """
+        key = (frame.model, frame.branch)
+        if not (self._accepting and key in self._plain_outputs):
+            return None
+        if not self.batcher.can_run_now(frame.model, frame.branch):
+            return None
+        arrival = time.perf_counter()
+        outcome = Outcome(frame.frame_id, frame.model, frame.branch)
+        try:
+            spec, payload_bytes = self._admit(frame)
+            if payload_bytes >= _INLINE_DECODE_BYTES:
+                return None
+            t0 = time.perf_counter()
+            item = self.registry.decode(frame, spec)
+            outcome.timing.decode_ms = (time.perf_counter() - t0) * 1000.0
+            _remaining_ms(frame, arrival)
+            result = self.batcher.run_now(frame.model, frame.branch, item)
+            assert result is not None, "can_run_now held and nothing ran in between"
+            t0 = time.perf_counter()
+            self._answered(outcome, result, self._encode(result.prediction, frame), t0)
+        except RequestError as error:
+            self._refused(outcome, error)
+        outcome.timing.server_total_ms = (time.perf_counter() - arrival) * 1000.0
+        self.record(outcome)
+        return outcome
+
+    def _admit(self, frame: Frame) -> tuple[BranchSpec, int]:
+        """The frame's branch and payload size, once everything checkable undecoded is."""
+        if not self._accepting:
+            raise Unavailable("server is shutting down; send this frame elsewhere")
+        spec = self.registry.check(frame)
+        payload_bytes = sum(len(t.data) for t in frame.tensors) + (
+            len(frame.image.data) if frame.image is not None else 0
+        )
+        return spec, payload_bytes
+
+    def _answered(self, outcome: Outcome, result: BatchResult, output: Output, t0: float) -> None:
+        timing = outcome.timing
+        timing.queue_ms, timing.tail_ms = result.queue_ms, result.tail_ms
+        timing.batch_size = result.batch_size
+        timing.encode_ms = (time.perf_counter() - t0) * 1000.0
+        outcome.output = output
+        key = (outcome.model, outcome.branch)
+        if isinstance(output, Detections):
+            self._plain_outputs.add(key)
+        else:
+            self._plain_outputs.discard(key)
+
+    @staticmethod
+    def _refused(outcome: Outcome, error: RequestError) -> None:
+        outcome.error = error
+        log.debug("frame %d %s/%s: %s", outcome.frame_id, outcome.model, outcome.branch, error)
 
     def record(self, outcome: Outcome) -> None:
         """Count an answered frame (also for frames refused before they became a Frame)."""
@@ -215,14 +288,16 @@ class EdgeService:
         if self.metrics is not None:
             self.metrics.observe_batch(model, branch, batch_size, end_s - start_s)
 
-    async def _encode(self, prediction: Prediction, frame: Frame) -> Output:
+    @staticmethod
+    def _encode(prediction: Prediction, frame: Frame) -> Output:
+        """The wire form of a tail's output (masks as PNG, arrays as tensors): CPU work."""
         try:
             if isinstance(prediction, Detections):
                 return prediction
             if isinstance(prediction, SegmentationMask):
-                return await asyncio.to_thread(codec.encode_image, prediction.mask, "png")
+                return codec.encode_image(prediction.mask, "png")
             if isinstance(prediction, np.ndarray):
-                return await asyncio.to_thread(codec.encode_tensor, prediction, "output")
+                return codec.encode_tensor(prediction, "output")
         except codec.CodecError as exc:
             raise InternalError(f"cannot encode the tail's output: {exc}") from exc
         raise InternalError(

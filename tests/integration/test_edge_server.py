@@ -109,6 +109,23 @@ async def stub(edge):
         yield pb_grpc.EdgeInferenceStub(channel)
 
 
+@pytest.fixture(scope="module")
+def fast_edge(tmp_path_factory):
+    # No batching window: once measured, echo's tail runs inline and a stream's frames
+    # are answered by its reader, without a task per frame (EdgeService.process_now).
+    folder = tmp_path_factory.mktemp("fast-edge")
+    config = folder / "edge.toml"
+    config.write_text('[batching]\nmax_queue_delay_ms = 0.0\n\n[[models]]\nname = "echo"\n')
+    with EdgeServerProcess(["--config", str(config)], folder / "edge.log") as proc:
+        yield proc
+
+
+@pytest.fixture
+async def fast_stub(fast_edge):
+    async with grpc.aio.insecure_channel(fast_edge.address) as channel:
+        yield pb_grpc.EdgeInferenceStub(channel)
+
+
 # ---------------------------------------------------------------- requests
 
 
@@ -249,7 +266,14 @@ async def test_bad_infer_gets_its_status_and_server_goes_on(stub, case):
     assert (await stub.Infer(split_frame(2))).status_code == 0
 
 
-async def test_bad_frames_in_a_stream_fail_alone(stub):
+@pytest.mark.parametrize("server", ["edge", "fast_edge"])
+async def test_bad_frames_in_a_stream_fail_alone(server, request):
+    address = request.getfixturevalue(server).address
+    async with grpc.aio.insecure_channel(address) as channel:
+        await _bad_frames_fail_alone(pb_grpc.EdgeInferenceStub(channel))
+
+
+async def _bad_frames_fail_alone(stub: pb_grpc.EdgeInferenceStub) -> None:
     requests = []
     expected = {}
     for i, (make, code) in enumerate(BAD_REQUESTS.values()):
@@ -266,6 +290,19 @@ async def test_bad_frames_in_a_stream_fail_alone(stub):
     for fid, result in results.items():
         assert (result.status_message == "") == (expected[fid] == OK)
         assert (result.WhichOneof("output") == "detections") == (expected[fid] == OK)
+
+
+async def test_without_a_batching_window_cheap_frames_are_answered_inline(fast_stub):
+    call = fast_stub.Stream(iter([split_frame(i) for i in range(20)]))
+    results = [r async for r in call]
+    assert await call.code() == OK
+    assert sorted(r.frame_id for r in results) == list(range(20))
+    assert all(r.status_code == 0 and r.WhichOneof("output") == "detections" for r in results)
+    # Once the tail is measured cheap (its first runs are in the pool, where a frame
+    # queues for a moment), it runs synchronously as the frame arrives: no queue at all.
+    inline = [r for r in results if r.timing.queue_ms == 0.0]
+    assert len(inline) >= 15
+    assert all(r.timing.batch_size == 1 and r.timing.server_total_ms > 0 for r in inline)
 
 
 def _code(number: int) -> grpc.StatusCode:

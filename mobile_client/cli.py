@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from splitedge.mobile_client.client import Client, ClientError
+from splitedge.mobile_client.compression import COMPRESSION_MODES
 from splitedge.mobile_client.depth import add_depth_parser, run_depth
 from splitedge.mobile_client.heads import HeadBackend, LocalUnavailable, make_backend
 from splitedge.mobile_client.outcome import FrameOutcome
@@ -158,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="quantize split tensors to this many bits (default: the branch's; 0 = float)",
     )
     run.add_argument("--zstd-level", type=int, default=3, help="zstd level for tensors (default 3)")
+    run.add_argument(
+        "--compression",
+        choices=COMPRESSION_MODES,
+        default="auto",
+        help="zstd for split tensors: auto (only while the measured link makes it pay, "
+        "the default), zstd (always) or raw (never)",
+    )
     run.add_argument("--in-flight", type=int, default=4, help="frames pipelined at once")
     run.add_argument(
         "--backend",
@@ -342,6 +350,7 @@ async def _stream(
         local_fallback=not args.no_local_fallback,
         bits=args.bits,
         zstd_level=args.zstd_level,
+        compression=args.compression,
         tls_ca=args.tls_ca,
         prefilter=getattr(args, "prefilter_fn", None),
     ) as client:

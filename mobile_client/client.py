@@ -24,16 +24,19 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import numpy as np
 
+from splitedge.mobile_client.compression import CompressionChooser
 from splitedge.mobile_client.heads import HeadBackend, LocalUnavailable, NoHeadBackend
 from splitedge.mobile_client.messages import (
     branch_from_pb,
+    head_tensors,
     offload_request,
     prediction_from_pb,
-    split_request,
+    tensors_request,
 )
 from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
 from splitedge.mobile_client.sources import Frame
 from splitedge.models.types import BranchSpec
+from splitedge.proto import codec
 from splitedge.proto import splitedge_pb2 as pb
 from splitedge.proto import splitedge_pb2_grpc as pb_grpc
 
@@ -95,6 +98,9 @@ class Client:
     ``backend`` runs heads and local fallback on the device (default: none, offload
     branches only). ``deadline_ms`` is the per-frame budget from capture to result.
     ``bits`` overrides the branch's default quantization of split tensors.
+    ``compression``: ``auto`` zstd-compresses split tensors (at ``zstd_level``) only
+    while the measured link makes it pay (see :mod:`~splitedge.mobile_client.compression`),
+    ``zstd`` always, ``raw`` never.
     :meth:`switch_server` moves the session to another server; ``server_load`` holds
     the current server's last published state (set by whoever follows discovery)
     for a policy's latency model. ``prefilter(image) -> bool`` gates every branch:
@@ -118,6 +124,7 @@ class Client:
         local_fallback: bool = True,
         bits: int | None = None,
         zstd_level: int = 3,
+        compression: str = "auto",
         tls_ca: str | Path | None = None,
         connect_timeout_s: float = 5.0,
         max_backoff_s: float = 8.0,
@@ -137,6 +144,7 @@ class Client:
         self.local_fallback = local_fallback
         self.bits = bits
         self.zstd_level = zstd_level
+        self.compression = CompressionChooser(compression)
         self.connect_timeout_s = connect_timeout_s
         self.max_backoff_s = max_backoff_s
         self.model_info: pb.ModelInfo | None = None
@@ -320,6 +328,7 @@ class Client:
         timing.tail_ms, timing.server_encode_ms = st.tail_ms, st.encode_ms
         timing.server_total_ms, timing.batch_size = st.server_total_ms, st.batch_size
         timing.network_ms = max(0.0, timing.roundtrip_ms - st.server_total_ms)
+        self.compression.observe_transfer(payload_bytes, timing.network_ms)
         if result.status_code != 0:
             code = _STATUS_BY_NUMBER.get(result.status_code)
             name = code.name if code else str(result.status_code)
@@ -384,7 +393,18 @@ class Client:
         head = self.backend.head(spec, frame.image)
         t1 = time.perf_counter_ns()
         bits = spec.default_bits if bits is None else bits
-        request, size = split_request(head, bits=bits, zstd_level=self.zstd_level)
+        tensors = head_tensors(head, bits=bits)
+        if self.compression.should_compress(spec.name):
+            t2 = time.perf_counter_ns()
+            packed = [codec.compress_tensor(t, self.zstd_level) for t in tensors]
+            self.compression.observe_compression(
+                spec.name,
+                sum(t.size_bytes for t in tensors),
+                sum(t.size_bytes for t in packed),
+                _ms(t2, time.perf_counter_ns()),
+            )
+            tensors = packed
+        request, size = tensors_request(head, tensors)
         timing.head_ms, timing.encode_ms = _ms(t0, t1), _ms(t1, time.perf_counter_ns())
         return request, size
 

@@ -35,27 +35,45 @@ def branch_from_pb(info: pb.BranchInfo) -> BranchSpec:
 
 
 def split_request(
-    head: HeadOutput, *, bits: int, zstd_level: int, float16: bool = False
+    head: HeadOutput, *, bits: int, zstd_level: int | None, float16: bool = False
 ) -> tuple[pb.FrameRequest, int]:
-    """A request carrying the head's tensors, and its payload size in bytes."""
+    """A request carrying the head's tensors, and its payload size in bytes.
+
+    ``zstd_level`` None ships the payload raw (uncompressed)."""
+    tensors = head_tensors(head, bits=bits, float16=float16)
+    if zstd_level is not None:
+        tensors = [codec.compress_tensor(t, zstd_level) for t in tensors]
+    return tensors_request(head, tensors)
+
+
+def head_tensors(
+    head: HeadOutput, *, bits: int, float16: bool = False
+) -> list[codec.EncodedTensor]:
+    """The head's tensors encoded (quantized, packed) for the wire, not yet compressed."""
+    return [
+        codec.encode_tensor(
+            np.ascontiguousarray(array),
+            name,
+            bits=bits,
+            float16=float16 and bits == 0,
+            compression="raw",
+        )
+        for name, array in head.tensors.items()
+    ]
+
+
+def tensors_request(
+    head: HeadOutput, tensors: list[codec.EncodedTensor]
+) -> tuple[pb.FrameRequest, int]:
+    """A request carrying encoded ``tensors`` of ``head``, and their payload size in bytes."""
     request = pb.FrameRequest(
         orig_height=head.orig_size[0],
         orig_width=head.orig_size[1],
         input_height=head.input_size[0],
         input_width=head.input_size[1],
+        tensors=[wire.tensor_to_pb(t) for t in tensors],
     )
-    size = 0
-    for name, array in head.tensors.items():
-        encoded = codec.encode_tensor(
-            np.ascontiguousarray(array),
-            name,
-            bits=bits,
-            float16=float16 and bits == 0,
-            zstd_level=zstd_level,
-        )
-        size += encoded.size_bytes
-        request.tensors.append(wire.tensor_to_pb(encoded))
-    return request, size
+    return request, sum(t.size_bytes for t in tensors)
 
 
 def offload_request(image: np.ndarray, branch: BranchSpec) -> tuple[pb.FrameRequest, int]:

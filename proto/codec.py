@@ -26,7 +26,7 @@ from __future__ import annotations
 import io
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import zstandard
@@ -41,6 +41,7 @@ __all__ = [
     "EncodedTensor",
     "InvalidPayload",
     "PayloadTooLarge",
+    "compress_tensor",
     "decode_image",
     "decode_tensor",
     "encode_image",
@@ -323,12 +324,7 @@ def encode_tensor(
         payload = np.ascontiguousarray(x, dtype=_NP_DTYPES[dtype]).tobytes()
 
     if compression == "zstd":
-        if not _ZSTD_MIN_LEVEL <= zstd_level <= zstandard.MAX_COMPRESSION_LEVEL:
-            raise CodecError(
-                f"tensor {_show(name)}: zstd_level {zstd_level} outside "
-                f"[{_ZSTD_MIN_LEVEL}, {zstandard.MAX_COMPRESSION_LEVEL}]"
-            )
-        payload = _compressor(zstd_level).compress(payload)
+        payload = _zstd_compress(payload, zstd_level, name)
     return EncodedTensor(
         name=name,
         dtype=dtype,
@@ -341,6 +337,23 @@ def encode_tensor(
         compression=compression,
         data=payload,
     )
+
+
+def _zstd_compress(payload: bytes, level: int, name: str) -> bytes:
+    if not _ZSTD_MIN_LEVEL <= level <= zstandard.MAX_COMPRESSION_LEVEL:
+        raise CodecError(
+            f"tensor {_show(name)}: zstd_level {level} outside "
+            f"[{_ZSTD_MIN_LEVEL}, {zstandard.MAX_COMPRESSION_LEVEL}]"
+        )
+    return _compressor(level).compress(payload)
+
+
+def compress_tensor(t: EncodedTensor, zstd_level: int = 3) -> EncodedTensor:
+    """The same tensor with its raw payload zstd-compressed (``encode_tensor``'s zstd step,
+    for a caller that decides per frame whether compressing pays)."""
+    if t.compression != "raw":
+        raise CodecError(f"tensor {_show(t.name)}: already {t.compression}, not raw")
+    return replace(t, compression="zstd", data=_zstd_compress(t.data, zstd_level, t.name))
 
 
 def decode_tensor(t: EncodedTensor, limits: CodecLimits = DEFAULT_LIMITS) -> np.ndarray:

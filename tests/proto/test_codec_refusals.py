@@ -340,6 +340,15 @@ def test_bad_encode_arguments_raise_codec_error(x, kwargs, message):
         codec.encode_tensor(x, "e", **kwargs)
 
 
+def test_compressing_a_tensor_twice_or_at_a_bad_level_is_refused():
+    packed = codec.encode_tensor(np.zeros(3, np.float32), "e")
+    with pytest.raises(codec.CodecError, match="tensor 'e': already zstd, not raw"):
+        codec.compress_tensor(packed)
+    raw = codec.encode_tensor(np.zeros(3, np.float32), "e", compression="raw")
+    with pytest.raises(codec.CodecError, match="zstd_level 99 outside"):
+        codec.compress_tensor(raw, 99)
+
+
 # ---------------------------------------------------------------- images
 
 

@@ -200,3 +200,18 @@ def test_jpeg_quality_trades_bytes():
         codec.encode_image(image, "jpeg", quality=30).size_bytes
         < codec.encode_image(image, "jpeg", quality=95).size_bytes
     )
+
+
+@EXAMPLES
+@given(
+    data=st.data(),
+    bits=st.sampled_from([0, 2, 4, 6, 8]),
+    level=st.sampled_from([-5, 1, 3, 9]),
+)
+def test_compressing_an_encoded_tensor_later_is_the_same_as_encoding_with_zstd(data, bits, level):
+    x = data.draw(hnp.arrays("float32", SHAPES, elements=_finite("float32", 1e6)))
+    raw = codec.encode_tensor(x, "t", bits=bits, compression="raw")
+    later = codec.compress_tensor(raw, level)
+    at_once = codec.encode_tensor(x, "t", bits=bits, compression="zstd", zstd_level=level)
+    assert later == at_once
+    assert codec.decode_tensor(later).tobytes() == codec.decode_tensor(raw).tobytes()

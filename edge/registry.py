@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -194,19 +194,24 @@ class ModelRegistry:
 def _check_tensors(tensors: Sequence[EncodedTensor], spec: BranchSpec) -> None:
     expected = {s.name: s for s in spec.tensors}
     names = [t.name for t in tensors]
-    want = ", ".join(repr(n) for n in expected)
     for name in names:
         if name not in expected:
             raise InvalidArgument(
-                f"unexpected tensor {name[:64]!r}; branch {spec.name!r} expects {want}"
+                f"unexpected tensor {name[:64]!r}; branch {spec.name!r} expects {_listed(expected)}"
             )
         if names.count(name) > 1:
             raise InvalidArgument(f"tensor {name!r} sent twice")
     for name in expected:
         if name not in names:
-            raise InvalidArgument(f"missing tensor {name!r}; branch {spec.name!r} expects {want}")
+            raise InvalidArgument(
+                f"missing tensor {name!r}; branch {spec.name!r} expects {_listed(expected)}"
+            )
     for t in tensors:
         _check_tensor(t, expected[t.name], spec.name)
+
+
+def _listed(names: Iterable[str]) -> str:
+    return ", ".join(repr(n) for n in names)
 
 
 def _check_tensor(t: EncodedTensor, want: TensorSpec, branch: str) -> None:

@@ -100,10 +100,14 @@ def result_to_pb(outcome: Outcome) -> pb.FrameResult:
         result.status_message = outcome.error.message
     elif isinstance(outcome.output, Detections):
         det = outcome.output
-        result.detections.SetInParent()  # an empty detection list is still an answer
-        result.detections.boxes.extend(det.boxes.reshape(-1).tolist())
-        result.detections.scores.extend(det.scores.tolist())
-        result.detections.labels.extend(det.labels.astype(int).tolist())
+        # Set even when empty: an empty detection list is still an answer.
+        result.detections.CopyFrom(
+            pb.Detections(
+                boxes=det.boxes.reshape(-1).tolist(),
+                scores=det.scores.tolist(),
+                labels=det.labels.astype(int).tolist(),
+            )
+        )
     elif isinstance(outcome.output, EncodedImage):
         result.segmentation.mask.CopyFrom(wire.image_to_pb(outcome.output))
     elif isinstance(outcome.output, EncodedTensor):

@@ -33,6 +33,11 @@ _QUANTS = {
 }
 _COMPRESSIONS = {"raw": pb.RAW, "zstd": pb.ZSTD}
 _IMAGE_FORMATS = {"jpeg": pb.JPEG, "png": pb.PNG, "webp": pb.WEBP}
+# The decode side's lookups, wire number -> name.
+_DTYPE_NAMES = {n: name for name, n in _DTYPES.items()}
+_QUANT_NAMES = {n: name for name, n in _QUANTS.items()}
+_COMPRESSION_NAMES = {n: name for name, n in _COMPRESSIONS.items()}
+_IMAGE_FORMAT_NAMES = {n: name for name, n in _IMAGE_FORMATS.items()}
 
 
 def _to_pb(table: dict[str, int], field: str, value: str) -> int:
@@ -46,12 +51,12 @@ def _to_pb(table: dict[str, int], field: str, value: str) -> int:
 
 
 def _from_pb(
-    table: dict[str, int], enum: EnumTypeWrapper, field: str, number: int, label: str
+    names: dict[int, str], enum: EnumTypeWrapper, field: str, number: int, label: str
 ) -> str:
-    for name, wire_number in table.items():
-        if wire_number == number:
-            return name
-    known = ", ".join(enum.Name(n) for n in table.values())
+    name = names.get(number)
+    if name is not None:
+        return name
+    known = ", ".join(enum.Name(n) for n in names)
     try:
         shown = f"{enum.Name(number)} ({number})"
     except ValueError:
@@ -66,7 +71,7 @@ def dtype_to_pb(name: str) -> int:
 
 def dtype_from_pb(number: int, label: str = "tensor") -> str:
     """``pb.FLOAT32`` -> ``"float32"``; InvalidPayload for unspecified/unknown values."""
-    return _from_pb(_DTYPES, pb.DType, "dtype", number, label)
+    return _from_pb(_DTYPE_NAMES, pb.DType, "dtype", number, label)
 
 
 def image_format_to_pb(name: str) -> int:
@@ -76,7 +81,7 @@ def image_format_to_pb(name: str) -> int:
 
 def image_format_from_pb(number: int, label: str = "image") -> str:
     """``pb.JPEG`` -> ``"jpeg"``; InvalidPayload for unspecified/unknown values."""
-    return _from_pb(_IMAGE_FORMATS, pb.ImageFormat, "format", number, label)
+    return _from_pb(_IMAGE_FORMAT_NAMES, pb.ImageFormat, "format", number, label)
 
 
 def tensor_to_pb(t: EncodedTensor) -> pb.Tensor:
@@ -103,12 +108,14 @@ def tensor_from_pb(m: pb.Tensor) -> EncodedTensor:
         name=m.name,
         dtype=dtype_from_pb(m.dtype, label),
         shape=tuple(m.shape),
-        quant=_from_pb(_QUANTS, pb.QuantScheme, "quant", m.quant, label),
+        quant=_from_pb(_QUANT_NAMES, pb.QuantScheme, "quant", m.quant, label),
         bits=m.bits,
         axis=m.axis,
         scale=tuple(m.scale),
         zero_point=tuple(m.zero_point),
-        compression=_from_pb(_COMPRESSIONS, pb.Compression, "compression", m.compression, label),
+        compression=_from_pb(
+            _COMPRESSION_NAMES, pb.Compression, "compression", m.compression, label
+        ),
         data=m.data,
         codec_version=m.codec_version,
     )

@@ -3,11 +3,16 @@
     python -m benchmarks.overhead [--quick]
 
 Both servers run as separate local processes; the same payload sizes (1 KB, 40 KB,
-200 KB of incompressible float32) cross each, one frame in flight, blocks of the two
-paths interleaved so machine noise hits both alike. The splitedge path is
-``Client.submit`` on the echo model's split branch: head, codec encode (zstd),
-bidi stream, server validation + decode + batcher + no-op tail + reply, client
-decode. Prints a table and ends with ``overhead_ratio_40k=<p50 ratio>`` (loopback).
+200 KB of float32 noise, which zstd shrinks by ~7%) cross each, one frame in flight,
+blocks of the paths interleaved so machine noise hits all alike. The splitedge path
+is ``Client.submit`` with default settings on the echo model's split branch: head,
+codec encode (zstd only where the client's ``auto`` compression finds it pays; the
+``codec`` column says what it sent), bidi stream, server validation + decode +
+batcher + no-op tail + reply, client decode. The raw path carries the same
+serialized request splitedge sends. The *floor* path is the least Python any split
+round trip needs (build a request, parse it, view the tensor, answer, parse the
+answer; no validation: see ``benchmarks._rawgrpc``). Prints a table and ends with
+``overhead_ratio_40k=<p50 ratio> floor_ratio_40k=<p50 ratio>`` (loopback).
 
 For context it also measures both paths through an emulated link (default 50 Mbps
 each way, 5 ms one-way delay; ``--link-mbps 0`` skips it), where the same fixed
@@ -27,12 +32,13 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from benchmarks._rawgrpc import MAX_MESSAGE_BYTES, METHOD
+from benchmarks._rawgrpc import FLOOR_METHOD, MAX_MESSAGE_BYTES, METHOD
 from benchmarks._stats import machine, pct, table
 from splitedge.mobile_client import Client
 from splitedge.mobile_client.messages import split_request
 from splitedge.mobile_client.sources import Frame
 from splitedge.models.types import BranchSpec, HeadOutput, Prediction
+from splitedge.proto import splitedge_pb2 as pb
 from splitedge.simulations.link import EmulatedLink
 from splitedge.simulations.processes import EdgeProcess
 from splitedge.simulations.traces import constant
@@ -66,9 +72,9 @@ def _head_output(size_bytes: int, rng: np.random.Generator) -> HeadOutput:
     return HeadOutput({"x": x}, (1, 1), (1, 1))
 
 
-def _wire_bytes(head: HeadOutput) -> bytes:
+def _wire_bytes(head: HeadOutput, zstd_level: int | None) -> bytes:
     # The raw baseline carries exactly the serialized request splitedge sends.
-    request, _ = split_request(head, bits=0, zstd_level=3)
+    request, _ = split_request(head, bits=0, zstd_level=zstd_level)
     request.model, request.branch = "echo", "split@x"
     return request.SerializeToString()
 
@@ -82,6 +88,29 @@ async def _raw_block(
         t0 = time.perf_counter_ns()
         await call.write(payload)
         await call.read()
+        out.append((time.perf_counter_ns() - t0) / 1e6)
+    await call.done_writing()
+    return out
+
+
+async def _floor_block(
+    stub: grpc.aio.StreamStreamMultiCallable, values: np.ndarray, n: int
+) -> list[float]:
+    call = stub()
+    out = []
+    for i in range(n):
+        t0 = time.perf_counter_ns()
+        request = pb.FrameRequest(frame_id=i, model="echo", branch="split@x")
+        request.tensors.add(
+            name="x",
+            dtype=pb.FLOAT32,
+            shape=values.shape,
+            compression=pb.RAW,
+            data=values.tobytes(),
+        )
+        await call.write(request)
+        result = await call.read()
+        np.asarray(result.detections.boxes, np.float32).reshape(-1, 4)
         out.append((time.perf_counter_ns() - t0) / 1e6)
     await call.done_writing()
     return out
@@ -114,27 +143,39 @@ async def measure(
         Client(edge_address, "echo", backend=head, bits=0) as client,
     ):
         raw_stub = channel.stream_stream(METHOD)
+        floor_stub = channel.stream_stream(
+            FLOOR_METHOD,
+            request_serializer=pb.FrameRequest.SerializeToString,
+            response_deserializer=pb.FrameResult.FromString,
+        )
         for label, size in sizes.items():
             head.output = _head_output(size, rng)
-            payload = _wire_bytes(head.output)
-            await _raw_block(raw_stub, payload, 20)  # warm both paths
-            await _full_block(client, frame, 20)
+            values = head.output.tensors["x"]
+            await _full_block(client, frame, 20)  # warm up; the client settles its codec
+            zstd = client.compression.pays("split@x") is not False
+            payload = _wire_bytes(head.output, client.zstd_level if zstd else None)
+            await _raw_block(raw_stub, payload, 20)
+            await _floor_block(floor_stub, values, 20)
             raw: list[float] = []
+            floor: list[float] = []
             full: list[float] = []
             per_block = max(1, frames // blocks)
             for _ in range(blocks):
                 raw += await _raw_block(raw_stub, payload, per_block)
+                floor += await _floor_block(floor_stub, values, per_block)
                 full += await _full_block(client, frame, per_block)
-            ratio = pct(full, 50) / pct(raw, 50)
             rows.append(
                 [
                     label + tag,
+                    "zstd" if zstd else "raw",
                     len(payload),
                     pct(raw, 50),
                     pct(raw, 95),
+                    pct(floor, 50),
                     pct(full, 50),
                     pct(full, 95),
-                    ratio,
+                    pct(floor, 50) / pct(raw, 50),
+                    pct(full, 50) / pct(raw, 50),
                 ]
             )
     return rows
@@ -190,18 +231,21 @@ def main(argv: list[str] | None = None) -> int:
         table(
             [
                 "tensor",
+                "codec",
                 "wire_bytes",
                 "raw_p50",
                 "raw_p95",
+                "floor_p50",
                 "splitedge_p50",
                 "splitedge_p95",
+                "floor_ratio",
                 "ratio_p50",
             ],
             rows,
         )
     )
-    ratio_40k = next(r[6] for r in rows if r[0] == "40k")
-    print(f"overhead_ratio_40k={ratio_40k:.3f}")
+    row_40k = next(r for r in rows if r[0] == "40k")
+    print(f"overhead_ratio_40k={row_40k[9]:.3f} floor_ratio_40k={row_40k[8]:.3f}")
     return 0
 
 

@@ -199,11 +199,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="300 frames per size instead of 2000")
     parser.add_argument(
+        "--frames", type=int, default=None, help="frames per size (overrides --quick)"
+    )
+    parser.add_argument(
         "--link-mbps", type=float, default=50.0, help="emulated link rate (0 = skip)"
     )
     parser.add_argument("--link-delay-ms", type=float, default=5.0, help="emulated one-way delay")
     args = parser.parse_args(argv)
     frames, blocks = (300, 6) if args.quick else (2000, 20)
+    if args.frames is not None:
+        if args.frames < 1:
+            parser.error(f"--frames must be at least 1, got {args.frames}")
+        frames, blocks = args.frames, min(blocks, args.frames)
     raw = subprocess.Popen(
         [sys.executable, "-m", "benchmarks._rawgrpc"], stdout=subprocess.PIPE, text=True
     )

@@ -1,9 +1,10 @@
 """A bare grpc.aio bidi stream that answers each message with 8 bytes: the baseline.
 
 Also the *floor* path: the least Python a split round trip needs. It parses each
-``FrameRequest``, views its first tensor with numpy (no validation beyond the byte
-count) and answers an empty-detections ``FrameResult``: what any Python runtime on
-grpc.aio pays at least, before checking a single field properly.
+``FrameRequest``, views its first tensor with numpy (after zstd when the request
+says so; no validation beyond the byte count) and answers an empty-detections
+``FrameResult``: what any Python runtime on grpc.aio pays at least, before checking
+a single field properly.
 
 Run as a process (``python -m benchmarks._rawgrpc``); prints ``raw-grpc listening on PORT``.
 """
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import numpy as np
+import zstandard
 
 from splitedge.proto import splitedge_pb2 as pb
 
@@ -33,9 +35,11 @@ async def _echo(
 async def _floor(
     requests: AsyncIterator[pb.FrameRequest], context: grpc.aio.ServicerContext
 ) -> AsyncIterator[pb.FrameResult]:
+    decompressor = zstandard.ZstdDecompressor()
     async for request in requests:
         tensor = request.tensors[0]
-        values = np.frombuffer(tensor.data, np.float32)
+        data = tensor.data if tensor.compression == pb.RAW else decompressor.decompress(tensor.data)
+        values = np.frombuffer(data, np.float32)
         if values.size != tensor.shape[0]:
             raise ValueError("floor path: tensor size and shape disagree")
         result = pb.FrameResult(

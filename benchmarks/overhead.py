@@ -11,7 +11,8 @@ codec encode (zstd only where the client's ``auto`` compression finds it pays; t
 batcher + no-op tail + reply, client decode. The raw path carries the same
 serialized request splitedge sends. The *floor* path is the least Python any split
 round trip needs (build a request, parse it, view the tensor, answer, parse the
-answer; no validation: see ``benchmarks._rawgrpc``). Prints a table and ends with
+answer; no validation; the same codec as the client chose: see
+``benchmarks._rawgrpc``). Prints a table and ends with
 ``overhead_ratio_40k=<p50 ratio> floor_ratio_40k=<p50 ratio>`` (loopback).
 
 For context it also measures both paths through an emulated link (default 50 Mbps
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import zstandard
 
 from benchmarks._rawgrpc import FLOOR_METHOD, MAX_MESSAGE_BYTES, METHOD
 from benchmarks._stats import machine, pct, table
@@ -94,19 +96,21 @@ async def _raw_block(
 
 
 async def _floor_block(
-    stub: grpc.aio.StreamStreamMultiCallable, values: np.ndarray, n: int
+    stub: grpc.aio.StreamStreamMultiCallable, values: np.ndarray, n: int, zstd_level: int | None
 ) -> list[float]:
     call = stub()
     out = []
+    compressor = zstandard.ZstdCompressor(level=zstd_level) if zstd_level is not None else None
     for i in range(n):
         t0 = time.perf_counter_ns()
         request = pb.FrameRequest(frame_id=i, model="echo", branch="split@x")
+        data = values.tobytes()
         request.tensors.add(
             name="x",
             dtype=pb.FLOAT32,
             shape=values.shape,
-            compression=pb.RAW,
-            data=values.tobytes(),
+            compression=pb.RAW if compressor is None else pb.ZSTD,
+            data=data if compressor is None else compressor.compress(data),
         )
         await call.write(request)
         result = await call.read()
@@ -152,17 +156,18 @@ async def measure(
             head.output = _head_output(size, rng)
             values = head.output.tensors["x"]
             await _full_block(client, frame, 20)  # warm up; the client settles its codec
-            zstd = client.compression.pays("split@x") is not False
-            payload = _wire_bytes(head.output, client.zstd_level if zstd else None)
+            zstd = client.compression_chooser.pays("split@x") is not False
+            level = client.zstd_level if zstd else None
+            payload = _wire_bytes(head.output, level)
             await _raw_block(raw_stub, payload, 20)
-            await _floor_block(floor_stub, values, 20)
+            await _floor_block(floor_stub, values, 20, level)
             raw: list[float] = []
             floor: list[float] = []
             full: list[float] = []
             per_block = max(1, frames // blocks)
             for _ in range(blocks):
                 raw += await _raw_block(raw_stub, payload, per_block)
-                floor += await _floor_block(floor_stub, values, per_block)
+                floor += await _floor_block(floor_stub, values, per_block, level)
                 full += await _full_block(client, frame, per_block)
             rows.append(
                 [

@@ -68,7 +68,7 @@ def frame_from_pb(m: pb.FrameRequest) -> Frame:
     )
 
 
-def _internal_error(frame: Frame | Outcome, exc: Exception) -> pb.FrameResult:
+def _internal_error(frame: Frame | pb.FrameRequest, exc: Exception) -> pb.FrameResult:
     """The answer for a frame whose handling hit a bug: INTERNAL, logged with the trace."""
     log.error("frame %d failed", frame.frame_id, exc_info=exc)
     return pb.FrameResult(
@@ -210,12 +210,15 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
     async def Stream(
         self, request_iterator: AsyncIterator[pb.FrameRequest], context: grpc.aio.ServicerContext
     ) -> None:
-        """Frames run concurrently and are answered as they finish (maybe out of order).
+        """Frames are answered as they finish (maybe out of order).
 
-        Each frame's task writes its own result (one write at a time), so an answer
-        leaves as soon as it exists. Once the server stops, frames already read are
-        answered, then the stream ends with OK, so a draining server does not wait
-        for idle clients to hang up.
+        A frame the service can answer without leaving the event loop
+        (:meth:`EdgeService.process_now`) is answered by the stream's reader before it
+        reads the next; any other frame runs in its own task, concurrently, and writes
+        its own result (one write at a time), so an answer leaves as soon as it
+        exists. Once the server stops, frames already read are answered, then the
+        stream ends with OK, so a draining server does not wait for idle clients to
+        hang up.
         """
         frames: set[asyncio.Task[None]] = set()
         write_lock = asyncio.Lock()
@@ -241,16 +244,16 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
         async def read() -> None:
             nonlocal answering
             async for request in request_iterator:
-                frame = self._frame(request)
                 # A frame the service can answer without leaving the loop is answered
                 # here: a task per frame would cost more than such a frame's work.
                 try:
+                    frame = self._frame(request)
                     outcome = (
                         frame if isinstance(frame, Outcome) else self._service.process_now(frame)
                     )
                     result = None if outcome is None else result_to_pb(outcome)
                 except Exception as exc:  # a bug must cost one frame, not the stream
-                    result = _internal_error(frame, exc)
+                    result = _internal_error(request, exc)
                 if result is not None:
                     answering = True
                     try:

@@ -90,6 +90,12 @@ class ServerStatus:
     branches: tuple[tuple[BranchSnapshot, int], ...]  # (stats, queue depth) per served branch
 
 
+def _payload_bytes(frame: Frame) -> int:
+    return sum(len(t.data) for t in frame.tensors) + (
+        len(frame.image.data) if frame.image is not None else 0
+    )
+
+
 def _remaining_ms(frame: Frame, arrival: float) -> float:
     """What is left of the frame's budget (0 = none); DEADLINE_EXCEEDED if nothing is.
 
@@ -170,16 +176,16 @@ class EdgeService:
 
     async def process(self, frame: Frame) -> Outcome:
         """Answer one frame; never raises a RequestError (it is in the outcome)."""
+        arrival = time.perf_counter()
         outcome = self.process_now(frame)
         if outcome is not None:
             return outcome
-        arrival = time.perf_counter()
         outcome = Outcome(frame.frame_id, frame.model, frame.branch)
         timing = outcome.timing
         try:
-            spec, payload_bytes = self._admit(frame)
+            spec = self._admit(frame)
             t0 = time.perf_counter()
-            if payload_bytes < _INLINE_DECODE_BYTES:
+            if _payload_bytes(frame) < _INLINE_DECODE_BYTES:
                 item = self.registry.decode(frame, spec)
             else:
                 item = await asyncio.to_thread(self.registry.decode, frame, spec)
@@ -213,12 +219,12 @@ class EdgeService:
             return None
         if not self.batcher.can_run_now(frame.model, frame.branch):
             return None
+        if _payload_bytes(frame) >= _INLINE_DECODE_BYTES:
+            return None
         arrival = time.perf_counter()
         outcome = Outcome(frame.frame_id, frame.model, frame.branch)
         try:
-            spec, payload_bytes = self._admit(frame)
-            if payload_bytes >= _INLINE_DECODE_BYTES:
-                return None
+            spec = self._admit(frame)
             t0 = time.perf_counter()
             item = self.registry.decode(frame, spec)
             outcome.timing.decode_ms = (time.perf_counter() - t0) * 1000.0
@@ -233,15 +239,11 @@ class EdgeService:
         self.record(outcome)
         return outcome
 
-    def _admit(self, frame: Frame) -> tuple[BranchSpec, int]:
-        """The frame's branch and payload size, once everything checkable undecoded is."""
+    def _admit(self, frame: Frame) -> BranchSpec:
+        """The frame's branch, once everything checkable without decoding is checked."""
         if not self._accepting:
             raise Unavailable("server is shutting down; send this frame elsewhere")
-        spec = self.registry.check(frame)
-        payload_bytes = sum(len(t.data) for t in frame.tensors) + (
-            len(frame.image.data) if frame.image is not None else 0
-        )
-        return spec, payload_bytes
+        return self.registry.check(frame)
 
     def _answered(self, outcome: Outcome, result: BatchResult, output: Output, t0: float) -> None:
         timing = outcome.timing

@@ -144,7 +144,7 @@ class Client:
         self.local_fallback = local_fallback
         self.bits = bits
         self.zstd_level = zstd_level
-        self.compression = CompressionChooser(compression)
+        self.compression_chooser = CompressionChooser(compression)
         self.connect_timeout_s = connect_timeout_s
         self.max_backoff_s = max_backoff_s
         self.model_info: pb.ModelInfo | None = None
@@ -212,8 +212,9 @@ class Client:
             if self.server_load is not None and self.server_load.address != server:
                 self.server_load = None  # another server's load would mislead the policy
             self._connect()
-            # The old server's failures say nothing about this one.
+            # The old server's failures (and its link's rate) say nothing about this one.
             self._failures, self._retry_at = 0, 0.0
+            self.compression_chooser.forget_link()
         task = asyncio.create_task(
             self._retire(old_stream, old_channel), name=f"retire-stream {self.server}"
         )
@@ -328,7 +329,7 @@ class Client:
         timing.tail_ms, timing.server_encode_ms = st.tail_ms, st.encode_ms
         timing.server_total_ms, timing.batch_size = st.server_total_ms, st.batch_size
         timing.network_ms = max(0.0, timing.roundtrip_ms - st.server_total_ms)
-        self.compression.observe_transfer(payload_bytes, timing.network_ms)
+        self.compression_chooser.observe_transfer(payload_bytes, timing.network_ms)
         if result.status_code != 0:
             code = _STATUS_BY_NUMBER.get(result.status_code)
             name = code.name if code else str(result.status_code)
@@ -394,10 +395,10 @@ class Client:
         t1 = time.perf_counter_ns()
         bits = spec.default_bits if bits is None else bits
         tensors = head_tensors(head, bits=bits)
-        if self.compression.should_compress(spec.name):
+        if self.compression_chooser.should_compress(spec.name):
             t2 = time.perf_counter_ns()
             packed = [codec.compress_tensor(t, self.zstd_level) for t in tensors]
-            self.compression.observe_compression(
+            self.compression_chooser.observe_compression(
                 spec.name,
                 sum(t.size_bytes for t in tensors),
                 sum(t.size_bytes for t in packed),

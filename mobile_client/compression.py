@@ -22,6 +22,7 @@ current.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass
 
@@ -51,48 +52,62 @@ class CompressionChooser:
         self.probe_every = probe_every
         self._branches: dict[str, _BranchCodec] = {}
         self._rates: deque[float] = deque(maxlen=window)
+        # Heads run in worker threads as well as on the event loop.
+        self._lock = threading.Lock()
 
     @property
     def uplink_floor_mbps(self) -> float | None:
         """The rate the decision assumes (None until a transfer was measured)."""
-        return max(self._rates) if self._rates else None
+        with self._lock:
+            return max(self._rates) if self._rates else None
 
     def pays(self, branch: str) -> bool | None:
         """Whether compressing ``branch`` pays at the measured floor (None: not known yet)."""
+        with self._lock:
+            return self._pays(branch)
+
+    def _pays(self, branch: str) -> bool | None:
         stats = self._branches.get(branch)
-        floor = self.uplink_floor_mbps
-        if stats is None or floor is None:
+        if stats is None or not self._rates:
             return None
-        saved_ms = stats.saved_bytes * 8.0 / (floor * 1000.0)
+        saved_ms = stats.saved_bytes * 8.0 / (max(self._rates) * 1000.0)
         return saved_ms > 2.0 * stats.cost_ms
 
     def should_compress(self, branch: str) -> bool:
         """The decision for the next frame of ``branch`` (counts towards the next probe)."""
         if self.mode != "auto":
             return self.mode == "zstd"
-        pays = self.pays(branch)
-        if pays is None or pays:
-            return True
-        stats = self._branches[branch]
-        stats.since_probe += 1
-        if stats.since_probe >= self.probe_every:
-            stats.since_probe = 0
-            return True
-        return False
+        with self._lock:
+            pays = self._pays(branch)
+            if pays is None or pays:
+                return True
+            stats = self._branches[branch]
+            stats.since_probe += 1
+            if stats.since_probe >= self.probe_every:
+                stats.since_probe = 0
+                return True
+            return False
 
     def observe_compression(
         self, branch: str, raw_bytes: int, packed_bytes: int, cost_ms: float
     ) -> None:
         """One frame of ``branch`` compressed from ``raw_bytes`` to ``packed_bytes``."""
         saved = float(raw_bytes - packed_bytes)
-        stats = self._branches.get(branch)
-        if stats is None:
-            self._branches[branch] = _BranchCodec(saved, cost_ms)
-        else:
-            stats.saved_bytes = 0.8 * stats.saved_bytes + 0.2 * saved
-            stats.cost_ms = 0.8 * stats.cost_ms + 0.2 * cost_ms
+        with self._lock:
+            stats = self._branches.get(branch)
+            if stats is None:
+                self._branches[branch] = _BranchCodec(saved, cost_ms)
+            else:
+                stats.saved_bytes = 0.8 * stats.saved_bytes + 0.2 * saved
+                stats.cost_ms = 0.8 * stats.cost_ms + 0.2 * cost_ms
 
     def observe_transfer(self, payload_bytes: int, network_ms: float) -> None:
         """A frame's payload crossed the link and came back answered in ``network_ms``."""
         if payload_bytes > 0 and network_ms > 0:
-            self._rates.append(payload_bytes * 8.0 / (network_ms * 1000.0))
+            with self._lock:
+                self._rates.append(payload_bytes * 8.0 / (network_ms * 1000.0))
+
+    def forget_link(self) -> None:
+        """Drop the rate samples (another server, another link); savings stay."""
+        with self._lock:
+            self._rates.clear()

@@ -9,6 +9,7 @@ import grpc
 import numpy as np
 import pytest
 
+from splitedge.edge import server as server_module
 from splitedge.edge.config import BatchingConfig
 from splitedge.edge.registry import Frame, ModelRegistry
 from splitedge.edge.server import EdgeInferenceServicer, frame_from_pb
@@ -152,20 +153,55 @@ async def _requests(n: int):
         await asyncio.sleep(0)
 
 
-async def test_a_bug_on_the_readers_path_costs_one_frame_not_the_stream(monkeypatch, caplog):
+async def _warm(service: EdgeService, monkeypatch) -> None:
+    """Measure echo's tail, then make the task path fail loudly: from here on, a frame
+    answered OK was answered by the stream's reader (process_now)."""
+    for i in range(3):
+        await service.process(frame_from_pb(_request(i)))
+
+    async def no_task_path(frame: Frame):
+        raise AssertionError("the task path ran")
+
+    monkeypatch.setattr(service, "process", no_task_path)
+
+
+async def test_the_reader_answers_cheap_frames_itself(monkeypatch):
     service = await _service(EchoModel())
     servicer = EdgeInferenceServicer(service, asyncio.Event())
     try:
-        for i in range(3):
-            await service.process(frame_from_pb(_request(i)))
-        real = service.process_now
+        await _warm(service, monkeypatch)
+        context = _Context()
+        await servicer.Stream(_requests(8), context)
+    finally:
+        await service.__aexit__(None, None, None)
+    assert [r.frame_id for r in context.written] == list(range(8))
+    assert all(r.status_code == 0 for r in context.written), context.written
 
-        def flaky(frame: Frame):
-            if frame.frame_id == 4:
-                raise RuntimeError("a bug")
-            return real(frame)
 
-        monkeypatch.setattr(service, "process_now", flaky)
+@pytest.mark.parametrize("where", ["process_now", "frame_from_pb"])
+async def test_a_bug_on_the_readers_path_costs_one_frame_not_the_stream(where, monkeypatch, caplog):
+    service = await _service(EchoModel())
+    servicer = EdgeInferenceServicer(service, asyncio.Event())
+    try:
+        await _warm(service, monkeypatch)
+        if where == "process_now":
+            real_now = service.process_now
+
+            def flaky_now(frame: Frame):
+                if frame.frame_id == 4:
+                    raise RuntimeError("a bug")
+                return real_now(frame)
+
+            monkeypatch.setattr(service, "process_now", flaky_now)
+        else:
+            real_convert = server_module.frame_from_pb
+
+            def flaky_convert(request: pb.FrameRequest):
+                if request.frame_id == 4:
+                    raise RuntimeError("a bug")
+                return real_convert(request)
+
+            monkeypatch.setattr(server_module, "frame_from_pb", flaky_convert)
         context = _Context()
         await servicer.Stream(_requests(8), context)
     finally:
@@ -174,16 +210,16 @@ async def test_a_bug_on_the_readers_path_costs_one_frame_not_the_stream(monkeypa
     assert sorted(by_id) == list(range(8))
     assert by_id[4].status_code == grpc.StatusCode.INTERNAL.value[0]
     assert "a bug" in by_id[4].status_message
+    assert (by_id[4].model, by_id[4].branch) == ("echo", "split@x")
     assert all(by_id[i].status_code == 0 for i in by_id if i != 4)
     assert "frame 4 failed" in caplog.text
 
 
-async def test_a_stopping_server_finishes_the_answer_its_reader_is_writing():
+async def test_a_stopping_server_finishes_the_answer_its_reader_is_writing(monkeypatch):
     service = await _service(EchoModel())
     stopping = asyncio.Event()
     servicer = EdgeInferenceServicer(service, stopping)
-    for i in range(3):
-        await service.process(frame_from_pb(_request(i)))
+    await _warm(service, monkeypatch)
     release = asyncio.Event()
 
     class SlowContext(_Context):

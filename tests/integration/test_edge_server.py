@@ -111,11 +111,15 @@ async def stub(edge):
 
 @pytest.fixture(scope="module")
 def fast_edge(tmp_path_factory):
-    # No batching window: once measured, echo's tail runs inline and a stream's frames
-    # are answered by its reader, without a task per frame (EdgeService.process_now).
+    # No batching window and a generous inline threshold (a loaded machine must not
+    # keep echo's tail in the pool): once measured, echo's tail runs inline and a
+    # stream's frames are answered by its reader (EdgeService.process_now).
     folder = tmp_path_factory.mktemp("fast-edge")
     config = folder / "edge.toml"
-    config.write_text('[batching]\nmax_queue_delay_ms = 0.0\n\n[[models]]\nname = "echo"\n')
+    config.write_text(
+        "[batching]\nmax_queue_delay_ms = 0.0\ntail_inline_below_ms = 50.0\n\n"
+        '[[models]]\nname = "echo"\n'
+    )
     with EdgeServerProcess(["--config", str(config)], folder / "edge.log") as proc:
         yield proc
 
@@ -292,7 +296,7 @@ async def _bad_frames_fail_alone(stub: pb_grpc.EdgeInferenceStub) -> None:
         assert (result.WhichOneof("output") == "detections") == (expected[fid] == OK)
 
 
-async def test_without_a_batching_window_cheap_frames_are_answered_inline(fast_stub):
+async def test_without_a_batching_window_a_cheap_tail_runs_as_frames_arrive(fast_stub):
     call = fast_stub.Stream(iter([split_frame(i) for i in range(20)]))
     results = [r async for r in call]
     assert await call.code() == OK

@@ -80,3 +80,13 @@ def test_unusable_transfer_samples_are_ignored():
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CompressionChooser(**kwargs)
+
+
+def test_forgetting_the_link_keeps_the_savings():
+    chooser = CompressionChooser()
+    chooser.observe_compression("b", 40_000, 37_000, 0.1)
+    chooser.observe_transfer(40_000, 0.3)
+    assert chooser.pays("b") is False
+    chooser.forget_link()  # e.g. another server: its link is not measured yet
+    assert chooser.uplink_floor_mbps is None and chooser.pays("b") is None
+    assert chooser.should_compress("b")

@@ -28,6 +28,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import TypeVar
 
 import numpy as np
 
@@ -37,6 +38,9 @@ _DEV_TO_STD = math.sqrt(math.pi / 2.0)
 
 class EstimatorError(ValueError):
     """A sample that cannot be a measurement (negative time, non-positive rate...)."""
+
+
+_Latency = TypeVar("_Latency", float, np.ndarray)
 
 
 def z_score(quantile: float) -> float:
@@ -150,12 +154,16 @@ class RttEstimator:
         return max(0.0, self.mean_ms + z_score(q) * self.std_ms)
 
 
-def _beyond_slope(y_prev: float, y_last: float, x_prev: float, x_last: float) -> float:
-    """ms per level past the busiest profiled level: the last segment's slope, or, when
-    the profile did not measure a slowdown there (flat or noisy), slowdown ~ busy cores
-    as a one-level profile assumes, so a busier device still reads as busier."""
-    slope = (y_last - y_prev) / (x_last - x_prev)
-    return slope if slope > 0 else y_last / (1.0 + x_last)
+def _beyond_slope(y_last: _Latency, x_last: float) -> _Latency:
+    """ms per level past the busiest profiled level: slowdown ~ busy cores, proportional
+    to the branch's latency there (as a one-level profile assumes).
+
+    Not the last segment's measured slope: that is the difference of two noisy
+    latencies, and a small one (0.1 ms a level) reads a 6x slower device as hundreds
+    of levels, at which every other branch's own slope predicts nonsense (seconds).
+    Proportional extrapolation carries one branch's slowdown factor to every other.
+    """
+    return y_last / (1.0 + x_last)
 
 
 class ContentionEstimator:
@@ -173,8 +181,9 @@ class ContentionEstimator:
     def head_ms(self, by_level: dict[int, float], level: float | None = None) -> float:
         """A branch's head latency at ``level`` (default: the sensed one), interpolated.
 
-        Beyond the highest level the last segment's slope continues, so a device
-        busier than anything profiled still predicts slower heads.
+        Beyond the highest level latency grows in proportion to busy cores (see
+        :func:`_beyond_slope`), so a device busier or slower than anything profiled
+        predicts every branch's head slowed by the same factor.
         """
         lv = self.level if level is None else level
         xs = self.levels
@@ -187,7 +196,7 @@ class ContentionEstimator:
             if lv <= xs[i]:
                 t = (lv - xs[i - 1]) / (xs[i] - xs[i - 1])
                 return ys[i - 1] + t * (ys[i] - ys[i - 1])
-        return ys[-1] + _beyond_slope(ys[-2], ys[-1], xs[-2], xs[-1]) * (lv - xs[-1])
+        return ys[-1] + _beyond_slope(ys[-1], xs[-1]) * (lv - xs[-1])
 
     def head_ms_array(self, by_level: np.ndarray, level: float | None = None) -> np.ndarray:
         """:meth:`head_ms` for many branches at once: rows are branches, columns levels."""
@@ -201,10 +210,8 @@ class ContentionEstimator:
         while i < len(xs) - 2 and lv > xs[i + 1]:
             i += 1
         if lv > xs[-1]:
-            last, prev = by_level[:, -1], by_level[:, -2]
-            slope = (last - prev) / (xs[-1] - xs[-2])
-            slope = np.where(slope > 0, slope, last / (1.0 + xs[-1]))
-            return last + slope * (lv - xs[-1])
+            last = by_level[:, -1]
+            return last + _beyond_slope(last, xs[-1]) * (lv - xs[-1])
         t = (lv - xs[i]) / (xs[i + 1] - xs[i])
         return by_level[:, i] + t * (by_level[:, i + 1] - by_level[:, i])
 
@@ -220,7 +227,7 @@ class ContentionEstimator:
                 span = ys[i] - ys[i - 1]
                 frac = (observed_ms - ys[i - 1]) / span if span > 0 else 1.0
                 return xs[i - 1] + frac * (xs[i] - xs[i - 1])
-        slope = _beyond_slope(ys[-2], ys[-1], xs[-2], xs[-1])
+        slope = _beyond_slope(ys[-1], xs[-1])
         return xs[-1] + ((observed_ms - ys[-1]) / slope if slope > 0 else 0.0)
 
     def observe(self, by_level: dict[int, float], observed_ms: float) -> None:

@@ -159,3 +159,17 @@ def test_content_features_count_size_and_motion() -> None:
     assert cf.motion == pytest.approx(5 / np.hypot(100, 200))
     with pytest.raises(EstimatorError, match="frame size"):
         cf.update(box, (0, 10))
+
+
+def test_a_slower_device_slows_every_branch_by_the_same_factor() -> None:
+    # Two levels measured on a noisy machine: branch A barely slower at level 1
+    # (0.12 ms), branch B 5 ms slower. A device 6x slower than the profiled one must
+    # predict B about 6x slower too, not B's own slope times hundreds of levels.
+    est = ContentionEstimator((0, 1))
+    head_a, head_b = {0: 4.29, 1: 4.41}, {0: 26.0, 1: 31.0}
+    for _ in range(10):
+        est.observe(head_a, 6 * 4.41)
+    assert est.head_ms(head_a) == pytest.approx(6 * 4.41, rel=0.05)
+    assert est.head_ms(head_b) == pytest.approx(6 * 31.0, rel=0.05)
+    arr = est.head_ms_array(np.array([[4.29, 4.41], [26.0, 31.0]]))
+    assert arr == pytest.approx([est.head_ms(head_a), est.head_ms(head_b)])

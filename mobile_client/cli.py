@@ -24,6 +24,7 @@ from splitedge.mobile_client.outcome import FrameOutcome
 from splitedge.mobile_client.profile import add_profile_parser, run_profile
 from splitedge.mobile_client.sinks import JsonLinesSink
 from splitedge.mobile_client.sources import SourceError, open_source
+from splitedge.proto.codec import check_zstd_level
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -237,6 +238,7 @@ def _check_mqtt_flags(args: argparse.Namespace) -> str | None:
 async def _run(args: argparse.Namespace) -> int:
     try:
         options = _options(args.model_option)
+        check_zstd_level(args.zstd_level)
         backend = make_backend(args.backend, args.model, options)
         args.prefilter_fn = _load_prefilter(args.prefilter) if args.prefilter else None
         args.scheduler = _make_scheduler(args) if args.branch == "auto" else None

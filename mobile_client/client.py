@@ -138,6 +138,7 @@ class Client:
     ) -> None:
         if inline_below_ms < 0:
             raise ValueError(f"inline_below_ms must not be negative, got {inline_below_ms}")
+        codec.check_zstd_level(zstd_level)  # a ValueError now, not on the first frame
         self.server = server
         self.inline_below_ms = inline_below_ms
         self._prepare_ms: dict[str, float] = {}  # moving average of head + encode per branch

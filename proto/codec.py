@@ -41,6 +41,7 @@ __all__ = [
     "EncodedTensor",
     "InvalidPayload",
     "PayloadTooLarge",
+    "check_zstd_level",
     "compress_tensor",
     "decode_image",
     "decode_tensor",
@@ -339,12 +340,19 @@ def encode_tensor(
     )
 
 
-def _zstd_compress(payload: bytes, level: int, name: str) -> bytes:
+def check_zstd_level(level: int) -> None:
+    """CodecError unless libzstd accepts ``level`` (negative levels are the fast ones)."""
     if not _ZSTD_MIN_LEVEL <= level <= zstandard.MAX_COMPRESSION_LEVEL:
         raise CodecError(
-            f"tensor {_show(name)}: zstd_level {level} outside "
-            f"[{_ZSTD_MIN_LEVEL}, {zstandard.MAX_COMPRESSION_LEVEL}]"
+            f"zstd_level {level} outside [{_ZSTD_MIN_LEVEL}, {zstandard.MAX_COMPRESSION_LEVEL}]"
         )
+
+
+def _zstd_compress(payload: bytes, level: int, name: str) -> bytes:
+    try:
+        check_zstd_level(level)
+    except CodecError as exc:
+        raise CodecError(f"tensor {_show(name)}: {exc}") from None
     return _compressor(level).compress(payload)
 
 

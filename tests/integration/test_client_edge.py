@@ -128,6 +128,11 @@ async def test_auto_compression_squeezes_a_slow_link(edge_factory):
     assert all(30_000 < o.payload_bytes < 40_000 for o in outcomes)
 
 
+async def test_a_zstd_level_libzstd_lacks_is_refused_up_front():
+    with pytest.raises(ValueError, match="zstd_level 23 outside"):
+        Client("127.0.0.1:1", "echo", zstd_level=23)
+
+
 async def test_negative_inline_threshold_is_refused():
     with pytest.raises(ValueError, match="inline_below_ms must not be negative"):
         Client("127.0.0.1:1", "echo", inline_below_ms=-1)
@@ -243,6 +248,7 @@ def test_cli_writes_one_json_line_per_frame(edge_factory, tmp_path: Path):
         (["--source", "/no/such/dir"], "does not exist"),
         (["--branch", "split@nowhere"], "unknown branch 'split@nowhere'"),
         (["--model-option", "novalue"], "KEY=VALUE"),
+        (["--zstd-level", "99"], "zstd_level 99 outside [-131072, 22]"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(edge_factory, args, message):

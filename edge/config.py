@@ -10,7 +10,7 @@ Inner code takes these objects (or plain arguments) and never reads files or env
 from __future__ import annotations
 
 import dataclasses
-import re
+import math
 import sys
 import types
 import typing
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from splitedge.models.registry import ZOO_PREFIX
+from splitedge.proto import address
 from splitedge.proto.codec import CodecLimits
 from splitedge.proto.control import MessageError, check_id
 
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_MAX_MESSAGE_BYTES = 2**31 - 1
 METRICS_OFF = -1
 
 
@@ -163,7 +165,7 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> EdgeConfig:
             raise ConfigError(f"config file {str(path)!r} does not exist") from None
         except OSError as exc:
             raise ConfigError(f"config file {str(path)!r} cannot be read ({exc})") from exc
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {str(path)!r} is not valid TOML ({exc})") from exc
         base_dir = path.resolve().parent
     unknown = sorted(set(table) - _TOP_LEVEL)
@@ -212,15 +214,10 @@ def parse_model_spec(text: str) -> ModelConfig:
 
 def parse_host_port(text: str, what: str, default_port: int | None = None) -> tuple[str, int]:
     """``"broker.lan:1883"`` / ``"[::1]:1883"`` -> (host, port); ``what`` names the flag/key."""
-    match = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:\[\]]+):(\d+)|([^:\[\]]+)", text.strip())
-    if match is None or (match.group(5) is not None and default_port is None):
-        raise ConfigError(f"{what} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:1883")
-    host = match.group(1) or match.group(3) or match.group(5)
-    port_text = match.group(2) or match.group(4)
-    port = int(port_text) if port_text is not None else int(default_port or 0)
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"{what} {text!r}: port {port} is not 1-65535")
-    return host, port
+    try:
+        return address.parse_host_port(text, what, default_port)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _parse_scalar(value: str) -> Any:
@@ -362,10 +359,22 @@ def _validate(config: EdgeConfig) -> None:
     s, b, lim = config.server, config.batching, config.limits
     checks = [
         (0 <= s.port <= 65535, "server.port", f"{s.port} is not a port (0-65535)"),
-        (s.max_message_bytes >= 1024, "server.max_message_bytes", "must be at least 1024"),
-        (s.grace_s >= 0, "server.grace_s", f"{s.grace_s} is negative"),
+        (
+            1024 <= s.max_message_bytes <= _MAX_MESSAGE_BYTES,
+            "server.max_message_bytes",
+            f"{s.max_message_bytes} is not 1024-{_MAX_MESSAGE_BYTES} (gRPC takes a 32-bit int)",
+        ),
+        (
+            s.grace_s >= 0 and math.isfinite(s.grace_s),
+            "server.grace_s",
+            f"{s.grace_s} is not a finite number >= 0",
+        ),
         (b.max_batch_size >= 1, "batching.max_batch_size", "must be at least 1"),
-        (b.max_queue_delay_ms >= 0, "batching.max_queue_delay_ms", "must not be negative"),
+        (
+            b.max_queue_delay_ms >= 0 and math.isfinite(b.max_queue_delay_ms),
+            "batching.max_queue_delay_ms",
+            "must be a finite number >= 0",
+        ),
         (b.tail_inline_below_ms >= 0, "batching.tail_inline_below_ms", "must not be negative"),
         (b.queue_capacity >= 1, "batching.queue_capacity", "must be at least 1"),
         (b.tail_workers >= 1, "batching.tail_workers", "must be at least 1"),
@@ -403,6 +412,9 @@ def _validate(config: EdgeConfig) -> None:
         p = getattr(s, key)
         if p is not None and not p.is_file():
             raise ConfigError(f"server.{key}: file {str(p)!r} does not exist")
+        if p is not None and b"-----BEGIN " not in p.read_bytes()[: 64 * 1024]:
+            # gRPC would only say "Failed to bind to address" for a bad credential.
+            raise ConfigError(f"server.{key}: {str(p)!r} is not a PEM file (no -----BEGIN line)")
     _validate_mqtt(config.mqtt)
     _validate_depth(config.depth)
 
@@ -431,7 +443,11 @@ def _validate_mqtt(m: MqttConfig) -> None:
         return
     checks = [
         (1 <= m.port <= 65535, "mqtt.port", f"{m.port} is not a port (1-65535)"),
-        (m.interval_s > 0, "mqtt.interval_s", f"{m.interval_s} must be > 0"),
+        (
+            m.interval_s > 0 and math.isfinite(m.interval_s),
+            "mqtt.interval_s",
+            f"{m.interval_s} must be a finite number > 0",
+        ),
         (m.keepalive_s >= 1, "mqtt.keepalive_s", "must be at least 1"),
         (
             m.password is None or m.username is not None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import sys
 from collections import Counter
 from pathlib import Path
@@ -24,6 +25,7 @@ from splitedge.mobile_client.outcome import FrameOutcome
 from splitedge.mobile_client.profile import add_profile_parser, run_profile
 from splitedge.mobile_client.sinks import JsonLinesSink
 from splitedge.mobile_client.sources import SourceError, open_source
+from splitedge.proto.address import parse_host_port
 from splitedge.proto.codec import check_zstd_level
 
 if TYPE_CHECKING:
@@ -37,11 +39,40 @@ if TYPE_CHECKING:
 log = logging.getLogger("splitedge.client")
 
 
+_EXAMPLE_SERVER = "edge.lan:50051"
+_MAX_SIDE = 8192  # synthetic frames: 8K is plenty, and 100000x100000 would need 149 GiB
+
+
 def _size(text: str) -> tuple[int, int]:
     w, sep, h = text.lower().partition("x")
     if not sep or not w.isdigit() or not h.isdigit():
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 320x240, got {text!r}")
+    if not (1 <= int(w) <= _MAX_SIDE and 1 <= int(h) <= _MAX_SIDE):
+        raise argparse.ArgumentTypeError(f"each side must be 1-{_MAX_SIDE} pixels, got {text!r}")
     return int(w), int(h)
+
+
+def _check_file(path: str | None, flag: str) -> None:
+    if path is not None and not Path(path).is_file():
+        what = "is a directory, not a file" if Path(path).is_dir() else "does not exist"
+        raise ValueError(f"{flag}: {path!r} {what}")
+
+
+def _check_run_args(args: argparse.Namespace) -> None:
+    """Everything about ``run``'s flags checkable before connecting (ValueError)."""
+    if args.server is not None:
+        parse_host_port(args.server, "--server", example=_EXAMPLE_SERVER)
+    for flag, value in (("--fps", args.fps), ("--deadline-ms", args.deadline_ms)):
+        if not (value >= 0 and math.isfinite(value)):
+            raise ValueError(f"{flag} must be a finite number >= 0, got {value}")
+    if args.frames is not None and args.frames < 0:
+        raise ValueError(f"--frames must be >= 0, got {args.frames}")
+    if args.in_flight < 1:
+        raise ValueError(f"--in-flight must be at least 1, got {args.in_flight}")
+    check_zstd_level(args.zstd_level)
+    _check_file(args.tls_ca, "--tls-ca")
+    if args.out != "-" and Path(args.out).is_dir():
+        raise ValueError(f"--out: {args.out!r} is a directory; name a file")
 
 
 def _options(items: list[str]) -> dict[str, Any]:
@@ -95,7 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="The splitedge device runtime: run a model's head on this device, "
         "ship the bottleneck (or the frame) to an edge server, get results back.",
     )
-    parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="logging level (default WARNING)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser(
@@ -228,7 +265,7 @@ def _check_mqtt_flags(args: argparse.Namespace) -> str | None:
         return None
     if args.telemetry_every < 0:
         raise ValueError(f"--telemetry-every must be >= 0, got {args.telemetry_every}")
-    if args.discover_timeout_s <= 0:
+    if not (args.discover_timeout_s > 0 and math.isfinite(args.discover_timeout_s)):
         raise ValueError(f"--discover-timeout-s must be > 0, got {args.discover_timeout_s}")
     if args.mqtt_password is not None and args.mqtt_username is None:
         raise ValueError("--mqtt-password needs --mqtt-username")
@@ -238,7 +275,7 @@ def _check_mqtt_flags(args: argparse.Namespace) -> str | None:
 async def _run(args: argparse.Namespace) -> int:
     try:
         options = _options(args.model_option)
-        check_zstd_level(args.zstd_level)
+        _check_run_args(args)
         backend = make_backend(args.backend, args.model, options)
         args.prefilter_fn = _load_prefilter(args.prefilter) if args.prefilter else None
         args.scheduler = _make_scheduler(args) if args.branch == "auto" else None
@@ -316,8 +353,7 @@ def _fleet_session(args: argparse.Namespace, url: str) -> FleetSession:
     from splitedge.proto.mqtt import BrokerConfig
 
     host, port, tls = parse_broker_url(url)
-    if args.mqtt_tls_ca is not None and not Path(args.mqtt_tls_ca).is_file():
-        raise ValueError(f"--mqtt-tls-ca: file {args.mqtt_tls_ca!r} does not exist")
+    _check_file(args.mqtt_tls_ca, "--mqtt-tls-ca")
     broker = BrokerConfig(
         host=host,
         port=port,
@@ -412,6 +448,12 @@ async def _models(args: argparse.Namespace) -> int:
     from splitedge.proto import splitedge_pb2 as pb
     from splitedge.proto import splitedge_pb2_grpc as pb_grpc
 
+    try:
+        parse_host_port(args.server, "--server", example=_EXAMPLE_SERVER)
+        _check_file(args.tls_ca, "--tls-ca")
+    except ValueError as exc:
+        print(f"splitedge-client: error: {exc}", file=sys.stderr)
+        return 2
     if args.tls_ca:
         with open(args.tls_ca, "rb") as f:
             channel = grpc.aio.secure_channel(args.server, grpc.ssl_channel_credentials(f.read()))

@@ -365,6 +365,8 @@ class Client:
         ``fps`` > 0 paces the source like a camera would (frames are not queued up
         faster than they are captured).
         """
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         in_flight: deque[asyncio.Task[FrameOutcome]] = deque()
         iterator: Iterator[Frame] = iter(frames)
         period_s = 1.0 / fps if fps > 0 else 0.0

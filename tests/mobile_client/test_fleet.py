@@ -90,9 +90,11 @@ BASE = ["run", "--model", "echo", "--branch", "offload-jpeg90", "--backend", "no
         (["--server", "h:1", "--mqtt-tls-ca", "ca.pem"], "--mqtt-tls-ca needs --discover"),
         (["--discover", "mqtt://b", "--telemetry-every", "-1"], "--telemetry-every must be >= 0"),
         (["--discover", "mqtt://b", "--discover-timeout-s", "0"], "--discover-timeout-s must be"),
+        (["--discover", "mqtt://b", "--discover-timeout-s", "nan"], "--discover-timeout-s must"),
         (["--discover", "mqtt://b", "--mqtt-password", "pw"], "--mqtt-password needs"),
         (["--discover", "mqtt://b", "--client-id", "a/b"], "--client-id: client_id 'a/b' is not"),
-        (["--discover", "mqtt://b", "--mqtt-tls-ca", "/no/ca.pem"], "--mqtt-tls-ca: file"),
+        (["--discover", "mqtt://b", "--mqtt-tls-ca", "/no/ca.pem"], "--mqtt-tls-ca: '/no/ca"),
+        (["--discover", "mqtt://b", "--mqtt-tls-ca", "/"], "--mqtt-tls-ca: '/' is a directory"),
     ],
 )
 def test_cli_mqtt_flag_errors_exit_2_with_one_line(capsys, flags, expected):

@@ -28,6 +28,7 @@ from splitedge.edge.config import (
 )
 from splitedge.edge.registry import ModelRegistry
 from splitedge.edge.server import EdgeServer, serve
+from splitedge.models.depth.errors import DepthError
 from splitedge.models.registry import list_models
 
 __all__ = ["build_parser", "main"]
@@ -167,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return asyncio.run(_serve(config, registry, args.port_file))
+    except DepthError as exc:  # the depth prior's checkpoint loads as the server starts
+        print(f"splitedge-edge: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except RuntimeError as exc:  # grpc: "Failed to bind to address ..."
         print(f"splitedge-edge: error: {exc}", file=sys.stderr)
         return 1

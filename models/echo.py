@@ -6,6 +6,7 @@ detections; its offload branch accepts any JPEG. No torch needed.
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -41,6 +42,8 @@ class EchoModel:
     def __init__(self, name: str = "echo", tail_delay_ms: float = 0.0) -> None:
         self.name = name
         # A fixed per-batch tail cost, so tests can provoke queueing and deadlines.
+        if not (float(tail_delay_ms) >= 0 and math.isfinite(float(tail_delay_ms))):
+            raise ValueError(f"tail_delay_ms must be a finite number >= 0, got {tail_delay_ms}")
         self.tail_delay_ms = float(tail_delay_ms)
         self.branches = {
             "local": BranchSpec("local", "local"),

@@ -119,6 +119,40 @@ def test_missing_tls_file_is_resolved_from_the_config_dir(tmp_path):
     assert message == f"server.tls_cert: file {str(tmp_path / 'c.pem')!r} does not exist"
 
 
+def test_a_tls_file_that_is_not_pem_is_refused_before_binding(tmp_path):
+    (tmp_path / "c.pem").write_text("junk")
+    (tmp_path / "k.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
+    message = _error(tmp_path, MODEL + '[server]\ntls_cert = "c.pem"\ntls_key = "k.pem"\n')
+    cert = str(tmp_path / "c.pem")
+    assert message == f"server.tls_cert: {cert!r} is not a PEM file (no -----BEGIN line)"
+
+
+def test_a_config_that_is_not_text_is_not_toml(tmp_path):
+    path = tmp_path / "edge.toml"
+    path.write_bytes(b"\xff\xfe garbage")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "[server]\nmax_message_bytes = 9999999999999\n",
+            "server.max_message_bytes: 9999999999999 is not 1024-2147483647",
+        ),
+        ("[server]\ngrace_s = nan\n", "server.grace_s: nan is not a finite number >= 0"),
+        ("[server]\ngrace_s = inf\n", "server.grace_s: inf is not a finite number >= 0"),
+        (
+            "[batching]\nmax_queue_delay_ms = inf\n",
+            "batching.max_queue_delay_ms: must be a finite number >= 0",
+        ),
+    ],
+)
+def test_server_values_grpc_or_shutdown_cannot_take(tmp_path, text, expected):
+    assert _error(tmp_path, MODEL + text).startswith(expected)
+
+
 def test_tls_cert_without_key(tmp_path):
     (tmp_path / "c.pem").write_text("x")
     message = _error(tmp_path, MODEL + '[server]\ntls_cert = "c.pem"\n')
@@ -168,6 +202,19 @@ def test_cli_bad_flag_value_exits_2(capsys):
     with pytest.raises(SystemExit) as info:
         main(["serve", "--port", "abc"])
     assert info.value.code == 2
+
+
+def test_cli_echo_tail_delay_must_be_finite(capsys):
+    err = _cli_error(capsys, ["serve", "--port", "0", "--model", "echo:tail_delay_ms=nan"])
+    assert "tail_delay_ms must be a finite number >= 0, got nan" in err
+
+
+def test_cli_unreadable_depth_prior_exits_2(capsys, tmp_path):
+    prior = tmp_path / "empty.pt"
+    prior.write_bytes(b"")
+    argv = ["serve", "--port", "0", "--host", "127.0.0.1", "--depth", "--depth-prior", str(prior)]
+    err = _cli_error(capsys, argv)
+    assert err.startswith("splitedge-edge: error:") and "empty.pt" in err
 
 
 def test_cli_list_models(capsys):

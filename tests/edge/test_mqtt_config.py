@@ -67,7 +67,8 @@ def test_file_values_resolve_paths_and_flags_override(tmp_path):
     ("mqtt", "overrides", "expected"),
     [
         ('host = "b"\nport = 0\n', {}, "mqtt.port: 0 is not a port"),
-        ('host = "b"\ninterval_s = 0\n', {}, "mqtt.interval_s: 0.0 must be > 0"),
+        ('host = "b"\ninterval_s = 0\n', {}, "mqtt.interval_s: 0.0 must be a finite number > 0"),
+        ('host = "b"\ninterval_s = inf\n', {}, "mqtt.interval_s: inf must be a finite number"),
         ('host = "b"\nkeepalive_s = 0\n', {}, "mqtt.keepalive_s: must be at least 1"),
         ('host = "b"\npassword = "x"\n', {}, "mqtt.password: given without mqtt.username"),
         ('host = "b"\ntls_cert = "c.pem"\n', {}, "mqtt.tls_cert/tls_key: give both or neither"),

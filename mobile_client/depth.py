@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -351,13 +352,16 @@ def _fail(message: str) -> None:
 
 def run_depth(args: argparse.Namespace) -> int:
     """The ``depth`` command: 0 on success, 2 on bad input (local or refused), 1 otherwise."""
+    if not 1 <= args.jpeg_quality <= 100:
+        _fail(f"--jpeg-quality must be in 1..100, got {args.jpeg_quality}")
+        return 2
+    if not (args.deadline_ms >= 0 and math.isfinite(args.deadline_ms)):
+        _fail(f"--deadline-ms must be a finite number >= 0, got {args.deadline_ms}")
+        return 2
     try:
         stack = load_focal_stack(args.stack)
     except DepthError as exc:
         _fail(str(exc))
-        return 2
-    if not 1 <= args.jpeg_quality <= 100:
-        _fail(f"--jpeg-quality must be in 1..100, got {args.jpeg_quality}")
         return 2
     try:
         response = asyncio.run(

@@ -179,21 +179,29 @@ def save_profile(profile: Profile, path: str | os.PathLike[str]) -> None:
     target = Path(path)
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(json.dumps(profile.to_json(), indent=1) + "\n")
-    tmp.replace(target)
+    try:
+        tmp.replace(target)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_profile(path: str | os.PathLike[str]) -> Profile:
     """Read and check a profile file; a :class:`ProfileError` subclass names what is wrong."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ProfileReadError(f"{path}: cannot read profile: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ProfileReadError(f"{path}: not JSON (not UTF-8 text: {exc.reason})") from exc
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ProfileReadError(
             f"{path}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from exc
+    except (ValueError, RecursionError) as exc:  # absurd nesting or numbers
+        raise ProfileReadError(f"{path}: not JSON ({exc})") from exc
     try:
         return profile_from_json(doc)
     except ProfileError as exc:
@@ -653,10 +661,7 @@ def run_profile(args: argparse.Namespace) -> int:
     from splitedge.models.registry import create_model
 
     try:
-        if args.accuracy_frames < 0:
-            raise ValueError(f"--accuracy-frames must be >= 0, got {args.accuracy_frames}")
-        w, _, h = args.size.lower().partition("x")
-        size = (int(w), int(h))
+        size = _check_profile_args(args)
         options = dict(_option(item) for item in args.model_option)
         frames = [f.image for f in open_source(args.source, max_frames=args.frames, size=size)]
         # Branch kinds come from the model itself (built once more here, before timing).
@@ -693,6 +698,28 @@ def run_profile(args: argparse.Namespace) -> int:
         f"contention levels {list(profile.contention_levels)}"
     )
     return 0
+
+
+def _check_profile_args(args: argparse.Namespace) -> tuple[int, int]:
+    """Refuse bad flags before anything is measured; returns ``--size`` as (w, h)."""
+    if args.accuracy_frames < 0:
+        raise ValueError(f"--accuracy-frames must be >= 0, got {args.accuracy_frames}")
+    if args.frames < 1:
+        raise ValueError(f"--frames must be at least 1, got {args.frames}")
+    w, sep, h = args.size.lower().partition("x")
+    if not (sep and w.isdigit() and h.isdigit() and 1 <= int(w) <= 8192 and 1 <= int(h) <= 8192):
+        raise ValueError(f"--size: expected WIDTHxHEIGHT, each 1-8192, got {args.size!r}")
+    for flag, values, low in (
+        ("--input-sizes", args.input_sizes, 0),
+        ("--intervals", args.intervals, 1),
+        ("--levels", args.levels, 0),
+    ):
+        bad = [v for v in values if v < low]
+        if bad or not values:
+            raise ValueError(f"{flag}: every value must be >= {low}, got {values}")
+    if Path(args.output).is_dir():
+        raise ValueError(f"--output: {str(args.output)!r} is a directory; name a file")
+    return int(w), int(h)
 
 
 def _option(item: str) -> tuple[str, Any]:

@@ -194,11 +194,15 @@ def load_prefilter(path: str | Path) -> Prefilter:
     """Read a checkpoint of :func:`save_prefilter` (a path, or a file in the zoo folder)."""
     path = resolve_path(path)
     if not path.is_file():
-        raise PrefilterCheckpointError(f"prefilter checkpoint {path} does not exist")
+        what = "is a directory, not a file" if path.is_dir() else "does not exist"
+        raise PrefilterCheckpointError(f"prefilter checkpoint {path} {what}")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a corrupt or foreign file
-        raise PrefilterCheckpointError(f"cannot read prefilter checkpoint {path}: {exc}") from exc
+        reason = " ".join(str(exc).split()) or type(exc).__name__  # one line, never empty
+        raise PrefilterCheckpointError(
+            f"cannot read prefilter checkpoint {path}: {reason[:300]}"
+        ) from exc
     if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
         raise PrefilterCheckpointError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
     net = PrefilterNet(str(blob["input"]))

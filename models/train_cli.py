@@ -11,6 +11,8 @@ import importlib
 import logging
 import sys
 
+from splitedge.models.zoo import ZooError
+
 # Recipe modules; each exposes add_parser(subparsers) registering its sub-command(s).
 RECIPE_MODULES = (
     "splitedge.models.depth.train",
@@ -28,7 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train splitedge models on the project's own synthetic data; "
         "each sub-command's defaults reproduce the committed checkpoint.",
     )
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="logging level (default INFO)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="RECIPE")
     for name in RECIPE_MODULES:
         importlib.import_module(name).add_parser(sub)
@@ -40,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, ZooError) as exc:
         print(f"splitedge-train: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -215,7 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="splitedge-sim",
         description="Run splitedge's real edge server and client through emulated links.",
     )
-    parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="logging level (default WARNING)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
         "demo",

@@ -90,12 +90,20 @@ async def _record(broker: BrokerConfig, out: Path, seconds: float | None) -> tup
         recorder = TelemetryRecorder(link, out)
         task = asyncio.create_task(recorder.run(), name="telemetry-recorder")
         await asyncio.sleep(0)  # let the recorder register its subscription
-        if await link.wait_subscribed(5.0 if seconds is None else min(5.0, seconds)):
+        subscribed = await link.wait_subscribed(5.0 if seconds is None else min(5.0, seconds))
+        if subscribed:
             # Tests and scripts wait for this line before publishing.
             print(f"splitedge-sim: recording telemetry to {out}", file=sys.stderr, flush=True)
         with contextlib.suppress(asyncio.TimeoutError):
             left_s = None if end_at is None else max(0.0, end_at - loop.time())
             await asyncio.wait_for(stop.wait(), left_s)
+        # (0.1 s, not 0: asyncio.wait_for with no time left never lets the check run.)
+        if not subscribed and not await link.wait_subscribed(0.1):
+            # Waiting for a broker that is down is by design; saying so is not optional.
+            print(
+                f"splitedge-sim: warning: never reached the broker at {broker.host}:{broker.port}",
+                file=sys.stderr,
+            )
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

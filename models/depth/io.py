@@ -45,7 +45,7 @@ def _read_json(folder: Path) -> dict:
         raise FocusFileMissingError(f"{path}: no {FOCUS_FILE} in the focal stack folder")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSON/Unicode errors, absurd nesting or ints
         raise FocusFileMalformedError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(doc, dict):
         raise FocusFileMalformedError(
@@ -99,7 +99,7 @@ def _read_image(path: Path) -> np.ndarray:
             return np.asarray(img.convert("RGB"), dtype=np.uint8)
     except FileNotFoundError as exc:
         raise UnreadableImageError(f"{path}: image file not found") from exc
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError) as exc:  # ValueError: a NUL in the name
         raise UnreadableImageError(f"{path}: cannot decode image ({exc})") from exc
 
 

@@ -97,6 +97,16 @@ def test_not_json(tmp_path: Path) -> None:
         load_profile(path)
 
 
+def test_a_profile_that_is_not_text_or_absurdly_nested_is_not_json(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ProfileReadError, match=r"p\.json: not JSON \(not UTF-8 text"):
+        load_profile(path)
+    path.write_text("[" * 100_000)
+    with pytest.raises(ProfileReadError, match=r"p\.json: not JSON"):
+        load_profile(path)
+
+
 def test_no_version(tmp_path: Path, doc: dict[str, Any]) -> None:
     del doc["version"]
     with pytest.raises(ProfileVersionError, match="no 'version'"):

@@ -86,8 +86,14 @@ def test_bad_prefilter_checkpoints_and_settings_are_refused(tmp_path):
     with pytest.raises(PrefilterCheckpointError, match="does not exist"):
         load_prefilter(tmp_path / "none.pt")
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(PrefilterCheckpointError, match="cannot read"):
+    with pytest.raises(PrefilterCheckpointError, match="cannot read") as info:
         load_prefilter(tmp_path / "junk.pt")
+    assert "\n" not in str(info.value)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(PrefilterCheckpointError, match=r"empty\.pt: \S"):  # a reason, not ""
+        load_prefilter(tmp_path / "empty.pt")
+    with pytest.raises(PrefilterCheckpointError, match="is a directory, not a file"):
+        load_prefilter(tmp_path)
     with pytest.raises(PrefilterConfigError, match="needs --student"):
         build_net("head")
     with pytest.raises(PrefilterConfigError, match="input must be"):

@@ -138,3 +138,10 @@ def test_committed_segmenter_beats_all_background() -> None:
     gts = [sample.semantic for sample in val.samples]
     background = mean_iou([np.zeros_like(g) for g in gts], gts, 7)
     assert metrics["mIoU"] > background + 0.02
+
+
+def test_an_unknown_zoo_entry_is_one_line_exit_2(capsys) -> None:
+    assert train_main(["eval", "no-such-entry"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("splitedge-train: error:") and "no-such-entry" in err
+    assert err.count("\n") == 1

@@ -134,3 +134,31 @@ def test_bad_focus_distances(
     _edit(tmp_path, unit=unit, focus_distances=values)
     with pytest.raises(FocusDistanceError, match=match):
         load_focal_stack(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[" * 100_000, "not valid JSON"),  # nesting deeper than the parser recurses
+        ('{"unit": "m", "focus_distances": [' + "9" * 5000 + "]}", "not valid JSON"),
+        (b"\xff\xfe garbage", "not valid JSON"),
+    ],
+)
+def test_hostile_focus_files_are_malformed_not_crashes(
+    tmp_path: Path, small_stack: FocalStack, text: str | bytes, match: str
+) -> None:
+    save_focal_stack(small_stack, tmp_path)
+    path = tmp_path / "focus.json"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    with pytest.raises(FocusFileMalformedError, match=match):
+        load_focal_stack(tmp_path)
+
+
+def test_an_image_name_with_a_nul_byte_is_unreadable(tmp_path: Path, small_stack: FocalStack):
+    save_focal_stack(small_stack, tmp_path)
+    _edit(tmp_path, images=["slice_000.png", "a\u0000b.png", "slice_002.png"])
+    with pytest.raises(UnreadableImageError, match="cannot decode image"):
+        load_focal_stack(tmp_path)

@@ -236,7 +236,8 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
 
         async def answer(frame: Frame) -> None:
             try:
-                result = result_to_pb(await self._service.process(frame))
+                # The reader has tried process_now already.
+                result = result_to_pb(await self._service.process_later(frame))
             except Exception as exc:  # a bug must cost one frame, not the stream
                 result = _internal_error(frame, exc)
             await send(result)

@@ -176,10 +176,13 @@ class EdgeService:
 
     async def process(self, frame: Frame) -> Outcome:
         """Answer one frame; never raises a RequestError (it is in the outcome)."""
-        arrival = time.perf_counter()
         outcome = self.process_now(frame)
-        if outcome is not None:
-            return outcome
+        return outcome if outcome is not None else await self.process_later(frame)
+
+    async def process_later(self, frame: Frame) -> Outcome:
+        """The full path: decode and tail may leave the event loop. For a caller that
+        already tried :meth:`process_now`; never raises a RequestError."""
+        arrival = time.perf_counter()
         outcome = Outcome(frame.frame_id, frame.model, frame.branch)
         timing = outcome.timing
         try:

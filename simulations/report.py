@@ -10,8 +10,8 @@ Summary per policy: frames captured / answered, p50/p95/p99 latency of answered
 frames, SLA violation % (frames late or dropped, over frames captured), local
 fallbacks, drops by reason, uplink MB, mean batch size, quality, branch mix.
 Plots (matplotlib, Agg): ``timeline.png`` (latency over time per policy, the
-uplink trace under it), ``branches.png`` (branch over time per policy),
-``latency_cdf.png`` (CDF per policy).
+uplink trace's mean rate per 500 ms under it), ``branches.png`` (branch over
+time per policy), ``latency_cdf.png`` (CDF per policy).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ __all__ = [
     "plot_all",
     "read_csv",
     "summarize",
+    "windowed_rate",
     "write_csv",
     "write_summary",
 ]
@@ -244,6 +245,10 @@ def write_summary(summaries: Sequence[PolicySummary], out_dir: str | Path) -> tu
 # ---------------------------------------------------------------------- plots
 
 
+RATE_WINDOW_S = 0.5  # plots average a trace over windows a person can read
+RATE_FLOOR_MBPS = 0.01  # where windows with no capacity are drawn on a log axis
+
+
 def plot_all(
     rows: Sequence[FrameRow],
     uplink: BandwidthTrace,
@@ -251,8 +256,13 @@ def plot_all(
     out_dir: str | Path,
     *,
     duration_s: float | None = None,
+    window_s: float = RATE_WINDOW_S,
 ) -> list[Path]:
-    """Write the three PNGs; returns their paths."""
+    """Write the three PNGs; returns their paths.
+
+    The uplink is drawn as its mean rate over ``window_s`` windows
+    (:func:`windowed_rate`): a Mahimahi trace changes every millisecond.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -274,10 +284,8 @@ def plot_all(
     ax_lat.set_ylabel("latency (ms)")
     ax_lat.set_yscale("log")
     ax_lat.legend(fontsize=7, loc="upper left", ncol=2)
-    t, v = _trace_steps(uplink, end_s)
-    ax_bw.plot(t, v, color="black", linewidth=1)
-    ax_bw.set_ylabel("uplink Mbps")
-    ax_bw.set_yscale("log")
+    _plot_rate(ax_bw, uplink, end_s, window_s)
+    ax_bw.set_ylabel(f"uplink Mbps\n({window_s * 1000:g} ms mean)")
     ax_bw.set_xlabel("time (s)")
     fig.tight_layout()
     paths.append(_save(fig, out / "timeline.png", plt))
@@ -312,18 +320,34 @@ def plot_all(
     return paths
 
 
-def _trace_steps(trace: BandwidthTrace, end_s: float) -> tuple[list[float], list[float]]:
-    t: list[float] = []
-    v: list[float] = []
-    offset = 0.0
-    while offset < end_s:
-        for s, e, r in trace.segments():
-            if offset + s >= end_s:
-                break
-            t += [offset + s, min(offset + e, end_s)]
-            v += [r, r]
-        offset += trace.duration_s
-    return t, v
+def windowed_rate(
+    trace: BandwidthTrace, end_s: float, window_s: float = RATE_WINDOW_S
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(t_s, mbps)`` to draw: the trace's mean rate over each ``window_s`` from 0 to ``end_s``.
+
+    Each window is one flat step, its start and end both listed (``t_s`` = s0, e0,
+    s1, e1, ...); the last window ends at ``end_s``. The trace loops past its period.
+    """
+    if not (window_s > 0 and end_s > 0):
+        raise ValueError(f"windowed_rate needs window_s > 0 and end_s > 0, got {window_s}, {end_s}")
+    starts, means = trace.mean_rates(window_s, end_s)
+    ends = np.append(starts[1:], end_s)
+    return np.column_stack((starts, ends)).reshape(-1), np.repeat(means, 2)
+
+
+def _plot_rate(ax: Any, trace: BandwidthTrace, end_s: float, window_s: float) -> None:
+    t, mbps = windowed_rate(trace, end_s, window_s)
+    ax.set_yscale("log")
+    if np.all(mbps > 0):
+        ax.plot(t, mbps, color="black", linewidth=1)
+        return
+    # A log axis cannot show a window with no capacity (a deep fade): draw it on a
+    # floor below every other window, and say so.
+    floor = min(RATE_FLOOR_MBPS, 0.5 * float(mbps[mbps > 0].min(initial=2 * RATE_FLOOR_MBPS)))
+    ax.plot(t, np.maximum(mbps, floor), color="black", linewidth=1)
+    ax.set_ylim(bottom=0.8 * floor)
+    ax.axhline(floor, color="grey", linestyle=":", linewidth=1, label="no capacity")
+    ax.legend(fontsize=7, loc="upper right")
 
 
 def _save(fig: Any, path: Path, plt: Any) -> Path:

@@ -7,6 +7,25 @@ compare. :func:`load_scenario` reads it once at the edge of the program; every
 key is checked for name, type and range, and anything else is refused with a
 one-line :class:`ScenarioError` naming the key (``uplink.rate_mbps: expected a
 number > 0, got -1``). ``configs/scenarios/*.toml`` are worked examples.
+
+Keys the examples do not show:
+
+``device_slowdown`` (top level, number >= 1, default 1)
+    Make the device (this machine) behave like one ``device_slowdown`` x slower:
+    after every head and local run the client sleeps (slowdown - 1) x the time the
+    run took (:class:`~splitedge.simulations.demo.SlowedBackend`, as in the demo).
+    Schedulers are not told; they see it in the head times they observe.
+``[uplink]`` / ``[downlink]`` with ``kind = "file"``
+    ``path`` (relative to the scenario file) and an optional ``format``, one of
+    ``mahimahi, csv, cooked, hsdpa, belgium-4g``
+    (:mod:`splitedge.simulations.trace_formats`). Without ``format`` the suffix
+    decides (``.csv``; Mahimahi's ``.up``/``.down``), else the file's first lines
+    (one integer per line is Mahimahi). So a recorded Mahimahi pair reads as::
+
+        [uplink]
+        kind = "file"
+        path = "../../../shared/traces/cellular/TMobile-UMTS-driving.up"
+        duration_s = 100   # its first 100 s, looped (default 0: the whole recording)
 """
 
 from __future__ import annotations
@@ -21,7 +40,7 @@ from typing import Any
 from splitedge.mobile_client.policy import Candidate
 from splitedge.mobile_client.profile import Profile as SchedulerProfile
 from splitedge.mobile_client.profile import ProfileError, load_profile
-from splitedge.simulations.trace_formats import read_trace
+from splitedge.simulations.trace_formats import FORMATS, guess_format, read_trace
 from splitedge.simulations.traces import BandwidthTrace, TraceError, constant, preset, square_wave
 
 if sys.version_info >= (3, 11):
@@ -92,7 +111,7 @@ class TraceConfig:
     seed: int = 0
     path: Path | None = None  # file
     format: str | None = None
-    duration_s: float = 0.0  # 0 = the scenario's duration
+    duration_s: float = 0.0  # 0 = the scenario's duration (file: the whole recording)
     scale: float = 1.0
 
     def build(self, default_duration_s: float) -> BandwidthTrace:
@@ -109,6 +128,8 @@ class TraceConfig:
         else:
             assert self.path is not None
             trace = read_trace(self.path, self.format)
+            if self.duration_s:  # the first duration_s of the recording (0: all of it)
+                trace = trace.slice(0.0, self.duration_s)
         return trace if self.scale == 1.0 else trace.scale(self.scale)
 
 
@@ -169,6 +190,7 @@ class Scenario:
     video: VideoSettings = field(default_factory=VideoSettings)
     edge: EdgeSettings = field(default_factory=EdgeSettings)
     profile: Path | None = None  # a saved profile for neurosurgeon/oracle (else measured)
+    device_slowdown: float = 1.0  # >1: the device's head and local runs take this x as long
     source: str = "<scenario>"
 
     def phase_s(self, client: int) -> float:
@@ -320,14 +342,32 @@ def _trace_config(sec: _Section, base_dir: Path) -> TraceConfig:
         cfg["name"] = sec.string("name", required=True)
         cfg["seed"] = sec.integer("seed", 0)
     else:
-        path = Path(sec.string("path", required=True))
-        cfg["path"] = path if path.is_absolute() else base_dir / path
-        fmt = sec.raw("format")
-        if fmt is not None and not isinstance(fmt, str):
-            raise sec.fail("format", f"expected a string, got {fmt!r}")
-        cfg["format"] = fmt
+        cfg["path"], cfg["format"] = _trace_file(sec, base_dir)
     sec.finish()
     return TraceConfig(**cfg)
+
+
+def _trace_file(sec: _Section, base_dir: Path) -> tuple[Path, str]:
+    """A ``kind = "file"`` trace's resolved ``path`` and its ``format`` (given or guessed)."""
+    text = sec.string("path", required=True)
+    path = Path(text) if Path(text).is_absolute() else base_dir / text
+    fmt = sec.raw("format")
+    if fmt is not None and fmt not in FORMATS:
+        raise sec.fail("format", f"unknown trace format {fmt!r}; one of {', '.join(FORMATS)}")
+    if not path.is_file():
+        raise ScenarioFileError(f"{sec.source}: {sec.key('path')}: no such trace file: {path}")
+    if fmt is None:
+        try:
+            fmt = guess_format(path)
+        except TraceError as exc:
+            raise sec.fail("path", str(exc)) from exc
+        if fmt is None:
+            raise sec.fail(
+                "format",
+                f"cannot tell the format of {path.name} from its name or its first lines; "
+                f"set format = one of {', '.join(FORMATS)}",
+            )
+    return path, fmt
 
 
 def _scheduler_profile(sec: _Section, base_dir: Path) -> tuple[Path, SchedulerProfile]:
@@ -482,7 +522,9 @@ def scenario_from_dict(
         try:
             traces[direction] = cfg.build(duration_s)
         except TraceError as exc:
-            raise ScenarioValueError(f"{source}: {direction}: {exc}") from exc
+            # A file's problems (a bad line, an unreadable file) are the path's.
+            key = sec.key("path") if cfg.kind == "file" else direction
+            raise ScenarioValueError(f"{source}: {key}: {exc}") from exc
     video_sec = top.section("video")
     video = VideoSettings(
         width=video_sec.integer("width", 160, minimum=32, maximum=4096),
@@ -522,6 +564,7 @@ def scenario_from_dict(
         video=video,
         edge=edge,
         profile=None if profile is None else base / profile,
+        device_slowdown=top.number("device_slowdown", 1.0, minimum=1.0),
         source=source,
     )
     top.finish()

@@ -1,6 +1,6 @@
 """Read and write bandwidth trace files into :class:`BandwidthTrace`.
 
-Formats (``fmt`` names for :func:`read_trace`):
+Formats (``fmt`` names for :func:`read_trace`, listed in ``FORMATS``):
 
 ``mahimahi``
     One integer millisecond per line; each line is one 1500-byte delivery
@@ -26,6 +26,10 @@ Formats (``fmt`` names for :func:`read_trace`):
     conversion scripts seen in ABR code; no sample file was available here.
 
 Every reader fails with :class:`TraceFormatError` naming the source and line.
+
+:func:`read_trace` without a format takes it from the suffix (``.csv``; Mahimahi's
+``.up``/``.down``), else from the layout of the first lines (:func:`sniff_format`):
+a file of one integer per line is Mahimahi whatever its name.
 """
 
 from __future__ import annotations
@@ -212,14 +216,80 @@ _PARSERS: dict[str, Callable[..., BandwidthTrace]] = {
     "belgium-4g": parse_belgium_4g,
 }
 FORMATS = tuple(_PARSERS)
+# Mahimahi names its traces X.up / X.down (``mm-link X.up X.down``).
+SUFFIX_FORMATS = {".csv": "csv", ".up": "mahimahi", ".down": "mahimahi"}
+_SNIFF_BYTES = 64 * 1024
+_SNIFF_LINES = 50
+
+
+def _is_number(token: str) -> bool:
+    try:
+        return math.isfinite(float(token))
+    except ValueError:
+        return False
+
+
+def sniff_format(text: str) -> str | None:
+    """The format whose layout every data line of ``text`` fits, or ``None``.
+
+    Only the layout is checked (the reader then checks every value and names the
+    line): one integer per line is ``mahimahi``; a ``time_s,mbps`` header is
+    ``csv``; two numbers per line is ``cooked``; six or more columns with numeric
+    ``bytes, elapsed_ms`` is ``hsdpa`` (read like ``belgium-4g``).
+    """
+    lines = [ln for _, ln in _data_lines(text)]
+    if not lines:
+        return None
+    if all(ln.isascii() and ln.isdigit() for ln in lines):
+        return "mahimahi"
+    rows = [ln for ln in lines if not ln.startswith("#")]
+    if not rows:
+        return None
+    if [c.strip() for c in rows[0].split(",")] == ["time_s", "mbps"]:
+        return "csv"
+    split = [ln.split() for ln in rows]
+    if all(len(f) == 2 and _is_number(f[0]) and _is_number(f[1]) for f in split):
+        return "cooked"
+    if all(len(f) >= 6 and _is_number(f[4]) and _is_number(f[5]) for f in split):
+        return "hsdpa"
+    return None
+
+
+def _head(path: Path) -> str:
+    """The first whole lines of a file (at most ``_SNIFF_LINES`` data lines)."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(_SNIFF_BYTES)
+            if len(data) == _SNIFF_BYTES and f.read(1):
+                data = data[: data.rfind(b"\n") + 1]  # drop the line cut in the middle
+        text = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TraceError(f"{path}: cannot read trace file: {exc}") from exc
+    return "\n".join([ln for ln in text.splitlines() if ln.strip()][:_SNIFF_LINES])
+
+
+def guess_format(path: str | Path) -> str | None:
+    """The format a file's suffix names (``SUFFIX_FORMATS``), else the one its first lines fit.
+
+    ``None`` when neither tells; :class:`TraceError` when the file cannot be read.
+    """
+    path = Path(path)
+    by_suffix = SUFFIX_FORMATS.get(path.suffix.lower())
+    return by_suffix or sniff_format(_head(path))
 
 
 def read_trace(path: str | Path, fmt: str | None = None) -> BandwidthTrace:
-    """Read a trace file; ``fmt`` is one of ``FORMATS`` (``.csv`` files default to csv)."""
+    """Read a trace file in format ``fmt`` (one of ``FORMATS``; ``None``: :func:`guess_format`)."""
     path = Path(path)
-    fmt = fmt or ("csv" if path.suffix == ".csv" else None)
-    if fmt not in _PARSERS:
-        raise TraceError(f"{path}: unknown trace format {fmt!r}; pass fmt= one of {FORMATS}")
+    if fmt is None:
+        fmt = guess_format(path)
+        if fmt is None:
+            raise TraceError(
+                f"{path}: cannot tell the trace format from its name or its first lines; "
+                f"name one of {', '.join(FORMATS)}"
+            )
+    elif fmt not in _PARSERS:
+        raise TraceError(f"{path}: unknown trace format {fmt!r}; one of {', '.join(FORMATS)}")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -245,10 +315,12 @@ def write_cooked(trace: BandwidthTrace, path: str | Path, interval_s: float = 1.
 
 __all__ = [
     "FORMATS",
+    "SUFFIX_FORMATS",
     "TraceFormatError",
     "format_cooked",
     "format_csv",
     "format_mahimahi",
+    "guess_format",
     "parse_belgium_4g",
     "parse_cooked",
     "parse_csv",
@@ -256,6 +328,7 @@ __all__ = [
     "parse_mahimahi",
     "read_mahimahi",
     "read_trace",
+    "sniff_format",
     "write_cooked",
     "write_csv",
     "write_mahimahi",

@@ -5,14 +5,17 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from splitedge.simulations import report
 from splitedge.simulations.report import (
     FrameRow,
     format_summary,
     plot_all,
     read_csv,
     summarize,
+    windowed_rate,
     write_csv,
     write_summary,
 )
@@ -76,3 +79,51 @@ def test_plots_are_written(tmp_path: Path):
     paths = plot_all(_rows(), trace, 50.0, tmp_path, duration_s=1.0)
     assert [p.name for p in paths] == ["timeline.png", "branches.png", "latency_cdf.png"]
     assert all(p.stat().st_size > 5_000 for p in paths)
+
+
+def _millisecond_trace() -> BandwidthTrace:
+    # Mahimahi-like: 1 ms at 24 Mbps, 1 ms at 0, repeated for 0.6 s, then 0.4 s of 3 Mbps.
+    steps = [(i / 1000, 24.0 if i % 2 == 0 else 0.0) for i in range(600)] + [(0.6, 3.0)]
+    return BandwidthTrace.from_steps(steps, 1.0)
+
+
+def test_windowed_rate_is_the_mean_over_each_window():
+    t, mbps = windowed_rate(_millisecond_trace(), end_s=2.25, window_s=0.5)
+    # Windows 0-0.5, 0.5-1, ... the last cut at end_s; the trace loops after 1 s.
+    assert t.tolist() == pytest.approx([0, 0.5, 0.5, 1, 1, 1.5, 1.5, 2, 2, 2.25])
+    by_hand = [12.0, (0.1 * 12 + 0.4 * 3) / 0.5, 12.0, (0.1 * 12 + 0.4 * 3) / 0.5, 12.0]
+    assert mbps.tolist() == pytest.approx(np.repeat(by_hand, 2).tolist())
+    with pytest.raises(ValueError, match="window_s > 0"):
+        windowed_rate(_millisecond_trace(), end_s=1.0, window_s=0.0)
+
+
+@pytest.fixture
+def figures(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The matplotlib figures plot_all saves, in order, kept for inspection."""
+    kept: list = []
+    save = report._save
+
+    def keep(fig, path, plt):  # type: ignore[no-untyped-def]
+        kept.append(fig)
+        return save(fig, path, plt)
+
+    monkeypatch.setattr(report, "_save", keep)
+    return kept
+
+
+def test_timeline_draws_the_windowed_mean_not_each_millisecond(tmp_path: Path, figures: list):
+    trace = _millisecond_trace()
+    plot_all(_rows(), trace, 50.0, tmp_path, duration_s=2.0)
+    (line,) = figures[0].axes[1].lines  # the uplink panel of timeline.png
+    assert line.get_xdata().tolist() == pytest.approx(windowed_rate(trace, 2.0)[0].tolist())
+    assert line.get_ydata().tolist() == pytest.approx(windowed_rate(trace, 2.0)[1].tolist())
+    assert max(line.get_ydata()) == pytest.approx(12.0)  # never the 24 Mbps milliseconds
+
+
+def test_windows_without_capacity_sit_on_a_floor_of_the_log_axis(tmp_path: Path, figures: list):
+    fade = BandwidthTrace.from_steps([(0.0, 2.0), (1.0, 0.0), (2.0, 0.05)], 3.0)
+    plot_all(_rows(), fade, 50.0, tmp_path, duration_s=3.0)
+    ax = figures[0].axes[1]
+    drawn = ax.lines[0].get_ydata()
+    assert drawn.min() == pytest.approx(0.01) and np.all(drawn > 0)
+    assert ax.get_ylim()[0] < 0.01

@@ -19,6 +19,9 @@ from splitedge.simulations.scenario import (
 )
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "configs" / "scenarios").glob("*.toml"))
+# Recorded Mahimahi traces beside the project (never copied into it): ../shared/traces.
+CELLULAR = Path(__file__).resolve().parents[2].parent / "shared" / "traces" / "cellular"
+FORMATS = "mahimahi, csv, cooked, hsdpa, belgium-4g"
 
 
 def _doc(**changes: Any) -> dict[str, Any]:
@@ -126,6 +129,16 @@ def test_trace_file_is_read_relative_to_the_scenario(tmp_path: Path):
             "two policies are named 'local'",
         ),
         ({"camera_phase": "random"}, ScenarioValueError, "camera_phase: expected one of"),
+        (
+            {"device_slowdown": 0.5},
+            ScenarioValueError,
+            "device_slowdown: expected a number >= 1, got 0.5",
+        ),
+        (
+            {"device_slowdown": "6x"},
+            ScenarioValueError,
+            "device_slowdown: expected a number >= 1, got '6x'",
+        ),
     ],
 )
 def test_bad_values_name_the_key(changes: dict[str, Any], error: type, message: str):
@@ -169,3 +182,117 @@ def test_staggered_cameras_and_client_offsets():
     assert up1.rate_at(0.0) == s.uplink.rate_at(5.0) == 1.0
     aligned = scenario_from_dict(_doc(clients=4, camera_phase="aligned"))
     assert aligned.phase_s(3) == 0.0
+
+
+def _file_scenario(tmp_path: Path, uplink: str) -> Path:
+    path = tmp_path / "adaptive.toml"
+    path.write_text(
+        f'model = "echo"\nbranches = ["local"]\n[uplink]\nkind = "file"\n{uplink}\n'
+        '[[policies]]\nkind = "local"\n'
+    )
+    return path
+
+
+@pytest.mark.parametrize("name", ["link.up", "link.down", "link", "link.txt"])
+def test_mahimahi_trace_needs_no_format_key(tmp_path: Path, name: str):
+    (tmp_path / name).write_text("".join(f"{t}\n" for t in (1, 1, 2, 4)))  # 4 packets in 4 ms
+    s = load_scenario(_file_scenario(tmp_path, f'path = "{name}"'))
+    assert s.uplink.duration_s == 0.004
+    assert s.uplink.mean_mbps == pytest.approx(4 * 1500 * 8 / 4e3)
+
+
+def test_explicit_trace_format_wins(tmp_path: Path):
+    (tmp_path / "odd.up").write_text("0 4\n1 8\n")
+    s = load_scenario(_file_scenario(tmp_path, 'path = "odd.up"\nformat = "cooked"'))
+    assert s.uplink.rate_at(1.5) == 8.0
+
+
+def test_file_trace_duration_takes_the_first_seconds(tmp_path: Path):
+    (tmp_path / "up.csv").write_text("time_s,mbps\n0,4\n2,8\n3,1\n")
+    s = load_scenario(_file_scenario(tmp_path, 'path = "up.csv"\nduration_s = 2.5'))
+    assert s.uplink.duration_s == 2.5 and s.uplink.rate_at(2.2) == 8.0
+    assert s.uplink.rate_at(2.6) == 4.0  # then it loops
+
+
+@pytest.mark.parametrize(
+    ("files", "uplink", "error", "message"),
+    [
+        (
+            {"up.log": "1\n2\n"},
+            'path = "up.log"\nformat = "xyz"',
+            ScenarioValueError,
+            f"uplink.format: unknown trace format 'xyz'; one of {FORMATS}",
+        ),
+        (
+            {"up.log": "1\n2\n"},
+            'path = "up.log"\nformat = 3',
+            ScenarioValueError,
+            f"uplink.format: unknown trace format 3; one of {FORMATS}",
+        ),
+        (
+            {"notes.txt": "hello\n"},
+            'path = "notes.txt"',
+            ScenarioValueError,
+            "uplink.format: cannot tell the format of notes.txt from its name or its first "
+            f"lines; set format = one of {FORMATS}",
+        ),
+        (
+            {},
+            'path = "gone.up"',
+            ScenarioFileError,
+            "uplink.path: no such trace file: {dir}/gone.up",
+        ),
+        (
+            {"bad.up": "1\n2\nx\n"},
+            'path = "bad.up"',
+            ScenarioValueError,
+            "uplink.path: {dir}/bad.up:3: expected a non-negative integer millisecond, got 'x'",
+        ),
+        (
+            {"bin.log": b"\xff\xfe\x00"},
+            'path = "bin.log"',
+            ScenarioValueError,
+            "uplink.path: {dir}/bin.log: cannot read trace file: 'utf-8' codec can't decode",
+        ),
+        (
+            {"up.up": "1\n2\n"},
+            'path = "up.up"\nfmt = "mahimahi"',
+            ScenarioKeyError,
+            "uplink.fmt: unknown key",
+        ),
+    ],
+)
+def test_trace_file_errors_name_the_scenario_key(
+    tmp_path: Path, files: dict[str, Any], uplink: str, error: type, message: str
+):
+    for name, content in files.items():
+        target = tmp_path / name
+        target.write_bytes(content) if isinstance(content, bytes) else target.write_text(content)
+    path = _file_scenario(tmp_path, uplink)
+    with pytest.raises(error) as info:
+        load_scenario(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: " + message.format(dir=tmp_path)), text
+    assert "\n" not in text and "fmt=" not in text
+
+
+def test_recorded_mahimahi_pair_loads_without_format(tmp_path: Path):
+    up, down = CELLULAR / "TMobile-UMTS-driving.up", CELLULAR / "TMobile-UMTS-driving.down"
+    if not (up.is_file() and down.is_file()):
+        pytest.skip(f"recorded traces {up} / {down} are absent (the shared folder is not here)")
+    path = tmp_path / "umts.toml"
+    path.write_text(
+        'model = "echo"\nbranches = ["local"]\nduration_s = 100\n'
+        f'[uplink]\nkind = "file"\npath = "{up}"\nduration_s = 100\n'
+        f'[downlink]\nkind = "file"\npath = "{down}"\nduration_s = 100\n'
+        '[[policies]]\nkind = "local"\n'
+    )
+    s = load_scenario(path)
+    assert s.uplink.duration_s == s.downlink.duration_s == 100.0
+    _, up_mbps = s.uplink.mean_rates(1.0, 100.0)
+    assert up_mbps[52:60].max() < 0.02 < up_mbps[:25].mean()  # the fade around 30-65 s
+
+
+def test_device_slowdown_defaults_to_one_and_reads_a_number():
+    assert scenario_from_dict(_doc()).device_slowdown == 1.0
+    assert scenario_from_dict(_doc(device_slowdown=6)).device_slowdown == 6.0

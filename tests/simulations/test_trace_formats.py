@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from splitedge.simulations import trace_formats as F
 from splitedge.simulations import traces as T
 from splitedge.simulations.trace_formats import TraceFormatError
 from splitedge.simulations.traces import TraceError
+
+# Recorded Mahimahi traces beside the project (never copied into it): ../shared/traces.
+CELLULAR = Path(__file__).resolve().parents[2].parent / "shared" / "traces" / "cellular"
 
 
 def test_mahimahi_file_round_trip(tmp_path):
@@ -115,13 +120,112 @@ def test_bytes_over_elapsed_errors_name_the_line(line, message):
 
 
 def test_read_trace_file_problems(tmp_path):
-    with pytest.raises(TraceError, match="unknown trace format 'json'"):
+    with pytest.raises(TraceError) as info:
         F.read_trace(tmp_path / "x.json", "json")
-    with pytest.raises(TraceError, match="unknown trace format None"):
-        F.read_trace(tmp_path / "x.log")
-    with pytest.raises(TraceError, match="cannot read trace file"):
-        F.read_trace(tmp_path / "missing.csv")
+    assert str(info.value) == (
+        f"{tmp_path / 'x.json'}: unknown trace format 'json'; "
+        "one of mahimahi, csv, cooked, hsdpa, belgium-4g"
+    )
+    for missing in ("x.log", "missing.csv", "missing.up"):
+        with pytest.raises(TraceError, match="cannot read trace file"):
+            F.read_trace(tmp_path / missing)
     bad = tmp_path / "bin.csv"
     bad.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(TraceError, match="cannot read trace file"):
         F.read_trace(bad)
+
+
+# -- which format: suffix, else the first lines ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fmt"),
+    [
+        ("TMobile.up", "1\n1\n3\n", "mahimahi"),
+        ("TMobile.down", "1\n1\n3\n", "mahimahi"),
+        ("trace.txt", "1\n1\n3\n", "mahimahi"),  # one integer per line, any name
+        ("trace", "\n1\n 2 \n4\n", "mahimahi"),
+        ("rates.log", "# duration_s=3\ntime_s, mbps\n0,1\n", "csv"),
+        ("trace_cooked", "0.0 1.2\n1.0\t0.8\n", "cooked"),
+        ("report_bus_0001.log", HSDPA, "hsdpa"),
+        ("x.CSV", "anything", "csv"),
+        ("notes.txt", "hello\n", None),
+        ("mixed", "1\n2\n3 4 5\n", None),
+        ("empty.log", "", None),
+    ],
+)
+def test_guess_format_from_suffix_then_lines(tmp_path, name, text, fmt):
+    path = tmp_path / name
+    path.write_text(text)
+    assert F.guess_format(path) == fmt
+
+
+def test_a_mahimahi_trace_reads_without_a_format_under_any_name(tmp_path):
+    tr = T.step([(0.0, 12.0), (0.004, 36.0)], duration_s=0.008)
+    for name in ("link.up", "link.down", "link", "link.trace"):
+        F.write_mahimahi(tr, tmp_path / name)
+        back = F.read_trace(tmp_path / name)
+        assert back.mean_mbps == pytest.approx(tr.mean_mbps), name
+
+
+def test_an_explicit_format_wins_over_suffix_and_content(tmp_path):
+    path = tmp_path / "odd.up"  # the suffix says mahimahi, the caller knows better
+    path.write_text("0 4\n1 8\n")
+    assert F.read_trace(path, "cooked").rate_mbps.tolist() == [4.0, 8.0]
+    ints = tmp_path / "ints.log"  # integers, but read as a cooked log with one column
+    ints.write_text("1\n2\n")
+    with pytest.raises(TraceFormatError, match=r"ints.log:1: expected 2 fields"):
+        F.read_trace(ints, "cooked")
+
+
+def test_unknown_layout_names_the_file_and_the_formats(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello\n")
+    with pytest.raises(TraceError) as info:
+        F.read_trace(path)
+    assert str(info.value) == (
+        f"{path}: cannot tell the trace format from its name or its first lines; "
+        "name one of mahimahi, csv, cooked, hsdpa, belgium-4g"
+    )
+
+
+def test_sniffing_reads_the_head_and_the_reader_names_a_bad_line_further_on(tmp_path):
+    lines = [str(1 + i // 4) for i in range(40_000)]  # > 64 KiB of integers
+    lines[30_000] = "12x"
+    path = tmp_path / "long.trace"
+    path.write_text("\n".join(lines) + "\n")
+    assert F.guess_format(path) == "mahimahi"
+    with pytest.raises(TraceFormatError) as info:
+        F.read_trace(path)
+    assert (
+        str(info.value) == f"{path}:30001: expected a non-negative integer millisecond, got '12x'"
+    )
+
+
+def _cellular(name: str) -> Path:
+    path = CELLULAR / name
+    if not path.is_file():
+        pytest.skip(f"recorded trace {path} is absent (the shared traces folder is not here)")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "duration_s", "mean_mbps"),
+    [
+        ("TMobile-UMTS-driving.up", 931.233, 0.943),
+        ("TMobile-UMTS-driving.down", 928.424, 2.020),
+        ("ATT-LTE-driving-2016.up", 120.002, 1.910),
+    ],
+)
+def test_recorded_mahimahi_traces_read_under_their_own_name(name, duration_s, mean_mbps):
+    trace = F.read_trace(_cellular(name))
+    # Duration and mean as the shared README lists them.
+    assert trace.duration_s == pytest.approx(duration_s)
+    assert trace.mean_mbps == pytest.approx(mean_mbps, abs=5e-4)
+
+
+def test_recorded_umts_uplink_has_its_deep_fade():
+    trace = F.read_trace(_cellular("TMobile-UMTS-driving.up"))
+    _, fade = trace.mean_rates(1.0, 70.0)
+    assert fade[52:60].max() < 0.02  # 52-60 s: the bottom of the fade
+    assert fade[:25].mean() > 0.3

@@ -6,13 +6,24 @@ edge, the device's head and local model, the prefilter) and a
 
 - a *detection* frame is resized to the decision's input size (boxes are mapped
   back to the captured frame) and submitted on the decision's branch and bit
-  depth with the SLA as its deadline (k x the SLA when it heads a group of k
-  frames, whose budget the scheduler amortises); its result restarts the tracker;
+  depth; its result restarts the tracker. Its budget is the SLA (when it heads a
+  group of k frames whose detection the scheduler planned longer than the SLA:
+  1.5 x that prediction, at most k x the SLA), and the edge's deadline leaves
+  room in it for the fallback: the device's own model when it takes at most half
+  the budget, else the tracker from the last result, else the model anyway (a
+  late answer, never none). A frame stuck on a collapsing link so costs about
+  one budget, not a deadline plus a slow local run during which the camera's
+  next frames are lost;
 - a *tracked* frame runs the on-device :class:`~splitedge.mobile_client.tracker.BoxTracker`
   (nothing crosses the link) and is recorded as ``source="local"``, ``reason="tracked"``;
 - every outcome but a prefiltered one goes back to the scheduler's estimators;
-- about once a second a Status RPC gives a pure round trip (``observe_rtt``) and the
-  server's per-branch queue and tail latency, and an MQTT-discovered server's
+- about once a second a Status RPC, in the background (never awaited by a frame),
+  gives a pure round trip (``observe_rtt``) and the server's per-branch queue and
+  tail latency;
+- before each pick the client's unanswered bytes (``Client.backlog_bytes``: frames
+  whose deadline passed may still be crossing the link) go to the scheduler, and an
+  answer that arrives after its deadline is a throughput sample
+  (``observe_late_answer``); and an MQTT-discovered server's
   published load (``client.server_load``) is reported to the scheduler as it changes.
 
 Frames run one at a time: the scheduler's latency model is one frame in flight.
@@ -21,6 +32,7 @@ Frames run one at a time: the scheduler's latency model is one frame in flight.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -35,6 +47,8 @@ from splitedge.mobile_client.sources import Frame, resize_short_side
 from splitedge.models.types import Detections
 
 log = logging.getLogger("splitedge.client.adaptive")
+
+_HANDOVER_MS = 2.0
 
 
 class AdaptiveSession:
@@ -59,7 +73,9 @@ class AdaptiveSession:
         self._tracked: tuple[np.ndarray, np.ndarray] | None = None  # scores, labels
         self._next_status = 0.0
         self._load_seen: Any = None
+        self._status_task: asyncio.Task[None] | None = None
         self.switches: list[tuple[int, str, str]] = []  # (frame, branch key, reason)
+        client.on_late_answer = scheduler.observe_late_answer
 
     def apply_control(self, update: Any) -> None:
         """A live control message (:class:`~splitedge.proto.control.ControlUpdate`)."""
@@ -75,6 +91,7 @@ class AdaptiveSession:
         await self._refresh_server_state()
         sched = self.scheduler
         sched.frame_hw = (int(frame.image.shape[0]), int(frame.image.shape[1]))
+        sched.set_backlog(self.client.backlog_bytes())
         decision = sched.pick()
         if not decision.track and (not self.switches or self.switches[-1][1] != decision.key):
             self.switches.append((frame.index, decision.key, decision.reason))
@@ -95,14 +112,25 @@ class AdaptiveSession:
         if fps > 0:  # the scheduler counts the frames a long detection would miss
             self.scheduler.set_frame_period(1000.0 / fps)
         next_at = time.perf_counter()
-        while True:
-            frame = await asyncio.to_thread(next, iterator, None)
-            if frame is None:
-                return
-            yield await self.process(frame)
-            if period_s:
-                next_at += period_s
-                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+        try:
+            while True:
+                frame = await asyncio.to_thread(next, iterator, None)
+                if frame is None:
+                    return
+                yield await self.process(frame)
+                if period_s:
+                    next_at += period_s
+                    await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the background Status poll (``run`` does this when it ends)."""
+        task, self._status_task = self._status_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     # ------------------------------------------------------------ internals
 
@@ -111,11 +139,15 @@ class AdaptiveSession:
         small = resize_short_side(image, decision.input_size)
         bits = decision.bits if decision.bits > 0 else None
         sent = Frame(frame.index, small, frame.capture_ns) if small is not image else frame
-        # A detection frame of a k-frame group may use the group's budget (the scheduler
-        # amortises it over the tracked frames): cutting it at one SLA would turn every
-        # such frame into a local fallback.
-        deadline = self.scheduler.sla_ms * max(1, decision.interval)
-        outcome = await self.client.submit(sent, decision.branch, deadline_ms=deadline, bits=bits)
+        deadline, plan = self._deadline(decision)
+        outcome = await self.client.submit(
+            sent, decision.branch, deadline_ms=deadline, bits=bits, local_fallback=False
+        )
+        if outcome.source == "dropped" and outcome.reason != "prefiltered":
+            if plan == "track" and self._tracked is not None:
+                return await asyncio.to_thread(self._track, frame, decision, outcome)
+            if self.client.local_fallback:
+                outcome = await self.client.fall_back_locally(sent, outcome)
         pred = outcome.prediction
         if isinstance(pred, Detections) and small is not image:
             sy, sx = image.shape[0] / small.shape[0], image.shape[1] / small.shape[1]
@@ -129,9 +161,28 @@ class AdaptiveSession:
                 self._tracked = None
         return outcome
 
-    def _track(self, frame: Frame, decision: Decision) -> FrameOutcome:
+    def _deadline(self, decision: Decision) -> tuple[float, str]:
+        """(the edge's deadline for this detection, ms; the fallback planned if it misses)."""
+        sla = self.scheduler.sla_ms
+        k = max(1, decision.interval)
+        predicted = decision.predicted_latency_ms
+        planned_late = k > 1 and predicted > sla and decision.reason != "probe"
+        budget = min(k * sla, 1.5 * predicted) if planned_late else sla
+        local_ms, tracker_ms = self.scheduler.fallback_ms()
+        # The fallback's prediction plus slack for the hand-over (a thread hop, a wake-up).
+        if local_ms is not None and local_ms <= 0.5 * budget:
+            return budget - (1.25 * local_ms + _HANDOVER_MS), "local"
+        if self.tracker is not None and self._tracked is not None:
+            return max(budget - (1.25 * tracker_ms + _HANDOVER_MS), 0.5 * budget), "track"
+        return budget, "local"
+
+    def _track(
+        self, frame: Frame, decision: Decision, missed: FrameOutcome | None = None
+    ) -> FrameOutcome:
+        """The tracker's boxes for ``frame``: a tracked frame, or the answer to a detection
+        the edge ``missed`` (its reason, timing and bytes kept)."""
         start = time.perf_counter_ns()
-        timing = FrameTiming()
+        timing = FrameTiming() if missed is None else missed.timing
         if self._tracked is None or self.tracker is None:
             pred = Detections(
                 np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
@@ -140,7 +191,14 @@ class AdaptiveSession:
             boxes = self.tracker.update(frame.image)
             scores, labels = self._tracked
             pred = Detections(np.asarray(boxes, np.float32).copy(), scores, labels)
-        timing.local_ms = timing.total_ms = (time.perf_counter_ns() - start) / 1e6
+        spent_ms = (time.perf_counter_ns() - start) / 1e6
+        if missed is not None:
+            timing.local_ms, timing.total_ms = spent_ms, timing.total_ms + spent_ms
+            return FrameOutcome(
+                frame.index, decision.branch, "local", missed.reason, pred, timing,
+                missed.payload_bytes,
+            )  # fmt: skip
+        timing.local_ms = timing.total_ms = spent_ms
         return FrameOutcome(frame.index, decision.branch, "local", "tracked", pred, timing)
 
     async def _refresh_server_state(self) -> None:
@@ -153,14 +211,26 @@ class AdaptiveSession:
         wall = time.monotonic()
         if self.status_every_s <= 0 or wall < self._next_status or self.client.model_info is None:
             return
+        if self._status_task is not None and not self._status_task.done():
+            return  # the last one is still out (a slow link): never a second, never waited on
         self._next_status = wall + self.status_every_s
+        # In the background: on a fading link the RPC queues behind the frames' bytes for
+        # seconds, and awaiting it here would hold every frame (the camera's next ones lost).
+        self._status_task = asyncio.create_task(self._poll_status(now), name="status-poll")
+
+    async def _poll_status(self, now: float) -> None:
+        sched = self.scheduler
+        idle = self.client.backlog_bytes() == 0
         t0 = time.perf_counter()
         try:
             status = await self.client.status()
         except Exception as exc:  # any failure: the frames' own outcomes say the rest
             log.debug("status RPC failed: %s", exc)
             return
-        sched.observe_rtt((time.perf_counter() - t0) * 1000.0)
+        if idle and self.client.backlog_bytes() == 0:
+            # A pure round trip only on an idle link: one that queued behind frames' bytes
+            # measures the backlog, which the scheduler already accounts for.
+            sched.observe_rtt((time.perf_counter() - t0) * 1000.0)
         for b in status.branches:
             if b.model == self.client.model and b.frames > 0:
                 sched.server.report(

@@ -436,7 +436,8 @@ async def _stream_adaptive(
     summary = ", ".join(f"{k}={v}" for k, v in counts.most_common())
     print(
         f"splitedge-client: {sum(counts.values())} frames, {sched.switches} switches, "
-        f"{sched.violations} over the SLA ({summary})",
+        f"{sched.violations} over the SLA, {sched.probes} sent only to measure the link "
+        f"({summary})",
         file=sys.stderr,
     )
     return 0

@@ -46,6 +46,8 @@ if TYPE_CHECKING:  # discovery needs aiomqtt; a client without the MQTT plane mu
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 2**20
+_FORGET_UNANSWERED_S = 30.0
+_FORGET_NS = int(_FORGET_UNANSWERED_S * 1e9)
 _STATUS_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 
 
@@ -69,21 +71,45 @@ def _ms(start_ns: int, end_ns: int) -> float:
 class _Stream:
     """One open bidi stream and the frames waiting on it."""
 
-    def __init__(self, call: grpc.aio.StreamStreamCall) -> None:
+    def __init__(
+        self,
+        call: grpc.aio.StreamStreamCall,
+        on_late_answer: Callable[[int, float], None] | None = None,
+    ) -> None:
         self.call = call
         self.pending: dict[int, asyncio.Future[tuple[pb.FrameResult, int]]] = {}
+        # Frames written and not answered yet, expired ones too: (sent ns, payload bytes).
+        # Their bytes may still be crossing the link, ahead of anything sent now.
+        self.unanswered: dict[int, tuple[int, int]] = {}
+        self.on_late_answer = on_late_answer
         self.write_lock = asyncio.Lock()
         self.reader: asyncio.Task[None] | None = None
         self.broken: EdgeUnavailable | None = None
+
+    def backlog_bytes(self, now_ns: int) -> int:
+        """Payload bytes of the frames still unanswered (an answer lost for over
+        ``_FORGET_UNANSWERED_S`` is forgotten)."""
+        stale = [i for i, (sent, _) in self.unanswered.items() if now_ns - sent > _FORGET_NS]
+        for i in stale:
+            del self.unanswered[i]
+        return sum(size for _, size in self.unanswered.values())
 
     async def read_loop(self) -> None:
         error = EdgeUnavailable("edge closed the stream")
         try:
             async for result in self.call:
                 arrived_ns = time.perf_counter_ns()
+                sent = self.unanswered.pop(result.frame_id, None)
                 future = self.pending.pop(result.frame_id, None)
                 if future is not None and not future.done():
                     future.set_result((result, arrived_ns))
+                elif sent is not None and self.on_late_answer is not None:
+                    # Past its deadline, but its round trip is a true measurement of the
+                    # link at its worst: the one a deadline cut short only bounds it.
+                    sent_ns, size = sent
+                    network_ms = _ms(sent_ns, arrived_ns) - result.timing.server_total_ms
+                    if network_ms > 0:
+                        self.on_late_answer(size, network_ms)
         except grpc.aio.AioRpcError as exc:
             error = EdgeUnavailable(f"edge stream failed: {exc.code().name}: {exc.details()}")
         except asyncio.CancelledError:
@@ -91,6 +117,7 @@ class _Stream:
             raise
         finally:
             self.broken = error
+            self.unanswered.clear()
             for future in self.pending.values():
                 if not future.done():
                     future.set_exception(error)
@@ -163,6 +190,8 @@ class Client:
         self._stream: _Stream | None = None
         self._open_lock = asyncio.Lock()
         self._ids = itertools.count(1)
+        # (payload bytes, network ms) of an answer that came after its frame's deadline.
+        self.on_late_answer: Callable[[int, float], None] | None = None
         self._failures = 0
         self._retry_at = 0.0
 
@@ -272,10 +301,14 @@ class Client:
         *,
         deadline_ms: float | None = None,
         bits: int | None = None,
+        local_fallback: bool | None = None,
     ) -> FrameOutcome:
         """Run one frame on ``branch``; always returns an outcome, never loses the frame.
 
-        ``deadline_ms`` and ``bits`` override the client's defaults for this frame.
+        ``deadline_ms``, ``bits`` and ``local_fallback`` override the client's defaults
+        for this frame. Without local fallback a frame the edge did not answer comes
+        back ``source="dropped"`` with the reason, for the caller to answer otherwise
+        (:meth:`fall_back_locally`, a tracker) or to record.
         """
         try:
             spec = self.branches[branch]
@@ -296,6 +329,7 @@ class Client:
                 return FrameOutcome(frame.index, branch, "dropped", "prefiltered", None, timing)
         if spec.kind == "local":
             return await self._run_local(frame, branch, "", timing, start_ns)
+        fallback = self.local_fallback if local_fallback is None else local_fallback
         if not self.backend.can_run(spec):
             raise ClientError(f"branch {branch!r} needs a head this device does not have")
 
@@ -316,17 +350,21 @@ class Client:
         spent_ms = _ms(start_ns, time.perf_counter_ns())
         remaining_ms = budget_ms - spent_ms if budget_ms > 0 else 0.0
         if budget_ms > 0 and remaining_ms <= 0:
-            return await self._fallback(frame, branch, "deadline", timing, start_ns, payload_bytes)
+            return await self._fallback(
+                frame, branch, "deadline", timing, start_ns, payload_bytes, fallback
+            )
         request.deadline_ms = remaining_ms
 
         try:
-            result, sent_ns, arrived_ns = await self._exchange(request, remaining_ms)
+            result, sent_ns, arrived_ns = await self._exchange(request, remaining_ms, payload_bytes)
         except asyncio.TimeoutError:
-            return await self._fallback(frame, branch, "deadline", timing, start_ns, payload_bytes)
+            return await self._fallback(
+                frame, branch, "deadline", timing, start_ns, payload_bytes, fallback
+            )
         except EdgeUnavailable as exc:
             log.debug("frame %d: %s", frame.index, exc)
             return await self._fallback(
-                frame, branch, "edge-unavailable", timing, start_ns, payload_bytes
+                frame, branch, "edge-unavailable", timing, start_ns, payload_bytes, fallback
             )
 
         timing.roundtrip_ms = _ms(sent_ns, arrived_ns)
@@ -341,7 +379,9 @@ class Client:
             name = code.name if code else str(result.status_code)
             reason = "deadline" if name == "DEADLINE_EXCEEDED" else f"edge-error:{name}"
             log.warning("frame %d refused: %s: %s", frame.index, name, result.status_message)
-            return await self._fallback(frame, branch, reason, timing, start_ns, payload_bytes)
+            return await self._fallback(
+                frame, branch, reason, timing, start_ns, payload_bytes, fallback
+            )
         timing.total_ms = _ms(start_ns, time.perf_counter_ns())
         return FrameOutcome(
             frame_id=frame.index,
@@ -418,7 +458,7 @@ class Client:
         return request, size
 
     async def _exchange(
-        self, request: pb.FrameRequest, remaining_ms: float
+        self, request: pb.FrameRequest, remaining_ms: float, payload_bytes: int = 0
     ) -> tuple[pb.FrameResult, int, int]:
         stream = await self._open_stream()
         future: asyncio.Future[tuple[pb.FrameResult, int]] = (
@@ -427,6 +467,7 @@ class Client:
         stream.pending[request.frame_id] = future
         try:
             sent_ns = time.perf_counter_ns()
+            stream.unanswered[request.frame_id] = (sent_ns, payload_bytes)
             async with stream.write_lock:
                 try:
                     await stream.call.write(request)
@@ -466,10 +507,22 @@ class Client:
                 except EdgeUnavailable:
                     self._note_failure()
                     raise
-            stream = _Stream(self._stub.Stream())
+            stream = _Stream(self._stub.Stream(), self._late_answer)
             stream.reader = asyncio.create_task(stream.read_loop(), name="edge-stream-reader")
             self._stream = stream
             return stream
+
+    def _late_answer(self, payload_bytes: int, network_ms: float) -> None:
+        if self.on_late_answer is not None:
+            self.on_late_answer(payload_bytes, network_ms)
+
+    def backlog_bytes(self) -> int:
+        """Payload bytes sent on the current stream and not answered yet (expired frames
+        too): what may still be queued on the uplink ahead of the next frame."""
+        stream = self._stream
+        if stream is None or stream.broken is not None:
+            return 0
+        return stream.backlog_bytes(time.perf_counter_ns())
 
     def _note_failure(self) -> None:
         # Exponential backoff with jitter so a fleet does not reconnect in lockstep.
@@ -508,6 +561,22 @@ class Client:
         timing.total_ms = _ms(start_ns, time.perf_counter_ns())
         return FrameOutcome(frame.index, branch, "local", reason, prediction, timing)
 
+    async def fall_back_locally(self, frame: Frame, outcome: FrameOutcome) -> FrameOutcome:
+        """Answer a frame the edge did not (``outcome`` from ``submit(local_fallback=False)``)
+        with the device's own model, keeping its reason, timing and bytes; ``outcome``
+        itself when the device has no model."""
+        if outcome.source != "dropped" or not self.backend.has_local:
+            return outcome
+        start_ns = time.perf_counter_ns() - int(outcome.timing.total_ms * 1e6)
+        try:
+            local = await self._run_local(
+                frame, outcome.branch, outcome.reason, outcome.timing, start_ns
+            )
+        except LocalUnavailable:
+            return outcome
+        local.payload_bytes = outcome.payload_bytes
+        return local
+
     async def _fallback(
         self,
         frame: Frame,
@@ -516,8 +585,9 @@ class Client:
         timing: FrameTiming,
         start_ns: int,
         payload_bytes: int,
+        local_fallback: bool = True,
     ) -> FrameOutcome:
-        if self.local_fallback and self.backend.has_local:
+        if local_fallback and self.backend.has_local:
             try:
                 outcome = await self._run_local(frame, branch, reason, timing, start_ns)
             except LocalUnavailable:

@@ -9,6 +9,10 @@ scheduler's per-frame budget.
   inflate it); the estimate used for planning divides that by
   ``1 + max recent relative prediction error``, so after the link surprised us
   we plan as if it were slower, and the discount fades once it predicts well.
+  A harmonic mean is slow to believe a *faster* link: after a fade its window
+  is full of collapse-era samples. So ``jump_samples`` samples in a row each
+  over ``jump_ratio`` x the mean replace the window (a regime change, not a
+  lucky transfer): a recovered link is believed after two transfers, not five.
 - :class:`RttEstimator`: Jacobson/Karels EWMA of mean and mean deviation (as TCP's
   RTO), read out as a normal quantile.
 - :class:`ContentionEstimator`: device contention sensed black-box, as ApproxDet
@@ -59,11 +63,20 @@ class BandwidthEstimator:
         error_window: int = 5,
         initial_mbps: float = 0.0,
         max_error: float = 1.0,
+        jump_ratio: float = 3.0,
+        jump_samples: int = 2,
     ) -> None:
         if window < 1 or error_window < 1:
             raise EstimatorError("window and error_window must be >= 1")
         if not max_error > 0:
             raise EstimatorError(f"max_error must be > 0, got {max_error}")
+        if not jump_ratio > 1 or jump_samples < 1:
+            raise EstimatorError(
+                f"jump_ratio must be > 1 and jump_samples >= 1, got {jump_ratio}, {jump_samples}"
+            )
+        self.jump_ratio = jump_ratio
+        self.jump_samples = jump_samples
+        self._jumps: list[float] = []  # the current run of samples far above the mean
         # The discount's cap: after a collapse (a 600x error) the uncapped discount would
         # divide an already low harmonic mean by 600 and keep it there for a whole window.
         self.error_cap = max_error
@@ -73,6 +86,7 @@ class BandwidthEstimator:
         # Read on every prediction: kept up to date on add, not recomputed per read.
         self._harmonic = initial_mbps
         self._max_error = 0.0
+        self.resets = 0  # regime changes to a faster link taken so far
 
     @property
     def samples(self) -> int:
@@ -99,6 +113,20 @@ class BandwidthEstimator:
             raise EstimatorError(f"throughput must be a positive number, got {throughput_mbps}")
         if self._samples:
             predicted = self.harmonic_mbps
+            if throughput_mbps > self.jump_ratio * predicted:
+                self._jumps.append(throughput_mbps)
+            else:
+                self._jumps.clear()
+            if len(self._jumps) >= self.jump_samples:
+                # The link moved to a faster regime: the older samples only hold it back.
+                self._samples.clear()
+                self._samples.extend(self._jumps[-self._samples.maxlen :])  # type: ignore[misc]
+                self._errors.clear()
+                self._max_error = 0.0
+                self._jumps.clear()
+                self._harmonic = len(self._samples) / sum(1.0 / s for s in self._samples)
+                self.resets += 1
+                return
             self._errors.append(abs(predicted - throughput_mbps) / throughput_mbps)
             self._max_error = max(self._errors)
         self._samples.append(throughput_mbps)
@@ -140,6 +168,14 @@ class RttEstimator:
             self.mean_ms += self.alpha * (rtt_ms - self.mean_ms)
         self.samples += 1
         self._min.append(rtt_ms)
+
+    def restart(self) -> None:
+        """Start over from the path's floor: the link changed regime (a fade ended), and
+        the round trips measured in it (queued behind its backlog) say nothing now. The
+        next sample sets mean and deviation afresh."""
+        self.mean_ms = self.min_ms
+        self.dev_ms = self.mean_ms / 2.0
+        self.samples = 0
 
     @property
     def min_ms(self) -> float:

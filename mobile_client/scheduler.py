@@ -45,6 +45,17 @@ is also amortised over the decision period in the latency it must fit. When
 the edge is unreachable only local candidates are eligible until a retry time
 (exponential backoff) passes.
 
+Probing: nothing measures the link while the device runs locally, so a stale
+estimate would keep it local long after the link came back. Every
+``probe_interval_s`` (or ``probe_every_frames``) without a remote frame, one
+frame goes to the cheapest remote branch that costs no model switch (a small
+JPEG), and never more often than keeps probes under ``probe_share`` of the
+uplink as last measured: a bounded cost, counted in ``probes``.
+A transfer far faster than the estimate (``jump_ratio`` x its harmonic mean)
+is checked on the next frame at once, up to 4 in a row, and two such samples
+replace the estimator's window, so a recovered link wins the next decision
+within a second or two, on tracked remote branches too.
+
 ``pick(now_s) -> Decision`` and ``observe(decision, outcome)``: the same shape
 as :class:`~splitedge.mobile_client.policy.RateRule`. ``set_sla`` and
 ``set_weights`` may be called from another thread (a control callback).
@@ -52,6 +63,7 @@ as :class:`~splitedge.mobile_client.policy.RateRule`. ``set_sla`` and
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -71,6 +83,8 @@ from splitedge.mobile_client.estimators import (
 )
 from splitedge.mobile_client.outcome import FrameOutcome
 from splitedge.mobile_client.profile import BranchProfile, Profile, content_bins
+
+log = logging.getLogger(__name__)
 
 
 class SchedulerError(ValueError):
@@ -132,6 +146,8 @@ class Scheduler:
         edge_retry_s: float = 2.0,
         max_edge_retry_s: float = 30.0,
         probe_every_frames: int = 30,
+        probe_interval_s: float = 1.0,
+        probe_share: float = 0.25,
         amortise_tracking: bool = True,
         frames_first: bool = True,
         frames_first_tolerance: float = 0.01,
@@ -182,6 +198,12 @@ class Scheduler:
         self.edge_retry_s = edge_retry_s
         self.max_edge_retry_s = max_edge_retry_s
         self.probe_every_frames = probe_every_frames
+        if not probe_interval_s > 0:
+            raise SchedulerError(f"probe_interval_s must be > 0, got {probe_interval_s}")
+        self.probe_interval_s = probe_interval_s
+        if not 0 < probe_share <= 1:
+            raise SchedulerError(f"probe_share must be in (0, 1], got {probe_share}")
+        self.probe_share = probe_share
         self.amortise_tracking = amortise_tracking
         self.frames_first = frames_first
         self.frames_first_tolerance = frames_first_tolerance
@@ -211,6 +233,9 @@ class Scheduler:
         self._since_remote = 0
         self._reprobe = False  # a probe found a faster link: probe on the very next frame
         self._burst = 0  # probes in a row so far
+        self._last_remote_s: float | None = None  # when the last remote detection was sent
+        self._backlog_kbits = 0.0  # unanswered bytes ahead on the uplink (set_backlog)
+        self.probes = 0  # frames sent to the edge only to measure the link
         self._force = True
         self._now_s = 0.0
         self._edge_down = False
@@ -352,8 +377,8 @@ class Scheduler:
         variance = (head * spread) ** 2
         bw, bw_robust = self.bandwidth.harmonic_mbps, self.bandwidth.estimate_mbps
         if bw > 0:
-            transfer = self._kbits_mean / bw
-            transfer_q = self._kbits_q / bw_robust
+            transfer = (self._kbits_mean + self._backlog_kbits) / bw
+            transfer_q = (self._kbits_q + self._backlog_kbits) / bw_robust
         else:
             transfer = transfer_q = self._kbits_q * np.inf
         server = np.array([self.server.mean_std_ms(n, now) for n in self._names])[self._name_idx]
@@ -389,6 +414,18 @@ class Scheduler:
                 acc[t] = np.minimum(acc[t], acc[f] + lead)
             self._acc_by_bins[bins] = acc
         return acc
+
+    def fallback_ms(self) -> tuple[float | None, float]:
+        """(the device's own model, the tracker): predicted ms now, for a frame the edge
+        did not answer in time; the model's is None when the device has none."""
+        with self._lock:
+            local = np.flatnonzero(self._local_mask)
+            tracker = self._tracker_ms()
+            if len(local) == 0:
+                return None, tracker
+            bias, _ = self.contention.log_error()
+            head = self.contention.head_ms_array(self._head[local]) * math.exp(bias)
+            return float(head.min()), tracker
 
     def _tracker_ms(self) -> float:
         return self.contention.head_ms(self._tracker_by_level) * self._tracker_ratio
@@ -474,6 +511,17 @@ class Scheduler:
                     latency = frame_latency
         utility = wa * acc - (wl / self._sla_ms) * latency if wl else acc * wa
         feasible = allowed & (latency <= budget)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "decide: bw %.2f (harmonic %.2f) Mbps, rtt %.1f+-%.1f ms, backlog %.0f kbit, "
+                "margins %s, contention %.2f; feasible: %s",
+                self.bandwidth.estimate_mbps, self.bandwidth.harmonic_mbps, self.rtt.mean_ms,
+                self.rtt.std_ms, self._backlog_kbits, self._margin, self.contention.level,
+                ", ".join(
+                    f"{self.candidates[i].key}={latency[i]:.0f}/{budget[i]:.0f}ms"
+                    for i in np.flatnonzero(allowed)[:12]
+                ),
+            )  # fmt: skip
         if cur is None or not allowed[cur] or latency[cur] > budget[cur]:
             if not feasible.any():
                 best = int(np.flatnonzero(allowed)[np.argmin(latency[allowed])])
@@ -519,16 +567,19 @@ class Scheduler:
         track = self._phase % k != 0
         self._phase = (self._phase + 1) % k
         index, reason = cur, self.last_reason
-        probe = self._probe_target(track)
+        probe = self._probe_target(now)
         if probe is not None:
             index, reason, track = probe, "probe", False
+            self.probes += 1
         entry = self.candidates[index]
+        if entry.remote and not track:
+            self._last_remote_s = now
         # Predictions from the last decision: estimates that moved enough re-decide anyway.
         latency = self._tracker_ms() if track else float(self._pred_detect[index])
         return Decision(
             branch=entry.config.branch,
             bits=entry.config.bits,
-            interval=k,
+            interval=int(self._interval[index]),
             track=track,
             predicted_latency_ms=latency,
             predicted_accuracy=float(self._pred_acc[index]),
@@ -541,27 +592,44 @@ class Scheduler:
             index=index,
         )
 
-    def _probe_target(self, track: bool) -> int | None:
-        # A device that stayed local has a stale bandwidth estimate: send one cheap frame
-        # (free switch only: same load group, or one the switch table prices at 0, e.g.
-        # a JPEG offload that loads no model) so a recovered link can win the next decision.
+    def _probe_target(self, now: float) -> int | None:
+        """The candidate to send this frame to, only to measure the link; None: no probe.
+
+        A device that stayed local has a stale bandwidth estimate: one cheap frame (free
+        switch only: same load group, or one the switch table prices at 0, e.g. a JPEG
+        offload that loads no model) every ``probe_interval_s`` lets a recovered link win
+        the next decision. After a transfer far faster than the estimate, the next frame
+        checks it at once (a detection on the current remote branch, or that cheap frame).
+        """
         cur = self._current
-        if (
-            (track and not self._reprobe)
-            or self.probe_every_frames <= 0
-            or self._edge_down
-            or cur is None
-            or self._remote[cur]
-            or (self._since_remote < self.probe_every_frames and not self._reprobe)
-        ):
+        if self.probe_every_frames <= 0 or self._edge_down or cur is None:
             return None
+        if self._backlog_kbits > 0:
+            return None  # the link still carries earlier bytes: a probe would queue behind
+        if self._last_remote_s is None:
+            self._last_remote_s = now  # the clock of "no remote frame for a while" starts
+        if self._remote[cur]:
+            if not self._reprobe:
+                return None
+            self._reprobe = False
+            return cur
         free = self._switch_ms_from[self._group[cur]] <= 0.0
         same = np.flatnonzero(self._remote & free)
         if len(same) == 0:
             return None
+        target = int(same[np.argmin(self._bytes_q[same])])
+        if not self._reprobe:
+            idle_s = now - self._last_remote_s
+            bw = self.bandwidth.harmonic_mbps
+            # At most ``probe_share`` of the uplink as last measured: a 30 kB probe on a
+            # 0.1 Mbit/s link would hold it for seconds, and every frame behind it.
+            share_s = self._kbits_q[target] / (self.probe_share * bw * 1000.0) if bw > 0 else 0.0
+            due = self._since_remote >= self.probe_every_frames or idle_s >= self.probe_interval_s
+            if not due or idle_s < share_s:
+                return None
         self._since_remote = 0
         self._reprobe = False
-        return int(same[np.argmin(self._bytes_q[same])])
+        return target
 
     # ------------------------------------------------------------ feedback
 
@@ -569,6 +637,21 @@ class Scheduler:
         """Feed one frame's outcome (its timing breakdown) to the estimators."""
         with self._lock:
             self._observe(decision, outcome)
+
+    def observe_late_answer(self, payload_bytes: int, network_ms: float) -> None:
+        """An answer that came after its frame's deadline: its transfer is a throughput
+        sample (a low one when it queued behind earlier bytes: a fade's own effect)."""
+        with self._lock:
+            transfer_ms = network_ms - (min(self._pings) if self._pings else self.rtt.min_ms)
+            if payload_bytes > 0 and transfer_ms >= 1.0:
+                self.bandwidth.add_transfer(payload_bytes, transfer_ms)
+
+    def set_backlog(self, backlog_bytes: int) -> None:
+        """Bytes sent earlier and not answered yet: a new frame's bytes queue behind them."""
+        if backlog_bytes < 0:
+            raise SchedulerError(f"backlog must be >= 0 bytes, got {backlog_bytes}")
+        with self._lock:
+            self._backlog_kbits = backlog_bytes * 8.0 / 1000.0
 
     def observe_rtt(self, rtt_ms: float) -> None:
         """A round trip measured outside frames (a Status RPC, an MQTT ping)."""
@@ -624,17 +707,27 @@ class Scheduler:
             self.server.observe_frame(
                 entry.config.branch, t.queue_ms, max(0.0, t.server_total_ms - t.queue_ms)
             )
-            before = self.bandwidth.estimate_mbps
+            before, resets = self.bandwidth.harmonic_mbps, self.bandwidth.resets
             sample = self._network(outcome.payload_bytes, t.network_ms)
-            faster = sample is not None and sample > 1.5 * before
-            if decision.reason == "probe" and faster and self._burst < 4:
-                # The link came back: probe again on the next frame while probes beat the
-                # planning estimate, so the harmonic mean and its error discount (several
-                # samples deep) catch up in a few frames, not after minutes of probes.
-                # At most 4 in a row (then the estimator's window is fresh).
+            if self.bandwidth.resets > resets:
+                # The link is back: round trips from the fade were queueing, not distance.
+                rate = self.bandwidth.harmonic_mbps
+                self.rtt.restart()
+                self.rtt.add(max(0.0, t.network_ms - outcome.payload_bytes * 8.0 / (rate * 1e3)))
+                self._force = True
+            faster = (
+                sample is not None
+                and sample > self.bandwidth.jump_ratio * before
+                and self._acc[decision.index] < self._acc.max()  # a better branch to move to
+            )
+            if faster and self._burst < 4:
+                # The link came back: check on the next frame while transfers beat the
+                # estimate many times over, so the estimator sees the new regime in two
+                # samples (it then replaces its window), not one sample per probe period.
+                # At most 4 in a row.
                 self._reprobe = True
                 self._burst += 1
-            elif decision.reason == "probe":
+            elif not faster:
                 self._burst = 0
             return
         if edge_failed:

@@ -129,7 +129,9 @@ def candidates_for(branches: dict, split_branch: str | None) -> list[Candidate]:
     return out
 
 
-def _warm_device(backend: TorchHeadBackend, frame: Frame) -> None:
+def warm_device(backend: TorchHeadBackend, frame: Frame) -> None:
+    """Run the device's model and every split head once: first runs pay lazy
+    initialisation, which a slowed device would multiply."""
     if backend.has_local:
         backend.local(frame.image)
     for spec in backend.model.branches.values():
@@ -196,7 +198,7 @@ async def run_demo(
     backend = await asyncio.to_thread(TorchHeadBackend, model, options)
     # First runs pay lazy initialisation; on the emulated slow device that one-off cost
     # would be multiplied too. Run the device's model and heads once before anything.
-    await asyncio.to_thread(_warm_device, backend, next(open_source("synthetic", size=size)))
+    await asyncio.to_thread(warm_device, backend, next(open_source("synthetic", size=size)))
     if device_slowdown != 1.0:
         backend = SlowedBackend(backend, device_slowdown)  # type: ignore[assignment]
     say = print if print_rows else (lambda *a, **k: None)
@@ -257,7 +259,10 @@ async def run_demo(
             if fleet is not None:
                 fleet.on_control(session.apply_control)
             link.set_uplink(trace)  # the trace starts now, after the warm-up
-            rows = await _run_adaptive(session, frames, trace, fps, fleet, say)
+            try:
+                rows = await _run_adaptive(session, frames, trace, fps, fleet, say)
+            finally:
+                await session.aclose()
         else:
             candidates = candidates_for(client.branches, split_branch)
             await _warm_up(client, candidates, next(frames))

@@ -58,6 +58,7 @@ from splitedge.models.data import (
 )
 from splitedge.models.data.synthetic import Sample
 from splitedge.models.types import Detections, SegmentationMask
+from splitedge.simulations.demo import SlowedBackend, warm_device
 from splitedge.simulations.link import EmulatedLink
 from splitedge.simulations.policies import (
     PROFILED_KINDS,
@@ -393,6 +394,7 @@ async def _run_policy(
                 )
             if config.kind == "adaptive":
                 session = _adaptive_session(scenario, config, client)
+                stack.push_async_callback(session.aclose)
                 entries = session.scheduler.candidates
                 steps.append(
                     adaptive_step(session, scheduler_candidates(session.scheduler.profile))
@@ -482,6 +484,10 @@ async def run_scenario(
         profile = Profile.load(scenario.profile)
     videos = await asyncio.to_thread(synthetic_videos, scenario)
     backend = await asyncio.to_thread(TorchHeadBackend, scenario.model, scenario.model_options)
+    if scenario.device_slowdown > 1.0:
+        # Lazy initialisation would be slowed down too: pay it once at full speed first.
+        await asyncio.to_thread(warm_device, backend, Frame(0, videos[0][0].image, 0))
+        backend = SlowedBackend(backend, scenario.device_slowdown)  # type: ignore[assignment]
     if profile is None and any(p.kind in PROFILED_KINDS for p in scenario.policies):
         images = [s.image for s in videos[0][:4]]
         profile = await measure_profile(

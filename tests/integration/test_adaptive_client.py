@@ -64,7 +64,10 @@ async def test_scheduler_leaves_the_edge_when_the_uplink_collapses(edge_factory)
         after = [await session.process(next(stream)) for _ in range(25)]
     assert all(o.source == "edge" for d, o in before[-5:])
     assert before[-1][0].branch == "offload-jpeg90"
-    assert after[-1][0].branch == "local"
+    # It stays on the device; a small probe a second may still try the link (and, too
+    # slow on it, falls back to the device too).
+    chosen = [d for d, _ in after if d.reason != "probe"]
+    assert chosen[-1].branch == "local"
     assert all(o.source == "local" for d, o in after[-5:])
     assert sched.switches >= 1
     moved = next(i for i, (d, _) in enumerate(after) if d.branch == "local")

@@ -99,13 +99,16 @@ async def test_adaptive_policy_leaves_the_edge_after_the_uplink_drops(tmp_path: 
         assert (r.source, r.reason, r.payload_bytes) == ("local", "", 0)
         assert r.latency_ms > 0 and r.quality == r.quality  # scored like any answered frame
     # Slow link (0.1 Mbit/s: a JPEG takes longer than the SLA): it moves to the device and
-    # stays there; nothing it runs after that crosses the link.
+    # stays there; only a probe now and then (at most one a second, and only once the
+    # link has carried the earlier bytes) crosses the link, and falls back in time.
     moved = next(r for r in after if r.candidate == "local")
     assert moved.t_s < DROP_S + 2.0
     settled = [r for r in after if r.t_s > moved.t_s]
     assert len(settled) >= 5
-    assert all(r.candidate == "local" and r.source == "local" for r in settled)
-    assert all(r.payload_bytes == 0 for r in settled)
+    probes = [r for r in settled if r.candidate != "local"]
+    assert len(probes) <= 1 + (settled[-1].t_s - settled[0].t_s)
+    assert all(r.source == "local" for r in settled)
+    assert sum(r.payload_bytes for r in settled) <= 7000 * len(probes)
     assert sum(r.sla_met for r in settled) >= len(settled) - 1
     summary = next(s for s in result.summaries if s.policy == "adaptive")
     assert summary.fallbacks == sum(r.source == "local" and r.reason != "" for r in rows)

@@ -37,6 +37,23 @@ def test_bandwidth_step_down_is_detected_within_a_few_samples() -> None:
     assert seen[1] < 5.0, f"estimates after the step: {seen}"  # within two samples
 
 
+def test_a_faster_regime_replaces_the_window_after_two_samples() -> None:
+    bw = BandwidthEstimator()
+    for _ in range(5):
+        bw.add(0.1)  # a deep fade
+    bw.add(20.0)  # one fast transfer could be luck: the harmonic mean hardly moves
+    assert bw.harmonic_mbps < 0.2 and bw.resets == 0
+    bw.add(0.1)  # and it was: the run of fast samples is broken
+    bw.add(20.0)
+    assert bw.harmonic_mbps < 0.2 and bw.resets == 0
+    bw.add(25.0)  # two in a row: the link is back, the fade's samples go
+    assert bw.resets == 1
+    assert bw.harmonic_mbps == pytest.approx(2 / (1 / 20 + 1 / 25))
+    assert bw.estimate_mbps == bw.harmonic_mbps  # no error discount from the old regime
+    with pytest.raises(EstimatorError, match="jump_ratio"):
+        BandwidthEstimator(jump_ratio=1.0)
+
+
 def test_error_discount_shrinks_the_estimate_after_a_misprediction() -> None:
     bw = BandwidthEstimator()
     for _ in range(5):

@@ -3,10 +3,14 @@
 :func:`make_video_validator` turns a detector (a :class:`SplitModel`) into the
 ``Validator`` that :func:`splitedge.mobile_client.profile.measure_profile` calls
 once per :class:`~splitedge.mobile_client.profile.BranchConfig`. The validation
-video comes from the data package's video mode (:func:`generate_video`), cut into
-clips of ``clip_frames`` frames (a scene cut: detection restarts at each clip),
-with ground truth from the generator. For every config each frame really crosses
-the branch's path:
+video comes from the data package's video mode (:func:`generate_clips`): clips of
+``clip_frames`` frames, each its own scene (a scene cut: detection restarts at each
+clip), with ground truth from the generator. Accuracy differs far more between
+scenes than between the frames of one (the defocus of one scene costs the GHND
+student's code 0.28 mAP@.5 and its teacher 0.09), so a score predicts a run only on
+the same frames: the validator records which (``accuracy_video``, copied into the
+profile), and a run that plays ``generate_clips`` with the same arguments plays
+exactly them. For every config each frame really crosses the branch's path:
 
 - ``local``: ``model.run_local`` on the device;
 - ``offload``: the frame JPEG- (or PNG-) encoded at the branch's format and quality
@@ -56,14 +60,14 @@ from splitedge.models.data import (
     VideoConfig,
     box_annotations,
     evaluate_detections,
-    generate_video,
+    generate_clips,
 )
 from splitedge.models.data.export import CATEGORIES
 from splitedge.models.teacher_data import VAL_DATA_SEED
 from splitedge.models.types import Detections, SplitModel, TailInput
 
 if TYPE_CHECKING:
-    from splitedge.mobile_client.profile import AccuracyRecord, BranchConfig
+    from splitedge.mobile_client.profile import AccuracyRecord, AccuracyVideo, BranchConfig
 
 DEFAULT_FRAMES = 64
 DEFAULT_CLIP_FRAMES = 16
@@ -133,10 +137,9 @@ def validation_video(
     coco_images, annotations = [], []
     bins: list[tuple[str, ...]] = []
     edges = dict(bin_edges)
-    clip = 0
-    while len(images) < frames:
-        n = min(clip_frames, frames - len(images))
-        samples = generate_video(scene, replace(video, frames=n), seed, clip)
+    everything = generate_clips(scene, video, seed, frames, clip_frames)
+    for first in range(0, frames, clip_frames):
+        samples = everything[first : first + clip_frames]
         starts.add(len(images))
         for sample, feats in zip(
             samples, _features(samples, math.hypot(width, height), width * height), strict=True
@@ -146,7 +149,6 @@ def validation_video(
             bins.append(content_bins(feats, edges))
             coco_images.append({"id": image_id, "width": width, "height": height, "file_name": ""})
             annotations += box_annotations(sample.instances, image_id, len(annotations) + 1)
-        clip += 1
     gt = {"images": coco_images, "annotations": annotations, "categories": CATEGORIES}
     return ValidationVideo(tuple(images), frozenset(starts), gt, tuple(bins))
 
@@ -162,6 +164,7 @@ class VideoValidator:
         metric: str = "mAP50",
         zstd_level: int = 3,
         min_bin_frames: int = MIN_BIN_FRAMES,
+        accuracy_video: AccuracyVideo | None = None,
     ) -> None:
         if getattr(model, "task", "") != "detection":
             name, task = getattr(model, "name", model), getattr(model, "task", None)
@@ -176,6 +179,7 @@ class VideoValidator:
         self.metric = metric
         self.zstd_level = zstd_level
         self.min_bin_frames = min_bin_frames
+        self.accuracy_video = accuracy_video  # what a profile records of these frames
         self._records: dict[str, AccuracyRecord] = {}
         self._detections: dict[tuple[str, int, float, int], dict[int, Detections]] = {}
 
@@ -340,7 +344,7 @@ def make_video_validator(
     (AP at IoU .5:.95); ``video`` sets the motion (its ``frames`` is replaced by the
     clip length). The video is generated on the first call and kept.
     """
-    from splitedge.mobile_client.profile import DEFAULT_BIN_EDGES
+    from splitedge.mobile_client.profile import DEFAULT_BIN_EDGES, AccuracyVideo
 
     if frames < 1:
         raise BranchAccuracyError(f"frames must be >= 1, got {frames}")
@@ -360,6 +364,19 @@ def make_video_validator(
         video or VideoConfig(),
         tuple((k, tuple(float(c) for c in v)) for k, v in edges.items()),
     )
+    # A profile can name these frames only when the motion is the data package's default
+    # (what a scenario run plays); a custom VideoConfig leaves the record empty.
+    default_motion = video is None or replace(video, frames=VideoConfig().frames) == VideoConfig()
+    record = (
+        AccuracyVideo(int(seed), int(frames), int(clip_frames), int(size[0]), int(size[1]), metric)
+        if default_motion
+        else None
+    )
     return VideoValidator(
-        model, clip_video, metric=metric, zstd_level=zstd_level, min_bin_frames=min_bin_frames
+        model,
+        clip_video,
+        metric=metric,
+        zstd_level=zstd_level,
+        min_bin_frames=min_bin_frames,
+        accuracy_video=record,
     )

@@ -92,6 +92,27 @@ class BranchConfig:
 
 
 @dataclass(frozen=True)
+class AccuracyVideo:
+    """Which frames the accuracies were measured on, so a run can play the same ones.
+
+    ``frames`` frames of the data package's synthetic video at ``width`` x ``height``,
+    in clips of ``clip_frames`` (each clip its own scene: video ``k`` of ``seed``),
+    exactly :func:`splitedge.models.data.generate_clips` (scene and motion at their
+    defaults). A detector's accuracy differs from scene to scene far more than the
+    profile's average shows (a distilled code can lose most of its mAP on a strongly
+    defocused scene where its teacher loses little), so an accuracy measured here
+    predicts a real run only on these frames, or on a video of many such scenes.
+    """
+
+    seed: int
+    frames: int
+    clip_frames: int
+    width: int
+    height: int
+    metric: str = "mAP50"
+
+
+@dataclass(frozen=True)
 class Quantiles:
     mean: float
     p50: float
@@ -132,6 +153,7 @@ class Profile:
     bin_edges: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(DEFAULT_BIN_EDGES))
     frame_size: tuple[int, int] = (0, 0)  # (height, width) of the validation frames
     created_unix_s: float = 0.0
+    accuracy_video: AccuracyVideo | None = None  # None: unknown (older file) or no accuracy
 
     def entry(self, key: str) -> BranchProfile:
         for e in self.entries:
@@ -157,6 +179,7 @@ class Profile:
             "switch_cost_ms": self.switch_cost_ms,
             "default_switch_cost_ms": self.default_switch_cost_ms,
             "bin_edges": {k: list(v) for k, v in self.bin_edges.items()},
+            "accuracy_video": asdict(self.accuracy_video) if self.accuracy_video else None,
             "entries": [_entry_to_json(e) for e in self.entries],
         }
 
@@ -253,6 +276,7 @@ def profile_from_json(doc: Any) -> Profile:
     frame_size = r.int_list("frame_size", minimum=0, default=[0, 0])
     if len(frame_size) != 2:
         raise ProfileFieldError(f"frame_size: expected [height, width], got {frame_size}")
+    video_raw = r.get("accuracy_video", (dict, type(None)), default=None)
     return Profile(
         model=r.get("model", str),
         device=r.get("device", str, default=""),
@@ -264,6 +288,19 @@ def profile_from_json(doc: Any) -> Profile:
         bin_edges=edges,
         frame_size=(frame_size[0], frame_size[1]),
         created_unix_s=r.number("created_unix_s", minimum=0.0, default=0.0),
+        accuracy_video=None if video_raw is None else _accuracy_video(video_raw),
+    )
+
+
+def _accuracy_video(doc: dict[str, Any]) -> AccuracyVideo:
+    r = _Reader(doc, "accuracy_video")
+    return AccuracyVideo(
+        seed=int(r.number("seed", minimum=0)),
+        frames=int(r.number("frames", minimum=1)),
+        clip_frames=int(r.number("clip_frames", minimum=1)),
+        width=int(r.number("width", minimum=1)),
+        height=int(r.number("height", minimum=1)),
+        metric=r.get("metric", str, default="mAP50"),
     )
 
 
@@ -470,7 +507,8 @@ def measure_profile(
     Every config's head (or the whole model, for ``local``) and codec run on each
     frame at each contention level (``level`` spinning processes), so head latency
     and bytes/frame are what this device really produces. ``validate`` supplies
-    accuracy (left empty without it); ``tail_latency_ms`` (branch -> batch size ->
+    accuracy (left empty without it; its ``accuracy_video`` attribute, when it has
+    one, is recorded as the profile's); ``tail_latency_ms`` (branch -> batch size ->
     ms, as the server reports) is copied in. The time to build the model is the
     switch cost into its load group from any other.
     """
@@ -583,6 +621,7 @@ def measure_profile(
         default_switch_cost_ms=load_ms,
         frame_size=(h, w),
         created_unix_s=time.time(),
+        accuracy_video=getattr(validate, "accuracy_video", None),
     )
 
 
@@ -613,7 +652,8 @@ def add_profile_parser(subparsers: Any) -> None:
         "--accuracy-frames N each entry's accuracy (COCO mAP@.5, overall and per content bin) "
         "is measured on N frames of fixed-seed synthetic validation video, run through the "
         "branch's real path (codec included) with the entry's detection interval; without it "
-        "accuracy stays empty.",
+        "accuracy stays empty. --accuracy-seed and --accuracy-clip-frames pick the video, e.g. "
+        "the one a scenario run plays, so that both score the same frames.",
     )
     p.add_argument("--model", required=True, help="registry model name")
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE")
@@ -643,6 +683,22 @@ def add_profile_parser(subparsers: Any) -> None:
         "content bin) on N frames of fixed-seed synthetic validation video at --size, each "
         "frame through the branch's codec path, detecting every k-th frame and tracking in "
         "between; 0 (default) leaves accuracy empty",
+    )
+    p.add_argument(
+        "--accuracy-seed",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="seed of the accuracy video (default: the validation seed, 424242); a scenario "
+        "run's video is its [video] seed",
+    )
+    p.add_argument(
+        "--accuracy-clip-frames",
+        type=int,
+        default=None,
+        metavar="K",
+        help="frames per scene of the accuracy video (default 16): every K frames a new "
+        "scene (backdrop, camera, objects) starts and detection restarts",
     )
     p.add_argument(
         "--server",
@@ -678,7 +734,12 @@ def run_profile(args: argparse.Namespace) -> int:
         if args.accuracy_frames:
             from splitedge.mobile_client.branch_accuracy import make_video_validator
 
-            validate = make_video_validator(model, frames=args.accuracy_frames, size=size)
+            validate = make_video_validator(
+                model,
+                frames=args.accuracy_frames,
+                size=size,
+                **_accuracy_video_options(args),
+            )
         profile = measure_profile(
             args.model,
             configs,
@@ -704,6 +765,12 @@ def _check_profile_args(args: argparse.Namespace) -> tuple[int, int]:
     """Refuse bad flags before anything is measured; returns ``--size`` as (w, h)."""
     if args.accuracy_frames < 0:
         raise ValueError(f"--accuracy-frames must be >= 0, got {args.accuracy_frames}")
+    seed = getattr(args, "accuracy_seed", None)
+    if seed is not None and seed < 0:
+        raise ValueError(f"--accuracy-seed must be >= 0, got {seed}")
+    clip = getattr(args, "accuracy_clip_frames", None)
+    if clip is not None and clip < 1:
+        raise ValueError(f"--accuracy-clip-frames must be >= 1, got {clip}")
     if args.frames < 1:
         raise ValueError(f"--frames must be at least 1, got {args.frames}")
     w, sep, h = args.size.lower().partition("x")
@@ -720,6 +787,16 @@ def _check_profile_args(args: argparse.Namespace) -> tuple[int, int]:
     if Path(args.output).is_dir():
         raise ValueError(f"--output: {str(args.output)!r} is a directory; name a file")
     return int(w), int(h)
+
+
+def _accuracy_video_options(args: argparse.Namespace) -> dict[str, int]:
+    """``make_video_validator`` keywords for the flags given (the defaults are its own)."""
+    out = {}
+    if getattr(args, "accuracy_seed", None) is not None:
+        out["seed"] = int(args.accuracy_seed)
+    if getattr(args, "accuracy_clip_frames", None) is not None:
+        out["clip_frames"] = int(args.accuracy_clip_frames)
+    return out
 
 
 def _option(item: str) -> tuple[str, Any]:

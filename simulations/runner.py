@@ -3,11 +3,11 @@
 For each policy in turn, every client gets a fresh :class:`EmulatedLink` (its
 uplink/downlink traces restart at the policy's time 0, after a warm-up on a fast
 link) and its own policy instance, and plays its own synthetic video
-(:func:`splitedge.models.data.generate_video`, looped) at the scenario's frame
-rate. A client handles one frame at a time, like a camera pipeline that always
-takes the newest frame: camera ticks that pass while it is busy are recorded as
-dropped with reason ``busy``. Each answered frame is scored against the video's
-ground truth.
+(:func:`splitedge.models.data.generate_clips`: ``[video] frames`` frames in scenes
+of ``clip_frames``, looped) at the scenario's frame rate. A client handles one frame
+at a time, like a camera pipeline that always takes the newest frame: camera ticks
+that pass while it is busy are recorded as dropped with reason ``busy``. Each
+answered frame is scored against the video's ground truth.
 
 An ``adaptive`` policy is the device's own loop: each client gets a
 :class:`~splitedge.mobile_client.scheduler.Scheduler` over the policy's scheduler
@@ -54,7 +54,7 @@ from splitedge.models.data import (
     VideoConfig,
     box_annotations,
     evaluate_detections,
-    generate_video,
+    generate_clips,
 )
 from splitedge.models.data.synthetic import Sample
 from splitedge.models.types import Detections, SegmentationMask
@@ -121,13 +121,21 @@ class RunResult:
 
 
 def synthetic_videos(scenario: Scenario) -> list[list[Sample]]:
-    """One seeded video per client (rendered once, looped during the run)."""
+    """One seeded video per client (rendered once, looped during the run).
+
+    Client ``c`` plays scenes ``c * n .. c * n + n - 1`` of the seed (``n`` scenes of
+    ``clip_frames`` each), so client 0's video is exactly the frames that
+    ``splitedge-client profile --accuracy-seed SEED --accuracy-frames FRAMES
+    --accuracy-clip-frames CLIP`` scores (at this size, >= 80 px a side).
+    """
     v = scenario.video
     scene = SceneConfig(
         width=v.width, height=v.height, min_object_px=min(8.0, 0.1 * min(v.width, v.height))
     )
+    clip = v.clip_frames or v.frames
+    scenes = -(-v.frames // clip)
     return [
-        generate_video(scene, VideoConfig(frames=v.frames), v.seed, client)
+        generate_clips(scene, VideoConfig(), v.seed, v.frames, clip, first_video=client * scenes)
         for client in range(scenario.clients)
     ]
 

@@ -26,6 +26,15 @@ Keys the examples do not show:
         kind = "file"
         path = "../../../shared/traces/cellular/TMobile-UMTS-driving.up"
         duration_s = 100   # its first 100 s, looped (default 0: the whole recording)
+
+``[video] clip_frames`` (integer >= 0, default 0)
+    Cut the ``frames`` of each client's video into scenes of ``clip_frames`` frames,
+    each its own backdrop and camera (0: one scene). With ``seed = S``,
+    ``frames = N``, ``clip_frames = C`` client 0 plays exactly the frames that
+    ``splitedge-client profile --accuracy-seed S --accuracy-frames N
+    --accuracy-clip-frames C`` scores, so a profile's accuracies can be checked on
+    the frames a run plays; one short scene is too few to compare with a profile
+    averaged over many.
 """
 
 from __future__ import annotations
@@ -141,6 +150,9 @@ class VideoSettings:
     height: int = 120
     frames: int = 16  # rendered once, then looped
     seed: int = 0
+    # Frames per scene (backdrop, camera, objects); 0 = one scene of ``frames``. One
+    # scene is one camera: a run over one scene scores that camera, not the profile's mix.
+    clip_frames: int = 0
 
 
 @dataclass(frozen=True)
@@ -531,6 +543,7 @@ def scenario_from_dict(
         height=video_sec.integer("height", 120, minimum=32, maximum=4096),
         frames=video_sec.integer("frames", 16, minimum=1, maximum=10_000),
         seed=video_sec.integer("seed", 0),
+        clip_frames=video_sec.integer("clip_frames", 0, minimum=0, maximum=10_000),
     )
     video_sec.finish()
     edge_sec = top.section("edge")

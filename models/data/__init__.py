@@ -46,7 +46,7 @@ from splitedge.models.data.synthetic import (
     render_scene,
     sample_scene,
 )
-from splitedge.models.data.video import Track, VideoConfig, generate_video
+from splitedge.models.data.video import Track, VideoConfig, generate_clips, generate_video
 
 __all__ = [
     "CATEGORIES",
@@ -78,6 +78,7 @@ __all__ = [
     "detection_collate",
     "encode_rle",
     "evaluate_detections",
+    "generate_clips",
     "generate_image",
     "generate_video",
     "load_annotations",

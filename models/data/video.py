@@ -187,3 +187,39 @@ def generate_video(
         sample.video_id, sample.frame_index = video_index, frame
         samples.append(sample)
     return samples
+
+
+def generate_clips(
+    scene: SceneConfig,
+    video: VideoConfig,
+    seed: int,
+    frames: int,
+    clip_frames: int,
+    first_video: int = 0,
+) -> list[Sample]:
+    """``frames`` frames cut into clips of ``clip_frames``, each clip its own scene.
+
+    Clip ``k`` is video ``first_video + k`` of ``seed`` (:func:`generate_video`, a new
+    backdrop, camera and set of tracks); the last clip is shorter when ``clip_frames``
+    does not divide ``frames``. A clip starts where ``sample.frame_index == 0``.
+
+    One scene plays one camera for all of its frames, and a detector's accuracy varies
+    from one camera to the next far more than over the frames of one clip (defocus
+    blur costs a distilled bottleneck much more than its teacher), so a video meant to
+    stand for the whole distribution needs many clips. The profile's validation video
+    is made here; a run that plays the same call's frames plays exactly the frames the
+    profile was measured on.
+    """
+    if frames < 1:
+        raise DataConfigError(f"frames must be >= 1, got {frames}")
+    if clip_frames < 1:
+        raise DataConfigError(f"clip_frames must be >= 1, got {clip_frames}")
+    if first_video < 0:
+        raise DataConfigError(f"first_video must be >= 0, got {first_video}")
+    samples: list[Sample] = []
+    clip = first_video
+    while len(samples) < frames:
+        n = min(clip_frames, frames - len(samples))
+        samples += generate_video(scene, replace(video, frames=n), seed, clip)
+        clip += 1
+    return samples

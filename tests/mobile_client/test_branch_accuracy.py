@@ -12,6 +12,7 @@ import torch
 from splitedge.mobile_client.branch_accuracy import BranchAccuracyError, make_video_validator
 from splitedge.mobile_client.profile import (
     DEFAULT_BIN_EDGES,
+    AccuracyVideo,
     BranchConfig,
     add_profile_parser,
     load_profile,
@@ -128,6 +129,26 @@ def test_profile_command_fills_accuracy(tmp_path: Path) -> None:
         entries["offload-jpeg5/0b/w1/native/k1"].accuracy
         < entries["local/0b/w1/native/k1"].accuracy
     )
+    # The profile says which frames its accuracies are of: the validation seed's video.
+    assert load_profile(out).accuracy_video == AccuracyVideo(424242, 8, 16, 160, 120, "mAP50")
+
+
+def test_profile_command_scores_the_video_it_is_told(tmp_path: Path) -> None:
+    """--accuracy-seed/--accuracy-clip-frames pick the frames (e.g. a scenario run's video):
+    the entry's accuracy is the validator's on exactly those frames, and the file says so."""
+    out = tmp_path / "teacher.json"
+    args = _parse(
+        *("--model", TEACHER, "--model-option", "jpeg_qualities=[90,5]", "--output", str(out)),
+        *("--branches", "local", "--frames", "1", "--size", "160x120", "--levels", "0"),
+        *("--accuracy-frames", "6", "--accuracy-seed", "3", "--accuracy-clip-frames", "3"),
+        "--no-progress",
+    )
+    assert args.func(args) == 0
+    profile = load_profile(out)
+    assert profile.accuracy_video == AccuracyVideo(3, 6, 3, 160, 120, "mAP50")
+    teacher = create_model(TEACHER, jpeg_qualities=(90, 5))
+    expected = make_video_validator(teacher, frames=6, size=SIZE, seed=3, clip_frames=3)
+    assert profile.entries[0].accuracy == expected(BranchConfig("local")).overall
 
 
 def test_profile_command_takes_branch_bits_and_widths(tmp_path: Path) -> None:
@@ -146,6 +167,11 @@ def test_profile_command_takes_branch_bits_and_widths(tmp_path: Path) -> None:
     ("argv", "message"),
     [
         (("--model", "echo", "--accuracy-frames", "-3"), "--accuracy-frames must be >= 0, got -3"),
+        (("--model", "echo", "--accuracy-seed", "-1"), "--accuracy-seed must be >= 0, got -1"),
+        (
+            ("--model", "echo", "--accuracy-clip-frames", "0"),
+            "--accuracy-clip-frames must be >= 1, got 0",
+        ),
         (("--model", "echo", "--accuracy-frames", "4"), "scores detection models only"),
         (("--model", "echo", "--model-option", "jpeg_qualities=[90,"), "not valid JSON"),
     ],

@@ -14,6 +14,7 @@ import pytest
 
 from splitedge.mobile_client.profile import (
     AccuracyRecord,
+    AccuracyVideo,
     BranchConfig,
     BranchProfile,
     Profile,
@@ -187,6 +188,21 @@ def test_missing_contention_level(tmp_path: Path, doc: dict[str, Any]) -> None:
 def test_no_entries(tmp_path: Path, doc: dict[str, Any]) -> None:
     doc["entries"] = []
     with pytest.raises(ProfileConsistencyError, match="lists no branch"):
+        load_profile(_write(tmp_path, doc))
+
+
+def test_accuracy_video_round_trips_and_older_files_have_none(
+    tmp_path: Path, doc: dict[str, Any]
+) -> None:
+    video = AccuracyVideo(seed=0, frames=40, clip_frames=40, width=320, height=240)
+    profile = _profile()
+    profile.accuracy_video = video
+    save_profile(profile, tmp_path / "v.json")
+    assert load_profile(tmp_path / "v.json").accuracy_video == video
+    del doc["accuracy_video"]  # a profile written before the field existed
+    assert load_profile(_write(tmp_path, doc)).accuracy_video is None
+    doc["accuracy_video"] = {"seed": 0, "frames": 0, "clip_frames": 16, "width": 3, "height": 2}
+    with pytest.raises(ProfileFieldError, match=r"accuracy_video\.frames"):
         load_profile(_write(tmp_path, doc))
 
 

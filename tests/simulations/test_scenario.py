@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from splitedge.mobile_client.policy import Candidate
@@ -119,6 +121,7 @@ def test_trace_file_is_read_relative_to_the_scenario(tmp_path: Path):
             "uplink: unknown preset",
         ),
         ({"video": {"width": 8}}, ScenarioValueError, "video.width: expected an integer in"),
+        ({"video": {"clip_frames": -1}}, ScenarioValueError, "video.clip_frames: expected an"),
         ({"edge": {"tail_workers": 0}}, ScenarioValueError, "edge.tail_workers"),
         ({"policies": []}, ScenarioValueError, "policies: expected a non-empty list"),
         ({"policies": [{"kind": "greedy"}]}, ScenarioValueError, "policies[0].kind"),
@@ -296,3 +299,21 @@ def test_recorded_mahimahi_pair_loads_without_format(tmp_path: Path):
 def test_device_slowdown_defaults_to_one_and_reads_a_number():
     assert scenario_from_dict(_doc()).device_slowdown == 1.0
     assert scenario_from_dict(_doc(device_slowdown=6)).device_slowdown == 6.0
+
+
+def test_video_clips_cut_a_client_video_into_scenes():
+    from splitedge.simulations.runner import synthetic_videos
+
+    doc = _doc(clients=2)
+    doc["video"] = {"width": 96, "height": 80, "frames": 6, "clip_frames": 3, "seed": 5}
+    scenario = scenario_from_dict(doc)
+    assert scenario.video.clip_frames == 3
+    a, b = synthetic_videos(scenario)
+    assert len(a) == len(b) == 6
+    # A scene cut: a new backdrop, far more change than between frames of one scene.
+    step = [
+        float(np.abs(x.image.astype(int) - y.image.astype(int)).mean())
+        for x, y in itertools.pairwise(a)
+    ]
+    assert step[2] > 2 * max(step[0], step[1], step[3], step[4])
+    assert not np.array_equal(a[0].image, b[0].image)  # each client its own scenes

@@ -8,7 +8,13 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from splitedge.models.data import DataConfigError, SceneConfig, VideoConfig, generate_video
+from splitedge.models.data import (
+    DataConfigError,
+    SceneConfig,
+    VideoConfig,
+    generate_clips,
+    generate_video,
+)
 
 SCENE = SceneConfig(width=128, height=96)
 VIDEO = VideoConfig(frames=12)
@@ -76,6 +82,31 @@ def test_video_is_deterministic_and_seed_dependent() -> None:
     other = generate_video(SCENE, config, seed=3, video_index=0)
     assert all(np.array_equal(a.image, b.image) for a, b in zip(first, again, strict=True))
     assert not np.array_equal(first[0].image, other[0].image)
+
+
+def test_clips_are_scenes_of_their_own_each_a_video_of_the_seed() -> None:
+    # 7 frames in clips of 3: videos 5, 6 (3 frames each) and 7 (1 frame) of seed 2.
+    clips = generate_clips(SCENE, VideoConfig(), seed=2, frames=7, clip_frames=3, first_video=5)
+    assert [(s.video_id, s.frame_index) for s in clips] == [
+        (5, 0), (5, 1), (5, 2), (6, 0), (6, 1), (6, 2), (7, 0),
+    ]  # fmt: skip
+    for first, video_index, n in ((0, 5, 3), (3, 6, 3), (6, 7, 1)):
+        alone = generate_video(SCENE, VideoConfig(frames=n), seed=2, video_index=video_index)
+        for a, b in zip(clips[first : first + n], alone, strict=True):
+            assert np.array_equal(a.image, b.image)
+            assert [i.bbox_xywh for i in a.instances] == [i.bbox_xywh for i in b.instances]
+    # One clip as long as the video is the single-scene video itself.
+    one = generate_clips(SCENE, VideoConfig(), seed=2, frames=5, clip_frames=5, first_video=3)
+    alone = generate_video(SCENE, VideoConfig(frames=5), seed=2, video_index=3)
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(one, alone, strict=True))
+    for bad, message in (
+        ({"frames": 0}, "frames must be >= 1"),
+        ({"clip_frames": 0}, "clip_frames must be >= 1"),
+        ({"first_video": -1}, "first_video must be >= 0"),
+    ):
+        args = {"frames": 2, "clip_frames": 2, "first_video": 0, **bad}
+        with pytest.raises(DataConfigError, match=message):
+            generate_clips(SCENE, VideoConfig(), 2, **args)
 
 
 def test_background_is_static_but_sensor_noise_is_not() -> None:

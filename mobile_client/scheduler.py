@@ -737,8 +737,12 @@ class Scheduler:
         waited_ms = t.total_ms - device_ms - t.local_ms
         if outcome.payload_bytes > 0 and waited_ms > 0:
             # Missed the deadline: the bytes did not make it in this time, so the link
-            # carried at most this much (a pessimistic sample the error discount amplifies).
-            self.bandwidth.add_transfer(outcome.payload_bytes, waited_ms)
+            # carried at most this much. An upper bound: it says something only when it is
+            # below the estimate (a small probe cut short must not lift it in a fade);
+            # the answer, when it comes late, gives the true rate (observe_late_answer).
+            bound = outcome.payload_bytes * 8.0 / (waited_ms * 1000.0)
+            if bound < self.bandwidth.harmonic_mbps:
+                self.bandwidth.add(bound)
 
     def _network(self, payload_bytes: int, network_ms: float) -> float | None:
         """Feed one edge answer's network time; the throughput sample taken (Mbps), if any."""

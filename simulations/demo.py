@@ -22,6 +22,12 @@ one (a Raspberry Pi-class CPU) by sleeping after every head and local run for
 would there. The scheduler is not told: it senses the slowdown from the observed
 head times, as it senses contention. Prints one line per frame, then a summary
 per phase, and saves a CSV and a plot.
+
+The same story on any machine: by default (``device_slowdown=None``) the device
+is slowed until its detector takes :data:`DEVICE_LOCAL_MS` (measured here at
+start-up), whatever this machine's speed; and (``sla_ms=None``) the SLA is
+:data:`DEFAULT_SLA_MS`, stretched on a machine slower than the reference (its
+detector over :data:`REFERENCE_LOCAL_MS`), whose edge is as slow as its device.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import asyncio
 import contextlib
 import csv
 import logging
+import math
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -54,6 +61,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POLICIES = ("adaptive", "rate-rule")
+DEVICE_LOCAL_MS = 240.0  # the emulated device's own detector: a Raspberry Pi-class CPU
+REFERENCE_LOCAL_MS = 40.0  # the detector on the machine the demo's defaults were set on
+DEFAULT_SLA_MS = 150.0
 PROFILES_DIR = Path(__file__).resolve().parents[1] / "configs" / "profiles"
 
 
@@ -105,6 +115,32 @@ class DemoRow:
     latency_ms: float
     payload_bytes: int
     detections: int
+    probe: bool = False  # sent only to measure the link (the scheduler's probe)
+
+
+@dataclass
+class DemoResult:
+    rows: list[DemoRow]
+    sla_ms: float
+    device_slowdown: float
+    host_local_ms: float  # this machine's detector, measured before the run
+
+    @property
+    def speed_factor(self) -> float:
+        """How much slower than the reference machine this one is (>= 1)."""
+        return max(1.0, self.host_local_ms / REFERENCE_LOCAL_MS)
+
+
+def measure_local_ms(backend: TorchHeadBackend, frame: Frame, runs: int = 3) -> float:
+    """Median time of the device's own detector on ``frame`` (0 without one)."""
+    if not backend.has_local:
+        return 0.0
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        backend.local(frame.image)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return sorted(times)[len(times) // 2]
 
 
 def demo_trace(phase_s: float, rates_mbps: tuple[float, ...]) -> BandwidthTrace:
@@ -152,7 +188,7 @@ async def run_demo(
     phase_s: float = 8.0,
     rates_mbps: tuple[float, ...] = (40.0, 4.0, 0.5, 0.15, 40.0),
     delay_ms: float = 10.0,
-    sla_ms: float = 150.0,
+    sla_ms: float | None = None,
     fps: float = 5.0,
     size: tuple[int, int] = (320, 240),
     split_branch: str | None = None,
@@ -162,9 +198,11 @@ async def run_demo(
     print_rows: bool = True,
     policy: str = "adaptive",
     profile: Path | None = None,
-    device_slowdown: float = 6.0,
-) -> list[DemoRow]:
-    """Run the demo; returns one row per frame (also written to ``out_dir``).
+    device_slowdown: float | None = None,
+    say: Callable[..., None] | None = None,
+) -> DemoResult:
+    """Run the demo; returns one row per frame (also written to ``out_dir``), the SLA
+    and device slowdown used (``None``: set from this machine's measured speed).
 
     With ``broker`` an embedded MQTT broker runs too: the edge announces itself on
     it, the client finds the edge there (then reaches it through the link) and
@@ -173,8 +211,10 @@ async def run_demo(
     """
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
-    if not device_slowdown >= 1.0:
+    if device_slowdown is not None and not device_slowdown >= 1.0:
         raise ValueError(f"device slowdown must be >= 1, got {device_slowdown:g}")
+    if sla_ms is not None and not (sla_ms > 0 and math.isfinite(sla_ms)):
+        raise ValueError(f"SLA must be a positive number of ms, got {sla_ms:g}")
     scheduler_profile = None
     if policy == "adaptive":
         from splitedge.mobile_client.profile import ProfileError, load_profile
@@ -198,10 +238,22 @@ async def run_demo(
     backend = await asyncio.to_thread(TorchHeadBackend, model, options)
     # First runs pay lazy initialisation; on the emulated slow device that one-off cost
     # would be multiplied too. Run the device's model and heads once before anything.
-    await asyncio.to_thread(warm_device, backend, next(open_source("synthetic", size=size)))
+    first = next(open_source("synthetic", size=size))
+    await asyncio.to_thread(warm_device, backend, first)
+    host_local_ms = await asyncio.to_thread(measure_local_ms, backend, first)
+    if device_slowdown is None:
+        device_slowdown = max(1.0, DEVICE_LOCAL_MS / host_local_ms) if host_local_ms else 1.0
+    if sla_ms is None:
+        sla_ms = DEFAULT_SLA_MS * max(1.0, host_local_ms / REFERENCE_LOCAL_MS)
     if device_slowdown != 1.0:
         backend = SlowedBackend(backend, device_slowdown)  # type: ignore[assignment]
-    say = print if print_rows else (lambda *a, **k: None)
+    say = say or (print if print_rows else (lambda *a, **k: None))
+    say(
+        f"this machine runs the detector in {host_local_ms:.0f} ms; the emulated device in "
+        f"~{host_local_ms * device_slowdown:.0f} ms ({device_slowdown:.2f}x slower); "
+        f"SLA {sla_ms:.0f} ms",
+        flush=True,
+    )
     async with contextlib.AsyncExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         config = tmp / "edge.toml"
@@ -272,7 +324,7 @@ async def run_demo(
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_csv(rows, out_dir / "demo.csv")
     _plot(rows, trace, sla_ms, out_dir / "demo.png")
-    return rows
+    return DemoResult(rows, sla_ms, device_slowdown, host_local_ms)
 
 
 def _published_load(
@@ -292,7 +344,8 @@ def _published_load(
     return hint
 
 
-Step = Callable[[Frame], Awaitable[tuple[str, float, FrameOutcome]]]
+Step = Callable[[Frame], Awaitable[tuple[str, float, FrameOutcome, bool]]]
+"""``step(frame)`` -> (branch label, bandwidth estimate, outcome, sent only as a probe)."""
 
 
 async def _camera_loop(
@@ -311,10 +364,10 @@ async def _camera_loop(
         t_s = time.monotonic() - start
         if t_s >= trace.duration_s:
             break
-        label, estimate_mbps, outcome = await step(frame)
+        label, estimate_mbps, outcome, probe = await step(frame)
         if fleet is not None:
             fleet.record(outcome)
-        rows.append(_row(say, t_s, trace, estimate_mbps, label, outcome))
+        rows.append(_row(say, t_s, trace, estimate_mbps, label, outcome, probe))
         next_at = await _pace(next_at, fps)
     return rows
 
@@ -330,11 +383,11 @@ async def _run_frames(
 ) -> list[DemoRow]:
     """The rate rule's loop: pick, submit, learn."""
 
-    async def step(frame: Frame) -> tuple[str, float, FrameOutcome]:
+    async def step(frame: Frame) -> tuple[str, float, FrameOutcome, bool]:
         candidate = rule.pick()
         outcome = await client.submit(frame, candidate.branch, bits=candidate.bits)
         rule.observe(candidate, outcome)
-        return candidate.label, rule.bandwidth_mbps, outcome
+        return candidate.label, rule.bandwidth_mbps, outcome, False
 
     return await _camera_loop(step, frames, trace, fps, fleet, say)
 
@@ -353,6 +406,7 @@ def _row(
     estimate_mbps: float,
     label: str,
     outcome: FrameOutcome,
+    probe: bool = False,
 ) -> DemoRow:
     """One frame's row, printed as it is made."""
     row = DemoRow(
@@ -365,11 +419,12 @@ def _row(
         outcome.timing.total_ms,
         outcome.payload_bytes,
         detections_count(outcome),
+        probe,
     )
     say(
         f"{row.t_s:6.1f} {row.link_mbps:6.1f} {row.estimate_mbps:6.1f}  "
-        f"{row.branch:<34} {row.source:<7} {row.latency_ms:7.1f} "
-        f"{row.payload_bytes:7d} {row.detections:4d}",
+        f"{row.branch + (' (probe)' if probe else ''):<34} {row.source:<7} "
+        f"{row.latency_ms:7.1f} {row.payload_bytes:7d} {row.detections:4d}",
         flush=True,
     )
     return row
@@ -395,19 +450,36 @@ async def _run_adaptive(
 
     assert isinstance(session, AdaptiveSession)
 
-    async def step(frame: Frame) -> tuple[str, float, FrameOutcome]:
+    async def step(frame: Frame) -> tuple[str, float, FrameOutcome, bool]:
         decision, outcome = await session.process(frame)
         label = decision.branch
         if decision.interval > 1:
             label += f"/k{decision.interval}" + (" track" if decision.track else "")
-        return label, session.scheduler.bandwidth.estimate_mbps, outcome
+        probe = decision.reason == "probe"
+        return label, session.scheduler.bandwidth.estimate_mbps, outcome, probe
 
     return await _camera_loop(step, frames, trace, fps, fleet, say)
 
 
+FULL_FRAME_BYTES = 20_000  # a JPEG of the whole frame at high quality (q90 is ~28 kB)
+
+
+def full_frame(row: DemoRow) -> bool:
+    """A full-quality JPEG of the frame answered by the edge."""
+    return (
+        row.source == "edge"
+        and row.branch.startswith("offload-jpeg")
+        and (row.payload_bytes > FULL_FRAME_BYTES)
+    )
+
+
 def summarize(rows: list[DemoRow], phase_s: float, sla_ms: float) -> str:
-    """One line per phase: link rate, branch mix, median latency, SLA misses."""
-    lines = [f"{'phase':>5} {'link_mbps':>9} {'frames':>6} {'p50_ms':>7} {'sla_miss':>8}  branches"]
+    """One line per phase: link rate, what crossed the link, how soon a full JPEG did,
+    median latency, SLA misses, probes, and the branch mix."""
+    lines = [
+        f"{'phase':>5} {'link_mbps':>9} {'frames':>6} {'kB/frame':>8} {'full_jpeg':>9} "
+        f"{'p50_ms':>7} {'sla_miss':>8} {'probes':>6}  branches"
+    ]
     phases = sorted({int(r.t_s // phase_s) for r in rows})
     for p in phases:
         part = [r for r in rows if int(r.t_s // phase_s) == p]
@@ -416,11 +488,18 @@ def summarize(rows: list[DemoRow], phase_s: float, sla_ms: float) -> str:
         for r in part:
             mix[r.branch] = mix.get(r.branch, 0) + 1
         miss = sum(r.latency_ms > sla_ms for r in part)
+        first_full = next((r.t_s - p * phase_s for r in part if full_frame(r)), None)
+        full = "never" if first_full is None else f"+{first_full:.1f}s"
+        kb = sum(r.payload_bytes for r in part) / len(part) / 1000.0
         lines.append(
-            f"{p:>5} {part[0].link_mbps:9.1f} {len(part):6d} {lat[len(lat) // 2]:7.1f} "
-            f"{miss:8d}  "
+            f"{p:>5} {part[0].link_mbps:9.2f} {len(part):6d} {kb:8.1f} {full:>9} "
+            f"{lat[len(lat) // 2]:7.1f} {miss:8d} {sum(r.probe for r in part):6d}  "
             + ", ".join(f"{b} x{n}" for b, n in sorted(mix.items(), key=lambda x: -x[1]))
         )
+    lines.append(
+        "full_jpeg: when the first full-quality JPEG frame (> 20 kB) was answered by the "
+        "edge after the phase began; probes: frames sent only to measure the link"
+    )
     return "\n".join(lines)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,7 +61,8 @@ def test_demo_rejects_bad_rates():
 
 
 def test_adaptive_demo_follows_the_link_with_the_trained_student(tmp_path: Path):
-    # The default demo: the GHND student, its measured profile, the scheduler.
+    # The default demo: the GHND student, its measured profile, the scheduler, a device
+    # slowed to a Pi-class detector time whatever this machine's speed.
     phase_s = 8.0
     proc = _demo(
         "--rates", "40,0.1,40", "--phase-s", f"{phase_s:g}", "--no-broker", "--out", str(tmp_path),
@@ -68,6 +70,13 @@ def test_adaptive_demo_follows_the_link_with_the_trained_student(tmp_path: Path)
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "policy adaptive" in proc.stdout
+    speed = re.search(r"detector in (\d+) ms; the emulated device in ~(\d+) ms", proc.stdout)
+    assert speed, proc.stdout[:500]
+    host_ms, device_ms = (float(g) for g in speed.groups())
+    assert device_ms == pytest.approx(240, abs=2)  # the same device on any machine
+    # A machine slower than the reference (40 ms) gets a stretched SLA, and its frames
+    # take that much longer: recovery is judged in its own time.
+    factor = max(1.0, host_ms / 40.0)
     rows = list(csv.DictReader((tmp_path / "demo.csv").open()))
     # The second half of each phase: the scheduler has had time to notice the link.
     fast, slow, back = (
@@ -80,22 +89,31 @@ def test_adaptive_demo_follows_the_link_with_the_trained_student(tmp_path: Path)
         return (
             r["source"] == "edge"
             and r["branch"].startswith("offload-jpeg")
-            and int(r["payload_bytes"]) > 5000
+            and int(r["payload_bytes"]) > 20_000
         )
 
     # 40 Mbps: full frames go to the edge as JPEG.
     assert any(full_jpeg(r) for r in fast), fast
 
     # 0.1 Mbps: a 7 kB JPEG takes over half a second; what crosses the link now is a
-    # bottleneck code or a small JPEG on some frames, the rest is tracked or local:
-    # nothing large, and far fewer bytes per frame than on the fast link.
+    # bottleneck code or a small JPEG on some frames (probes among them), the rest is
+    # tracked or local: nothing large, far fewer bytes per frame than on the fast link.
     def mean_bytes(part: list[dict[str, str]]) -> float:
         return sum(int(r["payload_bytes"]) for r in part) / len(part)
 
     assert all(int(r["payload_bytes"]) <= 8000 for r in slow), slow
     assert mean_bytes(slow) < 0.5 * mean_bytes(fast), (slow, fast)
-    # Back at 40 Mbps the estimate recovers and full JPEG frames cross again.
+    # The device probes the slow link now and then, at a bounded cost.
+    probes = [r for r in rows if r["probe"] == "True" and phase_s <= float(r["t_s"]) < 2 * phase_s]
+    assert len(probes) <= phase_s, probes
+    # Back at 40 Mbps: full JPEG frames cross again within 2 s of the link's return.
+    first_full = next(
+        float(r["t_s"]) for r in rows if float(r["t_s"]) >= 2 * phase_s and full_jpeg(r)
+    )
+    assert first_full - 2 * phase_s <= 2.0 * factor, first_full
     assert any(full_jpeg(r) for r in back), back
+    summary = proc.stdout[proc.stdout.index("phase link_mbps") :]
+    assert "full_jpeg" in summary and "probes" in summary
     assert (tmp_path / "demo.png").stat().st_size > 10_000
 
 

@@ -1,0 +1,621 @@
+"""The scheduler in the field: real runs over recorded cellular uplink/downlink pairs.
+
+    python -m benchmarks.field [--quick] [--traces DIR] [--out DIR] [--trace NAME ...]
+                               [--duration-s S] [--devices 1,6] [--policies a,b,...]
+
+Every run is :func:`splitedge.simulations.runner.run_scenario`: a real edge server
+process serving the trained student ``zoo:ghnd-frcnn-small-c12``, a real client,
+and a user-space emulated link that replays a recorded Mahimahi pair
+(``X.up`` / ``X.down`` from ``../shared/traces/cellular/`` beside the repository,
+or ``--traces DIR``; the first ``--duration-s`` seconds of each file). Camera at
+5 fps, SLA 200 ms, 40 ms one-way delay, the client's deadline 2 x SLA (then the
+local fallback), the runner's 320x240 synthetic video.
+
+Traces: TMobile-UMTS-driving, ATT-LTE-driving-2016, Verizon-LTE-short and
+TMobile-LTE-short for 100 s each (``--trace NAME`` picks others, ``--trace all``
+every pair in the folder); ``--quick``: ATT-LTE-driving-2016 only (two fades in
+its first 30 s), 30 s. Devices: this machine (``device_slowdown = 1``) and the
+demo's slowed device (``device_slowdown = 6``: the client sleeps 5 x the time of
+each head and local run; the schedulers are not told).
+
+Branches: every policy chooses from the same list, the branches of the adaptive
+scheduler profile (``configs/profiles/ghnd-frcnn-small-c12.json``) that the model
+serves: the remote ones most accurate first (the profile's accuracy at detection
+interval 1), then ``local`` (the rate rule's order: the edge preferred, the device
+the last resort, as in ``configs/scenarios/adaptive-step.toml``).
+
+Policies (:mod:`splitedge.simulations.policies`): ``adaptive`` (the device's
+scheduler over the whole profile: every branch at detection interval 1 and 4,
+tracking in between), ``rate-rule``, ``oracle`` (sees the future traces; ranks the
+branches by the profile's accuracy, which this benchmark writes into the measured
+cost profile, and plans with that profile's median costs), ``neurosurgeon``,
+``local``, ``offload`` (``offload-jpeg90``) and one fixed split
+(``fixed:bottleneck-12-w0.5-4bit``). ``fixed-all`` is left out: it is one fixed
+policy per branch, ten more runs per trace and device, and the split above stands
+for them. The oracle and Neurosurgeon need a cost profile; it is measured once per
+device (the slowed device's with the slowed backend, as the runner would).
+
+Per trace x device x policy the table gives frames captured, answered within the
+SLA %, SLA violation % (late or dropped, over frames captured), COCO mAP50 over
+the run's answers (the runner's), uplink MB, frames dropped by reason, local
+fallbacks and answered % (frames with an edge answer, a tracked or a local result:
+not dropped). Per device overall: sums over traces, and mAP50 as the mean of the
+runs' mAP50 (every run has the same number of frames). ``frames.csv``, the
+summary and the plots of each run go to ``--out`` (default ``out/field``)
+``/<trace>-x<slowdown>/``; ``field.csv`` there holds the table.
+
+Recovery (adaptive only). The uplink trace is cut into 1 s windows (their mean
+rate). A *fade* is a window under 0.2 Mbps; it *ends* at the start ``t_r`` of the
+first later window that begins 3 whole windows all over 1 Mbps (inside the run).
+The *fresh-start pick* is approximated twice: the oracle's most frequent pick in
+``[t_r, t_r + 3 s)`` (it plans with the true future link) and adaptive's own most
+frequent pick in the run's first 3 s (its choice before any fade, usually on a
+fast link); the target is the lower of their profile accuracies (either alone
+when the other is missing). The lower one, so that a steady gap between adaptive's
+and the oracle's choices (the oracle plans with median costs and may hold a branch
+adaptive finds too risky for the SLA) shows in ``acc_vs_oracle``, not as a slow
+recovery. Adaptive is *back* at its first frame at or after ``t_r`` answered
+without fallback on an entry whose profile accuracy (its detection interval
+included: a ``/k4`` or ``+track`` frame counts at the k = 4 accuracy) is within
+0.01 of the target, so a tie such as local vs offload-jpeg90 (0.462 / 0.461)
+counts as back. ``recovery_s`` = that frame's capture time - ``t_r``; never back
+before the run ends: run end - ``t_r``, printed with ``>``. Each run prints every
+fade end, its target and both references; the summary takes the worst over runs.
+
+Last line: ``field_viol_pct=<adaptive's SLA violation % over every run>
+rate_rule_viol_pct=<rate-rule's> acc_vs_oracle=<adaptive's mean mAP50 / the
+oracle's> answered_pct=<adaptive's frames answered or run locally, %>
+recovery_s=<worst>`` (``nan`` where a policy did not run or no fade ended).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import math
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks._stats import machine, table
+from splitedge.mobile_client.profile import Profile as SchedulerProfile
+from splitedge.mobile_client.profile import load_profile
+from splitedge.simulations.profiles import Profile
+from splitedge.simulations.report import FrameRow, PolicySummary
+from splitedge.simulations.scenario import Scenario, ScenarioError, scenario_from_dict
+from splitedge.simulations.traces import BandwidthTrace
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_TRACE_DIR = REPO.parent / "shared" / "traces" / "cellular"
+MODEL = "zoo:ghnd-frcnn-small-c12"
+SCHEDULER_PROFILE = REPO / "configs" / "profiles" / "ghnd-frcnn-small-c12.json"
+DEFAULT_TRACES = (
+    "TMobile-UMTS-driving",
+    "ATT-LTE-driving-2016",
+    "Verizon-LTE-short",
+    "TMobile-LTE-short",
+)
+QUICK_TRACE = "ATT-LTE-driving-2016"
+POLICIES = ("adaptive", "rate-rule", "oracle", "neurosurgeon", "local", "offload", "fixed")
+SKIPPED = {
+    "fixed-all": "one fixed policy per branch (ten more runs per trace and device); "
+    "the fixed split stands for them",
+}
+SPLIT_BRANCH = "bottleneck-12-w0.5-4bit"
+
+FADE_BELOW_MBPS = 0.2
+BACK_ABOVE_MBPS = 1.0
+HOLD_S = 3
+WINDOW_S = 1.0
+ACCURACY_TOLERANCE = 0.01
+
+
+@dataclass
+class Run:
+    trace: str
+    slowdown: float
+    summaries: list[PolicySummary]
+    recoveries: list[Recovery] = field(default_factory=list)
+
+    @property
+    def device(self) -> str:
+        return f"x{self.slowdown:g}"
+
+
+# ---------------------------------------------------------------------- traces
+
+
+def trace_pairs(folder: Path) -> list[str]:
+    """Names ``X`` with both ``X.up`` and ``X.down`` in ``folder``, sorted."""
+    return sorted(p.stem for p in folder.glob("*.up") if p.with_suffix(".down").is_file())
+
+
+def fade_ends(trace: BandwidthTrace, duration_s: float) -> list[float]:
+    """Starts of the 1 s windows where the uplink comes back from a fade (module docstring)."""
+    n = int(duration_s // WINDOW_S + 1e-9)
+    if n < HOLD_S:
+        return []
+    starts, means = trace.mean_rates(WINDOW_S, n * WINDOW_S)
+    ends, in_fade = [], False
+    for i in range(n):
+        if means[i] < FADE_BELOW_MBPS:
+            in_fade = True
+        elif (
+            in_fade and i + HOLD_S <= n and all(m > BACK_ABOVE_MBPS for m in means[i : i + HOLD_S])
+        ):
+            ends.append(float(starts[i]))
+            in_fade = False
+    return ends
+
+
+# ---------------------------------------------------------------------- recovery
+
+
+def entry_accuracy(profile: SchedulerProfile) -> dict[tuple[str, int], float]:
+    """(branch, detection interval) -> the profile's accuracy (best over widths/sizes)."""
+    out: dict[tuple[str, int], float] = {}
+    for e in profile.entries:
+        if e.accuracy is not None:
+            key = (e.config.branch, e.config.detection_interval)
+            out[key] = max(out.get(key, 0.0), e.accuracy)
+    return out
+
+
+def tag_accuracy(tag: str, accuracy: dict[tuple[str, int], float]) -> float | None:
+    """Accuracy of a row's candidate tag ``branch[~..][/Nbit][/kK][+track]``."""
+    parts = tag.removesuffix("+track").split("/")
+    branch = parts[0].split("~")[0]
+    interval = next((int(p[1:]) for p in parts[1:] if p[:1] == "k" and p[1:].isdigit()), 1)
+    return accuracy.get((branch, interval), accuracy.get((branch, 1)))
+
+
+@dataclass
+class Recovery:
+    """One fade's end for one run: how long adaptive took to be back (module docstring)."""
+
+    fade_end_s: float
+    seconds: float
+    censored: bool  # not back before the run ended: seconds = run end - fade end
+    target: float | None  # the accuracy it had to reach (None: any answered frame)
+    oracle_pick: str = ""  # the oracle's most frequent pick in the 3 s after the fade
+    start_pick: str = ""  # adaptive's most frequent pick in the run's first 3 s
+
+
+def _most_common(rows: Sequence[FrameRow]) -> str:
+    """The most frequent entry of answered, non-fallback rows (a tracked frame is its entry's)."""
+    tags = Counter(r.candidate.removesuffix("+track") for r in rows if r.answered and not r.reason)
+    return tags.most_common(1)[0][0] if tags else ""
+
+
+def recoveries(
+    rows: Sequence[FrameRow],
+    trace: BandwidthTrace,
+    duration_s: float,
+    accuracy: dict[tuple[str, int], float],
+    policy: str = "adaptive",
+) -> list[Recovery]:
+    """One :class:`Recovery` per fade that ends in the run (module docstring)."""
+    mine = [r for r in rows if r.policy == policy]
+    oracle = [r for r in rows if r.policy == "oracle"]
+    start_pick = _most_common([r for r in mine if r.t_s < HOLD_S])
+    out = []
+    for t_r in fade_ends(trace, duration_s):
+        oracle_pick = _most_common([r for r in oracle if t_r <= r.t_s < t_r + HOLD_S])
+        refs = [tag_accuracy(t, accuracy) for t in (oracle_pick, start_pick) if t]
+        known = [a for a in refs if a is not None]
+        target = min(known) if known else None
+        back = None
+        for r in mine:
+            if r.t_s < t_r or not r.answered or r.reason:
+                continue
+            acc = tag_accuracy(r.candidate, accuracy)
+            if target is None or (acc is not None and acc >= target - ACCURACY_TOLERANCE):
+                back = r.t_s
+                break
+        seconds = duration_s - t_r if back is None else back - t_r
+        out.append(Recovery(t_r, seconds, back is None, target, oracle_pick, start_pick))
+    return out
+
+
+def recovery_text(items: Sequence[Recovery], accuracy: dict[tuple[str, int], float]) -> str:
+    if not items:
+        return "no fade ends in the run"
+
+    def pick(tag: str) -> str:
+        acc = tag_accuracy(tag, accuracy) if tag else None
+        return f"{tag or '-'} {acc:.3f}" if acc is not None else tag or "-"
+
+    return "; ".join(
+        f"fade ends at {r.fade_end_s:.0f} s -> {'>' if r.censored else ''}{r.seconds:.1f} s"
+        f" (target {'any' if r.target is None else f'{r.target:.3f}'}: oracle"
+        f" {pick(r.oracle_pick)}, start {pick(r.start_pick)})"
+        for r in items
+    )
+
+
+# ---------------------------------------------------------------------- scenario
+
+
+def branch_list(profile: SchedulerProfile, served: set[str]) -> list[str]:
+    """The profile's branches the model serves: remote most accurate first, then local."""
+    acc = entry_accuracy(profile)
+    names = {e.config.branch for e in profile.entries} & served
+    remote = sorted((b for b in names if b != "local"), key=lambda b: (-acc.get((b, 1), 0.0), b))
+    return remote + (["local"] if "local" in names else [])
+
+
+def policy_docs(kinds: Sequence[str], branches: Sequence[str], split: str) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for kind in kinds:
+        if kind == "adaptive":
+            docs.append({"kind": kind, "profile": str(SCHEDULER_PROFILE), "branches": [*branches]})
+        elif kind == "fixed":
+            docs.append({"kind": kind, "branch": split})
+        else:
+            docs.append({"kind": kind})
+    return docs
+
+
+def field_scenario(
+    trace_dir: Path,
+    trace: str,
+    *,
+    slowdown: float,
+    duration_s: float,
+    branches: Sequence[str],
+    policies: list[dict[str, Any]],
+    sla_ms: float,
+    fps: float,
+    delay_ms: float,
+) -> Scenario:
+    doc: dict[str, Any] = {
+        "name": f"field-{trace}-x{slowdown:g}",
+        "model": MODEL,
+        "branches": [*branches],
+        "duration_s": duration_s,
+        "fps": fps,
+        "sla_ms": sla_ms,
+        "delay_ms": delay_ms,
+        "warmup_frames": 1,
+        "device_slowdown": slowdown,
+        "uplink": {"kind": "file", "path": f"{trace}.up", "duration_s": duration_s},
+        "downlink": {"kind": "file", "path": f"{trace}.down", "duration_s": duration_s},
+        "video": {"width": 320, "height": 240, "frames": 16},
+        "edge": {"max_batch_size": 4, "max_queue_delay_ms": 2},
+        "policies": policies,
+    }
+    return scenario_from_dict(doc, source=f"benchmarks.field:{trace}", base_dir=trace_dir)
+
+
+async def cost_profile(scenario: Scenario, accuracy: dict[tuple[str, int], float]) -> Profile:
+    """The oracle's and Neurosurgeon's costs on this device, with the profile's accuracies."""
+    from splitedge.mobile_client import Frame
+    from splitedge.mobile_client.heads import TorchHeadBackend
+    from splitedge.simulations.demo import SlowedBackend, warm_device
+    from splitedge.simulations.profiles import measure_profile
+    from splitedge.simulations.runner import profile_batch_sizes, synthetic_videos
+
+    images = [s.image for s in synthetic_videos(scenario)[0][:4]]
+    backend: Any = await asyncio.to_thread(TorchHeadBackend, scenario.model)
+    if scenario.device_slowdown > 1.0:
+        await asyncio.to_thread(warm_device, backend, Frame(0, images[0], 0))
+        backend = SlowedBackend(backend, scenario.device_slowdown)
+    profile = await measure_profile(
+        scenario.model,
+        scenario.branches,
+        images,
+        backend=backend,
+        repeats=5,
+        batch_sizes=profile_batch_sizes(scenario),
+    )
+    for cp in profile.candidates.values():
+        cp.accuracy = accuracy.get((cp.branch, 1))
+    return profile
+
+
+# ---------------------------------------------------------------------- tables
+
+
+def _drops(drops: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(drops.items())) or "-"
+
+
+def _pct(part: float, whole: float) -> float:
+    return 100.0 * part / whole if whole else math.nan
+
+
+def _row(label: Sequence[str], s: PolicySummary) -> list[object]:
+    return [
+        *label,
+        s.policy,
+        s.frames,
+        f"{100.0 - s.sla_violation_pct:.1f}",
+        f"{s.sla_violation_pct:.1f}",
+        f"{s.map50:.3f}",
+        f"{s.uplink_mb:.2f}",
+        _drops(s.drops),
+        s.fallbacks,
+        f"{_pct(s.answered, s.frames):.1f}",
+    ]
+
+
+COLUMNS = (
+    "policy",
+    "frames",
+    "in_sla_%",
+    "viol_%",
+    "mAP50",
+    "up_MB",
+    "dropped (why)",
+    "fallbacks",
+    "answered_%",
+)
+
+
+def combine(summaries: Sequence[PolicySummary]) -> PolicySummary:
+    """One policy's runs as one: sums, violation % over all frames, mean mAP50."""
+    frames = sum(s.frames for s in summaries)
+    drops: Counter[str] = Counter()
+    for s in summaries:
+        drops.update(s.drops)
+    maps = [s.map50 for s in summaries if not math.isnan(s.map50)]
+    return PolicySummary(
+        policy=summaries[0].policy,
+        frames=frames,
+        answered=sum(s.answered for s in summaries),
+        p50_ms=math.nan,
+        p95_ms=math.nan,
+        p99_ms=math.nan,
+        sla_violation_pct=_pct(
+            sum(s.sla_violation_pct * s.frames / 100 for s in summaries), frames
+        ),
+        fallbacks=sum(s.fallbacks for s in summaries),
+        drops=dict(drops),
+        uplink_mb=sum(s.uplink_mb for s in summaries),
+        mean_batch=math.nan,
+        quality=math.nan,
+        map50=sum(maps) / len(maps) if maps else math.nan,
+    )
+
+
+def by_policy(runs: Sequence[Run]) -> dict[str, PolicySummary]:
+    names = list(dict.fromkeys(s.policy for r in runs for s in r.summaries))
+    return {n: combine([s for r in runs for s in r.summaries if s.policy == n]) for n in names}
+
+
+def summary_line(runs: Sequence[Run]) -> str:
+    overall = by_policy(runs)
+    nan = PolicySummary("", 0, 0, *(math.nan,) * 4, 0, {}, 0.0, math.nan, math.nan)
+    adaptive, rate, oracle = (overall.get(p, nan) for p in ("adaptive", "rate-rule", "oracle"))
+    acc = (
+        adaptive.map50 / oracle.map50 if oracle.map50 and not math.isnan(oracle.map50) else math.nan
+    )
+    worst = max((x.seconds for r in runs for x in r.recoveries), default=math.nan)
+    return (
+        f"field_viol_pct={adaptive.sla_violation_pct:.1f} "
+        f"rate_rule_viol_pct={rate.sla_violation_pct:.1f} acc_vs_oracle={acc:.3f} "
+        f"answered_pct={_pct(adaptive.answered, adaptive.frames):.1f} recovery_s={worst:.1f}"
+    )
+
+
+def write_table(runs: Sequence[Run], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["trace", "device", *COLUMNS, "recovery_s"])
+        for run in runs:
+            worst = max((x.seconds for x in run.recoveries), default=math.nan)
+            for s in run.summaries:
+                rec = f"{worst:.2f}" if s.policy == "adaptive" else ""
+                writer.writerow([*_row((run.trace, run.device), s), rec])
+    return path
+
+
+# ---------------------------------------------------------------------- main
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _slowdowns(text: str) -> list[float]:
+    try:
+        values = [float(t) for t in _csv_list(text)]
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(v) and v >= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected numbers >= 1 separated by commas, got {text!r}")
+    return values
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.field", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--quick", action="store_true", help=f"{QUICK_TRACE} only, 30 s")
+    p.add_argument(
+        "--traces",
+        type=Path,
+        default=DEFAULT_TRACE_DIR,
+        help=f"folder of Mahimahi X.up/X.down pairs (default {DEFAULT_TRACE_DIR})",
+    )
+    p.add_argument(
+        "--trace",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a pair X to run (repeatable; 'all': every pair in --traces)",
+    )
+    p.add_argument("--out", type=Path, default=Path("out/field"), help="default out/field")
+    p.add_argument(
+        "--duration-s",
+        type=_positive,
+        default=None,
+        help="seconds of each trace (default 100, --quick 30)",
+    )
+    p.add_argument(
+        "--devices",
+        type=_slowdowns,
+        default=[1.0, 6.0],
+        help="device slowdowns, comma-separated (default 1,6)",
+    )
+    p.add_argument(
+        "--policies",
+        type=_csv_list,
+        default=list(POLICIES),
+        help=f"comma-separated, of {', '.join(POLICIES)} (default all)",
+    )
+    p.add_argument(
+        "--branches",
+        type=_csv_list,
+        default=None,
+        help="the branch list every policy chooses from (default: the profile's)",
+    )
+    p.add_argument("--split-branch", default=SPLIT_BRANCH, help="the fixed policy's branch")
+    p.add_argument("--sla-ms", type=_positive, default=200.0)
+    p.add_argument("--fps", type=_positive, default=5.0)
+    p.add_argument("--delay-ms", type=float, default=40.0, help="one-way link delay")
+    args = p.parse_args(argv)
+    unknown = [k for k in args.policies if k not in POLICIES]
+    if unknown or not args.policies:
+        p.error(f"--policies: unknown {unknown or 'empty'}; choose from {', '.join(POLICIES)}")
+    return args
+
+
+def choose_traces(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(pairs to run, requested names without a pair)."""
+    pairs = trace_pairs(args.traces)
+    if args.trace:
+        wanted = pairs if args.trace == ["all"] else args.trace
+    elif args.quick:
+        wanted = [QUICK_TRACE] if QUICK_TRACE in pairs else pairs[:1]
+    else:
+        wanted = list(DEFAULT_TRACES)
+    return [t for t in wanted if t in pairs], [t for t in wanted if t not in pairs]
+
+
+async def run(args: argparse.Namespace) -> int:
+    from splitedge.models.registry import create_model
+    from splitedge.simulations.runner import run_scenario
+
+    t_start = time.monotonic()
+    traces, missing = choose_traces(args)
+    if missing:
+        print(f"no .up/.down pair in {args.traces} for: {', '.join(missing)} (skipped)")
+    if not traces:
+        print(f"no trace pair to run in {args.traces}; pass --trace NAME of an X.up/X.down pair")
+        return 0
+    duration_s = args.duration_s or (30.0 if args.quick else 100.0)
+
+    sched = load_profile(SCHEDULER_PROFILE)
+    accuracy = entry_accuracy(sched)
+    served = set((await asyncio.to_thread(create_model, MODEL)).branches)
+    default = branch_list(sched, served)
+    branches = args.branches or default
+    bad = [b for b in branches if b not in default]
+    if bad:
+        print(
+            f"--branches: {', '.join(bad)} not both in the profile and served by {MODEL}; "
+            f"choose from {', '.join(default)}"
+        )
+        return 2
+    kinds, skipped = [], dict(SKIPPED)
+    for kind in args.policies:
+        if kind == "offload" and not any(b.startswith("offload") for b in branches):
+            skipped[kind] = "no offload branch in the list"
+        elif kind == "fixed" and args.split_branch not in served:
+            skipped[kind] = f"{MODEL} serves no branch {args.split_branch!r}"
+        elif kind == "local" and "local" not in served:
+            skipped[kind] = f"{MODEL} has no local model"
+        else:
+            kinds.append(kind)
+    docs = policy_docs(kinds, branches, args.split_branch)
+
+    print(f"# benchmarks.field on {machine()}")
+    print(
+        f"model {MODEL}, SLA {args.sla_ms:g} ms, {args.fps:g} fps, delay {args.delay_ms:g} ms "
+        f"one way, {duration_s:g} s per trace, devices "
+        f"{', '.join(f'x{d:g}' for d in args.devices)}"
+    )
+    print(f"traces ({args.traces}): {', '.join(traces)}")
+    print(f"branches (every policy): {', '.join(branches)}")
+    print(
+        f"policies: {', '.join(kinds)}; skipped: "
+        + "; ".join(f"{k} ({why})" for k, why in skipped.items())
+    )
+
+    runs: list[Run] = []
+    failed = 0
+    for slowdown in args.devices:
+        profile: Profile | None = None
+        for trace in traces:
+            out_dir = args.out / f"{trace}-x{slowdown:g}"
+            try:
+                scenario = field_scenario(
+                    args.traces,
+                    trace,
+                    slowdown=slowdown,
+                    duration_s=duration_s,
+                    branches=branches,
+                    policies=docs,
+                    sla_ms=args.sla_ms,
+                    fps=args.fps,
+                    delay_ms=args.delay_ms,
+                )
+                if profile is None and any(k in ("oracle", "neurosurgeon") for k in kinds):
+                    profile = await cost_profile(scenario, accuracy)
+                result = await run_scenario(scenario, out_dir, profile=profile, progress=True)
+            except ScenarioError as exc:
+                print(f"{trace} x{slowdown:g}: cannot run: {exc}")
+                failed += 1
+                continue
+            item = Run(trace, slowdown, result.summaries)
+            if "adaptive" in kinds:
+                item.recoveries = recoveries(result.rows, scenario.uplink, duration_s, accuracy)
+            runs.append(item)
+            print(f"\n{trace}, device x{slowdown:g} ({out_dir})")
+            print(table(COLUMNS, [_row((), s) for s in item.summaries]))
+            if "adaptive" in kinds:
+                print(f"adaptive recovery: {recovery_text(item.recoveries, accuracy)}")
+            sys.stdout.flush()
+
+    for slowdown in args.devices:
+        mine = [r for r in runs if r.slowdown == slowdown]
+        if mine:
+            print(f"\noverall, device x{slowdown:g} ({len(mine)} trace(s))")
+            print(table(COLUMNS, [_row((), s) for s in by_policy(mine).values()]))
+    if runs:
+        print(f"\ntable: {write_table(runs, args.out / 'field.csv')}")
+    print(f"wall time {time.monotonic() - t_start:.0f} s")
+    print(summary_line(runs))
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.traces.is_dir():
+        print(
+            f"no trace folder at {args.traces}: skipping the field benchmark "
+            "(pass --traces DIR with Mahimahi X.up/X.down pairs)"
+        )
+        return 0
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

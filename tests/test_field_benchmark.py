@@ -1,0 +1,89 @@
+"""benchmarks.field end to end: a real edge process, a real client, a recorded-style link."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+
+from benchmarks import field
+from splitedge.simulations.trace_formats import format_mahimahi
+from splitedge.simulations.traces import BandwidthTrace
+
+ROW = re.compile(r"^\s*(adaptive|rate-rule)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+(\S+)\s+([\d.]+)\s")
+SUMMARY = re.compile(
+    r"field_viol_pct=(\S+) rate_rule_viol_pct=(\S+) acc_vs_oracle=(\S+) "
+    r"answered_pct=(\S+) recovery_s=(\S+)"
+)
+
+
+def _write_pair(folder, name: str) -> None:
+    # 5 Mbps, a fade to 0.05 Mbps in the second second, 5 Mbps again: one fade ends at 2 s.
+    trace = BandwidthTrace.from_steps([(0.0, 5.0), (1.0, 0.05), (2.0, 5.0)], 6.0, name=name)
+    for suffix in ("up", "down"):
+        (folder / f"{name}.{suffix}").write_text(format_mahimahi(trace))
+
+
+@pytest.mark.integration
+def test_a_tiny_run_prints_consistent_tables_and_the_summary(tmp_path, capsys):
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    _write_pair(traces, "fade")
+    out = tmp_path / "out"
+    argv = ["--traces", str(traces), "--trace", "fade", "--duration-s", "6", "--devices", "1"]
+    argv += ["--policies", "adaptive,rate-rule", "--out", str(out)]
+    assert field.main(argv) == 0
+    text = capsys.readouterr().out
+    rows = [ROW.match(line) for line in text.splitlines()]
+    rows = [m for m in rows if m]
+    # The run's table and the device's overall table, two policies each.
+    assert [m[1] for m in rows] == ["adaptive", "rate-rule"] * 2
+    for m in rows:
+        frames, in_sla, viol = int(m[2]), float(m[3]), float(m[4])
+        assert frames == 30  # 6 s at 5 fps
+        assert in_sla + viol == pytest.approx(100.0, abs=0.11)
+        assert 0.0 <= viol <= 100.0
+        assert float(m[6]) >= 0.0  # uplink MB
+    answered = [float(line.split()[-1]) for line in text.splitlines() if ROW.match(line)]
+    assert all(0.0 <= a <= 100.0 for a in answered)
+    assert "adaptive recovery: fade ends at 2 s ->" in text
+    assert "skipped: fixed-all" in text
+    assert re.search(r"^wall time \d+ s$", text, re.M)
+
+    last = text.strip().splitlines()[-1]
+    match = SUMMARY.fullmatch(last)
+    assert match, last
+    viol, rate_viol, acc, answered_pct, recovery = (float(v) for v in match.groups())
+    adaptive_overall, rate_overall = rows[2], rows[3]
+    assert viol == pytest.approx(float(adaptive_overall[4]), abs=0.051)
+    assert rate_viol == pytest.approx(float(rate_overall[4]), abs=0.051)
+    assert math.isnan(acc)  # no oracle in this run
+    assert 0.0 <= answered_pct <= 100.0
+    assert answered_pct == pytest.approx(answered[2], abs=0.051)
+    assert 0.0 <= recovery <= 4.0  # the fade ends at 2 s of a 6 s run
+    assert (out / "fade-x1" / "frames.csv").is_file()
+    assert (out / "field.csv").is_file()
+
+
+def test_a_missing_trace_folder_is_one_line_and_exit_0(tmp_path, capsys):
+    missing = tmp_path / "no-such-folder"
+    assert field.main(["--traces", str(missing), "--quick"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert len(out.splitlines()) == 1
+    assert str(missing) in out and "--traces DIR" in out
+
+
+def test_fade_ends_need_three_seconds_back_above_1_mbps():
+    steps = [(0.0, 5.0), (2.0, 0.1), (4.0, 2.0), (6.0, 0.5), (7.0, 3.0), (10.0, 0.1), (11.0, 4.0)]
+    trace = BandwidthTrace.from_steps(steps, 13.0)
+    # Back above 1 Mbps at 4 s for 2 s only; at 7 s for 3 s. At 11 s the run ends 2 s later.
+    assert field.fade_ends(trace, 13.0) == [7.0]
+
+
+def test_tags_score_at_their_detection_interval():
+    acc = {("offload-jpeg90", 1): 0.46, ("offload-jpeg90", 4): 0.39, ("local", 1): 0.46}
+    assert field.tag_accuracy("offload-jpeg90", acc) == 0.46
+    assert field.tag_accuracy("offload-jpeg90/k4+track", acc) == 0.39
+    assert field.tag_accuracy("local/k4", acc) == 0.46  # no k4 entry: its k1 accuracy
+    assert field.tag_accuracy("unknown", acc) is None

@@ -295,11 +295,11 @@ def profile_from_json(doc: Any) -> Profile:
 def _accuracy_video(doc: dict[str, Any]) -> AccuracyVideo:
     r = _Reader(doc, "accuracy_video")
     return AccuracyVideo(
-        seed=int(r.number("seed", minimum=0)),
-        frames=int(r.number("frames", minimum=1)),
-        clip_frames=int(r.number("clip_frames", minimum=1)),
-        width=int(r.number("width", minimum=1)),
-        height=int(r.number("height", minimum=1)),
+        seed=r.integer("seed"),
+        frames=r.integer("frames", minimum=1),
+        clip_frames=r.integer("clip_frames", minimum=1),
+        width=r.integer("width", minimum=1),
+        height=r.integer("height", minimum=1),
         metric=r.get("metric", str, default="mAP50"),
     )
 
@@ -400,6 +400,14 @@ class _Reader:
                 f"{self.at(key)}: {value:g} is outside [{minimum:g}, {maximum:g}]"
             )
         return value
+
+    def integer(self, key: str, *, minimum: int = 0) -> int:
+        value = self.number(key)
+        if value != int(value) or value < minimum:
+            raise ProfileFieldError(
+                f"{self.at(key)}: expected an integer >= {minimum}, got {value:g}"
+            )
+        return int(value)
 
     def number_list(self, key: str, default: Any = _MISSING) -> list[float]:
         values = self.get(key, list, default=default)

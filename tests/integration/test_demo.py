@@ -129,3 +129,11 @@ def test_demo_rejects_a_faster_than_real_device(tmp_path: Path):
     assert proc.returncode == 2
     assert "device slowdown must be >= 1, got 0.5" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("sla", ["-5", "nan"])
+def test_demo_rejects_a_bad_sla(tmp_path: Path, sla: str):
+    proc = _demo("--sla-ms", sla, "--no-broker", "--out", str(tmp_path), timeout=120)
+    assert proc.returncode == 2
+    assert f"SLA must be a positive number of ms, got {sla}" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -204,6 +204,9 @@ def test_accuracy_video_round_trips_and_older_files_have_none(
     doc["accuracy_video"] = {"seed": 0, "frames": 0, "clip_frames": 16, "width": 3, "height": 2}
     with pytest.raises(ProfileFieldError, match=r"accuracy_video\.frames"):
         load_profile(_write(tmp_path, doc))
+    doc["accuracy_video"] = {"seed": 1.5, "frames": 8, "clip_frames": 8, "width": 3, "height": 2}
+    with pytest.raises(ProfileFieldError, match=r"accuracy_video\.seed: expected an integer"):
+        load_profile(_write(tmp_path, doc))
 
 
 def test_bad_bin_edges(tmp_path: Path, doc: dict[str, Any]) -> None:

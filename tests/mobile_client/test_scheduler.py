@@ -535,6 +535,13 @@ def test_bad_configuration_is_refused() -> None:
         sched.set_sla(0)
     with pytest.raises(SchedulerError, match="not both 0"):
         sched.set_weights(accuracy=0.0, latency=0.0)
+    with pytest.raises(SchedulerError, match="probe_interval_s must be > 0"):
+        Scheduler(profile(LOCAL, SPLIT), 100.0, probe_interval_s=0.0)
+    for share in (0.0, 1.5, float("nan")):
+        with pytest.raises(SchedulerError, match="probe_share must be in"):
+            Scheduler(profile(LOCAL, SPLIT), 100.0, probe_share=share)
+    with pytest.raises(SchedulerError, match="backlog must be >= 0 bytes"):
+        sched.set_backlog(-1)
     foreign = replace(sched.pick(0.0), index=99)
     with pytest.raises(SchedulerError, match="not made by this scheduler"):
         sched.observe(foreign, FrameOutcome(0, "local", "local"))

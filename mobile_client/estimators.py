@@ -19,7 +19,8 @@ scheduler's per-frame budget.
   does: the observed head latency is placed between the profile's latencies at
   its contention levels, giving a fractional level; the EWMA of that level
   predicts every other branch's head latency, and the spread of the log error
-  gives a quantile factor.
+  gives a quantile factor. One run far over its prediction (a stall) is capped;
+  two in a row are believed.
 - :class:`ServerLoadEstimator`: queue wait and tail latency per branch, from
   frames (the server's own timing in each result) and from status reports.
 - :class:`ContentFeatures`: object count, mean object size and motion from the
@@ -205,13 +206,20 @@ def _beyond_slope(y_last: _Latency, x_last: float) -> _Latency:
 class ContentionEstimator:
     """Device contention as a fractional profile level, sensed from head latencies."""
 
-    def __init__(self, levels: tuple[int, ...], alpha: float = 0.3) -> None:
+    def __init__(
+        self, levels: tuple[int, ...], alpha: float = 0.3, jump_ratio: float = 3.0
+    ) -> None:
         if not levels:
             raise EstimatorError("contention needs at least one profiled level")
+        if not jump_ratio > 1:
+            raise EstimatorError(f"jump_ratio must be > 1, got {jump_ratio}")
         self.levels = tuple(sorted(levels))
         self.alpha = alpha
+        self.jump_ratio = jump_ratio
         self.level = float(self.levels[0])
         self.samples = 0
+        self.outliers = 0  # single samples far over the prediction, counted as capped
+        self._jumped = False  # the last sample was over jump_ratio x its prediction
         self._log_err: deque[float] = deque(maxlen=32)
 
     def head_ms(self, by_level: dict[int, float], level: float | None = None) -> float:
@@ -267,10 +275,24 @@ class ContentionEstimator:
         return xs[-1] + ((observed_ms - ys[-1]) / slope if slope > 0 else 0.0)
 
     def observe(self, by_level: dict[int, float], observed_ms: float) -> None:
-        """One measured head latency of a branch whose profile is ``by_level``."""
+        """One measured head latency of a branch whose profile is ``by_level``.
+
+        A single run over ``jump_ratio`` x its prediction (a stall: the OS took the core,
+        a cold cache, a garbage collection) counts only as that much; two in a row are a
+        slower device and count in full. Without this one stall at start-up set the level
+        for as long as the device then ran remote branches (nothing else senses it), and
+        every local prediction was ten times too slow.
+        """
         if observed_ms < 0:
             raise EstimatorError(f"head latency must be >= 0 ms, got {observed_ms}")
         predicted = self.head_ms(by_level)
+        if predicted > 0 and observed_ms > self.jump_ratio * predicted:
+            if not self._jumped:
+                self._jumped = True
+                self.outliers += 1
+                observed_ms = self.jump_ratio * predicted
+        else:
+            self._jumped = False
         if predicted > 0 and observed_ms > 0:
             self._log_err.append(math.log(observed_ms / predicted))
         sample = self._level_of(by_level, observed_ms)

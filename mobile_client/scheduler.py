@@ -642,9 +642,18 @@ class Scheduler:
         """An answer that came after its frame's deadline: its transfer is a throughput
         sample (a low one when it queued behind earlier bytes: a fade's own effect)."""
         with self._lock:
+            if payload_bytes <= 0:
+                return
             transfer_ms = network_ms - (min(self._pings) if self._pings else self.rtt.min_ms)
-            if payload_bytes > 0 and transfer_ms >= 1.0:
-                self.bandwidth.add_transfer(payload_bytes, transfer_ms)
+            before, resets = self.bandwidth.harmonic_mbps, self.bandwidth.resets
+            sample = self._transfer_sample(payload_bytes, transfer_ms)
+            if self.bandwidth.resets > resets:
+                self.rtt.restart()  # the fade's round trips were queueing
+                self._force = True
+            if sample is not None and sample > self.bandwidth.jump_ratio * before:
+                # Cut by its deadline on a fading link, answered at once on a recovered
+                # one (a probe whose deadline was tight): check the link on the next frame.
+                self._reprobe_after(sample, before, -math.inf)  # whichever branch it was
 
     def set_backlog(self, backlog_bytes: int) -> None:
         """Bytes sent earlier and not answered yet: a new frame's bytes queue behind them."""
@@ -715,20 +724,7 @@ class Scheduler:
                 self.rtt.restart()
                 self.rtt.add(max(0.0, t.network_ms - outcome.payload_bytes * 8.0 / (rate * 1e3)))
                 self._force = True
-            faster = (
-                sample is not None
-                and sample > self.bandwidth.jump_ratio * before
-                and self._acc[decision.index] < self._acc.max()  # a better branch to move to
-            )
-            if faster and self._burst < 4:
-                # The link came back: check on the next frame while transfers beat the
-                # estimate many times over, so the estimator sees the new regime in two
-                # samples (it then replaces its window), not one sample per probe period.
-                # At most 4 in a row.
-                self._reprobe = True
-                self._burst += 1
-            elif not faster:
-                self._burst = 0
+            self._reprobe_after(sample, before, self._acc[decision.index])
             return
         if edge_failed:
             self._mark_edge_lost()
@@ -744,6 +740,46 @@ class Scheduler:
             if bound < self.bandwidth.harmonic_mbps:
                 self.bandwidth.add(bound)
 
+    def _reprobe_after(self, sample: float | None, before: float, accuracy: float) -> None:
+        """After a transfer far faster than the estimate ``before`` it, check the link on
+        the next frame while transfers beat the estimate many times over, so the estimator
+        sees the new regime in two samples (it then replaces its window), not one sample per
+        probe period. Only when a more accurate branch than ``accuracy`` exists; at most 4
+        in a row."""
+        faster = (
+            sample is not None
+            and sample > self.bandwidth.jump_ratio * before
+            and accuracy < self._acc.max()
+        )
+        log.debug(
+            "throughput sample %s Mbps (harmonic before %.3f): faster %s, burst %d, resets %d",
+            None if sample is None else f"{sample:.3f}", before, faster, self._burst,
+            self.bandwidth.resets,
+        )  # fmt: skip
+        if faster and self._burst < 4:
+            self._reprobe = True
+            self._burst += 1
+        elif not faster:
+            self._burst = 0
+
+    def _transfer_sample(self, payload_bytes: int, transfer_ms: float) -> float | None:
+        """Feed one transfer (its time past the round-trip floor) to the bandwidth
+        estimator; the throughput sample taken (Mbps), if any.
+
+        A transfer measurably longer than the floor gives the rate. One that is not says
+        only that the link carried the bytes within ~1 ms: a lower bound, used when the
+        estimate is below it (else a link that recovered while only small payloads
+        crossed it would keep a stale, pessimistic estimate for ever).
+        """
+        if transfer_ms >= 1.0:
+            self.bandwidth.add_transfer(payload_bytes, transfer_ms)
+            return payload_bytes * 8.0 / (transfer_ms * 1000.0)
+        bound = payload_bytes * 8.0 / 1000.0  # Mbps: the bytes in 1 ms
+        if bound > self.bandwidth.estimate_mbps:
+            self.bandwidth.add_transfer(payload_bytes, 1.0)
+            return bound
+        return None
+
     def _network(self, payload_bytes: int, network_ms: float) -> float | None:
         """Feed one edge answer's network time; the throughput sample taken (Mbps), if any."""
         if network_ms <= 0:
@@ -751,19 +787,7 @@ class Scheduler:
         self._net.append((network_ms, float(payload_bytes)))
         floor_ms = self._rtt_floor_ms()
         transfer_ms = network_ms - floor_ms
-        sample = None
-        # A transfer measurably longer than the floor gives the rate. One that is not says
-        # only that the link carried the bytes within ~1 ms: a lower bound, used when the
-        # estimate is below it (else a link that recovered while only small payloads
-        # crossed it would keep a stale, pessimistic estimate for ever).
-        if payload_bytes > 0 and transfer_ms >= 1.0:
-            self.bandwidth.add_transfer(payload_bytes, transfer_ms)
-            sample = payload_bytes * 8.0 / (transfer_ms * 1000.0)
-        elif payload_bytes > 0:
-            bound = payload_bytes * 8.0 / 1000.0  # Mbps: the bytes in 1 ms
-            if bound > self.bandwidth.estimate_mbps:
-                self.bandwidth.add_transfer(payload_bytes, 1.0)
-                sample = bound
+        sample = self._transfer_sample(payload_bytes, transfer_ms) if payload_bytes > 0 else None
         rate = self.bandwidth.harmonic_mbps
         carried_ms = payload_bytes * 8.0 / (rate * 1000.0) if rate > 0 else 0.0
         self.rtt.add(max(0.0, network_ms - carried_ms))

@@ -37,8 +37,10 @@ import contextlib
 import csv
 import logging
 import math
+import statistics
 import tempfile
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,21 +75,41 @@ def default_profile(model: str) -> Path:
 
 
 class SlowedBackend:
-    """A head backend whose device work takes ``factor`` x as long (sleeps the rest)."""
+    """A head backend whose device work takes ``factor`` x as long (sleeps the rest).
 
-    def __init__(self, backend: TorchHeadBackend, factor: float) -> None:
+    What is stretched is this machine's usual time for that work (the median of its last
+    runs), not each run's own: a run that stalled here (another process took the core,
+    torch's threads waited on each other) adds its stall once, as it would on the slow
+    device, instead of ``factor`` times. Multiplied, one 1 s stall on a busy 2-core
+    machine became a 6 s frame and a device that looked a hundred times slower.
+    """
+
+    def __init__(
+        self,
+        backend: TorchHeadBackend,
+        factor: float,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], object] = time.sleep,
+    ) -> None:
         if not factor >= 1.0:
             raise ValueError(f"device slowdown must be >= 1, got {factor}")
         self._backend = backend
         self.factor = factor
+        self._clock, self._sleep = clock, sleep
+        self._usual: dict[str, deque[float]] = {}
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._backend, name)
 
-    def _slowed(self, fn: Callable[[], object]) -> object:
-        start = time.perf_counter()
+    def _slowed(self, key: str, fn: Callable[[], object]) -> object:
+        start = self._clock()
         out = fn()
-        time.sleep((self.factor - 1.0) * (time.perf_counter() - start))
+        spent = self._clock() - start
+        recent = self._usual.setdefault(key, deque(maxlen=9))
+        recent.append(spent)
+        usual = statistics.median(recent)
+        self._sleep((self.factor - 1.0) * min(spent, usual))
         return out
 
     def can_run(self, branch: BranchSpec) -> bool:
@@ -98,10 +120,10 @@ class SlowedBackend:
         return self._backend.has_local
 
     def head(self, branch: BranchSpec, image) -> HeadOutput:  # type: ignore[no-untyped-def]
-        return self._slowed(lambda: self._backend.head(branch, image))  # type: ignore[return-value]
+        return self._slowed(branch.name, lambda: self._backend.head(branch, image))  # type: ignore[return-value]
 
     def local(self, image) -> Prediction:  # type: ignore[no-untyped-def]
-        return self._slowed(lambda: self._backend.local(image))  # type: ignore[return-value]
+        return self._slowed("(local model)", lambda: self._backend.local(image))  # type: ignore[return-value]
 
 
 @dataclass

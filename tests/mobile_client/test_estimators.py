@@ -190,3 +190,23 @@ def test_a_slower_device_slows_every_branch_by_the_same_factor() -> None:
     assert est.head_ms(head_b) == pytest.approx(6 * 31.0, rel=0.05)
     arr = est.head_ms_array(np.array([[4.29, 4.41], [26.0, 31.0]]))
     assert arr == pytest.approx([est.head_ms(head_a), est.head_ms(head_b)])
+
+
+def test_one_stalled_run_is_capped_and_two_are_believed() -> None:
+    # A stall on the first local run (a cold cache, the OS taking the core) read as ten
+    # times the profile: it must not set the device's level on its own. The same time
+    # twice in a row is a slower device.
+    head = {0: 40.0, 1: 60.0}
+    est = ContentionEstimator((0, 1))
+    est.observe(head, 1100.0)
+    assert est.outliers == 1
+    assert est.head_ms(head) == pytest.approx(3 * 40.0, rel=0.01)  # capped at 3x
+    est.observe(head, 45.0)  # back to normal: the stall is forgotten at the EWMA's pace
+    assert est.head_ms(head) < 120.0
+    slow = ContentionEstimator((0, 1))
+    for _ in range(8):
+        slow.observe(head, 240.0)  # a 6x slower device: believed from the second run
+    assert slow.outliers == 1
+    assert slow.head_ms(head) == pytest.approx(240.0, rel=0.1)
+    with pytest.raises(EstimatorError, match="jump_ratio"):
+        ContentionEstimator((0, 1), jump_ratio=1.0)

@@ -351,6 +351,34 @@ def test_a_recovered_link_is_back_on_the_fresh_choice_within_two_seconds(start: 
     assert sched.current.config.branch == "offload-jpeg90"
 
 
+def test_a_probe_cut_by_its_deadline_but_answered_at_once_checks_the_link_again() -> None:
+    # The link came back, but the probe's deadline was tighter than the edge's round trip:
+    # the frame fell back on the device. Its answer, arriving just after, crossed a link
+    # far faster than the fade's estimate (too fast to time: a lower bound): the next
+    # frame checks the link at once instead of a probe period later.
+    jpeg20 = entry("offload-jpeg20", "offload", head_ms=(2.0, 4.0), size_bytes=3000, accuracy=0.6)
+    p = profile(LOCAL, SPLIT, OFFLOAD, jpeg20)
+    sched = Scheduler(p, 100.0, learn_margin=False, frame_period_ms=200.0)
+    sched.observe_rtt(20.0)
+    run(sched, Env(bandwidth_mbps=0.1), 50, fps=5.0)  # 10 s of fade: the device runs locally
+    assert sched.current is not None and sched.current.config.branch == "local"
+    before = sched.bandwidth.harmonic_mbps
+    t = 10.0
+    while (d := sched.pick(t)).reason != "probe":
+        sched.observe(d, Env(bandwidth_mbps=0.1).outcome(sched, d, np.random.default_rng(0)))
+        t += 0.2
+    cut = FrameOutcome(
+        d.frame_index, d.branch, "local", reason="deadline", payload_bytes=3000,
+        timing=FrameTiming(head_ms=2.0, local_ms=40.0, total_ms=100.0),
+    )  # fmt: skip
+    sched.observe(d, cut)
+    assert sched.bandwidth.harmonic_mbps <= before * 1.01  # an upper bound lifts nothing
+    sched.observe_late_answer(3000, 20.3)  # the round trip alone: the bytes took < 1 ms
+    nxt = sched.pick(t + 0.2)
+    assert nxt.reason == "probe" and nxt.remote
+    sched.observe_late_answer(0, 20.0)  # nothing sent: no sample, no error
+
+
 def test_content_features_shift_accuracy() -> None:
     # Tracking every 4th frame wins on still scenes and loses on fast motion.
     calm = {"motion:0": 0.78, "motion:2": 0.55}

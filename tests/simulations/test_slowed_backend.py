@@ -1,0 +1,44 @@
+"""The emulated slow device: its usual work stretched, a stall on this machine added once."""
+
+from __future__ import annotations
+
+import pytest
+
+from splitedge.simulations.demo import SlowedBackend
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Backend:
+    """Local runs that take the scripted host seconds on a fake clock."""
+
+    has_local = True
+
+    def __init__(self, clock: _Clock, times: list[float]) -> None:
+        self.clock, self.times = clock, list(times)
+
+    def local(self, image: object) -> str:
+        self.clock.now += self.times.pop(0)
+        return "boxes"
+
+
+def test_a_stall_is_added_once_and_usual_work_is_stretched() -> None:
+    clock, slept = _Clock(), []
+    host = [0.04, 0.04, 0.04, 1.0, 0.04]  # the 4th run stalled (another process, a GC)
+    slowed = SlowedBackend(_Backend(clock, host), 6.0, clock=clock, sleep=slept.append)
+    assert [slowed.local(None) for _ in host] == ["boxes"] * 5
+    assert slept[:3] == pytest.approx([0.2, 0.2, 0.2])  # 40 ms here: 240 ms on the device
+    assert slept[3] == pytest.approx(0.2)  # 1.0 s + 0.2 s, not 6 s
+    assert slept[4] == pytest.approx(0.2)
+    assert slowed.has_local  # everything else is the wrapped backend's
+
+
+def test_a_slowdown_under_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="slowdown must be >= 1"):
+        SlowedBackend(_Backend(_Clock(), []), 0.5)

@@ -17,6 +17,10 @@ edge, the device's head and local model, the prefilter) and a
 - a *tracked* frame runs the on-device :class:`~splitedge.mobile_client.tracker.BoxTracker`
   (nothing crosses the link) and is recorded as ``source="local"``, ``reason="tracked"``;
 - every outcome but a prefiltered one goes back to the scheduler's estimators;
+- a probe the scheduler puts *beside* a frame (``Decision.probe``: the device runs
+  its own model on the frame, which fits the SLA) is submitted in the background at
+  the same time; its outcome only measures the link (``observe_probe``), and the
+  frame's result is the device's;
 - about once a second a Status RPC, in the background (never awaited by a frame),
   gives a pure round trip (``observe_rtt``) and the server's per-branch queue and
   tail latency;
@@ -74,6 +78,7 @@ class AdaptiveSession:
         self._next_status = 0.0
         self._load_seen: Any = None
         self._status_task: asyncio.Task[None] | None = None
+        self._probes: set[asyncio.Task[None]] = set()  # probes beside frames, in flight
         self.switches: list[tuple[int, str, str]] = []  # (frame, branch key, reason)
         client.on_late_answer = scheduler.observe_late_answer
 
@@ -95,6 +100,10 @@ class AdaptiveSession:
         decision = sched.pick()
         if not decision.track and (not self.switches or self.switches[-1][1] != decision.key):
             self.switches.append((frame.index, decision.key, decision.reason))
+        if decision.probe is not None:
+            task = asyncio.create_task(self._probe(frame, decision.probe), name="link-probe")
+            self._probes.add(task)
+            task.add_done_callback(self._probes.discard)
         if decision.track:
             outcome = await asyncio.to_thread(self._track, frame, decision)
         else:
@@ -127,10 +136,12 @@ class AdaptiveSession:
     async def aclose(self) -> None:
         """Stop the background Status poll (``run`` does this when it ends)."""
         task, self._status_task = self._status_task, None
-        if task is not None and not task.done():
-            task.cancel()
+        pending = [t for t in (task, *self._probes) if t is not None and not t.done()]
+        for t in pending:
+            t.cancel()
+        for t in pending:
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await t
 
     # ------------------------------------------------------------ internals
 
@@ -160,6 +171,23 @@ class AdaptiveSession:
             else:  # nothing detected on this frame (dropped, prefiltered): nothing to follow
                 self._tracked = None
         return outcome
+
+    async def _probe(self, frame: Frame, probe: Decision) -> None:
+        """A probe beside a frame: its bytes cross the link, its answer (or the deadline
+        that cut it) measures the link; its prediction is not used."""
+        small = resize_short_side(frame.image, probe.input_size)
+        sent = Frame(frame.index, small, frame.capture_ns) if small is not frame.image else frame
+        bits = probe.bits if probe.bits > 0 else None
+        try:
+            outcome = await self.client.submit(
+                sent, probe.branch, deadline_ms=self.scheduler.sla_ms, bits=bits,
+                local_fallback=False,
+            )  # fmt: skip
+        except Exception:  # a probe must never take the session down; the link says why
+            log.debug("link probe on %s failed", probe.branch, exc_info=True)
+            return
+        if outcome.reason != "prefiltered":
+            self.scheduler.observe_probe(probe, outcome)
 
     def _deadline(self, decision: Decision) -> tuple[float, str]:
         """(the edge's deadline for this detection, ms; the fallback planned if it misses)."""

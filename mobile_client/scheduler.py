@@ -50,7 +50,12 @@ estimate would keep it local long after the link came back. Every
 ``probe_interval_s`` (or ``probe_every_frames``) without a remote frame, one
 frame goes to the cheapest remote branch that costs no model switch (a small
 JPEG), and never more often than keeps probes under ``probe_share`` of the
-uplink as last measured: a bounded cost, counted in ``probes``.
+uplink as last measured: a bounded cost, counted in ``probes``. While the device
+detects on every frame with its own model and that fits the SLA, the probe goes
+*beside* the frame (``Decision.probe``, with ``shadow_probes``): the frame keeps the
+device's result, the probe's answer only measures the link (``observe_probe``), so
+probing costs no accuracy. Otherwise (tracked or late local frames) the probe takes
+the frame's place.
 A transfer far faster than the estimate (``jump_ratio`` x its harmonic mean)
 is checked on the next frame at once, up to 4 in a row, and two such samples
 replace the estimator's window, so a recovered link wins the next decision
@@ -108,6 +113,9 @@ class Decision:
     remote: bool = True
     frame_index: int = 0
     index: int = -1  # candidate index inside the scheduler
+    # Sent to the edge beside this frame only to measure the link (this frame's result
+    # is this decision's); hand its outcome to :meth:`Scheduler.observe_probe`.
+    probe: Decision | None = None
 
 
 def pareto_frontier(latency_ms: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
@@ -148,6 +156,7 @@ class Scheduler:
         probe_every_frames: int = 30,
         probe_interval_s: float = 1.0,
         probe_share: float = 0.25,
+        shadow_probes: bool = True,
         amortise_tracking: bool = True,
         frames_first: bool = True,
         frames_first_tolerance: float = 0.01,
@@ -204,6 +213,7 @@ class Scheduler:
         if not 0 < probe_share <= 1:
             raise SchedulerError(f"probe_share must be in (0, 1], got {probe_share}")
         self.probe_share = probe_share
+        self.shadow_probes = shadow_probes
         self.amortise_tracking = amortise_tracking
         self.frames_first = frames_first
         self.frames_first_tolerance = frames_first_tolerance
@@ -568,12 +578,30 @@ class Scheduler:
         self._phase = (self._phase + 1) % k
         index, reason = cur, self.last_reason
         probe = self._probe_target(now)
+        beside = None
         if probe is not None:
-            index, reason, track = probe, "probe", False
             self.probes += 1
+            self._last_remote_s = now
+            if (
+                self.shadow_probes
+                and not self._remote[cur]
+                and not track
+                and self._pred_detect[cur] <= self._sla_ms
+            ):
+                # The device's own detection fits: it answers the frame, the probe only
+                # measures the link beside it.
+                beside = self._decision(probe, "probe", False)
+            else:
+                index, reason, track = probe, "probe", False
         entry = self.candidates[index]
         if entry.remote and not track:
             self._last_remote_s = now
+        return self._decision(index, reason, track, beside)
+
+    def _decision(
+        self, index: int, reason: str, track: bool, probe: Decision | None = None
+    ) -> Decision:
+        entry = self.candidates[index]
         # Predictions from the last decision: estimates that moved enough re-decide anyway.
         latency = self._tracker_ms() if track else float(self._pred_detect[index])
         return Decision(
@@ -590,6 +618,7 @@ class Scheduler:
             remote=entry.remote,
             frame_index=self._frame,
             index=index,
+            probe=probe,
         )
 
     def _probe_target(self, now: float) -> int | None:
@@ -638,6 +667,13 @@ class Scheduler:
         with self._lock:
             self._observe(decision, outcome)
 
+    def observe_probe(self, probe: Decision, outcome: FrameOutcome) -> None:
+        """The outcome of a probe sent beside a frame (``Decision.probe``): it measures the
+        link, server and device like any remote frame, but no one waited for it, so it
+        counts no SLA violation and teaches the latency margin nothing."""
+        with self._lock:
+            self._observe(probe, outcome, shadow=True)
+
     def observe_late_answer(self, payload_bytes: int, network_ms: float) -> None:
         """An answer that came after its frame's deadline: its transfer is a throughput
         sample (a low one when it queued behind earlier bytes: a fade's own effect)."""
@@ -668,7 +704,7 @@ class Scheduler:
             self.rtt.add(rtt_ms)
             self._pings.append(rtt_ms)
 
-    def _observe(self, decision: Decision, outcome: FrameOutcome) -> None:
+    def _observe(self, decision: Decision, outcome: FrameOutcome, shadow: bool = False) -> None:
         t = outcome.timing
         if decision.index < 0 or decision.index >= len(self.candidates):
             raise SchedulerError(f"decision {decision.key!r} was not made by this scheduler")
@@ -685,7 +721,7 @@ class Scheduler:
         edge_failed = outcome.reason == "edge-unavailable" or outcome.reason.startswith(
             "edge-error"
         )
-        if t.total_ms > 0 and decision.predicted_latency_ms > 0:
+        if t.total_ms > 0 and decision.predicted_latency_ms > 0 and not shadow:
             if t.total_ms > self._sla_ms:
                 self.violations += 1
             ratio = t.total_ms / decision.predicted_latency_ms

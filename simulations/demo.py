@@ -137,7 +137,7 @@ class DemoRow:
     latency_ms: float
     payload_bytes: int
     detections: int
-    probe: bool = False  # sent only to measure the link (the scheduler's probe)
+    probe: bool = False  # a probe measured the link: this frame, or one sent beside it
 
 
 @dataclass
@@ -477,7 +477,7 @@ async def _run_adaptive(
         label = decision.branch
         if decision.interval > 1:
             label += f"/k{decision.interval}" + (" track" if decision.track else "")
-        probe = decision.reason == "probe"
+        probe = decision.reason == "probe" or decision.probe is not None
         return label, session.scheduler.bandwidth.estimate_mbps, outcome, probe
 
     return await _camera_loop(step, frames, trace, fps, fleet, say)

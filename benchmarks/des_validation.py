@@ -1,6 +1,9 @@
 """DES validation: the same small scenario on the real system and in the discrete-event simulator.
 
-Measures a profile of the ``echo`` model (20 ms tail per batch, so the numbers
+Two checks: the default one (latency, an ``echo`` model) and ``--field`` (the
+adaptive policy on a recorded cellular trace: SLA violations and accuracy).
+
+Default check. Measures a profile of the ``echo`` model (20 ms tail per batch, so the numbers
 are about the network, queueing and batching, not CPU luck), runs the real
 runner (edge process, emulated links, N clients) and the DES from that profile
 for the same scenario (a step uplink), and prints p50/p95 per policy side by
@@ -10,13 +13,48 @@ policies, in percent of the real value.
 
     python -m benchmarks.des_validation --quick            # 3 clients, 3 x 3 s phases
     python -m benchmarks.des_validation --aligned --out out/desval
+
+Field check (``--field``; ``--quick --field``: 25 s, about 5 min on a 2-core machine).
+The first ``--duration-s`` seconds (default 60, quick 25) of ``ATT-LTE-driving-2016``
+(``.up``/``.down`` in ``../shared/traces/cellular/`` beside the repository, or
+``--traces DIR``; skipped with a message when absent), the scenario of
+:func:`benchmarks.field.field_scenario` (``zoo:ghnd-frcnn-small-c12``, the branches of
+its scheduler profile ``configs/profiles/ghnd-frcnn-small-c12.json`` the model serves,
+5 fps, SLA 200 ms, 40 ms one-way delay, one client) on each ``--devices`` slowdown
+(default 1), policies ``adaptive``, ``rate-rule``, ``local``, ``offload``. Its video is
+one scene of exactly the frames the run plays (``[video] seed = --video-seed``,
+``frames = clip_frames`` = duration x fps), and before anything runs every entry of the
+scheduler profile is re-scored on those very frames
+(:func:`splitedge.mobile_client.branch_accuracy.make_video_validator` with that seed,
+frame count and clip length: what ``splitedge-client profile --accuracy-seed S
+--accuracy-frames N --accuracy-clip-frames N`` measures). Those accuracies replace the
+profile's (averages over 32 other scenes) for both sides: the real adaptive scheduler
+decides with them and the DES predicts with them. Costs: one profile measured against
+the real edge on the scenario's device (:func:`benchmarks.field.cost_profile`, the
+slowed backend for a slowdown > 1); the DES's adaptive policy uses it where it has the
+candidate and the scheduler profile's own costs x slowdown for the rest
+(:func:`splitedge.simulations.des_adaptive.adaptive_costs`), device and tail times drawn
+from the samples (``jitter``).
+
+Per policy: SLA violation % (late or dropped, over frames captured), real vs DES and
+the difference in points; accuracy: the runner's COCO mAP50 over the run's answered
+frames vs the DES's prediction (the mean over answered frames of the re-scored entry
+accuracy of what produced each; the local model's for a fallback), and the DES's error
+in percent of the real value. mAP is not a mean over frames, so the prediction is
+exact only when one entry answers every frame. Last line
+``des_adaptive_viol_err_pts=<DES - real, adaptive> des_adaptive_acc_err_pct=<same,
+accuracy> des_viol_err_pts_max=<largest |difference| over policies>
+des_acc_err_pct_max=<same>`` (worst over devices); targets: 3 points, 5 %.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -131,14 +169,240 @@ async def validate(scenario: Scenario, out: Path | None) -> tuple[float, float]:
     return sum(p50_errors) / len(p50_errors), sum(p95_errors) / len(p95_errors)
 
 
+# ---------------------------------------------------------------------- field check
+
+FIELD_TRACE = "ATT-LTE-driving-2016"
+FIELD_POLICIES = ("adaptive", "rate-rule", "local", "offload")
+VIOLATION_TARGET_PTS = 3.0
+ACCURACY_TARGET_PCT = 5.0
+
+
+def _trace_dir() -> Path:
+    return Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "cellular"
+
+
+def rescored(profile: Any, model: Any, *, seed: int, frames: int, served: set[str]) -> Any:
+    """``profile`` with every served entry's accuracy measured on the run's own frames."""
+    from splitedge.mobile_client.branch_accuracy import make_video_validator
+
+    validator = make_video_validator(
+        model, frames=frames, seed=seed, size=(320, 240), clip_frames=frames, metric="mAP50"
+    )
+    entries = []
+    for e in profile.entries:
+        if e.config.branch in served:
+            record = validator(e.config)
+            e = replace(e, accuracy=record.overall, accuracy_by_bin=dict(record.by_bin))
+        entries.append(e)
+    return replace(profile, entries=entries, accuracy_video=validator.accuracy_video)
+
+
+async def field_check(
+    trace_dir: Path, *, duration_s: float, slowdown: float, video_seed: int, out: Path | None
+) -> list[tuple[str, float, float, float, float]]:
+    """Real vs DES per policy: (name, real viol %, DES viol %, real mAP50, DES accuracy)."""
+    from benchmarks.field import (
+        MODEL,
+        SCHEDULER_PROFILE,
+        branch_list,
+        cost_profile,
+        entry_accuracy,
+        field_scenario,
+        policy_docs,
+    )
+    from splitedge.mobile_client.profile import load_profile
+    from splitedge.models.registry import create_model
+    from splitedge.simulations import des_adaptive
+    from splitedge.simulations.runner import frames_in
+
+    fps, sla_ms, delay_ms = 5.0, 200.0, 40.0
+    frames = frames_in(duration_s, fps)
+    sched = load_profile(SCHEDULER_PROFILE)
+    model = await asyncio.to_thread(create_model, MODEL)
+    served = set(model.branches)
+    t0 = time.monotonic()
+    sched = await asyncio.to_thread(
+        rescored, sched, model, seed=video_seed, frames=frames, served=served
+    )
+    print(
+        f"re-scored {sum(e.config.branch in served for e in sched.entries)} profile entries "
+        f"on the run's {frames} frames (seed {video_seed}) in {time.monotonic() - t0:.0f} s",
+        flush=True,
+    )
+    branches = branch_list(sched, served)
+    scenario = field_scenario(
+        trace_dir,
+        FIELD_TRACE,
+        slowdown=slowdown,
+        duration_s=duration_s,
+        branches=branches,
+        policies=policy_docs(FIELD_POLICIES, branches, ""),
+        sla_ms=sla_ms,
+        fps=fps,
+        delay_ms=delay_ms,
+    )
+    scenario = replace(
+        scenario,
+        video=replace(scenario.video, seed=video_seed, frames=frames, clip_frames=frames),
+        policies=tuple(
+            replace(p, scheduler_profile=sched) if p.kind == "adaptive" else p
+            for p in scenario.policies
+        ),
+    )
+    t0 = time.monotonic()
+    costs = await cost_profile(scenario, entry_accuracy(sched))
+    print(f"measured the cost profile in {time.monotonic() - t0:.0f} s", flush=True)
+    real = await run_scenario(scenario, out, profile=costs, progress=False)
+    by_tag = des_adaptive.accuracy_by_tag(sched, scenario.branches)
+    fallback = by_tag.get("local")
+    base = DesConfig.from_scenario(scenario, jitter=True)
+    results = []
+    des_rows = []
+    real_by_name = {s.policy: s for s in real.summaries}
+    for policy in scenario.policies:
+        s = real_by_name[policy.name]
+        cfg, policy_costs = base, costs
+        if policy.kind == "adaptive":
+            policy_costs = des_adaptive.adaptive_costs(
+                sched, measured=costs, device_slowdown=scenario.device_slowdown
+            )
+            cfg = replace(base, tracker_ms=des_adaptive.tracker_ms(sched))
+        factory = policy_factory(policy, scenario.branches, cfg, policy_costs)
+        d = simulate(cfg, policy_costs, factory, name=policy.name)
+        des_rows += d.rows
+        acc = des_adaptive.predicted_accuracy(d.rows, by_tag, fallback)
+        results.append((s.policy, s.sla_violation_pct, d.summary.sla_violation_pct, s.map50, acc))
+    if out is not None:
+        write_outputs(des_rows, summarize(des_rows), scenario, out / "des")
+    return results
+
+
+def _field_main(args: argparse.Namespace) -> int:
+    trace_dir = args.traces or _trace_dir()
+    if not (trace_dir / f"{FIELD_TRACE}.up").is_file():
+        print(
+            f"no {FIELD_TRACE}.up/.down in {trace_dir}: skipping the field check "
+            "(pass --traces DIR with the Mahimahi pair)"
+        )
+        return 0
+    duration_s = args.duration_s or (25.0 if args.quick else 60.0)
+    print(
+        f"DES validation, field: {FIELD_TRACE} (first {duration_s:g} s), "
+        f"zoo:ghnd-frcnn-small-c12, 5 fps, SLA 200 ms, delay 40 ms, devices "
+        f"{', '.join(f'x{d:g}' for d in args.devices)}; {machine()}",
+        flush=True,
+    )
+    t_start = time.monotonic()
+    worst: dict[str, float] = {"viol": 0.0, "acc": 0.0}
+    adaptive: dict[str, float] = {"viol": math.nan, "acc": math.nan}
+    for slowdown in args.devices:
+        out = args.out / f"field-x{slowdown:g}" if args.out is not None else None
+        results = asyncio.run(
+            field_check(
+                trace_dir,
+                duration_s=duration_s,
+                slowdown=slowdown,
+                video_seed=args.video_seed,
+                out=out,
+            )
+        )
+        rows = []
+        for name, real_v, des_v, real_a, des_a in results:
+            viol_pts = des_v - real_v
+            acc_pct = _err(des_a, real_a) if real_a > 0 else math.nan
+            worst["viol"] = max(worst["viol"], abs(viol_pts))
+            if not math.isnan(acc_pct):
+                worst["acc"] = max(worst["acc"], abs(acc_pct))
+            if name == "adaptive" and not (abs(viol_pts) <= abs(adaptive["viol"])):
+                adaptive = {"viol": viol_pts, "acc": acc_pct}  # the worst device's
+            rows.append(
+                (
+                    f"{name} x{slowdown:g}",
+                    f"{real_v:.1f}",
+                    f"{des_v:.1f}",
+                    f"{viol_pts:+.1f}",
+                    f"{real_a:.3f}",
+                    f"{des_a:.3f}",
+                    f"{acc_pct:+.1f}",
+                )
+            )
+        print(
+            table(
+                (
+                    "policy",
+                    "real_viol_%",
+                    "des_viol_%",
+                    "err_pts",
+                    "real_mAP50",
+                    "des_acc",
+                    "err_%",
+                ),
+                rows,
+            ),
+            flush=True,
+        )
+    print(
+        f"wall time {time.monotonic() - t_start:.0f} s; targets: |err_pts| <= "
+        f"{VIOLATION_TARGET_PTS:g}, |err_%| <= {ACCURACY_TARGET_PCT:g}"
+    )
+    print(
+        f"des_adaptive_viol_err_pts={adaptive['viol']:+.1f} "
+        f"des_adaptive_acc_err_pct={adaptive['acc']:+.1f} "
+        f"des_viol_err_pts_max={worst['viol']:.1f} des_acc_err_pct_max={worst['acc']:.1f}"
+    )
+    return 0
+
+
+def _slowdowns(text: str) -> list[float]:
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(v) and v >= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected numbers >= 1 separated by commas, got {text!r}")
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 clients, 3 s phases")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.des_validation", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="3 clients, 3 s phases (--field: 25 s of trace)"
+    )
+    parser.add_argument(
+        "--field",
+        action="store_true",
+        help="the adaptive check instead: real runs vs the DES on the first seconds of "
+        f"{FIELD_TRACE} (SLA violation %% and accuracy per policy; see the module doc)",
+    )
+    parser.add_argument(
+        "--traces",
+        type=Path,
+        default=None,
+        help=f"--field: folder of Mahimahi X.up/X.down pairs (default {_trace_dir()})",
+    )
+    parser.add_argument(
+        "--duration-s", type=float, default=None, help="--field: seconds (default 60, quick 25)"
+    )
+    parser.add_argument(
+        "--devices",
+        type=_slowdowns,
+        default=[1.0],
+        help="--field: device slowdowns, comma-separated (default 1; e.g. 1,6)",
+    )
+    parser.add_argument(
+        "--video-seed", type=int, default=0, help="--field: the run's video seed (default 0)"
+    )
     parser.add_argument("--clients", type=int, default=None, help="clients (default 3)")
     parser.add_argument("--phase-s", type=float, default=None, help="seconds per trace step")
     parser.add_argument("--aligned", action="store_true", help="all cameras tick at once")
     parser.add_argument("--out", type=Path, default=None, help="keep CSV/plots here")
     args = parser.parse_args(argv)
+    if args.duration_s is not None and not (math.isfinite(args.duration_s) and args.duration_s > 0):
+        parser.error(f"--duration-s: expected a number > 0, got {args.duration_s}")
+    if args.field:
+        return _field_main(args)
     clients = args.clients or 3
     phase_s = args.phase_s or (3.0 if args.quick else 6.0)
     scenario = validation_scenario(clients=clients, phase_s=phase_s, aligned=args.aligned)

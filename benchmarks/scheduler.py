@@ -79,6 +79,7 @@ from splitedge.mobile_client.profile import (
 from splitedge.mobile_client.profile import Profile as SchedulerProfile
 from splitedge.mobile_client.scheduler import Scheduler, SchedulerError
 from splitedge.simulations.des import DesConfig, PolicyFactory, simulate
+from splitedge.simulations.des_adaptive import sim_profile
 from splitedge.simulations.policies import (
     AdaptivePolicy,
     Fixed,
@@ -89,7 +90,6 @@ from splitedge.simulations.policies import (
     RateRulePolicy,
     scheduler_candidates,
 )
-from splitedge.simulations.profiles import CandidateProfile
 from splitedge.simulations.profiles import Profile as SimProfile
 from splitedge.simulations.report import FrameRow
 from splitedge.simulations.trace_formats import read_mahimahi
@@ -246,46 +246,6 @@ def builtin_profile() -> SchedulerProfile:
         switch_cost_ms={a: {b: SWITCH_MS[b] for b in groups if b != a} for a in groups},
         frame_size=(240, 320),
     )
-
-
-def sim_profile(
-    profile: SchedulerProfile, candidates: Mapping[str, Candidate], *, seed: int = 0
-) -> SimProfile:
-    """The DES costs of every candidate, from the same scheduler profile entries.
-
-    Device and batch-1 tail times get samples (log-normal with the entry's median and
-    p95) so that the DES's ``jitter`` draws what the profile's spread says.
-    """
-    rng = np.random.default_rng(seed)
-    level = min(profile.contention_levels)
-    out: dict[str, CandidateProfile] = {}
-    for e in profile.entries:
-        c = candidates[e.key]
-        if c.label in out:
-            continue  # another detection interval of the same costs
-        head = e.head_latency_ms[level]
-        sigma = math.log(max(head.p95, 1e-9) / max(head.p50, 1e-9)) / 1.645
-        samples = (head.p50 * rng.lognormal(0.0, max(sigma, 0.0), 200)).tolist()
-        tail = dict(sorted(e.tail_latency_ms.items()))
-        tail_samples = (tail[min(tail)] * rng.lognormal(0.0, 0.08, 200)).tolist() if tail else []
-        payload = e.bytes_per_frame.mean if e.remote else 0.0
-        out[c.label] = CandidateProfile(
-            c.label,
-            c.branch,
-            c.bits,
-            e.remote,
-            device_ms=head.p50,
-            payload_bytes=payload,
-            uplink_wire_bytes=payload + FRAMING_BYTES if e.remote else 0.0,
-            downlink_wire_bytes=REPLY_BYTES if e.remote else 0.0,
-            decode_ms=0.3 if e.remote else 0.0,
-            server_encode_ms=0.2 if e.remote else 0.0,
-            tail_ms_by_batch=tail,
-            accuracy=e.accuracy if e.config.detection_interval == 1 else None,
-            device_ms_samples=samples,
-            tail_ms_samples=tail_samples,
-        )
-    return SimProfile(profile.model, out, overhead_ms=OVERHEAD_MS, measured_on="benchmark")
 
 
 # ---------------------------------------------------------------------- traces

@@ -57,7 +57,12 @@ def _add_scenario_parsers(sub: argparse._SubParsersAction) -> None:
         description="Simulate the scenario's policies with many clients from a measured "
         "profile. Default: one table of every policy. --min-gpus: fewest GPUs keeping SLA "
         "violations under --max-violation-pct for each --clients count. --batching: the "
-        "same load with and without dynamic batching.",
+        "same load with and without dynamic batching. An adaptive policy runs the device's "
+        "scheduler over its scheduler profile: measured costs for the branches the profile "
+        "has, the scheduler profile's own for the rest (device times x device_slowdown); its "
+        "mAP50 column is predicted from the profile's per-entry accuracies. A given --profile "
+        "is taken as the run's device (as `splitedge-sim run` measures and saves it); one "
+        "measured here is scaled by device_slowdown.",
     )
     des.add_argument("scenario", type=Path, help="scenario file (.toml, .yaml)")
     des.add_argument("--profile", type=Path, default=None, help="profile JSON (else measured)")
@@ -114,7 +119,10 @@ def _run(args: argparse.Namespace) -> int:
 def _des(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from splitedge.mobile_client.scheduler import SchedulerError
     from splitedge.simulations import des as sim
+    from splitedge.simulations import des_adaptive
+    from splitedge.simulations.policies import PolicyError
     from splitedge.simulations.profiles import ProfileError, measure_profile
     from splitedge.simulations.report import format_summary, plot_all, write_csv
     from splitedge.simulations.runner import profile_batch_sizes, synthetic_videos
@@ -125,21 +133,9 @@ def _des(args: argparse.Namespace) -> int:
         policies = [p for p in scenario.policies if args.policy in (None, p.name)]
         if not policies:
             raise ScenarioError(f"--policy {args.policy!r}: no such policy in {scenario.source}")
-        # The scenario DES costs the scenario's own branches; an adaptive policy picks from
-        # its scheduler profile's (other qualities, widths, tracking), which it has no costs for.
-        skipped = [p.name for p in policies if p.kind == "adaptive"]
-        policies = [p for p in policies if p.kind != "adaptive"]
-        if skipped:
-            print(
-                f"splitedge-sim des: skipping {', '.join(skipped)}: adaptive policies run in "
-                "`splitedge-sim run` and `python -m benchmarks.scheduler`",
-                file=sys.stderr,
-            )
-        if not policies:
-            raise ScenarioError(f"{scenario.source}: no policy the DES can run")
         if profile is None:
             print("no profile given: measuring one against a real edge server ...", flush=True)
-            profile = asyncio.run(
+            measured = asyncio.run(
                 measure_profile(
                     scenario.model,
                     scenario.branches,
@@ -148,42 +144,75 @@ def _des(args: argparse.Namespace) -> int:
                     batch_sizes=profile_batch_sizes(replace(scenario, clients=8)),
                 )
             )
+            # Measured on this machine's plain backend; the run's device is slower.
+            profile = des_adaptive.slowed(measured, scenario.device_slowdown)
         base = sim.DesConfig.from_scenario(scenario, jitter=args.jitter)
         if args.gpus is not None:
             base = replace(base, gpus=args.gpus)
         if args.duration_s is not None:
             base = replace(base, duration_s=args.duration_s)
         counts = args.clients or (scenario.clients,)
+        # Per policy: its costs and its setting. An adaptive policy picks from its scheduler
+        # profile's entries: measured costs where the profile has them, else the entry's own.
+        setups = []
+        for policy in policies:
+            costs, cfg = profile, base
+            if policy.kind == "adaptive":
+                sched = policy.scheduler_profile
+                if sched is None:
+                    raise ScenarioError(f"policy {policy.name!r}: no scheduler profile loaded")
+                costs = des_adaptive.adaptive_costs(
+                    sched, measured=profile, device_slowdown=scenario.device_slowdown
+                )
+                cfg = replace(base, tracker_ms=des_adaptive.tracker_ms(sched))
+            # Built once here so that a profile the policy cannot use fails before any run.
+            sim.policy_factory(policy, scenario.branches, cfg, costs)
+            setups.append((policy, costs, cfg))
     except KeyboardInterrupt:
         return 130
-    except (ScenarioError, ProfileError, ValueError, RuntimeError) as exc:
-        print(f"splitedge-sim: error: {exc}", file=sys.stderr)
+    except (
+        ScenarioError,
+        ProfileError,
+        PolicyError,
+        SchedulerError,
+        ValueError,
+        RuntimeError,
+    ) as exc:
+        print(f"splitedge-sim: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
-    jobs = [(n, p) for n in counts for p in policies]
+    jobs = [(n, setup) for n in counts for setup in setups]
     bar = _bar(len(jobs), not args.no_progress)
     lines: list[str] = []
     summaries = []
     rows = []
-    for n, policy in jobs:
-        cfg = replace(base, clients=n, keep_rows=args.out is not None and n <= 100)
-        factory = sim.policy_factory(policy, scenario.branches, cfg, profile)
+    for n, (policy, costs, policy_cfg) in jobs:
+        cfg = replace(policy_cfg, clients=n, keep_rows=n <= 100)
+        factory = sim.policy_factory(policy, scenario.branches, cfg, costs)
         label = f"{policy.name} N={n}"
         if args.min_gpus:
             gpus, tried = sim.min_gpus(
-                cfg, profile, factory, max_violation_pct=args.max_violation_pct
+                cfg, costs, factory, max_violation_pct=args.max_violation_pct
             )
             tried_text = ", ".join(
                 f"{k}:{v.sla_violation_pct:.1f}%" for k, v in sorted(tried.items())
             )
             lines.append(f"{label:<36} min_gpus={gpus if gpus else '>256'}  tried {tried_text}")
         elif args.batching:
-            for which, s in sim.batching_effect(cfg, profile, factory).items():
+            for which, s in sim.batching_effect(cfg, costs, factory).items():
                 s.policy = f"{label} {which}"
                 summaries.append(s)
         else:
-            result = sim.simulate(cfg, profile, factory, name=label)
+            result = sim.simulate(cfg, costs, factory, name=label)
+            if policy.kind == "adaptive" and result.rows:
+                assert policy.scheduler_profile is not None
+                by_tag = des_adaptive.accuracy_by_tag(policy.scheduler_profile)
+                local = next((c for c in costs.candidates.values() if not c.remote), None)
+                result.summary.map50 = des_adaptive.predicted_accuracy(
+                    result.rows, by_tag, by_tag.get(local.label) if local else None
+                )
             summaries.append(result.summary)
-            rows += result.rows
+            if args.out is not None:
+                rows += result.rows
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -193,6 +222,11 @@ def _des(args: argparse.Namespace) -> int:
         print("\n".join(lines))
     if summaries:
         print(format_summary(summaries))
+        if any(p.kind == "adaptive" for p in policies) and not (args.min_gpus or args.batching):
+            print(
+                "(adaptive mAP50: predicted from its scheduler profile's per-entry accuracies, "
+                "mean over answered frames)"
+            )
     if args.out is not None and rows:
         write_csv(rows, args.out / "des_frames.csv")
         plot_all(rows, scenario.uplink, scenario.sla_ms, args.out, duration_s=base.duration_s)

@@ -13,7 +13,10 @@ meanwhile join it) and runs for the profile's tail time at that batch size;
 admission beyond ``queue_capacity`` is refused; frames whose deadline passed are
 dropped uncomputed. Results come back over the client's downlink. A ``track``
 candidate (detect-vs-track: a frame between detections) spends
-``DesConfig.tracker_ms`` on the device and puts nothing on the link.
+``DesConfig.tracker_ms`` on the device and puts nothing on the link. A policy with
+a ``frame_budget(frame_index)`` method (the adaptive session's, see
+:mod:`splitedge.simulations.des_adaptive`) sets each frame's deadline and whether
+the local model or the tracker answers when it passes.
 
 Outputs are the real runner's :class:`~splitedge.simulations.report.FrameRow`
 rows (optional: off for 10,000 clients) and per-policy summaries. What-if
@@ -27,9 +30,10 @@ import heapq
 import itertools
 import math
 import random
+import time
 from array import array
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,7 +41,10 @@ import numpy as np
 
 from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
 from splitedge.mobile_client.policy import Candidate
-from splitedge.simulations.policies import Policy, make_policy
+from splitedge.mobile_client.profile import Profile as SchedulerProfile
+from splitedge.mobile_client.scheduler import SchedulerError
+from splitedge.simulations.des_adaptive import session_policy
+from splitedge.simulations.policies import Policy, PolicyError, make_policy, scheduler_candidates
 from splitedge.simulations.profiles import CandidateProfile, LinkModel, Profile
 from splitedge.simulations.report import FrameRow, PolicySummary
 from splitedge.simulations.scenario import PolicyConfig, Scenario
@@ -150,6 +157,8 @@ class _Frame:
     batch_size: int = 0
     server_ms: float = 0.0
     done: bool = False
+    fallback: str = "local"  # what runs when the edge misses: "local" or "track"
+    probe: bool = False  # sent beside a frame only to measure the link: no row, no wait
 
 
 class _Client:
@@ -331,6 +340,10 @@ class _Simulation:
             device_ms = self.cfg.tracker_ms
         else:
             device_ms = self.draw(cp.device_ms, cp.device_ms_samples)
+        # A policy may set its own per-frame budget (the adaptive session's SLA-based one).
+        budget = getattr(c.policy, "frame_budget", None)
+        plan = budget(k) if budget is not None else None
+        deadline_ms, fallback = plan if plan is not None else (self.cfg.deadline_ms, "local")
         frame = _Frame(
             c.index,
             k,
@@ -338,13 +351,29 @@ class _Simulation:
             candidate,
             cp,
             device_ms,
-            deadline_s=self.now + self.cfg.deadline_ms / 1000,
+            deadline_s=self.now + deadline_ms / 1000,
+            fallback=fallback,
         )
         c.busy = True
+        side = getattr(c.policy, "side_probe", None)
+        probe = side(k) if side is not None else None
+        if probe is not None:  # the adaptive scheduler's probe beside a local frame
+            pp = self.profile.get(probe)
+            self._send(
+                c,
+                _Frame(
+                    c.index, k, self.now, probe, pp, pp.device_ms,
+                    deadline_s=self.now + self.cfg.sla_ms / 1000, probe=True,
+                ),
+            )  # fmt: skip
         if not candidate.uses_link:
             self.at(self.now + device_ms / 1000, self.finish, c, frame, "local", "", 0.0)
             return
-        frame.sent_s = self.now + device_ms / 1000
+        self._send(c, frame)
+
+    def _send(self, c: _Client, frame: _Frame) -> None:
+        cp = frame.profile
+        frame.sent_s = self.now + frame.device_ms / 1000
         up_done = c.uplink.send(frame.sent_s, cp.uplink_wire_bytes)
         frame.arrived_s = up_done + self.delay_s + self.overhead_half_s
         # The server's budget counts from arrival: what was left when the frame left.
@@ -355,10 +384,41 @@ class _Simulation:
     def client_timeout(self, c: _Client, frame: _Frame) -> None:
         if frame.done:
             return
+        if frame.probe:
+            self.probe_done(c, frame, "local", "deadline")
+            return
         self.fallback(c, frame, "deadline")
+
+    def probe_done(self, c: _Client, frame: _Frame, source: str, reason: str) -> None:
+        """A probe's outcome goes to its policy only: nobody waited for it."""
+        frame.done = True
+        latency_ms = (self.now - frame.start_s) * 1000
+        edge = source == "edge"
+        network_ms = latency_ms - frame.device_ms - frame.server_ms if edge else 0.0
+        timing = FrameTiming(
+            head_ms=frame.device_ms,
+            network_ms=network_ms,
+            roundtrip_ms=network_ms + frame.server_ms if edge else 0.0,
+            queue_ms=frame.queue_ms if edge else 0.0,
+            tail_ms=frame.tail_ms if edge else 0.0,
+            server_total_ms=frame.server_ms if edge else 0.0,
+            batch_size=frame.batch_size if edge else 0,
+            total_ms=latency_ms,
+        )
+        payload = int(frame.profile.payload_bytes)
+        outcome = FrameOutcome(
+            frame.index, frame.candidate.branch, source, reason, None, timing, payload
+        )  # type: ignore[arg-type]
+        observe = getattr(c.policy, "observe_probe", None)
+        if observe is not None:
+            observe(frame.candidate, outcome)
 
     def fallback(self, c: _Client, frame: _Frame, reason: str) -> None:
         frame.done = True
+        if frame.fallback == "track":  # the tracker carries the last result's boxes
+            local_ms = self.cfg.tracker_ms
+            self.at(self.now + local_ms / 1000, self.finish, c, frame, "local", reason, local_ms)
+            return
         if self.local is None:
             self.finish(c, frame, "dropped", reason, 0.0)
             return
@@ -369,6 +429,9 @@ class _Simulation:
         c = self.clients[frame.client]
         if frame.done:
             return  # the client gave up on it already
+        if frame.probe:
+            self.probe_done(c, frame, "dropped" if error else "edge", error)
+            return
         if error:
             self.fallback(c, frame, error)
             return
@@ -532,8 +595,17 @@ def policy_factory(
     """A factory building ``config``'s policy for each simulated client.
 
     ``policy_options`` go to :func:`~splitedge.simulations.policies.make_policy`
-    (the adaptive scheduler's profile, the oracle's accuracies, ...).
+    (the oracle's accuracies, ...). An ``adaptive`` policy is built as the runner
+    builds it (:func:`~splitedge.simulations.des_adaptive.session_policy`): its
+    scheduler over ``config.scheduler_profile`` (or ``scheduler_profile=``), told the
+    camera's frame period, restricted to ``config.branches`` when set, one round trip
+    (``2 x delay + overhead``) observed before the first frame, and the session's
+    per-frame budget; ``profile`` must then cost its candidates
+    (:func:`~splitedge.simulations.des_adaptive.adaptive_costs`), and ``des.tracker_ms``
+    should be the scheduler profile's tracker time.
     """
+    if config.kind == "adaptive":
+        return _adaptive_factory(config, des, profile, **policy_options)
 
     def build(client: int, clock: Callable[[], float]) -> Policy:
         offset_s = client * des.client_offset_s
@@ -551,6 +623,53 @@ def policy_factory(
             profile=profile,
             clock=clock,
             **policy_options,
+        )
+
+    return build
+
+
+def _adaptive_factory(
+    config: PolicyConfig,
+    des: DesConfig,
+    profile: Profile,
+    *,
+    scheduler_profile: SchedulerProfile | None = None,
+    scheduler_options: Mapping[str, Any] | None = None,
+    **_: Any,
+) -> PolicyFactory:
+    sched = scheduler_profile or config.scheduler_profile
+    if sched is None:
+        raise PolicyError(f"policy {config.name!r} (adaptive) needs a scheduler profile")
+    missing = sorted(
+        {c.label for c in scheduler_candidates(sched).values()} - set(profile.candidates)
+    )
+    if missing:
+        raise PolicyError(
+            f"policy {config.name!r}: the cost profile has no candidate {missing[0]!r} of its "
+            "scheduler profile (build the costs with des_adaptive.adaptive_costs)"
+        )
+    options = dict(scheduler_options or {})
+    if config.latency_weight is not None:
+        options.setdefault("latency_weight", config.latency_weight)
+    branches = set(config.branches) if config.branches else None
+    ping_ms = 2 * des.delay_ms + profile.overhead_ms
+    try:  # a profile the scheduler refuses: one line, now, not in every client
+        session_policy(
+            sched, des.sla_ms, fps=des.fps, clock=time.monotonic, branches=branches, **options
+        )
+    except SchedulerError as exc:
+        raise PolicyError(f"policy {config.name!r}: {exc}") from exc
+
+    def build(client: int, clock: Callable[[], float]) -> Policy:
+        return session_policy(
+            sched,
+            des.sla_ms,
+            fps=des.fps,
+            clock=clock,
+            branches=branches,
+            ping_ms=ping_ms,
+            name=config.name,
+            **options,
         )
 
     return build

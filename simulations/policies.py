@@ -286,6 +286,7 @@ class AdaptivePolicy:
         self.candidates = dict(candidates)
         self.name = name
         self._pending: dict[int, Decision] = {}
+        self._probes: dict[int, Decision] = {}  # probes beside frames, by frame index
         if ping_ms is not None:
             scheduler.observe_rtt(ping_ms)
 
@@ -294,6 +295,20 @@ class AdaptivePolicy:
         self._pending[frame_index] = decision
         candidate = self.candidates[decision.key]
         return replace(candidate, track=True) if decision.track else candidate
+
+    def side_probe(self, frame_index: int) -> Candidate | None:
+        """The probe the scheduler sent beside frame ``frame_index`` (``Decision.probe``:
+        it only measures the link; the frame's result is its own), if any."""
+        decision = self._pending.get(frame_index)
+        if decision is None or decision.probe is None:
+            return None
+        self._probes[frame_index] = decision.probe
+        return self.candidates[decision.probe.key]
+
+    def observe_probe(self, candidate: Candidate, outcome: FrameOutcome) -> None:
+        probe = self._probes.pop(outcome.frame_id, None)
+        if probe is not None:
+            self.scheduler.observe_probe(probe, outcome)
 
     def observe(self, candidate: Candidate, outcome: FrameOutcome) -> None:
         decision = self._pending.pop(outcome.frame_id, None)

@@ -1,4 +1,5 @@
-"""Discrete-event simulator invariants: frames conserved, latency >= service, GPUs and batching."""
+"""Discrete-event simulator invariants: frames conserved, latency >= service, GPUs and batching;
+the adaptive policy on its scheduler profile's costs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from dataclasses import replace
 import pytest
 
 from splitedge.mobile_client.policy import Candidate
+from splitedge.mobile_client.profile import BranchConfig, BranchProfile, Quantiles
+from splitedge.mobile_client.profile import Profile as SchedulerProfile
 from splitedge.simulations.des import (
     DesConfig,
     batching_effect,
@@ -17,9 +20,16 @@ from splitedge.simulations.des import (
     policy_factory,
     simulate,
 )
-from splitedge.simulations.policies import Fixed
+from splitedge.simulations.des_adaptive import (
+    accuracy_by_tag,
+    adaptive_costs,
+    predicted_accuracy,
+    slowed,
+    tracker_ms,
+)
+from splitedge.simulations.policies import Fixed, PolicyError
 from splitedge.simulations.profiles import CandidateProfile, Profile
-from splitedge.simulations.report import summarize
+from splitedge.simulations.report import FrameRow, summarize
 from splitedge.simulations.scenario import PolicyConfig
 from splitedge.simulations.traces import BandwidthTrace, constant
 
@@ -182,3 +192,203 @@ def test_many_clients_without_rows():
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match=r"DesConfig\.gpus: out of range: 0"):
         config(gpus=0)
+
+
+# ---------------------------------------------------------------------- adaptive
+
+
+def scheduler_profile(tracker_ms: float = 2.0) -> SchedulerProfile:
+    """A small scheduler profile: JPEG offload, a 4-bit split, local; intervals 1 and 4."""
+
+    def entry(branch, kind, bits, head_ms, size, acc, k):
+        return BranchProfile(
+            config=BranchConfig(branch, bits, 1.0, 0, k),
+            kind=kind,
+            load_group="g",
+            head_latency_ms={0: Quantiles(head_ms, head_ms, 1.2 * head_ms)},
+            bytes_per_frame=Quantiles(size, size, 1.1 * size),
+            tail_latency_ms={} if kind == "local" else {1: 10.0},
+            accuracy=acc if k == 1 else acc - 0.05,
+        )
+
+    entries = [
+        entry(b, kind, bits, ms, size, acc, k)
+        for b, kind, bits, ms, size, acc in (
+            ("offload-jpeg90", "offload", 0, 2.0, 9000.0, 0.6),
+            ("split@x", "split", 4, 3.0, 2800.0, 0.5),
+            ("local", "local", 0, 80.0, 0.0, 0.58),
+        )
+        for k in (1, 4)
+    ]
+    return SchedulerProfile(
+        "test", "test", (0,), entries, tracker_latency_ms={0: tracker_ms} if tracker_ms else {}
+    )
+
+
+ADAPTIVE = PolicyConfig("adaptive", "adaptive")
+
+
+def test_adaptive_runs_in_the_des_on_its_scheduler_profiles_costs():
+    sched = scheduler_profile()
+    costs = adaptive_costs(sched)
+    assert set(costs.candidates) == {"offload-jpeg90", "split@x/4bit", "local"}
+    cfg = config(clients=2, sla_ms=150, tracker_ms=tracker_ms(sched))
+    factory = policy_factory(ADAPTIVE, [OFFLOAD, SPLIT, LOCAL], cfg, costs, scheduler_profile=sched)
+    result = simulate(cfg, costs, factory, name="adaptive")
+    assert result.summary.frames == 2 * 40
+    assert Counter((r.client, r.frame_index) for r in result.rows) == {
+        (c, k): 1 for c in range(2) for k in range(40)
+    }
+    tags = set(accuracy_by_tag(sched))
+    assert {r.candidate for r in result.rows if r.source != "dropped"} <= tags
+    fast = Counter(r.candidate for r in result.rows if r.t_s < 2 and r.source == "edge")
+    assert fast and fast.most_common(1)[0][0].startswith("offload-jpeg90")  # 20 Mbps: JPEG
+    slow = [r for r in result.rows if r.t_s >= 3 and r.source != "dropped"]
+    assert not any(r.candidate.startswith("offload") for r in slow)  # 0.5 Mbps: not JPEG
+    acc = predicted_accuracy(result.rows, accuracy_by_tag(sched), 0.58)
+    assert 0.45 <= acc <= 0.6
+
+
+def test_adaptive_scheduler_profile_comes_from_the_policy_config():
+    sched = scheduler_profile()
+    config_with_profile = replace(ADAPTIVE, scheduler_profile=sched)
+    costs = adaptive_costs(sched)
+    cfg = config(clients=1, tracker_ms=2.0)
+    factory = policy_factory(config_with_profile, [], cfg, costs)
+    assert simulate(cfg, costs, factory).summary.frames == 40
+
+
+def test_device_slowdown_scales_head_and_local_times_not_jpeg_encoding():
+    sched = scheduler_profile()
+    plain, slow = adaptive_costs(sched), adaptive_costs(sched, device_slowdown=3.0)
+    for label in ("split@x/4bit", "local"):
+        assert slow.candidates[label].device_ms == pytest.approx(
+            3 * plain.candidates[label].device_ms
+        )
+        assert max(slow.candidates[label].device_ms_samples) == pytest.approx(
+            3 * max(plain.candidates[label].device_ms_samples)
+        )
+    assert (
+        slow.candidates["offload-jpeg90"].device_ms == plain.candidates["offload-jpeg90"].device_ms
+    )
+    # a measured profile is the run's device already: slowed(...) is what the CLI applies
+    measured = profile()
+    assert slowed(measured, 2.0).get(LOCAL).device_ms == 160.0
+    assert slowed(measured, 2.0).get(OFFLOAD).device_ms == 3.0
+    assert slowed(measured, 1.0) is measured
+    with pytest.raises(ValueError, match=r"device slowdown must be a number >= 1, got 0\.5"):
+        slowed(measured, 0.5)
+    # and the DES spends it: local-only frames take 3 x the profile's 80 ms
+    cfg = config(clients=1, uplink=constant(20, 4.0))
+    rows = simulate(cfg, slow, fixed(LOCAL)).rows
+    assert {round(r.latency_ms, 6) for r in rows if r.source == "local"} == {240.0}
+
+
+def test_measured_costs_win_and_the_scheduler_profile_fills_the_rest():
+    sched = scheduler_profile()
+    measured = profile()  # labels: offload-jpeg90, split@x/4bit, local
+    del measured.candidates["local"]
+    measured.candidates["offload-jpeg90"].device_ms = 7.5
+    costs = adaptive_costs(sched, measured=measured, device_slowdown=2.0)
+    assert costs.candidates["offload-jpeg90"].device_ms == 7.5  # measured, as it is
+    assert costs.candidates["split@x/4bit"].uplink_wire_bytes == 3000  # measured
+    assert costs.candidates["local"].device_ms == pytest.approx(160.0)  # profile x 2
+    assert costs.overhead_ms == measured.overhead_ms
+    # a measurement of the branch at its default bit depth covers the entry's only one
+    by_branch = Profile("m", {"split@x": replace(profile().get(SPLIT), label="split@x", bits=None)})
+    merged = adaptive_costs(sched, measured=by_branch)
+    assert merged.candidates["split@x/4bit"].uplink_wire_bytes == 3000
+    assert merged.candidates["split@x/4bit"].bits == 4
+
+
+def test_session_budget_leaves_room_for_the_local_fallback():
+    sched = scheduler_profile()
+    costs = adaptive_costs(sched)
+    # the link dies at 1 s: remote frames miss and the local model answers within the SLA
+    cfg = config(
+        clients=1,
+        sla_ms=300,
+        deadline_ms=2000,
+        uplink=BandwidthTrace.from_steps([(0, 20.0), (1.0, 0.01)], 4.0),
+        tracker_ms=2.0,
+    )
+    factory = policy_factory(ADAPTIVE, [], cfg, costs, scheduler_profile=sched)
+    policy = factory(0, lambda: 0.0)
+    policy.pick(0, 0.0)
+    deadline_ms, fallback = policy.frame_budget(0)
+    local_ms, _ = policy.scheduler.fallback_ms()
+    assert fallback == "local" and deadline_ms == pytest.approx(300 - 1.25 * local_ms - 2.0)
+    rows = simulate(cfg, costs, factory).rows
+    fallbacks = [r for r in rows if r.reason == "deadline"]
+    assert fallbacks and all(r.source == "local" for r in fallbacks)
+    assert max(r.latency_ms for r in fallbacks) < 2000  # not the scenario's 2 s deadline
+
+
+def test_adaptive_without_usable_costs_or_profile_is_refused():
+    sched = scheduler_profile()
+    cfg = config(clients=1)
+    with pytest.raises(PolicyError, match="policy 'adaptive' \\(adaptive\\) needs a scheduler"):
+        policy_factory(ADAPTIVE, [], cfg, profile())
+    with pytest.raises(
+        PolicyError, match="the cost profile has no candidate 'local' of its scheduler profile"
+    ):
+        partial = profile()
+        del partial.candidates["local"]
+        policy_factory(ADAPTIVE, [], cfg, partial, scheduler_profile=sched)
+    with pytest.raises(
+        PolicyError,
+        match=r"^policy 'adaptive': no profile entry is usable \(check the branches filter",
+    ):
+        only = replace(ADAPTIVE, branches=("split@y",))
+        policy_factory(only, [], cfg, adaptive_costs(sched), scheduler_profile=sched)
+
+
+def test_predicted_accuracy_counts_answered_frames_and_fallbacks_as_local():
+    row = FrameRow
+    rows = [
+        row("a", 0, 0, 0.0, 1.0, "offload-jpeg90", "edge", "", 10.0),
+        row("a", 0, 1, 0.2, 1.0, "offload-jpeg90", "local", "deadline", 10.0),
+        row("a", 0, 2, 0.4, 1.0, "", "dropped", "busy"),
+        row("a", 0, 3, 0.6, 1.0, "split@x/4bit/k4+track", "local", "", 3.0),
+    ]
+    by_tag = accuracy_by_tag(scheduler_profile(), [Candidate("split@x")])
+    assert by_tag["split@x"] == 0.5 and by_tag["split@x/4bit/k4+track"] == pytest.approx(0.45)
+    assert predicted_accuracy(rows, by_tag, 0.62) == pytest.approx((0.6 + 0.62 + 0.45) / 3)
+    assert math.isnan(predicted_accuracy(rows[2:3], by_tag, 0.62))
+    with pytest.raises(KeyError, match="no accuracy for row candidate 'nope'"):
+        predicted_accuracy([row("a", 0, 0, 0.0, 1.0, "nope", "edge", "", 1.0)], by_tag, 0.62)
+
+
+def test_probes_beside_local_frames_cross_the_simulated_link_and_give_up_no_frame():
+    # The device's own model fits the SLA on a collapsed link: every frame keeps its
+    # local result, probes go beside frames, and when the link returns the scheduler
+    # moves to the more accurate JPEG offload within ~2 s.
+    sched = scheduler_profile()
+    sched = replace(
+        sched,
+        entries=[
+            replace(e, accuracy=(0.7 if e.kind == "offload" else e.accuracy)) for e in sched.entries
+        ],
+    )
+    costs = adaptive_costs(sched)
+    trace = BandwidthTrace.from_steps([(0, 0.05), (6.0, 20.0)], 12.0)
+    cfg = config(
+        clients=1, duration_s=12.0, fps=5, sla_ms=150, deadline_ms=300, uplink=trace,
+        tracker_ms=tracker_ms(sched),
+    )  # fmt: skip
+    built = []
+
+    def factory(client, clock):
+        built.append(
+            policy_factory(ADAPTIVE, [], cfg, costs, scheduler_profile=sched)(client, clock)
+        )
+        return built[-1]
+
+    result = simulate(cfg, costs, factory, name="adaptive")
+    scheduler = built[0].scheduler
+    slow = [r for r in result.rows if 1.0 <= r.t_s < 6.0]
+    assert slow and all(r.source == "local" and r.candidate == "local" for r in slow)
+    assert scheduler.probes >= 3  # about one a second while local
+    assert all(r.payload_bytes == 0 for r in slow)  # a probe is no frame's answer
+    back = [r.t_s for r in result.rows if r.t_s >= 6.0 and r.source == "edge"]
+    assert back and back[0] - 6.0 <= 2.0

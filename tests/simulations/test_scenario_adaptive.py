@@ -192,17 +192,3 @@ def test_adaptive_branches_keeps_what_the_model_serves(tmp_path: Path):
     text = str(info.value)
     assert text.startswith("s.toml: policy 'remote': profile ") and "\n" not in text
     assert "has no branch model 'echo' serves (profile: split@x; model: local, offload" in text
-
-
-def test_des_skips_adaptive_policies_with_a_note() -> None:
-    import subprocess
-    import sys
-
-    cmd = [
-        sys.executable, "-m", "splitedge.simulations.cli", "des",
-        "configs/scenarios/adaptive-step.toml", "--policy", "adaptive",
-    ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2
-    assert "skipping adaptive: adaptive policies run in `splitedge-sim run`" in done.stderr
-    assert "no policy the DES can run" in done.stderr

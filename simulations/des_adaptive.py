@@ -1,0 +1,307 @@
+"""What the DES needs to run a scenario's adaptive policy: costs, the session's budgets, accuracy.
+
+The adaptive scheduler picks from its scheduler profile's entries (other JPEG
+qualities, widths, detection intervals), not from the scenario's ``branches``, so
+the discrete-event simulator needs a cost for each of its candidates
+(:func:`~splitedge.simulations.policies.scheduler_candidates` labels):
+
+* :func:`sim_profile` converts the scheduler profile itself: the head time at the
+  lowest contention level as device time, the payload mean plus gRPC framing as
+  uplink bytes, a fixed reply, the entry's tail latency;
+* :func:`adaptive_costs` overlays a measured cost profile
+  (:func:`~splitedge.simulations.profiles.measure_profile`, the scenario DES's
+  ``--profile``) on it: a candidate the measurement has keeps the measured costs,
+  the rest come from the scheduler profile.
+
+Device slowdown. A scenario's ``device_slowdown`` stretches the client's head and
+local runs (:class:`~splitedge.simulations.demo.SlowedBackend`); JPEG encoding for an
+offload branch and the tracker run outside that backend and are not stretched. A
+cost :class:`~splitedge.simulations.profiles.Profile` describes the device as the
+run sees it, as the runner measures it (with the slowed backend) and saves it in
+``profile.json``; so a given cost profile is taken as it is, one measured here on
+this machine's plain backend is :func:`slowed`, and costs read from a scheduler
+profile (measured at full speed) are slowed too.
+
+:class:`SessionPolicy` is :class:`~splitedge.simulations.policies.AdaptivePolicy`
+plus the per-frame budget of :class:`~splitedge.mobile_client.adaptive.AdaptiveSession`
+(the SLA less the predicted local fallback, then the local model or the tracker),
+which the DES asks for through ``frame_budget``. :func:`predicted_accuracy` is the
+DES's accuracy: the mean over answered frames of the profile accuracy of what
+produced each one (its entry, detection interval included; the local model for a
+fallback), what the runner's mAP50 over its answered frames is compared with.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from splitedge.mobile_client.outcome import FrameOutcome
+from splitedge.mobile_client.policy import Candidate
+from splitedge.mobile_client.profile import Profile as SchedulerProfile
+from splitedge.mobile_client.scheduler import Decision, Scheduler
+from splitedge.simulations.policies import AdaptivePolicy, scheduler_candidates
+from splitedge.simulations.profiles import CandidateProfile, Profile
+from splitedge.simulations.report import FrameRow
+
+__all__ = [
+    "FRAMING_BYTES",
+    "OVERHEAD_MS",
+    "REPLY_BYTES",
+    "SessionPolicy",
+    "accuracy_by_tag",
+    "adaptive_costs",
+    "predicted_accuracy",
+    "sim_profile",
+    "slowed",
+    "tracker_ms",
+]
+
+OVERHEAD_MS = 2.0  # per-frame round-trip cost beyond bytes and server (docs: ~2 ms)
+FRAMING_BYTES = 300.0  # gRPC/HTTP2 framing per request on the wire
+REPLY_BYTES = 1000.0  # detections coming back
+_HANDOVER_MS = 2.0  # as AdaptiveSession: slack for the hand-over to the fallback
+
+
+def _slowed_kind(cp: CandidateProfile) -> bool:
+    """Whether the candidate's device work runs in the (slowed) head backend."""
+    return not cp.remote or not cp.branch.startswith("offload")
+
+
+def slowed(profile: Profile, factor: float) -> Profile:
+    """``profile`` on a device ``factor`` x slower: local and head times (and samples) scaled.
+
+    Offload candidates keep theirs: JPEG encoding is not the head backend's work.
+    """
+    if not (factor >= 1.0 and math.isfinite(factor)):
+        raise ValueError(f"device slowdown must be a number >= 1, got {factor}")
+    if factor == 1.0:
+        return profile
+    out = {}
+    for label, cp in profile.candidates.items():
+        if _slowed_kind(cp):
+            cp = replace(
+                cp,
+                device_ms=cp.device_ms * factor,
+                device_ms_samples=[s * factor for s in cp.device_ms_samples],
+            )
+        out[label] = cp
+    return replace(profile, candidates=out)
+
+
+def sim_profile(
+    profile: SchedulerProfile,
+    candidates: Mapping[str, Candidate],
+    *,
+    seed: int = 0,
+    device_slowdown: float = 1.0,
+    overhead_ms: float = OVERHEAD_MS,
+) -> Profile:
+    """The DES costs of every candidate, from the same scheduler profile entries.
+
+    ``candidates``: entry key -> detection candidate (:func:`scheduler_candidates`);
+    entries without one are skipped. Device and batch-1 tail times get samples
+    (log-normal with the entry's median and p95) so that the DES's ``jitter`` draws
+    what the profile's spread says; ``device_slowdown`` scales local and head times.
+    """
+    rng = np.random.default_rng(seed)
+    level = min(profile.contention_levels)
+    out: dict[str, CandidateProfile] = {}
+    for e in profile.entries:
+        c = candidates.get(e.key)
+        if c is None or c.label in out:
+            continue  # not offered, or another detection interval of the same costs
+        head = e.head_latency_ms[level]
+        sigma = math.log(max(head.p95, 1e-9) / max(head.p50, 1e-9)) / 1.645
+        samples = (head.p50 * rng.lognormal(0.0, max(sigma, 0.0), 200)).tolist()
+        tail = dict(sorted(e.tail_latency_ms.items()))
+        tail_samples = (tail[min(tail)] * rng.lognormal(0.0, 0.08, 200)).tolist() if tail else []
+        payload = e.bytes_per_frame.mean if e.remote else 0.0
+        out[c.label] = CandidateProfile(
+            c.label,
+            c.branch,
+            c.bits,
+            e.remote,
+            device_ms=head.p50,
+            payload_bytes=payload,
+            uplink_wire_bytes=payload + FRAMING_BYTES if e.remote else 0.0,
+            downlink_wire_bytes=REPLY_BYTES if e.remote else 0.0,
+            decode_ms=0.3 if e.remote else 0.0,
+            server_encode_ms=0.2 if e.remote else 0.0,
+            tail_ms_by_batch=tail,
+            accuracy=e.accuracy if e.config.detection_interval == 1 else None,
+            device_ms_samples=samples,
+            tail_ms_samples=tail_samples,
+        )
+    costs = Profile(profile.model, out, overhead_ms=overhead_ms, measured_on="scheduler profile")
+    return slowed(costs, device_slowdown)
+
+
+def _measured_for(
+    c: Candidate, measured: Profile, bits_of: Mapping[str, set[int]]
+) -> CandidateProfile | None:
+    """The measured costs of ``c``: by label, else by branch when the measurement ran the
+    branch at its default bit depth and the scheduler profile knows one depth for it."""
+    cp = measured.candidates.get(c.label)
+    if cp is None and c.bits is not None and len(bits_of.get(c.branch, ())) == 1:
+        cp = measured.candidates.get(c.branch)
+    return cp
+
+
+def adaptive_costs(
+    profile: SchedulerProfile,
+    *,
+    measured: Profile | None = None,
+    device_slowdown: float = 1.0,
+    seed: int = 0,
+) -> Profile:
+    """Costs of every candidate of ``profile``: ``measured`` where it has them, else the profile's.
+
+    ``measured`` is taken as the run's device (slowdown included, as the runner
+    measures it); the scheduler profile's device times are multiplied by
+    ``device_slowdown``. The overhead is the measured one when there is a measurement.
+    """
+    cands = scheduler_candidates(profile)
+    overhead = measured.overhead_ms if measured is not None else OVERHEAD_MS
+    costs = sim_profile(
+        profile, cands, seed=seed, device_slowdown=device_slowdown, overhead_ms=overhead
+    )
+    if measured is None:
+        return costs
+    bits_of: dict[str, set[int]] = {}
+    for e in profile.entries:
+        bits_of.setdefault(e.config.branch, set()).add(e.config.bits)
+    merged = dict(costs.candidates)
+    for c in cands.values():
+        cp = _measured_for(c, measured, bits_of)
+        if cp is not None:
+            own = merged[c.label]
+            merged[c.label] = replace(
+                cp, label=c.label, branch=c.branch, bits=c.bits, accuracy=own.accuracy
+            )
+    for label, cp in measured.candidates.items():  # the scenario's branches keep theirs
+        merged.setdefault(label, cp)
+    return replace(
+        costs,
+        candidates=merged,
+        overhead_ms_samples=list(measured.overhead_ms_samples),
+        measured_on=f"{measured.measured_on} + scheduler profile".strip(" +"),
+    )
+
+
+def tracker_ms(profile: SchedulerProfile) -> float:
+    """The tracker's per-frame time at the lowest contention level (0: none measured)."""
+    tracker = profile.tracker_latency_ms
+    return float(tracker[min(tracker)]) if tracker else 0.0
+
+
+class SessionPolicy(AdaptivePolicy):
+    """The adaptive scheduler with :class:`AdaptiveSession`'s per-frame budget.
+
+    ``frame_budget(frame_index)`` (asked by the DES after ``pick``) is
+    ``(edge deadline ms, fallback)``: the SLA (a tracked group planned late: 1.5 x
+    its prediction, at most k x the SLA) less the predicted local run and a
+    hand-over when the local model takes at most half of it (fallback ``local``),
+    else less the tracker's time once there is a result to track (``track``).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._budgets: dict[int, tuple[float, str]] = {}
+        self._has_result = False
+
+    def pick(self, frame_index: int, now_s: float) -> Candidate:
+        candidate = super().pick(frame_index, now_s)
+        self._budgets[frame_index] = self._budget(self._pending[frame_index])
+        return candidate
+
+    def _budget(self, decision: Decision) -> tuple[float, str]:
+        sched = self.scheduler
+        sla = sched.sla_ms
+        k = max(1, decision.interval)
+        predicted = decision.predicted_latency_ms
+        planned_late = k > 1 and predicted > sla and decision.reason != "probe"
+        budget = min(k * sla, 1.5 * predicted) if planned_late else sla
+        local_ms, track_ms = sched.fallback_ms()
+        if local_ms is not None and local_ms <= 0.5 * budget:
+            return budget - (1.25 * local_ms + _HANDOVER_MS), "local"
+        if self._has_result and sched.profile.tracker_latency_ms:
+            return max(budget - (1.25 * track_ms + _HANDOVER_MS), 0.5 * budget), "track"
+        return budget, "local"
+
+    def frame_budget(self, frame_index: int) -> tuple[float, str] | None:
+        return self._budgets.pop(frame_index, None)
+
+    def observe(self, candidate: Candidate, outcome: FrameOutcome) -> None:
+        self._budgets.pop(outcome.frame_id, None)
+        if outcome.source != "dropped":
+            self._has_result = True
+        super().observe(candidate, outcome)
+
+
+def session_policy(
+    profile: SchedulerProfile,
+    sla_ms: float,
+    *,
+    fps: float,
+    clock: Callable[[], float],
+    branches: Collection[str] | None = None,
+    ping_ms: float | None = None,
+    name: str = "adaptive",
+    **scheduler_options: Any,
+) -> SessionPolicy:
+    """One client's adaptive policy as the runner builds it (frame period told, branches)."""
+    scheduler = Scheduler(
+        profile,
+        sla_ms,
+        branches=branches,
+        frame_period_ms=1000.0 / fps,
+        clock=clock,
+        **scheduler_options,
+    )
+    return SessionPolicy(scheduler, scheduler_candidates(profile), name, ping_ms=ping_ms)
+
+
+def accuracy_by_tag(profile: SchedulerProfile, extra: Iterable[Candidate] = ()) -> dict[str, float]:
+    """Row tag -> the profile accuracy of what produced it.
+
+    Every entry's candidate (and its ``+track`` twin: a group's accuracy is the
+    entry's at its interval); ``extra`` candidates (a scenario's branches, bit depth
+    possibly unset) get their branch's interval-1 accuracy.
+    """
+    out: dict[str, float] = {}
+    by_branch: dict[str, float] = {}
+    for key, c in scheduler_candidates(profile).items():
+        acc = profile.entry(key).accuracy
+        if acc is None:
+            continue
+        out.setdefault(c.tag, acc)
+        out.setdefault(replace(c, track=True).tag, acc)
+        if c.interval == 1:
+            by_branch.setdefault(c.branch.split("~")[0], acc)
+    for c in extra:
+        if c.tag not in out and c.branch in by_branch:
+            out[c.tag] = by_branch[c.branch]
+    return out
+
+
+def predicted_accuracy(
+    rows: Sequence[FrameRow], by_tag: Mapping[str, float], fallback: float | None
+) -> float:
+    """Mean profile accuracy over answered rows (a fallback: ``fallback``); NaN if none."""
+    values = []
+    for r in rows:
+        if r.source == "dropped":
+            continue
+        if r.source == "local" and r.reason and not r.candidate.endswith("+track"):
+            acc = fallback
+        else:
+            acc = by_tag.get(r.candidate)
+        if acc is None:
+            raise KeyError(f"no accuracy for row candidate {r.candidate!r}")
+        values.append(acc)
+    return float(np.mean(values)) if values else math.nan

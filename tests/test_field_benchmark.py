@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
 
@@ -87,3 +88,12 @@ def test_tags_score_at_their_detection_interval():
     assert field.tag_accuracy("offload-jpeg90/k4+track", acc) == 0.39
     assert field.tag_accuracy("local/k4", acc) == 0.46  # no k4 entry: its k1 accuracy
     assert field.tag_accuracy("unknown", acc) is None
+
+
+def test_devices_are_factors_or_the_demos_pi_class_device():
+    assert field._slowdowns("1,pi") == [1.0, "pi"]
+    assert field._slowdowns("1, 6") == [1.0, 6.0]
+    for bad in ("0.5", "pie", "", "1,nan"):
+        with pytest.raises(argparse.ArgumentTypeError, match="numbers >= 1 or 'pi'"):
+            field._slowdowns(bad)
+    assert field.parse_args([]).devices == [1.0, "pi"]

@@ -153,8 +153,16 @@ class DemoResult:
         return max(1.0, self.host_local_ms / REFERENCE_LOCAL_MS)
 
 
-def measure_local_ms(backend: TorchHeadBackend, frame: Frame, runs: int = 3) -> float:
-    """Median time of the device's own detector on ``frame`` (0 without one)."""
+def measure_local_ms(backend: TorchHeadBackend, frame: Frame, runs: int = 5) -> float:
+    """This machine's time for the device's own detector on ``frame``: the fastest of
+    ``runs`` (0 without one).
+
+    The fastest, not the median: beside another busy process a run of torch's two
+    threads can take 3-4x its time (48 ms runs and 150-190 ms ones in the same five, on
+    the 2-core VM beside a CPU hog). A median that caught those calibrated the demo's
+    ~240 ms device at ~80 ms, where the device's own model fits the SLA and the demo's
+    story (offload on a good link) no longer holds.
+    """
     if not backend.has_local:
         return 0.0
     times = []
@@ -162,7 +170,7 @@ def measure_local_ms(backend: TorchHeadBackend, frame: Frame, runs: int = 3) -> 
         start = time.perf_counter()
         backend.local(frame.image)
         times.append((time.perf_counter() - start) * 1000.0)
-    return sorted(times)[len(times) // 2]
+    return min(times)
 
 
 def demo_trace(phase_s: float, rates_mbps: tuple[float, ...]) -> BandwidthTrace:

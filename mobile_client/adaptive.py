@@ -55,6 +55,39 @@ log = logging.getLogger("splitedge.client.adaptive")
 _HANDOVER_MS = 2.0
 
 
+def _prepared(frame: Frame, decision: Decision) -> tuple[Frame, int | None]:
+    """The frame as the decision sends it (resized to its input size) and its bit depth
+    (None: the branch's default)."""
+    small = resize_short_side(frame.image, decision.input_size)
+    sent = Frame(frame.index, small, frame.capture_ns) if small is not frame.image else frame
+    return sent, (decision.bits if decision.bits > 0 else None)
+
+
+def detection_budget(
+    scheduler: Scheduler, decision: Decision, *, can_track: bool
+) -> tuple[float, str]:
+    """(the edge's deadline for a detection, ms; the fallback planned if it misses:
+    ``"local"`` or ``"track"``). The real session and the DES both use this rule.
+
+    The budget is the SLA (a group the scheduler planned late: 1.5 x its prediction, at
+    most k x the SLA); the deadline leaves room in it for the fallback: the device's own
+    model when it takes at most half the budget, else the tracker (``can_track``: there
+    are boxes to follow), else the model anyway.
+    """
+    sla = scheduler.sla_ms
+    k = max(1, decision.interval)
+    predicted = decision.predicted_latency_ms
+    planned_late = k > 1 and predicted > sla and decision.reason != "probe"
+    budget = min(k * sla, 1.5 * predicted) if planned_late else sla
+    local_ms, tracker_ms = scheduler.fallback_ms()
+    # The fallback's prediction plus slack for the hand-over (a thread hop, a wake-up).
+    if local_ms is not None and local_ms <= 0.5 * budget:
+        return budget - (1.25 * local_ms + _HANDOVER_MS), "local"
+    if can_track:
+        return max(budget - (1.25 * tracker_ms + _HANDOVER_MS), 0.5 * budget), "track"
+    return budget, "local"
+
+
 class AdaptiveSession:
     """``async for decision, outcome in AdaptiveSession(client, scheduler).run(frames)``."""
 
@@ -147,9 +180,8 @@ class AdaptiveSession:
 
     async def _detect(self, frame: Frame, decision: Decision) -> FrameOutcome:
         image = frame.image
-        small = resize_short_side(image, decision.input_size)
-        bits = decision.bits if decision.bits > 0 else None
-        sent = Frame(frame.index, small, frame.capture_ns) if small is not image else frame
+        sent, bits = _prepared(frame, decision)
+        small = sent.image
         deadline, plan = self._deadline(decision)
         outcome = await self.client.submit(
             sent, decision.branch, deadline_ms=deadline, bits=bits, local_fallback=False
@@ -175,9 +207,7 @@ class AdaptiveSession:
     async def _probe(self, frame: Frame, probe: Decision) -> None:
         """A probe beside a frame: its bytes cross the link, its answer (or the deadline
         that cut it) measures the link; its prediction is not used."""
-        small = resize_short_side(frame.image, probe.input_size)
-        sent = Frame(frame.index, small, frame.capture_ns) if small is not frame.image else frame
-        bits = probe.bits if probe.bits > 0 else None
+        sent, bits = _prepared(frame, probe)
         try:
             outcome = await self.client.submit(
                 sent, probe.branch, deadline_ms=self.scheduler.sla_ms, bits=bits,
@@ -191,18 +221,8 @@ class AdaptiveSession:
 
     def _deadline(self, decision: Decision) -> tuple[float, str]:
         """(the edge's deadline for this detection, ms; the fallback planned if it misses)."""
-        sla = self.scheduler.sla_ms
-        k = max(1, decision.interval)
-        predicted = decision.predicted_latency_ms
-        planned_late = k > 1 and predicted > sla and decision.reason != "probe"
-        budget = min(k * sla, 1.5 * predicted) if planned_late else sla
-        local_ms, tracker_ms = self.scheduler.fallback_ms()
-        # The fallback's prediction plus slack for the hand-over (a thread hop, a wake-up).
-        if local_ms is not None and local_ms <= 0.5 * budget:
-            return budget - (1.25 * local_ms + _HANDOVER_MS), "local"
-        if self.tracker is not None and self._tracked is not None:
-            return max(budget - (1.25 * tracker_ms + _HANDOVER_MS), 0.5 * budget), "track"
-        return budget, "local"
+        can_track = self.tracker is not None and self._tracked is not None
+        return detection_budget(self.scheduler, decision, can_track=can_track)
 
     def _track(
         self, frame: Frame, decision: Decision, missed: FrameOutcome | None = None

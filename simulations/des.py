@@ -392,23 +392,7 @@ class _Simulation:
     def probe_done(self, c: _Client, frame: _Frame, source: str, reason: str) -> None:
         """A probe's outcome goes to its policy only: nobody waited for it."""
         frame.done = True
-        latency_ms = (self.now - frame.start_s) * 1000
-        edge = source == "edge"
-        network_ms = latency_ms - frame.device_ms - frame.server_ms if edge else 0.0
-        timing = FrameTiming(
-            head_ms=frame.device_ms,
-            network_ms=network_ms,
-            roundtrip_ms=network_ms + frame.server_ms if edge else 0.0,
-            queue_ms=frame.queue_ms if edge else 0.0,
-            tail_ms=frame.tail_ms if edge else 0.0,
-            server_total_ms=frame.server_ms if edge else 0.0,
-            batch_size=frame.batch_size if edge else 0,
-            total_ms=latency_ms,
-        )
-        payload = int(frame.profile.payload_bytes)
-        outcome = FrameOutcome(
-            frame.index, frame.candidate.branch, source, reason, None, timing, payload
-        )  # type: ignore[arg-type]
+        outcome = self._outcome(frame, source, reason, 0.0)
         observe = getattr(c.policy, "observe_probe", None)
         if observe is not None:
             observe(frame.candidate, outcome)
@@ -437,6 +421,28 @@ class _Simulation:
             return
         self.finish(c, frame, "edge", "", 0.0)
 
+    def _outcome(self, frame: _Frame, source: str, reason: str, local_ms: float) -> FrameOutcome:
+        """What the device records for ``frame`` now: its timing breakdown and bytes."""
+        latency_ms = (self.now - frame.start_s) * 1000
+        remote = frame.candidate.uses_link
+        edge = source == "edge"
+        network_ms = latency_ms - frame.device_ms - frame.server_ms if edge else 0.0
+        timing = FrameTiming(
+            head_ms=frame.device_ms if remote else 0.0,
+            network_ms=network_ms,
+            roundtrip_ms=network_ms + frame.server_ms if edge else 0.0,
+            queue_ms=frame.queue_ms,
+            tail_ms=frame.tail_ms,
+            server_total_ms=frame.server_ms if edge else 0.0,
+            batch_size=frame.batch_size if edge else 0,
+            local_ms=local_ms if remote else frame.device_ms,
+            total_ms=latency_ms,
+        )
+        payload = int(frame.profile.payload_bytes) if remote else 0
+        return FrameOutcome(
+            frame.index, frame.candidate.branch, source, reason, None, timing, payload
+        )  # type: ignore[arg-type]
+
     def finish(
         self,
         c: _Client,
@@ -446,27 +452,9 @@ class _Simulation:
         local_ms: float,
     ) -> None:
         frame.done = True
-        latency_ms = (self.now - frame.start_s) * 1000
-        remote = frame.candidate.uses_link
-        cp = frame.profile
-        network_ms = 0.0
-        if source == "edge":
-            network_ms = latency_ms - frame.device_ms - frame.server_ms
-        timing = FrameTiming(
-            head_ms=frame.device_ms if remote else 0.0,
-            network_ms=network_ms,
-            roundtrip_ms=network_ms + frame.server_ms if source == "edge" else 0.0,
-            queue_ms=frame.queue_ms,
-            tail_ms=frame.tail_ms,
-            server_total_ms=frame.server_ms if source == "edge" else 0.0,
-            batch_size=frame.batch_size if source == "edge" else 0,
-            local_ms=local_ms if remote else frame.device_ms,
-            total_ms=latency_ms,
-        )
-        payload = int(cp.payload_bytes) if remote else 0
-        outcome = FrameOutcome(
-            frame.index, frame.candidate.branch, source, reason, None, timing, payload
-        )  # type: ignore[arg-type]
+        outcome = self._outcome(frame, source, reason, local_ms)
+        timing = outcome.timing
+        latency_ms, remote = timing.total_ms, frame.candidate.uses_link
         c.policy.observe(frame.candidate, outcome)
         t_capture = self.phase_s(c.index) + frame.index * self.period_s
         self.out.add(
@@ -483,13 +471,13 @@ class _Simulation:
                 reason=reason,
                 latency_ms=latency_ms if source != "dropped" else math.nan,
                 device_ms=frame.device_ms if remote else 0.0,
-                network_ms=network_ms,
+                network_ms=timing.network_ms,
                 server_ms=timing.server_total_ms,
                 queue_ms=timing.queue_ms if source == "edge" else 0.0,
                 tail_ms=timing.tail_ms if source == "edge" else 0.0,
                 local_ms=timing.local_ms,
                 batch_size=timing.batch_size,
-                payload_bytes=payload,
+                payload_bytes=outcome.payload_bytes,
                 sla_met=source != "dropped" and latency_ms <= self.cfg.sla_ms,
             )
         )

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from splitedge.mobile_client.adaptive import detection_budget
 from splitedge.mobile_client.outcome import FrameOutcome
 from splitedge.mobile_client.policy import Candidate
 from splitedge.mobile_client.profile import Profile as SchedulerProfile
@@ -64,7 +65,6 @@ __all__ = [
 OVERHEAD_MS = 2.0  # per-frame round-trip cost beyond bytes and server (docs: ~2 ms)
 FRAMING_BYTES = 300.0  # gRPC/HTTP2 framing per request on the wire
 REPLY_BYTES = 1000.0  # detections coming back
-_HANDOVER_MS = 2.0  # as AdaptiveSession: slack for the hand-over to the fallback
 
 
 def _slowed_kind(cp: CandidateProfile) -> bool:
@@ -220,18 +220,8 @@ class SessionPolicy(AdaptivePolicy):
         return candidate
 
     def _budget(self, decision: Decision) -> tuple[float, str]:
-        sched = self.scheduler
-        sla = sched.sla_ms
-        k = max(1, decision.interval)
-        predicted = decision.predicted_latency_ms
-        planned_late = k > 1 and predicted > sla and decision.reason != "probe"
-        budget = min(k * sla, 1.5 * predicted) if planned_late else sla
-        local_ms, track_ms = sched.fallback_ms()
-        if local_ms is not None and local_ms <= 0.5 * budget:
-            return budget - (1.25 * local_ms + _HANDOVER_MS), "local"
-        if self._has_result and sched.profile.tracker_latency_ms:
-            return max(budget - (1.25 * track_ms + _HANDOVER_MS), 0.5 * budget), "track"
-        return budget, "local"
+        can_track = self._has_result and bool(self.scheduler.profile.tracker_latency_ms)
+        return detection_budget(self.scheduler, decision, can_track=can_track)
 
     def frame_budget(self, frame_index: int) -> tuple[float, str] | None:
         return self._budgets.pop(frame_index, None)

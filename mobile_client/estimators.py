@@ -158,11 +158,22 @@ class RttEstimator:
         self.dev_ms = initial_ms / 2.0
         self.samples = 0
         self._min: deque[float] = deque(maxlen=64)
+        self._restarted = False  # restart() since the last sample: the floor is known
+        self.restart_dev_share = 0.1  # after a restart, deviation >= this share of a sample
 
     def add(self, rtt_ms: float) -> None:
         if rtt_ms < 0 or math.isnan(rtt_ms):
             raise EstimatorError(f"round-trip time must be >= 0 ms, got {rtt_ms}")
-        if self.samples == 0:
+        if self.samples == 0 and self._restarted:
+            # The path is known (its floor over the last samples): the first sample after a
+            # regime change is as uncertain as its distance from that floor, not RFC 6298's
+            # half a round trip for an unknown path (13 ms of spread on a 21 ms path kept
+            # large frames out for seconds after a fade ended).
+            floor = self.min_ms
+            self.mean_ms = rtt_ms
+            self.dev_ms = max(abs(rtt_ms - floor), self.restart_dev_share * rtt_ms)
+            self._restarted = False
+        elif self.samples == 0:
             self.mean_ms, self.dev_ms = rtt_ms, rtt_ms / 2.0
         else:
             self.dev_ms += self.beta * (abs(rtt_ms - self.mean_ms) - self.dev_ms)
@@ -172,10 +183,15 @@ class RttEstimator:
 
     def restart(self) -> None:
         """Start over from the path's floor: the link changed regime (a fade ended), and
-        the round trips measured in it (queued behind its backlog) say nothing now. The
-        next sample sets mean and deviation afresh."""
+        the round trips measured in it (queued behind its backlog) say nothing now. Until
+        the next sample: the floor, with ``restart_dev_share`` of it as deviation; the
+        next sample sets the mean afresh, and the deviation to its distance from the floor
+        (at least ``restart_dev_share`` of the sample)."""
         self.mean_ms = self.min_ms
-        self.dev_ms = self.mean_ms / 2.0
+        self._restarted = bool(self._min)
+        # Until a sample comes: the floor, with the spread a known path restarts with.
+        share = self.restart_dev_share if self._restarted else 0.5
+        self.dev_ms = share * self.mean_ms
         self.samples = 0
 
     @property

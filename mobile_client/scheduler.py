@@ -41,7 +41,9 @@ or the edge is lost or back. Hysteresis: the current choice stays while it
 fits; a switch up needs a utility gain above ``hysteresis_gain`` plus the load
 cost of the switch (switches within a load group are free) and a predicted
 latency inside ``SLA x margin x (1 - hysteresis_band)``. A switch's load cost
-is also amortised over the decision period in the latency it must fit. When
+is also amortised over the decision period in the latency it must fit. After a
+regime change (the bandwidth estimator replaced its window: a fade ended;
+the edge came back) the next decision is a fresh start's, without hysteresis. When
 the edge is unreachable only local candidates are eligible until a retry time
 (exponential backoff) passes.
 
@@ -59,7 +61,10 @@ the frame's place.
 A transfer far faster than the estimate (``jump_ratio`` x its harmonic mean)
 is checked on the next frame at once, up to 4 in a row, and two such samples
 replace the estimator's window, so a recovered link wins the next decision
-within a second or two, on tracked remote branches too.
+within a second or two, on tracked remote branches too. A payload whose transfer is
+shorter than the round trip's jitter (``jitter_sigmas`` x its spread) is
+RTT-dominated: it only bounds the rate from below, lifts a lower estimate and never
+lowers one (large payloads measure the rate; small ones cannot).
 
 ``pick(now_s) -> Decision`` and ``observe(decision, outcome)``: the same shape
 as :class:`~splitedge.mobile_client.policy.RateRule`. ``set_sla`` and
@@ -161,6 +166,7 @@ class Scheduler:
         frames_first: bool = True,
         frames_first_tolerance: float = 0.01,
         regime_ratio: float = 2.0,
+        jitter_sigmas: float = 2.0,
         min_sensed_ms: float = 2.0,
         frame_period_ms: float | None = None,
         initial_bandwidth_mbps: float = 10.0,
@@ -218,6 +224,9 @@ class Scheduler:
         self.frames_first = frames_first
         self.frames_first_tolerance = frames_first_tolerance
         self.regime_ratio = regime_ratio
+        if not jitter_sigmas >= 0 or math.isinf(jitter_sigmas):
+            raise SchedulerError(f"jitter_sigmas must be a number >= 0, got {jitter_sigmas}")
+        self.jitter_sigmas = jitter_sigmas
         self.min_sensed_ms = min_sensed_ms
         self.frame_period_ms: float | None = None
         self.clock = clock
@@ -247,6 +256,7 @@ class Scheduler:
         self._backlog_kbits = 0.0  # unanswered bytes ahead on the uplink (set_backlog)
         self.probes = 0  # frames sent to the edge only to measure the link
         self._force = True
+        self._fresh = False  # the link changed regime: the next decision starts afresh
         self._now_s = 0.0
         self._edge_down = False
         self._edge_failures = 0
@@ -402,6 +412,16 @@ class Scheduler:
             + self._remote_f * network
             + self._z * np.sqrt(variance + self._remote_f * network_var)
         )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "predict: %s",
+                ", ".join(
+                    f"{self.candidates[i].key}: head {head[i]:.0f}+-{head[i] * spread:.0f} "
+                    f"transfer {transfer[i]:.0f} (q {transfer_q[i]:.0f}) server "
+                    f"{server_mean[i]:.0f}+-{server[i, 1]:.0f}"
+                    for i in np.flatnonzero(self._interval == 1)[:8]
+                ),
+            )  # fmt: skip
         if self.amortise_tracking:
             per_frame = detect * self._inv_interval + self._tracked_share * self._tracker_ms()
         else:
@@ -532,7 +552,11 @@ class Scheduler:
                     for i in np.flatnonzero(allowed)[:12]
                 ),
             )  # fmt: skip
-        if cur is None or not allowed[cur] or latency[cur] > budget[cur]:
+        fresh, self._fresh = self._fresh, False
+        if cur is None or fresh or not allowed[cur] or latency[cur] > budget[cur]:
+            # No choice yet, or the link changed regime (a fade ended, the edge came
+            # back): pick as a fresh start would, without the hysteresis that keeps a
+            # choice made for a link that is gone.
             if not feasible.any():
                 best = int(np.flatnonzero(allowed)[np.argmin(latency[allowed])])
                 why = "edge-down-fastest" if self._edge_down else "none-feasible-fastest"
@@ -685,7 +709,7 @@ class Scheduler:
             sample = self._transfer_sample(payload_bytes, transfer_ms)
             if self.bandwidth.resets > resets:
                 self.rtt.restart()  # the fade's round trips were queueing
-                self._force = True
+                self._force = self._fresh = True
             if sample is not None and sample > self.bandwidth.jump_ratio * before:
                 # Cut by its deadline on a fading link, answered at once on a recovered
                 # one (a probe whose deadline was tight): check the link on the next frame.
@@ -747,7 +771,7 @@ class Scheduler:
             self.contention.observe(by_level, device_ms)
         if outcome.source == "edge":
             if self._edge_down or self._edge_failures:
-                self._force = True
+                self._force = self._fresh = True
             self._edge_down, self._edge_failures = False, 0
             self.server.observe_frame(
                 entry.config.branch, t.queue_ms, max(0.0, t.server_total_ms - t.queue_ms)
@@ -758,8 +782,9 @@ class Scheduler:
                 # The link is back: round trips from the fade were queueing, not distance.
                 rate = self.bandwidth.harmonic_mbps
                 self.rtt.restart()
-                self.rtt.add(max(0.0, t.network_ms - outcome.payload_bytes * 8.0 / (rate * 1e3)))
-                self._force = True
+                carried_ms = outcome.payload_bytes * 8.0 / (rate * 1e3)
+                self.rtt.add(max(self._rtt_floor_ms(), t.network_ms - carried_ms))
+                self._force = self._fresh = True
             self._reprobe_after(sample, before, self._acc[decision.index])
             return
         if edge_failed:
@@ -802,17 +827,22 @@ class Scheduler:
         """Feed one transfer (its time past the round-trip floor) to the bandwidth
         estimator; the throughput sample taken (Mbps), if any.
 
-        A transfer measurably longer than the floor gives the rate. One that is not says
-        only that the link carried the bytes within ~1 ms: a lower bound, used when the
-        estimate is below it (else a link that recovered while only small payloads
-        crossed it would keep a stale, pessimistic estimate for ever).
+        A transfer longer than the round trip's own jitter (``jitter_sigmas`` x its
+        spread, and at least 1 ms) gives the rate. One that is not is *RTT-dominated*:
+        how long the bytes took is lost in how long the round trip took this time, so
+        it says only that the link carried them within that time, a lower bound. A lower
+        bound is used when the estimate is below it (else a link that recovered while
+        only small payloads crossed it would keep a stale, pessimistic estimate for
+        ever) and never lowers the estimate: a 3 kB frame whose round trip was 5 ms late
+        on a 40 Mbit/s link would read as 5 Mbit/s and keep full frames off the link.
         """
-        if transfer_ms >= 1.0:
+        floor_ms = max(1.0, self.jitter_sigmas * self.rtt.std_ms)
+        if transfer_ms >= floor_ms:
             self.bandwidth.add_transfer(payload_bytes, transfer_ms)
             return payload_bytes * 8.0 / (transfer_ms * 1000.0)
-        bound = payload_bytes * 8.0 / 1000.0  # Mbps: the bytes in 1 ms
+        bound = payload_bytes * 8.0 / (max(transfer_ms, 1.0) * 1000.0)
         if bound > self.bandwidth.estimate_mbps:
-            self.bandwidth.add_transfer(payload_bytes, 1.0)
+            self.bandwidth.add(bound)
             return bound
         return None
 
@@ -826,7 +856,10 @@ class Scheduler:
         sample = self._transfer_sample(payload_bytes, transfer_ms) if payload_bytes > 0 else None
         rate = self.bandwidth.harmonic_mbps
         carried_ms = payload_bytes * 8.0 / (rate * 1000.0) if rate > 0 else 0.0
-        self.rtt.add(max(0.0, network_ms - carried_ms))
+        # Not under the floor: when the link just got faster, the bytes at the old rate
+        # "took" longer than the whole answer, and a round trip of 0 would become the
+        # path's floor, the spread of every round trip after it.
+        self.rtt.add(max(floor_ms, network_ms - carried_ms))
         return sample
 
     def _rtt_floor_ms(self) -> float:

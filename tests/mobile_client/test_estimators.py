@@ -97,6 +97,30 @@ def test_rtt_mean_variance_and_quantile() -> None:
         z_score(1.0)
 
 
+def test_after_a_restart_the_known_floor_bounds_the_first_samples_spread() -> None:
+    # A fresh path: RFC 6298's first deviation, half the round trip. After a fade on a
+    # known path, the first sample is as uncertain as its distance from the path's floor.
+    fresh = RttEstimator()
+    fresh.add(21.0)
+    assert fresh.dev_ms == pytest.approx(10.5)
+    rtt = RttEstimator()
+    for s in (20.0, 21.0, 20.5, 22.0):
+        rtt.add(s)
+    for s in (400.0, 900.0, 1500.0):  # queued behind a fade's backlog
+        rtt.add(s)
+    rtt.restart()
+    assert rtt.mean_ms == pytest.approx(20.0)  # the floor until a sample comes,
+    assert rtt.dev_ms == pytest.approx(2.0)  # with a known path's spread, not RFC 6298's 10
+    rtt.add(21.0)
+    assert rtt.mean_ms == pytest.approx(21.0)
+    assert rtt.dev_ms == pytest.approx(2.1)  # 10 % of the sample: more than 1 ms from the floor
+    rtt.restart()
+    rtt.add(35.0)  # well above the floor: that distance is the spread
+    assert rtt.dev_ms == pytest.approx(15.0)
+    rtt.add(21.0)  # and from then on the usual EWMA
+    assert rtt.samples == 2 and rtt.mean_ms == pytest.approx(35.0 - 14.0 / 8)
+
+
 def test_contention_is_sensed_from_slowed_heads() -> None:
     levels = (0, 1, 2)
     head_a = {0: 10.0, 1: 20.0, 2: 40.0}

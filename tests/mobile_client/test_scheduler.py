@@ -357,6 +357,68 @@ def test_a_recovered_link_is_back_on_the_fresh_choice_within_two_seconds(start: 
     assert sched.current.config.branch == "offload-jpeg90"
 
 
+def test_after_a_regime_change_the_choice_is_a_fresh_starts_without_hysteresis() -> None:
+    # On a 5 Mbit/s link the mid-size JPEG is the best that fits. The link jumps to 40:
+    # the big JPEG now fits the SLA, but not with the hysteresis band's room to spare, so
+    # a scheduler holding the mid one would keep it. A faster regime is a new link: the
+    # decision after it is the one a fresh start makes.
+    mid = entry("offload-jpeg50", "offload", head_ms=(2.0, 4.0), size_bytes=30_000, accuracy=0.7)
+    big = replace(OFFLOAD, bytes_per_frame=Quantiles(330_000, 330_000, 330_000))  # 66 ms at 40
+    p = profile(LOCAL, mid, big)
+    kwargs = {"learn_margin": False, "margin": 1.0, "hysteresis_band": 0.2}
+    fast = Env(bandwidth_mbps=40.0)
+    # What the estimates of a scheduler that has only known the fast link predict.
+    known = Scheduler(p, 100.0, **kwargs)  # type: ignore[arg-type]
+    known.observe_rtt(20.0)
+    run(known, fast, 60)
+    detect, _, _ = known.predict()
+    budget = 100.0 * known.margins["remote"]
+    assert budget * 0.8 < detect[known.candidates.index(big)] <= budget  # fits, not comfortably
+    sched = Scheduler(p, 100.0, **kwargs)  # type: ignore[arg-type]
+    sched.observe_rtt(20.0)
+    run(sched, Env(bandwidth_mbps=5.0), 60)
+    assert sched.current is not None and sched.current.config.branch == "offload-jpeg50"
+    resets = sched.bandwidth.resets
+    after = run(sched, fast, 6, t0=2.0)
+    assert sched.bandwidth.resets == resets + 1
+    assert [d.branch for d in after][-3:] == ["offload-jpeg90"] * 3
+    # Away from regime changes the hysteresis holds: the scheduler that has only known
+    # the fast link started on the mid JPEG (before it had measured the link) and keeps it.
+    run(known, fast, 200, t0=2.0)
+    assert known.bandwidth.resets == 0
+    assert known.current is not None and known.current.config.branch == "offload-jpeg50"
+
+
+def test_a_small_payload_late_by_round_trip_jitter_does_not_lower_the_rate() -> None:
+    # A 40 Mbit/s link whose round trips wander by several ms (a busy host). A 3 kB frame
+    # takes 0.6 ms to cross; answered 6 ms over the floor it would read as 4 Mbit/s. That
+    # is the round trip's jitter, not the link: it must not lower the estimate. A 300 kB
+    # frame 60 ms over the floor is the link itself (40 Mbit/s), and one 240 ms over
+    # it says the link slowed to 10 Mbit/s.
+    jpeg20 = entry("offload-jpeg20", "offload", head_ms=(2.0, 4.0), size_bytes=3000, accuracy=0.6)
+    big = replace(OFFLOAD, bytes_per_frame=Quantiles(300_000, 300_000, 300_000))
+    sched = Scheduler(profile(LOCAL, jpeg20, big), 500.0)
+    sched.observe_rtt(20.0)
+    run(sched, Env(bandwidth_mbps=40.0, rtt_ms=20.0), 30)
+    assert sched.bandwidth.estimate_mbps == pytest.approx(40.0, rel=0.05)
+    for rtt in (26.0, 21.0, 27.0, 20.0, 25.0, 28.0):
+        sched.observe_rtt(rtt)
+    assert 2 * sched.rtt.std_ms > 6.0  # the jitter band the 3 kB frame falls in
+
+    def answer(d: Decision, network_ms: float) -> FrameOutcome:
+        size = int(sched.candidates[d.index].bytes_per_frame.mean)
+        t = FrameTiming(head_ms=2.0, network_ms=network_ms, server_total_ms=5.0,
+                        total_ms=network_ms + 7.0)  # fmt: skip
+        return FrameOutcome(d.frame_index, d.branch, "edge", "", None, t, size)
+
+    small = sched._decision(sched.candidates.index(jpeg20), "probe", False)
+    sched.observe(small, answer(small, 20.0 + 6.0))
+    assert sched.bandwidth.estimate_mbps == pytest.approx(40.0, rel=0.05)
+    large = sched._decision(sched.candidates.index(big), "test", False)
+    sched.observe(large, answer(large, 20.0 + 240.0))  # 300 kB in 240 ms: 10 Mbit/s
+    assert sched.bandwidth.harmonic_mbps < 30.0
+
+
 def test_a_probe_cut_by_its_deadline_but_answered_at_once_checks_the_link_again() -> None:
     # The link came back, but the probe's deadline was tighter than the edge's round trip:
     # the frame fell back on the device. Its answer, arriving just after, crossed a link
@@ -582,6 +644,9 @@ def test_bad_configuration_is_refused() -> None:
     for share in (0.0, 1.5, float("nan")):
         with pytest.raises(SchedulerError, match="probe_share must be in"):
             Scheduler(profile(LOCAL, SPLIT), 100.0, probe_share=share)
+    for sigmas in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(SchedulerError, match="jitter_sigmas must be a number >= 0"):
+            Scheduler(profile(LOCAL, SPLIT), 100.0, jitter_sigmas=sigmas)
     with pytest.raises(SchedulerError, match="backlog must be >= 0 bytes"):
         sched.set_backlog(-1)
     foreign = replace(sched.pick(0.0), index=99)

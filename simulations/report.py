@@ -122,7 +122,10 @@ class PolicySummary:
     uplink_mb: float
     mean_batch: float
     quality: float  # mean per-frame quality of answered frames (NaN if not scored)
-    map50: float = math.nan  # COCO mAP@0.5 over the run (runner only)
+    map50: float = math.nan  # COCO mAP@0.5 over the run's answers (runner only)
+    # COCO mAP@0.5 over every frame captured, an answer past the SLA (or none) counting
+    # as no boxes: what an application that waits at most the SLA gets (runner only).
+    map50_in_sla: float = math.nan
     branch_mix: dict[str, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -134,7 +137,9 @@ def _pct(values: np.ndarray, q: float) -> float:
 
 
 def summarize(
-    rows: Sequence[FrameRow], map50_by_policy: Mapping[str, float] | None = None
+    rows: Sequence[FrameRow],
+    map50_by_policy: Mapping[str, float] | None = None,
+    map50_in_sla_by_policy: Mapping[str, float] | None = None,
 ) -> list[PolicySummary]:
     """One summary per policy, in the order policies first appear in ``rows``."""
     order = list(dict.fromkeys(r.policy for r in rows))
@@ -162,6 +167,7 @@ def summarize(
                 mean_batch=float(np.mean(batches)) if batches else math.nan,
                 quality=float(np.mean(scored)) if scored else math.nan,
                 map50=(map50_by_policy or {}).get(policy, math.nan),
+                map50_in_sla=(map50_in_sla_by_policy or {}).get(policy, math.nan),
                 branch_mix=dict(Counter(r.candidate for r in answered).most_common()),
             )
         )
@@ -183,6 +189,7 @@ def format_summary(summaries: Sequence[PolicySummary]) -> str:
         "batch",
         "recall",
         "mAP50",
+        "mAP50_sla",
         "dropped (why)",
     )
     lines = []
@@ -202,6 +209,7 @@ def format_summary(summaries: Sequence[PolicySummary]) -> str:
                 f"{s.mean_batch:.2f}",
                 f"{s.quality:.3f}",
                 f"{s.map50:.3f}",
+                f"{s.map50_in_sla:.3f}",
                 drops,
             )
         )

@@ -301,7 +301,7 @@ async def _client_loop(
     video: list[Sample],
     t0: float,
     rows: list[FrameRow],
-    predictions: list[tuple[int, Sample, Any]],
+    scored: list[tuple[Sample, Any, bool]],
     tick: Callable[[int], None],
 ) -> None:
     period_s = 1.0 / scenario.fps
@@ -317,6 +317,7 @@ async def _client_loop(
         for skipped in range(k, min(newest, total)):
             t_skip = phase_s + skipped * period_s
             rows.append(busy_row(name, client_index, skipped, t_skip, uplink.rate_at(t_skip)))
+            scored.append((video[skipped % len(video)], None, False))
             tick(1)
         k = newest
         if k >= total:
@@ -340,21 +341,28 @@ async def _client_loop(
             row.detections, row.gt_objects, row.true_positives, row.quality = score_frame(
                 outcome.prediction, sample
             )
-            predictions.append((len(predictions) + 1, sample, outcome.prediction))
+        scored.append((sample, outcome.prediction, row.sla_met))
         rows.append(row)
         tick(1)
         k += 1
 
 
-def _map50(predictions: list[tuple[int, Sample, Any]]) -> float:
-    dets = [(i, s, p) for i, s, p in predictions if isinstance(p, Detections)]
-    if not dets:
+def _map50(scored: list[tuple[Sample, Any, bool]], in_sla: bool = False) -> float:
+    """COCO mAP@0.5 over the frames answered (any time), or with ``in_sla`` over every
+    frame captured, where an answer that missed the SLA (or none) counts as no boxes."""
+    if not any(isinstance(p, Detections) for _, p, _ in scored):
         return math.nan
+    if in_sla:
+        frames = [(s, p if ok and isinstance(p, Detections) else None) for s, p, ok in scored]
+    else:
+        frames = [(s, p) for s, p, _ in scored if isinstance(p, Detections)]
     images, annotations, preds = [], [], []
-    for image_id, sample, pred in dets:
+    for image_id, (sample, pred) in enumerate(frames, start=1):
         h, w = sample.semantic.shape
         images.append({"id": image_id, "width": int(w), "height": int(h), "file_name": ""})
         annotations += box_annotations(sample.instances, image_id, len(annotations) + 1)
+        if pred is None:
+            continue
         preds.append(
             {
                 "image_id": image_id,
@@ -377,10 +385,10 @@ async def _run_policy(
     profile: Profile | None,
     config_index: int,
     tick: Callable[[int], None],
-) -> tuple[list[FrameRow], float]:
+) -> tuple[list[FrameRow], float, float]:
     config = scenario.policies[config_index]
     rows: list[FrameRow] = []
-    predictions: list[tuple[int, Sample, Any]] = []
+    scored: list[tuple[Sample, Any, bool]] = []
     async with contextlib.AsyncExitStack() as stack:
         links, clients, steps, warmups = [], [], [], []
         for i in range(scenario.clients):
@@ -442,14 +450,12 @@ async def _run_policy(
         t0 = time.monotonic()
         await asyncio.gather(
             *(
-                _client_loop(
-                    scenario, config.name, steps[i], i, videos[i], t0, rows, predictions, tick
-                )
+                _client_loop(scenario, config.name, steps[i], i, videos[i], t0, rows, scored, tick)
                 for i in range(scenario.clients)
             )
         )
     rows.sort(key=lambda r: (r.t_s, r.client))
-    return rows, _map50(predictions)
+    return rows, _map50(scored), _map50(scored, in_sla=True)
 
 
 def _adaptive_session(scenario: Scenario, config: PolicyConfig, client: Client) -> AdaptiveSession:
@@ -509,6 +515,7 @@ async def run_scenario(
         )
     rows: list[FrameRow] = []
     map50: dict[str, float] = {}
+    map50_in_sla: dict[str, float] = {}
     expected = (
         len(scenario.policies) * scenario.clients * frames_in(scenario.duration_s, scenario.fps)
     )
@@ -524,7 +531,7 @@ async def run_scenario(
             for i, policy in enumerate(scenario.policies):
                 if bar is not None:
                     bar.set_postfix_str(policy.name)
-                part, map50[policy.name] = await _run_policy(
+                part, map50[policy.name], map50_in_sla[policy.name] = await _run_policy(
                     scenario,
                     edge.port,
                     backend,
@@ -538,7 +545,7 @@ async def run_scenario(
             await asyncio.to_thread(edge.stop)
             if bar is not None:
                 bar.close()
-    summaries = summarize(rows, map50)
+    summaries = summarize(rows, map50, map50_in_sla)
     files: list[Path] = []
     if out_dir is not None:
         files = write_outputs(rows, summaries, scenario, Path(out_dir), profile)

@@ -52,24 +52,29 @@ device (the slowed device's with the slowed backend, as the runner would).
 
 Per trace x device x policy the table gives frames captured, answered within the
 SLA %, SLA violation % (late or dropped, over frames captured), COCO mAP50 over
-the run's answers (the runner's), uplink MB, frames dropped by reason, local
-fallbacks and answered % (frames with an edge answer, a tracked or a local result:
-not dropped). Per device overall: sums over traces, and mAP50 as the mean of the
-runs' mAP50 (every run has the same number of frames). ``frames.csv``, the
+the run's answers (the runner's), mAP50_sla (COCO mAP50 over every frame captured,
+an answer past the SLA or none counting as no boxes: what an application that
+waits at most the SLA gets; local-only on a device slower than the SLA scores 0),
+uplink MB, frames dropped by reason, local fallbacks and answered % (frames with an
+edge answer, a tracked or a local result: not dropped). Per device overall: sums
+over traces, and both mAP50s as the mean of the runs' (every run has the same
+number of frames). ``frames.csv``, the
 summary and the plots of each run go to ``--out`` (default ``out/field``)
 ``/<trace>-x<slowdown>/``; ``field.csv`` there holds the table.
 
 Recovery (adaptive only). The uplink trace is cut into 1 s windows (their mean
 rate). A *fade* is a window under 0.2 Mbps; it *ends* at the start ``t_r`` of the
 first later window that begins 3 whole windows all over 1 Mbps (inside the run).
-The *fresh-start pick* is approximated twice: the oracle's most frequent pick in
-``[t_r, t_r + 3 s)`` (it plans with the true future link) and adaptive's own most
-frequent pick in the run's first 3 s (its choice before any fade, usually on a
-fast link); the target is the lower of their profile accuracies (either alone
-when the other is missing). The lower one, so that a steady gap between adaptive's
-and the oracle's choices (the oracle plans with median costs and may hold a branch
-adaptive finds too risky for the SLA) shows in ``acc_vs_oracle``, not as a slow
-recovery. Adaptive is *back* at its first frame at or after ``t_r`` answered
+The *fresh-start pick* is measured: a second real run of adaptive alone, a fresh
+client started at ``t_r`` on the traces from ``t_r`` on, for ``FRESH_S`` (5 s);
+its most frequent pick after its first second (answered, no fallback) is what a
+fresh start picks on the link that came back, and its profile accuracy is the
+target. ``--no-fresh`` skips those runs and approximates the pick twice instead:
+the oracle's most frequent pick in ``[t_r, t_r + 3 s)`` (it plans with the true
+future link) and adaptive's own most frequent pick in the run's first 3 s (its
+choice before any fade, usually on a fast link), the target being the lower of
+their profile accuracies (either alone when the other is missing). Every fade end
+prints all three picks. Adaptive is *back* at its first frame at or after ``t_r`` answered
 without fallback on an entry whose profile accuracy (its detection interval
 included: a ``/k4`` or ``+track`` frame counts at the k = 4 accuracy) is within
 0.01 of the target, so a tie such as local vs offload-jpeg90 (0.462 / 0.461)
@@ -93,7 +98,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +132,8 @@ SPLIT_BRANCH = "bottleneck-12-w0.5-4bit"
 FADE_BELOW_MBPS = 0.2
 BACK_ABOVE_MBPS = 1.0
 HOLD_S = 3
+FRESH_S = 5.0  # a fresh start's reference run after each fade end
+FRESH_SETTLE_S = 1.0  # its first second (first estimates) does not count
 WINDOW_S = 1.0
 ACCURACY_TOLERANCE = 0.01
 
@@ -200,6 +207,7 @@ class Recovery:
     target: float | None  # the accuracy it had to reach (None: any answered frame)
     oracle_pick: str = ""  # the oracle's most frequent pick in the 3 s after the fade
     start_pick: str = ""  # adaptive's most frequent pick in the run's first 3 s
+    fresh_pick: str = ""  # a fresh client's most frequent pick, started at the fade's end
 
 
 def _most_common(rows: Sequence[FrameRow]) -> str:
@@ -208,23 +216,35 @@ def _most_common(rows: Sequence[FrameRow]) -> str:
     return tags.most_common(1)[0][0] if tags else ""
 
 
+def fresh_pick(rows: Sequence[FrameRow], policy: str = "adaptive") -> str:
+    """A fresh start's pick: its most frequent after its first estimates settled."""
+    return _most_common([r for r in rows if r.policy == policy and r.t_s >= FRESH_SETTLE_S])
+
+
 def recoveries(
     rows: Sequence[FrameRow],
     trace: BandwidthTrace,
     duration_s: float,
     accuracy: dict[tuple[str, int], float],
     policy: str = "adaptive",
+    fresh: dict[float, str] | None = None,
 ) -> list[Recovery]:
-    """One :class:`Recovery` per fade that ends in the run (module docstring)."""
+    """One :class:`Recovery` per fade that ends in the run (module docstring);
+    ``fresh``: fade end -> a fresh start's pick there (measured), when it was run."""
     mine = [r for r in rows if r.policy == policy]
     oracle = [r for r in rows if r.policy == "oracle"]
     start_pick = _most_common([r for r in mine if r.t_s < HOLD_S])
     out = []
     for t_r in fade_ends(trace, duration_s):
         oracle_pick = _most_common([r for r in oracle if t_r <= r.t_s < t_r + HOLD_S])
+        fresh_tag = (fresh or {}).get(t_r, "")
+        fresh_acc = tag_accuracy(fresh_tag, accuracy) if fresh_tag else None
         refs = [tag_accuracy(t, accuracy) for t in (oracle_pick, start_pick) if t]
         known = [a for a in refs if a is not None]
-        target = min(known) if known else None
+        if fresh_acc is not None:
+            target: float | None = fresh_acc
+        else:
+            target = min(known) if known else None
         back = None
         for r in mine:
             if r.t_s < t_r or not r.answered or r.reason:
@@ -234,7 +254,7 @@ def recoveries(
                 back = r.t_s
                 break
         seconds = duration_s - t_r if back is None else back - t_r
-        out.append(Recovery(t_r, seconds, back is None, target, oracle_pick, start_pick))
+        out.append(Recovery(t_r, seconds, back is None, target, oracle_pick, start_pick, fresh_tag))
     return out
 
 
@@ -248,8 +268,9 @@ def recovery_text(items: Sequence[Recovery], accuracy: dict[tuple[str, int], flo
 
     return "; ".join(
         f"fade ends at {r.fade_end_s:.0f} s -> {'>' if r.censored else ''}{r.seconds:.1f} s"
-        f" (target {'any' if r.target is None else f'{r.target:.3f}'}: oracle"
-        f" {pick(r.oracle_pick)}, start {pick(r.start_pick)})"
+        f" (target {'any' if r.target is None else f'{r.target:.3f}'}:"
+        f"{f' fresh start {pick(r.fresh_pick)},' if r.fresh_pick else ''}"
+        f" oracle {pick(r.oracle_pick)}, start {pick(r.start_pick)})"
         for r in items
     )
 
@@ -314,6 +335,39 @@ def field_scenario(
     return scenario_from_dict(doc, source=f"benchmarks.field:{trace}", base_dir=trace_dir)
 
 
+async def fresh_start(
+    args: argparse.Namespace,
+    trace: str,
+    slowdown: float,
+    t_r: float,
+    branches: Sequence[str],
+    out_dir: Path,
+) -> str:
+    """A fresh adaptive client's pick on the traces from ``t_r`` on (real run, ``FRESH_S``)."""
+    from splitedge.simulations.runner import run_scenario
+
+    whole = field_scenario(
+        args.traces,
+        trace,
+        slowdown=slowdown,
+        duration_s=t_r + FRESH_S,
+        branches=branches,
+        policies=policy_docs(["adaptive"], branches, args.split_branch),
+        sla_ms=args.sla_ms,
+        fps=args.fps,
+        delay_ms=args.delay_ms,
+    )
+    scenario = replace(
+        whole,
+        name=f"{whole.name}-fresh-{t_r:g}s",
+        uplink=whole.uplink.slice(t_r, t_r + FRESH_S),
+        downlink=whole.downlink.slice(t_r, t_r + FRESH_S),
+        duration_s=FRESH_S,
+    )
+    result = await run_scenario(scenario, out_dir)
+    return fresh_pick(result.rows)
+
+
 async def cost_profile(scenario: Scenario, accuracy: dict[tuple[str, int], float]) -> Profile:
     """The oracle's and Neurosurgeon's costs on this device, with the profile's accuracies."""
     from splitedge.mobile_client import Frame
@@ -359,6 +413,7 @@ def _row(label: Sequence[str], s: PolicySummary) -> list[object]:
         f"{100.0 - s.sla_violation_pct:.1f}",
         f"{s.sla_violation_pct:.1f}",
         f"{s.map50:.3f}",
+        f"{s.map50_in_sla:.3f}",
         f"{s.uplink_mb:.2f}",
         _drops(s.drops),
         s.fallbacks,
@@ -372,6 +427,7 @@ COLUMNS = (
     "in_sla_%",
     "viol_%",
     "mAP50",
+    "mAP50_sla",
     "up_MB",
     "dropped (why)",
     "fallbacks",
@@ -386,6 +442,7 @@ def combine(summaries: Sequence[PolicySummary]) -> PolicySummary:
     for s in summaries:
         drops.update(s.drops)
     maps = [s.map50 for s in summaries if not math.isnan(s.map50)]
+    maps_sla = [s.map50_in_sla for s in summaries if not math.isnan(s.map50_in_sla)]
     return PolicySummary(
         policy=summaries[0].policy,
         frames=frames,
@@ -402,6 +459,7 @@ def combine(summaries: Sequence[PolicySummary]) -> PolicySummary:
         mean_batch=math.nan,
         quality=math.nan,
         map50=sum(maps) / len(maps) if maps else math.nan,
+        map50_in_sla=sum(maps_sla) / len(maps_sla) if maps_sla else math.nan,
     )
 
 
@@ -533,6 +591,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="the branch list every policy chooses from (default: the profile's)",
     )
+    p.add_argument(
+        "--no-fresh",
+        dest="fresh",
+        action="store_false",
+        help=f"skip the fresh-start runs ({FRESH_S:g} s of adaptive alone after each fade "
+        "end) and approximate a fresh start's pick by the oracle's and adaptive's first",
+    )
     p.add_argument("--split-branch", default=SPLIT_BRANCH, help="the fixed policy's branch")
     p.add_argument("--sla-ms", type=_positive, default=200.0)
     p.add_argument("--fps", type=_positive, default=5.0)
@@ -637,7 +702,15 @@ async def run(args: argparse.Namespace) -> int:
                 continue
             item = Run(trace, slowdown, result.summaries)
             if "adaptive" in kinds:
-                item.recoveries = recoveries(result.rows, scenario.uplink, duration_s, accuracy)
+                fresh = {}
+                if args.fresh:
+                    for t_r in fade_ends(scenario.uplink, duration_s):
+                        fresh[t_r] = await fresh_start(
+                            args, trace, slowdown, t_r, branches, out_dir / f"fresh-{t_r:g}s"
+                        )
+                item.recoveries = recoveries(
+                    result.rows, scenario.uplink, duration_s, accuracy, fresh=fresh
+                )
             runs.append(item)
             print(f"\n{trace}, device x{slowdown:g} ({out_dir})")
             print(table(COLUMNS, [_row((), s) for s in item.summaries]))

@@ -9,10 +9,13 @@ import re
 import pytest
 
 from benchmarks import field
+from splitedge.simulations.report import FrameRow
 from splitedge.simulations.trace_formats import format_mahimahi
 from splitedge.simulations.traces import BandwidthTrace
 
-ROW = re.compile(r"^\s*(adaptive|rate-rule)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+(\S+)\s+([\d.]+)\s")
+ROW = re.compile(
+    r"^\s*(adaptive|rate-rule)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+(\S+)\s+(\S+)\s+([\d.]+)\s"
+)
 SUMMARY = re.compile(
     r"field_viol_pct=(\S+) rate_rule_viol_pct=(\S+) acc_vs_oracle=(\S+) "
     r"answered_pct=(\S+) recovery_s=(\S+)"
@@ -45,10 +48,16 @@ def test_a_tiny_run_prints_consistent_tables_and_the_summary(tmp_path, capsys):
         assert frames == 30  # 6 s at 5 fps
         assert in_sla + viol == pytest.approx(100.0, abs=0.11)
         assert 0.0 <= viol <= 100.0
-        assert float(m[6]) >= 0.0  # uplink MB
+        assert 0.0 <= float(m[6]) <= float(m[5])  # mAP50 counting late answers as none
+        assert float(m[7]) >= 0.0  # uplink MB
     answered = [float(line.split()[-1]) for line in text.splitlines() if ROW.match(line)]
     assert all(0.0 <= a <= 100.0 for a in answered)
     assert "adaptive recovery: fade ends at 2 s ->" in text
+    # The target is what a fresh client, started at the fade's end, picked (a real run).
+    fresh = re.search(r"target ([\d.]+): fresh start (\S+) ([\d.]+),", text)
+    assert fresh, text
+    assert fresh[1] == fresh[3]
+    assert (out / "fade-x1" / "fresh-2s" / "frames.csv").is_file()
     assert "skipped: fixed-all" in text
     assert re.search(r"^wall time \d+ s$", text, re.M)
 
@@ -73,6 +82,24 @@ def test_a_missing_trace_folder_is_one_line_and_exit_0(tmp_path, capsys):
     out = capsys.readouterr().out.strip()
     assert len(out.splitlines()) == 1
     assert str(missing) in out and "--traces DIR" in out
+
+
+def test_the_fresh_start_pick_is_the_reference_when_measured():
+    picks = [(0.0, "local"), (2.4, "offload-jpeg20"), (2.6, "offload-jpeg90")]
+    rows = [
+        FrameRow("adaptive", 0, i, t, 5.0, c, "local" if c == "local" else "edge")
+        for i, (t, c) in enumerate(picks)
+    ]
+    trace = BandwidthTrace.from_steps([(0.0, 5.0), (1.0, 0.05), (2.0, 5.0)], 6.0)
+    acc = {("local", 1): 0.46, ("offload-jpeg20", 1): 0.40, ("offload-jpeg90", 1): 0.461}
+    # Approximated: the lower of the oracle's pick (none here) and adaptive's first (local).
+    (guess,) = field.recoveries(rows, trace, 6.0, acc)
+    assert guess.target == 0.46 and guess.seconds == pytest.approx(0.6)
+    # Measured: a fresh start picked offload-jpeg90 after this fade: the same frame is back.
+    (fresh,) = field.recoveries(rows, trace, 6.0, acc, fresh={2.0: "offload-jpeg20"})
+    assert fresh.target == 0.40 and fresh.seconds == pytest.approx(0.4)
+    assert fresh.fresh_pick == "offload-jpeg20"
+    assert "fresh start offload-jpeg20 0.400" in field.recovery_text([fresh], acc)
 
 
 def test_fade_ends_need_three_seconds_back_above_1_mbps():

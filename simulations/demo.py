@@ -27,7 +27,8 @@ The same story on any machine: by default (``device_slowdown=None``) the device
 is slowed until its detector takes :data:`DEVICE_LOCAL_MS` (measured here at
 start-up), whatever this machine's speed; and (``sla_ms=None``) the SLA is
 :data:`DEFAULT_SLA_MS`, stretched on a machine slower than the reference (its
-detector over :data:`REFERENCE_LOCAL_MS`), whose edge is as slow as its device.
+detector over :data:`REFERENCE_LOCAL_MS`), whose edge is as slow as its device;
+(``fps=None``) the camera's :data:`DEFAULT_FPS` is slowed by the same factor.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ POLICIES = ("adaptive", "rate-rule")
 DEVICE_LOCAL_MS = 240.0  # the emulated device's own detector: a Raspberry Pi-class CPU
 REFERENCE_LOCAL_MS = 40.0  # the detector on the machine the demo's defaults were set on
 DEFAULT_SLA_MS = 150.0
+DEFAULT_FPS = 5.0  # the camera, slowed with the SLA on a slower machine
 PROFILES_DIR = Path(__file__).resolve().parents[1] / "configs" / "profiles"
 
 
@@ -219,7 +221,7 @@ async def run_demo(
     rates_mbps: tuple[float, ...] = (40.0, 4.0, 0.5, 0.15, 40.0),
     delay_ms: float = 10.0,
     sla_ms: float | None = None,
-    fps: float = 5.0,
+    fps: float | None = None,
     size: tuple[int, int] = (320, 240),
     split_branch: str | None = None,
     model_options: dict | None = None,
@@ -245,6 +247,8 @@ async def run_demo(
         raise ValueError(f"device slowdown must be >= 1, got {device_slowdown:g}")
     if sla_ms is not None and not (sla_ms > 0 and math.isfinite(sla_ms)):
         raise ValueError(f"SLA must be a positive number of ms, got {sla_ms:g}")
+    if fps is not None and not (fps > 0 and math.isfinite(fps)):
+        raise ValueError(f"camera frame rate must be a positive number of frames/s, got {fps:g}")
     scheduler_profile = None
     if policy == "adaptive":
         from splitedge.mobile_client.profile import ProfileError, load_profile
@@ -273,15 +277,21 @@ async def run_demo(
     host_local_ms = await asyncio.to_thread(measure_local_ms, backend, first)
     if device_slowdown is None:
         device_slowdown = max(1.0, DEVICE_LOCAL_MS / host_local_ms) if host_local_ms else 1.0
+    slower = max(1.0, host_local_ms / REFERENCE_LOCAL_MS)
     if sla_ms is None:
-        sla_ms = DEFAULT_SLA_MS * max(1.0, host_local_ms / REFERENCE_LOCAL_MS)
+        sla_ms = DEFAULT_SLA_MS * slower
+    if fps is None:
+        # The camera slows with the SLA: at 5 frames/s a frame whose answer takes the
+        # stretched SLA would be counted as missing the next one, and the scheduler
+        # would rightly keep full frames off the link even at 40 Mbps.
+        fps = DEFAULT_FPS / slower
     if device_slowdown != 1.0:
         backend = SlowedBackend(backend, device_slowdown)  # type: ignore[assignment]
     say = say or (print if print_rows else (lambda *a, **k: None))
     say(
         f"this machine runs the detector in {host_local_ms:.0f} ms; the emulated device in "
         f"~{host_local_ms * device_slowdown:.0f} ms ({device_slowdown:.2f}x slower); "
-        f"SLA {sla_ms:.0f} ms",
+        f"SLA {sla_ms:.0f} ms, camera {fps:.3g} frames/s",
         flush=True,
     )
     async with contextlib.AsyncExitStack() as stack:

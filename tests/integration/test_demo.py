@@ -74,9 +74,13 @@ def test_adaptive_demo_follows_the_link_with_the_trained_student(tmp_path: Path)
     assert speed, proc.stdout[:500]
     host_ms, device_ms = (float(g) for g in speed.groups())
     assert device_ms == pytest.approx(240, abs=2)  # the same device on any machine
-    # A machine slower than the reference (40 ms) gets a stretched SLA, and its frames
-    # take that much longer: recovery is judged in its own time.
+    # A machine slower than the reference (40 ms) gets a stretched SLA and a slower
+    # camera, and its frames take that much longer: recovery is judged in its own time.
     factor = max(1.0, host_ms / 40.0)
+    camera = re.search(r"SLA (\d+) ms, camera ([\d.]+) frames/s", proc.stdout)
+    assert camera, proc.stdout[:500]
+    assert float(camera[1]) == pytest.approx(150 * factor, abs=2.5)
+    assert float(camera[2]) == pytest.approx(5 / factor, rel=0.03)
     rows = list(csv.DictReader((tmp_path / "demo.csv").open()))
     # The second half of each phase: the scheduler has had time to notice the link.
     fast, slow, back = (
@@ -106,11 +110,21 @@ def test_adaptive_demo_follows_the_link_with_the_trained_student(tmp_path: Path)
     # The device probes the slow link now and then, at a bounded cost.
     probes = [r for r in rows if r["probe"] == "True" and phase_s <= float(r["t_s"]) < 2 * phase_s]
     assert len(probes) <= phase_s, probes
-    # Back at 40 Mbps: full JPEG frames cross again within 2 s of the link's return.
-    first_full = next(
-        float(r["t_s"]) for r in rows if float(r["t_s"]) >= 2 * phase_s and full_jpeg(r)
+    # Back at 40 Mbps: within 2 s of the link's return the scheduler is back on what it
+    # chose on the fast link before (a fresh start's pick on this machine, as loaded as
+    # it is now: on an idle one full JPEG frames, beside a busy process the edge's
+    # detector is slower and it may pick a group of 4 or a lighter JPEG), and full JPEG
+    # frames cross again in that phase.
+    sizes = sorted(int(r["payload_bytes"]) for r in fast if r["source"] == "edge")
+    fresh_bytes = sizes[len(sizes) // 2]
+    first_back = next(
+        float(r["t_s"])
+        for r in rows
+        if float(r["t_s"]) >= 2 * phase_s
+        and r["source"] == "edge"
+        and int(r["payload_bytes"]) >= 0.8 * fresh_bytes
     )
-    assert first_full - 2 * phase_s <= 2.0 * factor, first_full
+    assert first_back - 2 * phase_s <= 2.0 * factor, (first_back, fresh_bytes)
     assert any(full_jpeg(r) for r in back), back
     summary = proc.stdout[proc.stdout.index("phase link_mbps") :]
     assert "full_jpeg" in summary and "probes" in summary
@@ -136,4 +150,12 @@ def test_demo_rejects_a_bad_sla(tmp_path: Path, sla: str):
     proc = _demo("--sla-ms", sla, "--no-broker", "--out", str(tmp_path), timeout=120)
     assert proc.returncode == 2
     assert f"SLA must be a positive number of ms, got {sla}" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("fps", ["0", "-2", "inf"])
+def test_demo_rejects_a_bad_frame_rate(tmp_path: Path, fps: str):
+    proc = _demo("--fps", fps, "--no-broker", "--out", str(tmp_path), timeout=120)
+    assert proc.returncode == 2
+    assert f"camera frame rate must be a positive number of frames/s, got {fps}" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

@@ -23,8 +23,9 @@ import grpc
 
 from benchmarks._stats import machine, pct, table
 from splitedge.mobile_client.heads import TorchHeadBackend
-from splitedge.mobile_client.messages import split_request
+from splitedge.mobile_client.messages import encode_head
 from splitedge.mobile_client.sources import open_source
+from splitedge.mobile_client.transport import frame_request
 from splitedge.proto import splitedge_pb2 as pb
 from splitedge.proto import splitedge_pb2_grpc as pb_grpc
 from splitedge.simulations.processes import EdgeProcess
@@ -37,9 +38,8 @@ def _request(model: str, branch: str, size: tuple[int, int]) -> pb.FrameRequest:
     frame = next(open_source("synthetic", max_frames=1, size=size))
     spec = backend.model.branches[branch]
     head = backend.head(spec, frame.image)
-    request, _ = split_request(head, bits=spec.default_bits or 8, zstd_level=3)
-    request.model, request.branch = model, branch
-    return request
+    payload = encode_head(head, bits=spec.default_bits or 8, zstd_level=3)
+    return frame_request(payload, model=model, branch=branch)
 
 
 def _copy(request: pb.FrameRequest) -> pb.FrameRequest:

@@ -37,8 +37,9 @@ import zstandard
 from benchmarks._rawgrpc import FLOOR_METHOD, MAX_MESSAGE_BYTES, METHOD
 from benchmarks._stats import machine, pct, table
 from splitedge.mobile_client import Client
-from splitedge.mobile_client.messages import split_request
+from splitedge.mobile_client.messages import encode_head
 from splitedge.mobile_client.sources import Frame
+from splitedge.mobile_client.transport import frame_request
 from splitedge.models.types import BranchSpec, HeadOutput, Prediction
 from splitedge.proto import splitedge_pb2 as pb
 from splitedge.simulations.link import EmulatedLink
@@ -76,9 +77,8 @@ def _head_output(size_bytes: int, rng: np.random.Generator) -> HeadOutput:
 
 def _wire_bytes(head: HeadOutput, zstd_level: int | None) -> bytes:
     # The raw baseline carries exactly the serialized request splitedge sends.
-    request, _ = split_request(head, bits=0, zstd_level=zstd_level)
-    request.model, request.branch = "echo", "split@x"
-    return request.SerializeToString()
+    payload = encode_head(head, bits=0, zstd_level=zstd_level)
+    return frame_request(payload, model="echo", branch="split@x").SerializeToString()
 
 
 async def _raw_block(

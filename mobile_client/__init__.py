@@ -8,10 +8,12 @@ from splitedge.mobile_client.client import Client, ClientError, EdgeUnavailable
 from splitedge.mobile_client.heads import HeadBackend, NoHeadBackend, make_backend
 from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
 from splitedge.mobile_client.sources import Frame, SourceError, open_source
+from splitedge.mobile_client.transport import EdgeRefused, TlsConfig
 
 __all__ = [
     "Client",
     "ClientError",
+    "EdgeRefused",
     "EdgeUnavailable",
     "Frame",
     "FrameOutcome",
@@ -19,6 +21,7 @@ __all__ = [
     "HeadBackend",
     "NoHeadBackend",
     "SourceError",
+    "TlsConfig",
     "make_backend",
     "open_source",
 ]

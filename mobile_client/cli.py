@@ -25,6 +25,14 @@ from splitedge.mobile_client.outcome import FrameOutcome
 from splitedge.mobile_client.profile import add_profile_parser, run_profile
 from splitedge.mobile_client.sinks import JsonLinesSink
 from splitedge.mobile_client.sources import SourceError, open_source
+from splitedge.mobile_client.transport import (
+    EdgeRefused,
+    EdgeTransport,
+    EdgeUnavailable,
+    add_tls_flags,
+    check_file,
+    tls_from_flags,
+)
 from splitedge.proto.address import parse_host_port
 from splitedge.proto.codec import check_zstd_level
 
@@ -52,12 +60,6 @@ def _size(text: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
-def _check_file(path: str | None, flag: str) -> None:
-    if path is not None and not Path(path).is_file():
-        what = "is a directory, not a file" if Path(path).is_dir() else "does not exist"
-        raise ValueError(f"{flag}: {path!r} {what}")
-
-
 def _check_run_args(args: argparse.Namespace) -> None:
     """Everything about ``run``'s flags checkable before connecting (ValueError)."""
     if args.server is not None:
@@ -70,7 +72,7 @@ def _check_run_args(args: argparse.Namespace) -> None:
     if args.in_flight < 1:
         raise ValueError(f"--in-flight must be at least 1, got {args.in_flight}")
     check_zstd_level(args.zstd_level)
-    _check_file(args.tls_ca, "--tls-ca")
+    tls_from_flags(args.tls_ca, args.tls_cert, args.tls_key)
     if args.out != "-" and Path(args.out).is_dir():
         raise ValueError(f"--out: {args.out!r} is a directory; name a file")
 
@@ -232,13 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
         "uplink (a checkpoint path or zoo:<entry>, e.g. zoo:prefilter-frame; needs torch); "
         "they are recorded as dropped with reason prefiltered",
     )
-    run.add_argument("--tls-ca", default=None, help="PEM root certificate to reach a TLS server")
+    add_tls_flags(run)
     run.add_argument("--out", default="-", help="JSON lines output file (default stdout)")
     _add_mqtt_flags(run)
 
     models = sub.add_parser("models", help="list the models and branches a server offers")
     models.add_argument("--server", required=True, help="edge server address HOST:PORT")
-    models.add_argument("--tls-ca", default=None, help="PEM root certificate for TLS")
+    add_tls_flags(models)
     add_depth_parser(sub)
     add_profile_parser(sub)
     return parser
@@ -353,7 +355,7 @@ def _fleet_session(args: argparse.Namespace, url: str) -> FleetSession:
     from splitedge.proto.mqtt import BrokerConfig
 
     host, port, tls = parse_broker_url(url)
-    _check_file(args.mqtt_tls_ca, "--mqtt-tls-ca")
+    check_file(args.mqtt_tls_ca, "--mqtt-tls-ca")
     broker = BrokerConfig(
         host=host,
         port=port,
@@ -390,6 +392,8 @@ async def _stream(
         zstd_level=args.zstd_level,
         compression=args.compression,
         tls_ca=args.tls_ca,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
         prefilter=getattr(args, "prefilter_fn", None),
     ) as client:
         if fleet is not None:
@@ -444,33 +448,19 @@ async def _stream_adaptive(
 
 
 async def _models(args: argparse.Namespace) -> int:
-    import grpc
-
-    from splitedge.proto import splitedge_pb2 as pb
-    from splitedge.proto import splitedge_pb2_grpc as pb_grpc
-
     try:
         parse_host_port(args.server, "--server", example=_EXAMPLE_SERVER)
-        _check_file(args.tls_ca, "--tls-ca")
+        tls = tls_from_flags(args.tls_ca, args.tls_cert, args.tls_key)
     except ValueError as exc:
         print(f"splitedge-client: error: {exc}", file=sys.stderr)
         return 2
-    if args.tls_ca:
-        with open(args.tls_ca, "rb") as f:
-            channel = grpc.aio.secure_channel(args.server, grpc.ssl_channel_credentials(f.read()))
-    else:
-        channel = grpc.aio.insecure_channel(args.server)
-    async with channel:
-        stub = pb_grpc.EdgeInferenceStub(channel)
-        try:
-            reply = await stub.ListModels(pb.ListModelsRequest(), timeout=5.0)
-        except grpc.aio.AioRpcError as exc:
-            print(
-                f"splitedge-client: error: {args.server}: {exc.code().name}: {exc.details()}",
-                file=sys.stderr,
-            )
-            return 1
-    for model in reply.models:
+    try:
+        async with EdgeTransport(args.server, tls=tls) as edge:
+            models = await edge.list_models(timeout_s=5.0)
+    except (EdgeRefused, EdgeUnavailable) as exc:
+        print(f"splitedge-client: error: {args.server}: {exc.code}: {exc.details}", file=sys.stderr)
+        return 1
+    for model in models:
         print(f"{model.name}  ({model.task}, weights: {model.weights})")
         for branch in model.branches:
             shapes = "; ".join(f"{t.name}{list(t.shape)}" for t in branch.tensors)

@@ -10,7 +10,6 @@ recorded as dropped with the reason; no frame is ever lost silently.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import random
@@ -21,42 +20,41 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import grpc
 import numpy as np
 
 from splitedge.mobile_client.compression import CompressionChooser
 from splitedge.mobile_client.heads import HeadBackend, LocalUnavailable, NoHeadBackend
 from splitedge.mobile_client.messages import (
-    branch_from_pb,
+    EncodedFrame,
+    encode_offload,
+    encode_split,
     head_tensors,
-    offload_request,
-    prediction_from_pb,
-    tensors_request,
 )
 from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
 from splitedge.mobile_client.sources import Frame
+from splitedge.mobile_client.transport import (
+    ClientError,
+    EdgeTransport,
+    EdgeUnavailable,
+    FrameReply,
+    FrameStream,
+    ModelInfo,
+    OutgoingFrame,
+    ServerStatus,
+    TlsConfig,
+)
 from splitedge.models.types import BranchSpec
 from splitedge.proto import codec
-from splitedge.proto import splitedge_pb2 as pb
-from splitedge.proto import splitedge_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:  # discovery needs aiomqtt; a client without the MQTT plane must not
     from splitedge.mobile_client.discovery import ServerState
 
+__all__ = ["Client", "ClientError", "EdgeUnavailable", "detections_count"]
+
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 64 * 2**20
 _FORGET_UNANSWERED_S = 30.0
 _FORGET_NS = int(_FORGET_UNANSWERED_S * 1e9)
-_STATUS_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
-
-
-class ClientError(Exception):
-    """The client was asked for something it cannot do (unknown model or branch...)."""
-
-
-class EdgeUnavailable(ClientError):
-    """The edge server cannot be reached right now."""
 
 
 def _expire(future: asyncio.Future[Any]) -> None:
@@ -73,11 +71,11 @@ class _Stream:
 
     def __init__(
         self,
-        call: grpc.aio.StreamStreamCall,
+        stream: FrameStream,
         on_late_answer: Callable[[int, float], None] | None = None,
     ) -> None:
-        self.call = call
-        self.pending: dict[int, asyncio.Future[tuple[pb.FrameResult, int]]] = {}
+        self.stream = stream
+        self.pending: dict[int, asyncio.Future[tuple[FrameReply, int]]] = {}
         # Frames written and not answered yet, expired ones too: (sent ns, payload bytes).
         # Their bytes may still be crossing the link, ahead of anything sent now.
         self.unanswered: dict[int, tuple[int, int]] = {}
@@ -97,7 +95,7 @@ class _Stream:
     async def read_loop(self) -> None:
         error = EdgeUnavailable("edge closed the stream")
         try:
-            async for result in self.call:
+            async for result in self.stream.replies():
                 arrived_ns = time.perf_counter_ns()
                 sent = self.unanswered.pop(result.frame_id, None)
                 future = self.pending.pop(result.frame_id, None)
@@ -110,8 +108,8 @@ class _Stream:
                     network_ms = _ms(sent_ns, arrived_ns) - result.timing.server_total_ms
                     if network_ms > 0:
                         self.on_late_answer(size, network_ms)
-        except grpc.aio.AioRpcError as exc:
-            error = EdgeUnavailable(f"edge stream failed: {exc.code().name}: {exc.details()}")
+        except EdgeUnavailable as exc:
+            error = exc
         except asyncio.CancelledError:
             error = EdgeUnavailable("client closed the stream")
             raise
@@ -132,7 +130,8 @@ class Client:
     ``bits`` overrides the branch's default quantization of split tensors.
     ``compression``: ``auto`` zstd-compresses split tensors (at ``zstd_level``) only
     while the measured link makes it pay (see :mod:`~splitedge.mobile_client.compression`),
-    ``zstd`` always, ``raw`` never.
+    ``zstd`` always, ``raw`` never. ``tls_ca`` (PEM) reaches a TLS edge; ``tls_cert`` and
+    ``tls_key`` (PEM) are this device's certificate for one that wants mutual TLS.
     :meth:`switch_server` moves the session to another server; ``server_load`` holds
     the current server's last published state (set by whoever follows discovery)
     for a policy's latency model. ``prefilter(image) -> bool`` gates every branch:
@@ -158,6 +157,8 @@ class Client:
         zstd_level: int = 3,
         compression: str = "auto",
         tls_ca: str | Path | None = None,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
         connect_timeout_s: float = 5.0,
         max_backoff_s: float = 8.0,
         prefilter: Callable[[np.ndarray], bool] | None = None,
@@ -180,13 +181,12 @@ class Client:
         self.compression_chooser = CompressionChooser(compression)
         self.connect_timeout_s = connect_timeout_s
         self.max_backoff_s = max_backoff_s
-        self.model_info: pb.ModelInfo | None = None
+        self.model_info: ModelInfo | None = None
         self.branches: dict[str, BranchSpec] = {}
         self.server_load: ServerState | None = None
-        self._tls_ca = Path(tls_ca) if tls_ca else None
+        self._tls = TlsConfig.from_paths(tls_ca or None, tls_cert or None, tls_key or None)
         self._retiring: set[asyncio.Task[None]] = set()
-        self._channel: grpc.aio.Channel | None = None
-        self._stub: pb_grpc.EdgeInferenceStub | None = None
+        self._transport: EdgeTransport | None = None
         self._stream: _Stream | None = None
         self._open_lock = asyncio.Lock()
         self._ids = itertools.count(1)
@@ -198,16 +198,7 @@ class Client:
     # ------------------------------------------------------------ lifetime
 
     def _connect(self) -> None:
-        options = [
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ]
-        if self._tls_ca is not None:
-            creds = grpc.ssl_channel_credentials(root_certificates=self._tls_ca.read_bytes())
-            self._channel = grpc.aio.secure_channel(self.server, creds, options=options)
-        else:
-            self._channel = grpc.aio.insecure_channel(self.server, options=options)
-        self._stub = pb_grpc.EdgeInferenceStub(self._channel)
+        self._transport = EdgeTransport(self.server, tls=self._tls)
 
     async def __aenter__(self) -> Client:
         self._connect()
@@ -226,8 +217,8 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         await self._close_stream()
-        if self._channel is not None:
-            await self._channel.close()
+        if self._transport is not None:
+            await self._transport.close()
         if self._retiring:
             await asyncio.gather(*self._retiring, return_exceptions=True)
 
@@ -241,7 +232,7 @@ class Client:
         model; an unreachable one is tolerated (frames fall back until it answers).
         """
         async with self._open_lock:
-            old_stream, old_channel = self._stream, self._channel
+            old_stream, old_transport = self._stream, self._transport
             self._stream = None
             self.server = server
             if self.server_load is not None and self.server_load.address != server:
@@ -251,7 +242,7 @@ class Client:
             self._failures, self._retry_at = 0, 0.0
             self.compression_chooser.forget_link()
         task = asyncio.create_task(
-            self._retire(old_stream, old_channel), name=f"retire-stream {self.server}"
+            self._retire(old_stream, old_transport), name=f"retire-stream {self.server}"
         )
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
@@ -263,21 +254,16 @@ class Client:
             self.model_info = None  # _open_stream asks again before streaming
             self._note_failure()
 
-    async def refresh_model_info(self) -> pb.ModelInfo:
-        """Ask the server to describe our model (branches, tensor specs, profiles)."""
-        assert self._stub is not None, "use Client inside 'async with'"
-        try:
-            info = await self._stub.Describe(
-                pb.DescribeRequest(model=self.model), timeout=self.connect_timeout_s
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise ClientError(f"server {self.server}: {exc.details()}") from exc
-            raise EdgeUnavailable(
-                f"server {self.server} unreachable: {exc.code().name}: {exc.details()}"
-            ) from exc
+    async def refresh_model_info(self) -> ModelInfo:
+        """Ask the server to describe our model (branches, tensor specs, profiles).
+
+        Raises :class:`~splitedge.mobile_client.transport.EdgeRefused` (a
+        :class:`ClientError`) if the server does not serve it, :class:`EdgeUnavailable`
+        if it does not answer."""
+        assert self._transport is not None, "use Client inside 'async with'"
+        info = await self._transport.describe(self.model, timeout_s=self.connect_timeout_s)
         self.model_info = info
-        self.branches.update({b.name: branch_from_pb(b) for b in info.branches})
+        self.branches.update({b.name: b.spec for b in info.branches})
         return info
 
     def _add_local_branches(self) -> None:
@@ -288,9 +274,10 @@ class Client:
         if self.backend.has_local:
             self.branches.setdefault("local", BranchSpec("local", "local"))
 
-    async def status(self) -> pb.StatusResponse:
-        assert self._stub is not None, "use Client inside 'async with'"
-        return await self._stub.Status(pb.StatusRequest(), timeout=self.connect_timeout_s)
+    async def status(self) -> ServerStatus:
+        """The server's load and per-branch tail latency right now (the Status RPC)."""
+        assert self._transport is not None, "use Client inside 'async with'"
+        return await self._transport.status(timeout_s=self.connect_timeout_s)
 
     # ------------------------------------------------------------ frames
 
@@ -336,27 +323,30 @@ class Client:
         bits = self.bits if bits is None else bits
         cost = self._prepare_ms.get(branch)
         if cost is not None and cost < self.inline_below_ms:
-            request, payload_bytes = self._prepare(spec, frame, timing, bits)
+            payload = self._prepare(spec, frame, timing, bits)
         else:
-            request, payload_bytes = await asyncio.to_thread(
-                self._prepare, spec, frame, timing, bits
-            )
+            payload = await asyncio.to_thread(self._prepare, spec, frame, timing, bits)
         spent = timing.head_ms + timing.encode_ms
         self._prepare_ms[branch] = spent if cost is None else 0.8 * cost + 0.2 * spent
-        request.frame_id = next(self._ids)
-        request.model = self.model
-        request.branch = branch
-        request.client_send_unix_ns = time.time_ns()
+        payload_bytes = payload.payload_bytes
         spent_ms = _ms(start_ns, time.perf_counter_ns())
         remaining_ms = budget_ms - spent_ms if budget_ms > 0 else 0.0
         if budget_ms > 0 and remaining_ms <= 0:
             return await self._fallback(
                 frame, branch, "deadline", timing, start_ns, payload_bytes, fallback
             )
-        request.deadline_ms = remaining_ms
+        t0 = time.perf_counter_ns()
+        outgoing = OutgoingFrame.build(
+            payload,
+            frame_id=next(self._ids),
+            model=self.model,
+            branch=branch,
+            deadline_ms=remaining_ms,
+        )
+        timing.encode_ms += _ms(t0, time.perf_counter_ns())  # the request is encoding too
 
         try:
-            result, sent_ns, arrived_ns = await self._exchange(request, remaining_ms, payload_bytes)
+            result, sent_ns, arrived_ns = await self._exchange(outgoing, remaining_ms)
         except asyncio.TimeoutError:
             return await self._fallback(
                 frame, branch, "deadline", timing, start_ns, payload_bytes, fallback
@@ -368,17 +358,16 @@ class Client:
             )
 
         timing.roundtrip_ms = _ms(sent_ns, arrived_ns)
-        st = result.timing
+        st = result.timing  # the server's
         timing.server_decode_ms, timing.queue_ms = st.decode_ms, st.queue_ms
         timing.tail_ms, timing.server_encode_ms = st.tail_ms, st.encode_ms
         timing.server_total_ms, timing.batch_size = st.server_total_ms, st.batch_size
         timing.network_ms = max(0.0, timing.roundtrip_ms - st.server_total_ms)
         self.compression_chooser.observe_transfer(payload_bytes, timing.network_ms)
-        if result.status_code != 0:
-            code = _STATUS_BY_NUMBER.get(result.status_code)
-            name = code.name if code else str(result.status_code)
+        if result.status != "OK":
+            name = result.status
             reason = "deadline" if name == "DEADLINE_EXCEEDED" else f"edge-error:{name}"
-            log.warning("frame %d refused: %s: %s", frame.index, name, result.status_message)
+            log.warning("frame %d refused: %s: %s", frame.index, name, result.message)
             return await self._fallback(
                 frame, branch, reason, timing, start_ns, payload_bytes, fallback
             )
@@ -387,7 +376,7 @@ class Client:
             frame_id=frame.index,
             branch=branch,
             source="edge",
-            prediction=prediction_from_pb(result),
+            prediction=result.prediction,
             timing=timing,
             payload_bytes=payload_bytes,
         )
@@ -432,12 +421,12 @@ class Client:
 
     def _prepare(
         self, spec: BranchSpec, frame: Frame, timing: FrameTiming, bits: int | None
-    ) -> tuple[pb.FrameRequest, int]:
+    ) -> EncodedFrame:
         if spec.kind == "offload":
             t0 = time.perf_counter_ns()
-            request, size = offload_request(frame.image, spec)
+            payload = encode_offload(frame.image, spec)
             timing.encode_ms = _ms(t0, time.perf_counter_ns())
-            return request, size
+            return payload
         t0 = time.perf_counter_ns()
         head = self.backend.head(spec, frame.image)
         t1 = time.perf_counter_ns()
@@ -453,26 +442,22 @@ class Client:
                 _ms(t2, time.perf_counter_ns()),
             )
             tensors = packed
-        request, size = tensors_request(head, tensors)
+        payload = encode_split(head, tensors)
         timing.head_ms, timing.encode_ms = _ms(t0, t1), _ms(t1, time.perf_counter_ns())
-        return request, size
+        return payload
 
     async def _exchange(
-        self, request: pb.FrameRequest, remaining_ms: float, payload_bytes: int = 0
-    ) -> tuple[pb.FrameResult, int, int]:
+        self, outgoing: OutgoingFrame, remaining_ms: float
+    ) -> tuple[FrameReply, int, int]:
         stream = await self._open_stream()
-        future: asyncio.Future[tuple[pb.FrameResult, int]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        stream.pending[request.frame_id] = future
+        frame_id = outgoing.frame_id
+        future: asyncio.Future[tuple[FrameReply, int]] = asyncio.get_running_loop().create_future()
+        stream.pending[frame_id] = future
         try:
             sent_ns = time.perf_counter_ns()
-            stream.unanswered[request.frame_id] = (sent_ns, payload_bytes)
+            stream.unanswered[frame_id] = (sent_ns, outgoing.payload_bytes)
             async with stream.write_lock:
-                try:
-                    await stream.call.write(request)
-                except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
-                    raise EdgeUnavailable(f"edge stream write failed: {exc}") from exc
+                await stream.stream.write(outgoing)
             # The frame's own future times out (asyncio.wait_for would wrap it in another
             # future and callbacks on every frame, ~4% of a loopback round trip).
             expiry = (
@@ -486,7 +471,7 @@ class Client:
                 if expiry is not None:
                     expiry.cancel()
         finally:
-            stream.pending.pop(request.frame_id, None)
+            stream.pending.pop(frame_id, None)
         self._failures = 0
         return result, sent_ns, arrived_ns
 
@@ -500,14 +485,14 @@ class Client:
                 self._stream = None
             if time.monotonic() < self._retry_at:
                 raise EdgeUnavailable("edge unavailable; waiting before reconnecting")
-            assert self._stub is not None, "use Client inside 'async with'"
+            assert self._transport is not None, "use Client inside 'async with'"
             if self.model_info is None:
                 try:
                     await self.refresh_model_info()
                 except EdgeUnavailable:
                     self._note_failure()
                     raise
-            stream = _Stream(self._stub.Stream(), self._late_answer)
+            stream = _Stream(self._transport.open_stream(), self._late_answer)
             stream.reader = asyncio.create_task(stream.read_loop(), name="edge-stream-reader")
             self._stream = stream
             return stream
@@ -534,23 +519,22 @@ class Client:
         stream, self._stream = self._stream, None
         await self._end_stream(stream)
 
-    async def _retire(self, stream: _Stream | None, channel: grpc.aio.Channel | None) -> None:
+    async def _retire(self, stream: _Stream | None, transport: EdgeTransport | None) -> None:
         await self._end_stream(stream)
-        if channel is not None:
-            await channel.close()
+        if transport is not None:
+            await transport.close()
 
     @staticmethod
     async def _end_stream(stream: _Stream | None) -> None:
         if stream is None:
             return
-        with contextlib.suppress(Exception):
-            await stream.call.done_writing()
+        await stream.stream.done_writing()
         if stream.reader is not None:
             try:
                 await asyncio.wait_for(stream.reader, 2.0)
             except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
                 stream.reader.cancel()
-        stream.call.cancel()
+        stream.stream.cancel()
 
     async def _run_local(
         self, frame: Frame, branch: str, reason: str, timing: FrameTiming, start_ns: int

@@ -17,25 +17,36 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import math
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import grpc
 import numpy as np
 from PIL import Image
 
+from splitedge.mobile_client.transport import (
+    ClientError,
+    EdgeRefused,
+    EdgeTransport,
+    EdgeUnavailable,
+    FocalStackMessage,
+    TlsConfig,
+    add_tls_flags,
+    edge_session,
+    focal_stack_request,
+    tls_from_flags,
+)
 from splitedge.models.depth.errors import DepthError
 from splitedge.models.depth.io import load_focal_stack
 from splitedge.models.depth.types import FocalStack
-from splitedge.proto import codec, wire
-from splitedge.proto import splitedge_pb2 as pb
-from splitedge.proto import splitedge_pb2_grpc as pb_grpc
+from splitedge.proto import codec
+
+if TYPE_CHECKING:
+    import grpc
 
 __all__ = [
     "DepthClientError",
@@ -54,9 +65,7 @@ __all__ = [
 ImageFormat = Literal["png", "jpeg", "zstd"]
 FocusUnit = Literal["m", "diopter"]
 IMAGE_FORMATS: tuple[str, ...] = ("png", "jpeg", "zstd")
-MAX_MESSAGE_BYTES = 64 * 2**20
 DEFAULT_DEADLINE_MS = 30_000.0
-_request_ids = itertools.count(1)
 
 
 class DepthClientError(Exception):
@@ -64,10 +73,10 @@ class DepthClientError(Exception):
 
 
 class DepthRpcError(DepthClientError):
-    """The server refused or failed the call; ``code`` is its gRPC status."""
+    """The server refused or failed the call; ``code`` is its gRPC status name."""
 
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(f"{code.name}: {details}")
+    def __init__(self, code: str, details: str) -> None:
+        super().__init__(f"{code}: {details}")
         self.code = code
         self.details = details
 
@@ -103,43 +112,35 @@ def build_request(
     deadline_ms: float = DEFAULT_DEADLINE_MS,
     unit: FocusUnit = "m",
     request_id: int | None = None,
-) -> pb.FocalStackRequest:
-    """The ``FocalStackRequest`` for a stack; slices as images or as zstd uint8 tensors."""
+) -> FocalStackMessage:
+    """The wire request for a stack (slices as images or as zstd uint8 tensors), as
+    :meth:`EdgeTransport.depth_from_focus` sends it; for feeding a ``DepthService``."""
+    _check_options(image_format, unit)
+    return focal_stack_request(
+        stack,
+        image_format=image_format,
+        jpeg_quality=jpeg_quality,
+        align=align,
+        refine=refine,
+        deadline_ms=deadline_ms,
+        unit=unit,
+        request_id=request_id,
+    )
+
+
+def _check_options(image_format: str, unit: str) -> None:
     if image_format not in IMAGE_FORMATS:
         raise DepthClientError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}")
     if unit not in ("m", "diopter"):
         raise DepthClientError(f"unit must be 'm' or 'diopter', got {unit!r}")
-    distances = stack.focus_distances_m if unit == "m" else 1.0 / stack.focus_distances_m
-    request = pb.FocalStackRequest(
-        request_id=next(_request_ids) if request_id is None else request_id,
-        focus_distances=[float(d) for d in distances],
-        focus_unit=pb.METERS if unit == "m" else pb.DIOPTERS,
-        align=align,
-        refine=refine,
-        deadline_ms=deadline_ms,
-    )
-    for i, pixels in enumerate(stack.images):
-        if image_format == "zstd":
-            request.frame_tensors.append(wire.tensor_to_pb(codec.encode_tensor(pixels, f"s{i}")))
-        else:
-            request.frames.append(
-                wire.image_to_pb(codec.encode_image(pixels, image_format, quality=jpeg_quality))
-            )
-    if stack.camera is not None:
-        request.camera.CopyFrom(
-            pb.CameraIntrinsics(
-                focal_length_mm=stack.camera.focal_length_mm,
-                f_number=stack.camera.f_number,
-                pixel_pitch_um=stack.camera.pixel_pitch_um,
-            )
-        )
-    return request
 
 
-def _decode_result(result: pb.DepthResult) -> tuple[np.ndarray, np.ndarray]:
+def _decode(
+    depth_t: codec.EncodedTensor, confidence_t: codec.EncodedTensor
+) -> tuple[np.ndarray, np.ndarray]:
     try:
-        depth = codec.decode_tensor(wire.tensor_from_pb(result.depth)).astype(np.float32)
-        confidence = codec.decode_tensor(wire.tensor_from_pb(result.confidence)).astype(np.float32)
+        depth = codec.decode_tensor(depth_t).astype(np.float32)
+        confidence = codec.decode_tensor(confidence_t).astype(np.float32)
     except codec.CodecError as exc:
         raise DepthClientError(f"server sent an undecodable depth result ({exc})") from exc
     if depth.ndim != 2 or depth.shape != confidence.shape:
@@ -150,7 +151,7 @@ def _decode_result(result: pb.DepthResult) -> tuple[np.ndarray, np.ndarray]:
 
 
 async def depth_from_focus(
-    channel_or_address: grpc.aio.Channel | str,
+    edge: EdgeTransport | grpc.aio.Channel | str,
     stack: FocalStack,
     *,
     image_format: ImageFormat = "png",
@@ -159,69 +160,51 @@ async def depth_from_focus(
     refine: bool = True,
     deadline_ms: float = DEFAULT_DEADLINE_MS,
     unit: FocusUnit = "m",
+    tls: TlsConfig | None = None,
 ) -> DepthResponse:
     """Send ``stack`` to an edge server's ``DepthFromFocus``; metric depth back.
 
-    ``channel_or_address`` is an open ``grpc.aio`` channel or ``"host:port"`` (a
-    plaintext channel is opened and closed here). ``deadline_ms`` bounds the whole
-    call and is sent along, so the server drops work nobody waits for. Raises
-    :class:`DepthRpcError` (with the status code) when the server refuses the stack.
+    ``edge`` is an :class:`EdgeTransport`, an open ``grpc.aio`` channel, or
+    ``"host:port"`` (a channel, over TLS with ``tls``, is opened and closed here).
+    ``deadline_ms`` bounds the whole call and is sent along, so the server drops work
+    nobody waits for. Raises :class:`DepthRpcError` (with the status name) when the
+    server refuses the stack or cannot be reached.
     """
+    _check_options(image_format, unit)
+    try:
+        async with edge_session(edge, tls=tls) as session:
+            reply = await session.depth_from_focus(
+                stack,
+                image_format=image_format,
+                jpeg_quality=jpeg_quality,
+                align=align,
+                refine=refine,
+                deadline_ms=deadline_ms,
+                unit=unit,
+            )
+    except (EdgeRefused, EdgeUnavailable) as exc:
+        raise DepthRpcError(exc.code or "UNAVAILABLE", exc.details) from exc
+    except ClientError as exc:
+        raise DepthClientError(str(exc)) from exc
     t0 = time.perf_counter()
-    request = build_request(
-        stack,
-        image_format=image_format,
-        jpeg_quality=jpeg_quality,
-        align=align,
-        refine=refine,
-        deadline_ms=deadline_ms,
-        unit=unit,
-    )
-    payload_bytes = request.ByteSize()
-    t1 = time.perf_counter()
-    if isinstance(channel_or_address, str):
-        options = [
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ]
-        async with grpc.aio.insecure_channel(channel_or_address, options=options) as channel:
-            result = await _call(channel, request, deadline_ms)
-    else:
-        result = await _call(channel_or_address, request, deadline_ms)
-    t2 = time.perf_counter()
-    depth, confidence = _decode_result(result)
-    t3 = time.perf_counter()
-    timing = {
-        name.name: float(getattr(result.timing, name.name))
-        for name in pb.DepthTiming.DESCRIPTOR.fields
-    }
+    depth, confidence = _decode(reply.depth, reply.confidence)
+    timing = dict(reply.timing)
     timing.update(
-        client_encode_ms=(t1 - t0) * 1e3,
-        round_trip_ms=(t2 - t1) * 1e3,
-        client_decode_ms=(t3 - t2) * 1e3,
+        client_encode_ms=reply.encode_ms,
+        round_trip_ms=reply.round_trip_ms,
+        client_decode_ms=(time.perf_counter() - t0) * 1e3,
     )
     return DepthResponse(
         depth_m=depth,
         confidence=confidence,
         timing=timing,
-        payload_bytes=payload_bytes,
-        response_bytes=result.ByteSize(),
-        scale=result.scale,
-        shift=result.shift,
-        confident_pixels=result.confident_pixels,
-        alignment_residual_px=result.alignment_residual_px,
+        payload_bytes=reply.request_bytes,
+        response_bytes=reply.response_bytes,
+        scale=reply.scale,
+        shift=reply.shift,
+        confident_pixels=reply.confident_pixels,
+        alignment_residual_px=reply.alignment_residual_px,
     )
-
-
-async def _call(
-    channel: grpc.aio.Channel, request: pb.FocalStackRequest, deadline_ms: float
-) -> pb.DepthResult:
-    stub = pb_grpc.EdgeInferenceStub(channel)
-    timeout_s = deadline_ms / 1e3 if deadline_ms > 0 else None
-    try:
-        return await stub.DepthFromFocus(request, timeout=timeout_s)
-    except grpc.aio.AioRpcError as exc:
-        raise DepthRpcError(exc.code(), exc.details() or "") from exc
 
 
 # ---------------------------------------------------------------- saving
@@ -331,6 +314,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_DEADLINE_MS,
         help=f"budget for the whole call in ms, 0 = none (default {DEFAULT_DEADLINE_MS:.0f})",
     )
+    add_tls_flags(parser)
 
 
 def add_depth_parser(subparsers: Any) -> None:
@@ -359,6 +343,11 @@ def run_depth(args: argparse.Namespace) -> int:
         _fail(f"--deadline-ms must be a finite number >= 0, got {args.deadline_ms}")
         return 2
     try:
+        tls = tls_from_flags(args.tls_ca, args.tls_cert, args.tls_key)
+    except ValueError as exc:
+        _fail(str(exc))
+        return 2
+    try:
         stack = load_focal_stack(args.stack)
     except DepthError as exc:
         _fail(str(exc))
@@ -374,11 +363,12 @@ def run_depth(args: argparse.Namespace) -> int:
                 refine=args.refine,
                 deadline_ms=args.deadline_ms,
                 unit=args.unit,
+                tls=tls,
             )
         )
     except DepthRpcError as exc:
         _fail(f"{args.server}: {exc}")
-        return 2 if exc.code == grpc.StatusCode.INVALID_ARGUMENT else 1
+        return 2 if exc.code == "INVALID_ARGUMENT" else 1
     except DepthClientError as exc:
         _fail(str(exc))
         return 1

@@ -1,49 +1,49 @@
-"""Protobuf <-> device-side objects: requests out, branch specs and predictions in."""
+"""What one frame sends to the edge, encoded on the device: split tensors or the frame.
+
+Pure and wire-free: an :class:`EncodedFrame` holds codec objects only;
+:mod:`splitedge.mobile_client.transport` turns it into the protobuf request, once,
+when the frame is sent.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from splitedge.models.types import (
-    BranchSpec,
-    Detections,
-    HeadOutput,
-    Prediction,
-    SegmentationMask,
-    TensorSpec,
-)
-from splitedge.proto import codec, wire
-from splitedge.proto import splitedge_pb2 as pb
+from splitedge.models.types import BranchSpec, HeadOutput
+from splitedge.proto import codec
+
+__all__ = [
+    "EncodedFrame",
+    "encode_head",
+    "encode_offload",
+    "encode_split",
+    "head_tensors",
+    "offload_request",
+    "split_request",
+]
 
 
-def branch_from_pb(info: pb.BranchInfo) -> BranchSpec:
-    """The server's description of a branch (a CodecError if it names unknown enums)."""
-    return BranchSpec(
-        name=info.name,
-        kind=info.kind,  # type: ignore[arg-type]  # the server only sends the three kinds
-        split_point=info.split_point,
-        tensors=tuple(
-            TensorSpec(t.name, wire.dtype_from_pb(t.dtype, t.name), tuple(t.shape))
-            for t in info.tensors
-        ),
-        default_bits=info.default_bits,
-        image_format=(
-            wire.image_format_from_pb(info.image_format, info.name) if info.image_format else ""
-        ),
-        image_quality=info.image_quality,
-    )
+@dataclass(frozen=True)
+class EncodedFrame:
+    """One frame's uplink payload: a split branch's ``tensors`` or an offload ``image``.
 
+    ``orig_size`` is the captured frame's (height, width); ``input_size`` the size after
+    the head's resize (split branches only).
+    """
 
-def split_request(
-    head: HeadOutput, *, bits: int, zstd_level: int | None, float16: bool = False
-) -> tuple[pb.FrameRequest, int]:
-    """A request carrying the head's tensors, and its payload size in bytes.
+    orig_size: tuple[int, int]
+    input_size: tuple[int, int] = (0, 0)
+    tensors: tuple[codec.EncodedTensor, ...] = ()
+    image: codec.EncodedImage | None = None
 
-    ``zstd_level`` None ships the payload raw (uncompressed)."""
-    tensors = head_tensors(head, bits=bits, float16=float16)
-    if zstd_level is not None:
-        tensors = [codec.compress_tensor(t, zstd_level) for t in tensors]
-    return tensors_request(head, tensors)
+    @property
+    def payload_bytes(self) -> int:
+        """The bytes that cross the uplink for this frame (tensor data or image data)."""
+        if self.image is not None:
+            return len(self.image.data)
+        return sum(t.size_bytes for t in self.tensors)
 
 
 def head_tensors(
@@ -62,43 +62,41 @@ def head_tensors(
     ]
 
 
-def tensors_request(
-    head: HeadOutput, tensors: list[codec.EncodedTensor]
-) -> tuple[pb.FrameRequest, int]:
-    """A request carrying encoded ``tensors`` of ``head``, and their payload size in bytes."""
-    request = pb.FrameRequest(
-        orig_height=head.orig_size[0],
-        orig_width=head.orig_size[1],
-        input_height=head.input_size[0],
-        input_width=head.input_size[1],
-        tensors=[wire.tensor_to_pb(t) for t in tensors],
+def encode_split(head: HeadOutput, tensors: list[codec.EncodedTensor]) -> EncodedFrame:
+    """The payload carrying encoded ``tensors`` of ``head``."""
+    return EncodedFrame(
+        orig_size=head.orig_size, input_size=head.input_size, tensors=tuple(tensors)
     )
-    return request, sum(t.size_bytes for t in tensors)
 
 
-def offload_request(image: np.ndarray, branch: BranchSpec) -> tuple[pb.FrameRequest, int]:
-    """A request carrying the whole frame as the branch's image format."""
+def encode_head(
+    head: HeadOutput, *, bits: int, zstd_level: int | None, float16: bool = False
+) -> EncodedFrame:
+    """The payload carrying the head's tensors; ``zstd_level`` None ships them raw."""
+    tensors = head_tensors(head, bits=bits, float16=float16)
+    if zstd_level is not None:
+        tensors = [codec.compress_tensor(t, zstd_level) for t in tensors]
+    return encode_split(head, tensors)
+
+
+def encode_offload(image: np.ndarray, branch: BranchSpec) -> EncodedFrame:
+    """The payload carrying the whole frame as the branch's image format."""
     encoded = codec.encode_image(
         image, format=branch.image_format or "jpeg", quality=branch.image_quality or 90
     )
-    request = pb.FrameRequest(
-        image=wire.image_to_pb(encoded),
-        orig_height=image.shape[0],
-        orig_width=image.shape[1],
-    )
-    return request, len(encoded.data)
+    return EncodedFrame(orig_size=(image.shape[0], image.shape[1]), image=encoded)
 
 
-def prediction_from_pb(result: pb.FrameResult) -> Prediction | None:
-    kind = result.WhichOneof("output")
-    if kind == "detections":
-        det = result.detections
-        return Detections(
-            boxes=np.asarray(det.boxes, np.float32).reshape(-1, 4),
-            scores=np.asarray(det.scores, np.float32),
-            labels=np.asarray(det.labels, np.int64),
-        )
-    if kind == "segmentation":
-        mask = codec.decode_image(wire.image_from_pb(result.segmentation.mask), channels=1)
-        return SegmentationMask(mask=mask)
-    return None
+# The profiler (mobile_client.profile) sizes payloads through these two names.
+def split_request(
+    head: HeadOutput, *, bits: int, zstd_level: int | None, float16: bool = False
+) -> tuple[EncodedFrame, int]:
+    """:func:`encode_head` and its payload size in bytes."""
+    frame = encode_head(head, bits=bits, zstd_level=zstd_level, float16=float16)
+    return frame, frame.payload_bytes
+
+
+def offload_request(image: np.ndarray, branch: BranchSpec) -> tuple[EncodedFrame, int]:
+    """:func:`encode_offload` and its payload size in bytes."""
+    frame = encode_offload(image, branch)
+    return frame, frame.payload_bytes

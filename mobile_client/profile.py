@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from splitedge.mobile_client.transport import add_tls_flags, tls_from_flags
+
 PROFILE_VERSION = 1
 KINDS = ("local", "split", "offload")
 BITS = (0, 2, 4, 6, 8)  # 0 = not quantized (float tensors, a JPEG, or nothing sent)
@@ -715,6 +717,7 @@ def add_profile_parser(subparsers: Any) -> None:
         help="copy the tail latency per branch and batch size that this edge server has "
         "measured (Describe) into the profile; the server must serve --model",
     )
+    add_tls_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_profile)
 
@@ -737,7 +740,8 @@ def run_profile(args: argparse.Namespace) -> int:
 
             from splitedge.mobile_client.server_profile import fetch_tail_profile
 
-            tails = asyncio.run(fetch_tail_profile(args.server, args.model))
+            tls = tls_from_flags(args.tls_ca, args.tls_cert, args.tls_key)
+            tails = asyncio.run(fetch_tail_profile(args.server, args.model, tls=tls))
         validate = None
         if args.accuracy_frames:
             from splitedge.mobile_client.branch_accuracy import make_video_validator

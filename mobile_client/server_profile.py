@@ -1,7 +1,7 @@
 """The server's measured tail latency per branch and batch size, as a profile takes it.
 
 The edge server keeps a rolling window of tail run times per (branch, batch size) and
-lists them in ``Describe`` (``BranchProfile.by_batch_size``). :func:`tail_by_batch_size`
+lists them in ``Describe`` (``EdgeBranchStats.by_batch_size``). :func:`tail_by_batch_size`
 turns a ``ModelInfo`` into the ``branch -> batch size -> p95 ms`` mapping that
 :func:`splitedge.mobile_client.profile.measure_profile` takes as ``tail_latency_ms``;
 :func:`fetch_tail_profile` asks a server for it.
@@ -9,10 +9,13 @@ turns a ``ModelInfo`` into the ``branch -> batch size -> p95 ms`` mapping that
 
 from __future__ import annotations
 
-import grpc
-
-from splitedge.proto import splitedge_pb2 as pb
-from splitedge.proto import splitedge_pb2_grpc as pb_grpc
+from splitedge.mobile_client.transport import (
+    EdgeRefused,
+    EdgeTransport,
+    EdgeUnavailable,
+    ModelInfo,
+    TlsConfig,
+)
 
 __all__ = [
     "ServerProfileError",
@@ -35,7 +38,7 @@ class UnknownModelError(ServerProfileError):
     """The edge server does not serve the model asked for."""
 
 
-def tail_by_batch_size(info: pb.ModelInfo) -> dict[str, dict[int, float]]:
+def tail_by_batch_size(info: ModelInfo) -> dict[str, dict[int, float]]:
     """``branch -> batch size -> p95 tail ms`` for every measured batch size.
 
     Batch sizes without samples and branches with no measured size are left out.
@@ -53,10 +56,10 @@ def tail_by_batch_size(info: pb.ModelInfo) -> dict[str, dict[int, float]]:
 
 
 async def fetch_tail_profile(
-    server: str, model: str, timeout_s: float = 5.0
+    server: str, model: str, timeout_s: float = 5.0, *, tls: TlsConfig | None = None
 ) -> dict[str, dict[int, float]]:
-    """Call ``Describe(model)`` on ``server`` (``host:port``) and return
-    :func:`tail_by_batch_size` of the answer.
+    """Call ``Describe(model)`` on ``server`` (``host:port``; over TLS with ``tls``) and
+    return :func:`tail_by_batch_size` of the answer.
 
     Raises :class:`UnknownModelError` if the server does not serve ``model`` and
     :class:`ServerUnreachableError` if it does not answer within ``timeout_s``.
@@ -67,17 +70,16 @@ async def fetch_tail_profile(
         raise ServerProfileError("model name is empty")
     if not timeout_s > 0:
         raise ServerProfileError(f"timeout_s must be > 0, got {timeout_s}")
-    async with grpc.aio.insecure_channel(server) as channel:
-        stub = pb_grpc.EdgeInferenceStub(channel)
-        try:
-            info = await stub.Describe(pb.DescribeRequest(model=model), timeout=timeout_s)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise UnknownModelError(
-                    f"server {server} does not serve model {model!r}: {exc.details()}"
-                ) from exc
-            raise ServerUnreachableError(
-                f"server {server} did not answer Describe within {timeout_s:g} s: "
-                f"{exc.code().name}: {exc.details()}"
+    try:
+        async with EdgeTransport(server, tls=tls) as edge:
+            info = await edge.describe(model, timeout_s=timeout_s)
+    except (EdgeRefused, EdgeUnavailable) as exc:
+        if exc.code == "NOT_FOUND":
+            raise UnknownModelError(
+                f"server {server} does not serve model {model!r}: {exc.details}"
             ) from exc
+        raise ServerUnreachableError(
+            f"server {server} did not answer Describe within {timeout_s:g} s: "
+            f"{exc.code}: {exc.details}"
+        ) from exc
     return tail_by_batch_size(info)

@@ -8,6 +8,7 @@ import pytest
 from splitedge.edge.server import batch_latency_to_pb
 from splitedge.edge.stats import ServerStats
 from splitedge.mobile_client.server_profile import tail_by_batch_size
+from splitedge.mobile_client.transport import model_info_from_pb
 from splitedge.proto import splitedge_pb2 as pb
 
 
@@ -81,5 +82,5 @@ def test_wire_form_is_sorted_and_the_client_reads_p95_per_size():
             ),
         ],
     )
-    profile = tail_by_batch_size(info)
+    profile = tail_by_batch_size(model_info_from_pb(info))
     assert profile == {"split@x": {1: 10.0, 2: pytest.approx(13.9), 8: 30.0}}

@@ -62,7 +62,8 @@ A transfer far faster than the estimate (``jump_ratio`` x its harmonic mean)
 is checked on the next frame at once, up to 4 in a row, and two such samples
 replace the estimator's window, so a recovered link wins the next decision
 within a second or two, on tracked remote branches too. A payload whose transfer is
-shorter than the round trip's jitter (``jitter_sigmas`` x its spread) is
+shorter than the round trip's jitter (``jitter_sigmas`` x its spread, capped at
+half the path's floor) is
 RTT-dominated: it only bounds the rate from below, lifts a lower estimate and never
 lowers one (large payloads measure the rate; small ones cannot).
 
@@ -828,16 +829,20 @@ class Scheduler:
         estimator; the throughput sample taken (Mbps), if any.
 
         A transfer longer than the round trip's own jitter (``jitter_sigmas`` x its
-        spread, and at least 1 ms) gives the rate. One that is not is *RTT-dominated*:
-        how long the bytes took is lost in how long the round trip took this time, so
-        it says only that the link carried them within that time, a lower bound. A lower
-        bound is used when the estimate is below it (else a link that recovered while
-        only small payloads crossed it would keep a stale, pessimistic estimate for
-        ever) and never lowers the estimate: a 3 kB frame whose round trip was 5 ms late
-        on a 40 Mbit/s link would read as 5 Mbit/s and keep full frames off the link.
+        spread, at most half the path's floor, at least 1 ms) gives the rate. One that
+        is not is *RTT-dominated*: how long the bytes took is lost in how long the round
+        trip took this time, so it says only that the link carried them within that
+        time, a lower bound. A lower bound is used when the estimate is below it (else a
+        link that recovered while only small payloads crossed it would keep a stale,
+        pessimistic estimate for ever) and never lowers the estimate: a 3 kB frame whose
+        round trip was 5 ms late on a 40 Mbit/s link would read as 5 Mbit/s and keep full
+        frames off the link.
         """
-        floor_ms = max(1.0, self.jitter_sigmas * self.rtt.std_ms)
-        if transfer_ms >= floor_ms:
+        # The round trip's spread, but not past half the path's floor: in a fade, round
+        # trips that queue behind a backlog inflate it, and a small payload that takes
+        # 100 ms on a 0.1 Mbit/s link must still read as the slow link it shows.
+        band_ms = min(self.jitter_sigmas * self.rtt.std_ms, 0.5 * self.rtt.min_ms)
+        if transfer_ms >= max(1.0, band_ms):
             self.bandwidth.add_transfer(payload_bytes, transfer_ms)
             return payload_bytes * 8.0 / (transfer_ms * 1000.0)
         bound = payload_bytes * 8.0 / (max(transfer_ms, 1.0) * 1000.0)

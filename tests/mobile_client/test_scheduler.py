@@ -392,7 +392,8 @@ def test_after_a_regime_change_the_choice_is_a_fresh_starts_without_hysteresis()
 def test_a_small_payload_late_by_round_trip_jitter_does_not_lower_the_rate() -> None:
     # A 40 Mbit/s link whose round trips wander by several ms (a busy host). A 3 kB frame
     # takes 0.6 ms to cross; answered 6 ms over the floor it would read as 4 Mbit/s. That
-    # is the round trip's jitter, not the link: it must not lower the estimate. A 300 kB
+    # is the round trip's jitter (within 2 sigma and half the 20 ms floor), not the link:
+    # it must not lower the estimate. A 300 kB
     # frame 60 ms over the floor is the link itself (40 Mbit/s), and one 240 ms over
     # it says the link slowed to 10 Mbit/s.
     jpeg20 = entry("offload-jpeg20", "offload", head_ms=(2.0, 4.0), size_bytes=3000, accuracy=0.6)
@@ -417,6 +418,15 @@ def test_a_small_payload_late_by_round_trip_jitter_does_not_lower_the_rate() -> 
     large = sched._decision(sched.candidates.index(big), "test", False)
     sched.observe(large, answer(large, 20.0 + 240.0))  # 300 kB in 240 ms: 10 Mbit/s
     assert sched.bandwidth.harmonic_mbps < 30.0
+    # A fade: round trips queue (their spread balloons), and the small frame now takes
+    # 240 ms over the floor. Past half the floor it is the link, not jitter: 0.1 Mbit/s.
+    for rtt in (300.0, 900.0, 60.0, 1500.0):
+        sched.observe_rtt(rtt)
+    assert 2 * sched.rtt.std_ms > 240.0
+    before = sched.bandwidth.harmonic_mbps
+    for _ in range(3):
+        sched.observe(small, answer(small, 20.0 + 240.0))
+    assert sched.bandwidth.harmonic_mbps < before / 2
 
 
 def test_a_probe_cut_by_its_deadline_but_answered_at_once_checks_the_link_again() -> None:

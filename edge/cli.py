@@ -3,8 +3,9 @@
 ``splitedge-edge serve --model echo --port 0`` prints one machine-readable line,
 ``splitedge-edge listening on HOST:PORT``, once it accepts requests (and, with
 ``--metrics-port``, ``splitedge-edge metrics on http://HOST:PORT/metrics`` before it).
-With ``--mqtt HOST:PORT`` it also publishes its retained status for discovery
-(docs/mqtt.md); a broker that is down delays nothing.
+With ``--broker mqtt://HOST:PORT`` (older name ``--mqtt``; ``mqtts://`` = TLS) it also
+publishes its retained status for discovery (docs/mqtt.md); a broker that is down
+delays nothing.
 SIGTERM/SIGINT drain in-flight frames and exit 0. A bad config or flag prints one
 line on stderr and exits 2.
 """
@@ -17,13 +18,17 @@ import logging
 import sys
 from pathlib import Path
 
+from splitedge.control_plane.address import (
+    BrokerAddress,
+    BrokerAddressError,
+    parse_broker_address,
+)
 from splitedge.edge.config import (
     LOG_LEVELS,
     ConfigError,
     EdgeConfig,
     ServerConfig,
     load_config,
-    parse_host_port,
     parse_model_spec,
 )
 from splitedge.edge.registry import ModelRegistry
@@ -81,10 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--port-file", type=Path, help="also write the bound gRPC port to this file")
     m = s.add_argument_group("MQTT control plane (presence and load for discovery; docs/mqtt.md)")
-    m.add_argument(
+    broker = m.add_mutually_exclusive_group()
+    broker.add_argument(
+        "--broker",
+        metavar="mqtt://HOST:PORT",
+        help="publish retained status to this broker, mqtts:// = TLS (config [mqtt] "
+        "host/port; default off)",
+    )
+    broker.add_argument(
         "--mqtt",
-        metavar="HOST:PORT",
-        help="publish retained status to this broker (config [mqtt] host/port; default off)",
+        metavar="mqtt://HOST:PORT",
+        help="older name of --broker (a bare HOST:PORT is deprecated)",
     )
     m.add_argument("--mqtt-username", help="broker username")
     m.add_argument(
@@ -131,9 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             print(name)
         return 0
     try:
-        mqtt_host, mqtt_port = (
-            parse_host_port(args.mqtt, "--mqtt", default_port=1883) if args.mqtt else (None, None)
-        )
+        broker = _broker_address(args)
         config = load_config(
             args.config,
             host=args.host,
@@ -145,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
             tls_client_ca=args.tls_client_ca,
             log_level=args.log_level,
             models=[parse_model_spec(m) for m in args.model] if args.model else None,
-            mqtt_host=mqtt_host,
-            mqtt_port=mqtt_port,
+            mqtt_host=broker.host if broker else None,
+            mqtt_port=broker.port if broker else None,
+            mqtt_tls=True if broker and broker.tls else None,
             mqtt_username=args.mqtt_username,
             mqtt_password=args.mqtt_password,
             mqtt_tls_ca=args.mqtt_tls_ca,
@@ -174,6 +185,17 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:  # grpc: "Failed to bind to address ..."
         print(f"splitedge-edge: error: {exc}", file=sys.stderr)
         return 1
+
+
+def _broker_address(args: argparse.Namespace) -> BrokerAddress | None:
+    """``--broker`` / ``--mqtt`` as an address (None: MQTT off); ConfigError when malformed."""
+    flag, text = ("--broker", args.broker) if args.broker is not None else ("--mqtt", args.mqtt)
+    if text is None:
+        return None
+    try:
+        return parse_broker_address(text, flag)
+    except BrokerAddressError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 async def _serve(config: EdgeConfig, registry: ModelRegistry, port_file: Path | None) -> int:

@@ -151,7 +151,7 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> EdgeConfig:
     ``overrides`` use dotted-free names: ``host``, ``port``, ``grace_s``, ``tls_cert``,
     ``tls_key`` (server), ``device``, ``metrics_port``, ``log_level``, ``models`` (a
     list of :class:`ModelConfig`, replacing the file's), and ``mqtt_host``,
-    ``mqtt_port``, ``mqtt_username``, ``mqtt_password``, ``mqtt_tls_ca``,
+    ``mqtt_port``, ``mqtt_tls``, ``mqtt_username``, ``mqtt_password``, ``mqtt_tls_ca``,
     ``server_id``, ``advertise_address`` ([mqtt]). ``None`` values are ignored.
     """
     table: dict[str, Any] = {}
@@ -311,6 +311,7 @@ _TOP_OVERRIDES = {"device", "metrics_port", "log_level"}
 _MQTT_OVERRIDES = {
     "mqtt_host": "host",
     "mqtt_port": "port",
+    "mqtt_tls": "tls",
     "mqtt_username": "username",
     "mqtt_password": "password",
     "mqtt_tls_ca": "tls_ca",
@@ -435,7 +436,7 @@ def _validate_depth(d: DepthConfig) -> None:
 
 def _validate_mqtt(m: MqttConfig) -> None:
     if not m.enabled:
-        # Catches "--server-id x" without "--mqtt": settings that would silently do nothing.
+        # Catches "--server-id x" without "--broker": settings that would silently do nothing.
         keys = ("username", "password", "tls", "tls_ca", "tls_cert", "tls_key", "server_id")
         for key in (*keys, "advertise_address"):
             if getattr(m, key):

@@ -1,7 +1,7 @@
 """The edge server's presence on the MQTT plane: who it is, where to dial it, its load.
 
 Glue between :class:`~splitedge.edge.service.EdgeService` and
-:class:`~splitedge.edge.publisher.StatusPublisher`: :func:`status_figures` turns the
+:class:`~splitedge.control_plane.publisher.StatusPublisher`: :func:`status_figures` turns the
 service's status and the registry's models into the status payload,
 :func:`default_server_id` and :func:`advertise_address` fill in what the ``[mqtt]``
 section leaves out, and :func:`make_publisher` builds the publisher from the config.
@@ -17,10 +17,10 @@ import re
 import socket
 from typing import Any
 
+from splitedge.control_plane.link import BrokerConfig
+from splitedge.control_plane.publisher import StatusPublisher
 from splitedge.edge.config import MqttConfig
-from splitedge.edge.publisher import StatusPublisher
 from splitedge.edge.service import EdgeService
-from splitedge.proto.mqtt import BrokerConfig
 
 __all__ = [
     "advertise_address",

@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from splitedge.control_plane.address import BrokerAddress
 from splitedge.edge.config import EdgeConfig
 from splitedge.edge.depth_service import DepthService, serve_depth_request
 from splitedge.edge.errors import RequestError
@@ -37,7 +38,7 @@ from splitedge.proto import wire
 from splitedge.proto.codec import CodecError, EncodedImage, EncodedTensor
 
 if TYPE_CHECKING:
-    from splitedge.edge.publisher import StatusPublisher
+    from splitedge.control_plane.publisher import StatusPublisher
 
 __all__ = ["EdgeInferenceServicer", "EdgeServer", "serve"]
 
@@ -460,9 +461,8 @@ class EdgeServer:
         # Connects in the background: a broker that is down never holds up serving.
         await self.publisher.start()
         log.info(
-            "status on mqtt %s:%d topic %s every %.1f s",
-            mqtt.host,
-            mqtt.port,
+            "status on %s topic %s every %.1f s",
+            BrokerAddress(mqtt.host, mqtt.port, mqtt.tls or mqtt.tls_ca is not None).url,
             self.publisher.topic,
             mqtt.interval_s,
         )

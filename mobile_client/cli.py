@@ -3,7 +3,8 @@
 ``run --server HOST:PORT`` names the server; ``run --discover mqtt://BROKER:PORT``
 finds the least-loaded one serving ``--model`` on the MQTT plane, follows failovers,
 takes live SLA changes from the control topics and publishes telemetry
-(docs/mqtt.md). ``--broker`` adds control and telemetry to a named server.
+(docs/mqtt.md). ``--broker mqtt://BROKER:PORT`` adds control and telemetry to a named
+server. Broker addresses are parsed by :mod:`splitedge.control_plane.address`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from splitedge.control_plane.address import BrokerAddress, parse_broker_address
 from splitedge.mobile_client.client import Client, ClientError
 from splitedge.mobile_client.compression import COMPRESSION_MODES
 from splitedge.mobile_client.depth import add_depth_parser, run_depth
@@ -99,7 +101,8 @@ def _add_mqtt_flags(run: argparse.ArgumentParser) -> None:
     m.add_argument(
         "--broker",
         metavar="mqtt://HOST:PORT",
-        help="with --server: take control and publish telemetry via this broker",
+        help="with --server: take control and publish telemetry via this broker "
+        "(mqtts:// = TLS; a bare HOST:PORT is deprecated)",
     )
     m.add_argument(
         "--discover-timeout-s",
@@ -246,8 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_mqtt_flags(args: argparse.Namespace) -> str | None:
-    """The broker URL to use (None: no MQTT); raises ValueError on a bad combination."""
+def _check_mqtt_flags(args: argparse.Namespace) -> BrokerAddress | None:
+    """The broker to use (None: no MQTT); raises ValueError on a bad address or combination."""
     url = args.discover or args.broker
     if args.discover and args.broker:
         raise ValueError("--broker is for --server; --discover already names the broker")
@@ -271,7 +274,7 @@ def _check_mqtt_flags(args: argparse.Namespace) -> str | None:
         raise ValueError(f"--discover-timeout-s must be > 0, got {args.discover_timeout_s}")
     if args.mqtt_password is not None and args.mqtt_username is None:
         raise ValueError("--mqtt-password needs --mqtt-username")
-    return str(url)
+    return parse_broker_address(url, "--discover" if args.discover else "--broker")
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -281,8 +284,8 @@ async def _run(args: argparse.Namespace) -> int:
         backend = make_backend(args.backend, args.model, options)
         args.prefilter_fn = _load_prefilter(args.prefilter) if args.prefilter else None
         args.scheduler = _make_scheduler(args) if args.branch == "auto" else None
-        url = _check_mqtt_flags(args)
-        fleet = _fleet_session(args, url) if url is not None else None
+        broker = _check_mqtt_flags(args)
+        fleet = _fleet_session(args, broker) if broker is not None else None
     except (argparse.ArgumentTypeError, ValueError, KeyError, OSError) as exc:
         print(f"splitedge-client: error: {exc}", file=sys.stderr)
         return 2
@@ -348,20 +351,19 @@ def _load_prefilter(spec: str) -> Callable[[np.ndarray], bool]:
         raise ValueError(f"--prefilter: {exc}") from None
 
 
-def _fleet_session(args: argparse.Namespace, url: str) -> FleetSession:
+def _fleet_session(args: argparse.Namespace, address: BrokerAddress) -> FleetSession:
     # Imported here: a run without MQTT needs no aiomqtt.
-    from splitedge.mobile_client.fleet import FleetSession, default_client_id, parse_broker_url
+    from splitedge.control_plane.link import BrokerConfig
+    from splitedge.mobile_client.fleet import FleetSession, default_client_id
     from splitedge.proto.control import MessageError
-    from splitedge.proto.mqtt import BrokerConfig
 
-    host, port, tls = parse_broker_url(url)
     check_file(args.mqtt_tls_ca, "--mqtt-tls-ca")
     broker = BrokerConfig(
-        host=host,
-        port=port,
+        host=address.host,
+        port=address.port,
         username=args.mqtt_username,
         password=args.mqtt_password,
-        tls=tls,
+        tls=address.tls,
         tls_ca=args.mqtt_tls_ca,
     )
     try:

@@ -47,7 +47,7 @@ from splitedge.models.types import BranchSpec
 from splitedge.proto import codec
 
 if TYPE_CHECKING:  # discovery needs aiomqtt; a client without the MQTT plane must not
-    from splitedge.mobile_client.discovery import ServerState
+    from splitedge.control_plane.discovery import ServerState
 
 __all__ = ["Client", "ClientError", "EdgeUnavailable", "detections_count"]
 

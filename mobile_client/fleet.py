@@ -1,7 +1,8 @@
 """A device's place in the fleet: discovery and failover, live control, telemetry.
 
 :class:`FleetSession` joins one :class:`~splitedge.mobile_client.client.Client` to the
-MQTT plane over a single :class:`~splitedge.proto.mqtt.MqttLink`:
+MQTT plane (:mod:`splitedge.control_plane`) over a single
+:class:`~splitedge.control_plane.link.MqttLink`:
 
 - **discovery** (optional): :meth:`FleetSession.wait_for_server` picks the least
   loaded online server for the model; when that one goes offline (last will,
@@ -10,7 +11,7 @@ MQTT plane over a single :class:`~splitedge.proto.mqtt.MqttLink`:
 - **control**: SLA changes from the fleet and client control topics set the
   client's deadline at once (policy and weights are kept in :attr:`settings`);
 - **telemetry**: :meth:`FleetSession.record` feeds every frame outcome to a
-  :class:`~splitedge.mobile_client.telemetry.TelemetryPublisher`.
+  :class:`~splitedge.control_plane.telemetry.TelemetryPublisher`.
 
 The broker is never on the frame path: while it is down frames keep flowing over
 gRPC to the last known server, and everything resumes when the link reconnects.
@@ -28,51 +29,31 @@ import socket
 from collections.abc import Callable
 from types import TracebackType
 
+from splitedge.control_plane.control import ControlSettings, ControlSubscriber
+from splitedge.control_plane.discovery import Discovery, ServerState
+from splitedge.control_plane.link import BrokerConfig, MqttLink
+from splitedge.control_plane.telemetry import FrameRecord, TelemetryPublisher
 from splitedge.mobile_client.client import Client, ClientError
-from splitedge.mobile_client.control import ControlSettings, ControlSubscriber
-from splitedge.mobile_client.discovery import Discovery, ServerState
 from splitedge.mobile_client.outcome import FrameOutcome
-from splitedge.mobile_client.telemetry import FrameRecord, TelemetryPublisher
 from splitedge.proto.control import ControlUpdate, check_id
-from splitedge.proto.mqtt import BrokerConfig, MqttLink
 
 __all__ = [
-    "BrokerUrlError",
     "FleetSession",
     "NoServerError",
     "default_client_id",
     "frame_record",
-    "parse_broker_url",
 ]
 
 log = logging.getLogger(__name__)
 
 _NOT_ID_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
-_URL = re.compile(r"(mqtts?)://(?:\[([^\]]+)\]|([^:/\[\]]+))(?::(\d+))?/?")
 # Retained statuses arrive as a burst right after the subscription is acknowledged;
 # waiting this long lets every server's state in before the first choice.
 _RETAINED_SETTLE_S = 0.3
 
 
-class BrokerUrlError(ValueError):
-    """A broker URL is not ``mqtt://HOST[:PORT]`` or ``mqtts://HOST[:PORT]``."""
-
-
 class NoServerError(ClientError):
     """No online edge server serves the model (within the wait)."""
-
-
-def parse_broker_url(text: str) -> tuple[str, int, bool]:
-    """``mqtt://host:1883`` -> (host, port, tls); mqtts:// means TLS (default port 8883)."""
-    match = _URL.fullmatch(text.strip())
-    if match is None:
-        raise BrokerUrlError(f"{text!r} is not a broker URL: expected mqtt://HOST[:PORT]")
-    scheme, host = match.group(1), match.group(2) or match.group(3)
-    tls = scheme == "mqtts"
-    port = int(match.group(4)) if match.group(4) else (8883 if tls else 1883)
-    if not 1 <= port <= 65535:
-        raise BrokerUrlError(f"{text!r}: port {port} is not 1-65535")
-    return host, port, tls
 
 
 def default_client_id() -> str:

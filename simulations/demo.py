@@ -301,11 +301,11 @@ async def run_demo(
         edge_args = ["--config", str(config), "--model", spec, "--log-level", "WARNING"]
         fleet = None
         if broker:
-            from splitedge.edge.broker import EmbeddedBroker
+            from splitedge.control_plane.broker import EmbeddedBroker
             from splitedge.mobile_client.fleet import FleetSession
 
             mqtt = await stack.enter_async_context(EmbeddedBroker(port=0))
-            edge_args += ["--mqtt", f"127.0.0.1:{mqtt.port}", "--server-id", "demo-edge"]
+            edge_args += ["--broker", mqtt.url, "--server-id", "demo-edge"]
         edge = await asyncio.to_thread(EdgeProcess(edge_args).start)
         stack.push_async_callback(asyncio.to_thread, edge.stop)
         upstream = ("127.0.0.1", edge.port)

@@ -17,8 +17,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from splitedge.control_plane.address import BrokerAddress, parse_broker_address
+
 if TYPE_CHECKING:
-    from splitedge.proto.mqtt import BrokerConfig
+    from splitedge.control_plane.link import BrokerConfig
 
 __all__ = ["add_parser", "main"]
 
@@ -32,7 +34,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(splitedge/v1/client/+/telemetry) as one JSON line.",
     )
     rec.add_argument(
-        "--broker", required=True, metavar="HOST:PORT", help="MQTT broker (or mqtt://HOST:PORT)"
+        "--broker",
+        required=True,
+        metavar="mqtt://HOST:PORT",
+        help="MQTT broker, mqtts:// = TLS (a bare HOST:PORT is deprecated)",
     )
     rec.add_argument("--out", required=True, type=Path, help="JSON-lines file (appended to)")
     rec.add_argument(
@@ -45,27 +50,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the recorder; 0 on a clean stop, 2 on bad flags (one line on stderr)."""
-    from splitedge.mobile_client.fleet import BrokerUrlError, parse_broker_url
-    from splitedge.proto.mqtt import BrokerConfig
+    from splitedge.control_plane.link import BrokerConfig
 
-    text = args.broker if "://" in args.broker else f"mqtt://{args.broker}"
     try:
-        host, port, tls = parse_broker_url(text)
+        address = parse_broker_address(args.broker, "--broker")
         if args.seconds is not None and args.seconds <= 0:
             raise ValueError(f"--seconds must be > 0, got {args.seconds:g}")
         if args.tls_ca is not None and not Path(args.tls_ca).is_file():
             raise ValueError(f"--tls-ca: file {args.tls_ca!r} does not exist")
         if not args.out.parent.is_dir():
             raise ValueError(f"--out: folder {str(args.out.parent)!r} does not exist")
-    except (BrokerUrlError, ValueError) as exc:
+    except ValueError as exc:
         print(f"splitedge-sim: error: {exc}", file=sys.stderr)
         return 2
     broker = BrokerConfig(
-        host=host,
-        port=port,
+        host=address.host,
+        port=address.port,
         username=args.username,
         password=args.password,
-        tls=tls,
+        tls=address.tls,
         tls_ca=args.tls_ca,
     )
     recorded, rejected = asyncio.run(_record(broker, args.out, args.seconds))
@@ -78,8 +81,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _record(broker: BrokerConfig, out: Path, seconds: float | None) -> tuple[int, int]:
-    from splitedge.mobile_client.telemetry import TelemetryRecorder
-    from splitedge.proto.mqtt import MqttLink
+    from splitedge.control_plane.link import MqttLink
+    from splitedge.control_plane.telemetry import TelemetryRecorder
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -101,7 +104,8 @@ async def _record(broker: BrokerConfig, out: Path, seconds: float | None) -> tup
         if not subscribed and not await link.wait_subscribed(0.1):
             # Waiting for a broker that is down is by design; saying so is not optional.
             print(
-                f"splitedge-sim: warning: never reached the broker at {broker.host}:{broker.port}",
+                "splitedge-sim: warning: never reached the broker at "
+                f"{BrokerAddress(broker.host, broker.port, broker.uses_tls).url}",
                 file=sys.stderr,
             )
         task.cancel()

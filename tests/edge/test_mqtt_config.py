@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from splitedge.edge.cli import main
+from splitedge.edge.cli import _broker_address, build_parser, main
 from splitedge.edge.config import (
     BatchingConfig,
     ConfigError,
@@ -106,6 +106,9 @@ def test_bad_host_port(text, reason):
     ("flags", "expected"),
     [
         (["--mqtt", "broker:99999"], "--mqtt 'broker:99999': port 99999 is not 1-65535"),
+        (["--broker", "mqtt://b:0"], "--broker 'mqtt://b:0': port 0 is not 1-65535"),
+        (["--broker", "http://b:1"], "--broker 'http://b:1': scheme http:// is not mqtt://"),
+        (["--broker", "mqtt://b:x"], "--broker 'mqtt://b:x': expected mqtt://HOST:PORT"),
         (["--mqtt", "b:1", "--server-id", "a b"], "mqtt.server_id: 'a b' is not a valid id"),
         (["--mqtt-username", "u"], "mqtt.username: set, but mqtt.host is empty"),
         (["--mqtt", "b:1", "--advertise", "nohost"], "mqtt.advertise_address 'nohost'"),
@@ -117,6 +120,32 @@ def test_cli_flag_errors_exit_2_with_one_line(capsys, flags, expected):
     err = capsys.readouterr().err
     assert err.startswith(f"splitedge-edge: error: {expected}")
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--broker", "mqtt://b:1884"], ("b", 1884, False)),
+        (["--broker", "mqtts://b"], ("b", 8883, True)),
+        (["--mqtt", "mqtt://[::1]:1"], ("::1", 1, False)),
+        (["--mqtt", "b:1885"], ("b", 1885, False)),  # the old spelling (one deprecation line)
+    ],
+)
+def test_both_broker_flags_take_the_one_spelling(flags, expected):
+    args = build_parser().parse_args(["serve", "--model", "echo", *flags])
+    address = _broker_address(args)
+    assert address is not None and (address.host, address.port, address.tls) == expected
+    mqtt = load_config(
+        models=ECHO, mqtt_host=address.host, mqtt_port=address.port, mqtt_tls=address.tls or None
+    ).mqtt
+    assert (mqtt.host, mqtt.port, mqtt.tls) == expected
+
+
+def test_broker_and_its_older_name_are_exclusive(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--model", "echo", "--broker", "mqtt://b", "--mqtt", "mqtt://b"])
+    assert info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ presence helpers

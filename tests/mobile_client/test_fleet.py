@@ -1,4 +1,7 @@
-"""Fleet session pieces without a broker: broker URLs, telemetry records, CLI flag errors."""
+"""Fleet session pieces without a broker: telemetry records, CLI flag errors.
+
+Broker addresses themselves: tests/control_plane/test_address.py.
+"""
 
 from __future__ import annotations
 
@@ -6,44 +9,11 @@ import re
 
 import pytest
 
+from splitedge.control_plane.link import BrokerConfig
 from splitedge.mobile_client.cli import main
-from splitedge.mobile_client.fleet import (
-    BrokerUrlError,
-    FleetSession,
-    default_client_id,
-    frame_record,
-    parse_broker_url,
-)
+from splitedge.mobile_client.fleet import FleetSession, default_client_id, frame_record
 from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
 from splitedge.proto.control import BadTopicError
-from splitedge.proto.mqtt import BrokerConfig
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("mqtt://broker", ("broker", 1883, False)),
-        ("mqtt://10.0.0.2:1884", ("10.0.0.2", 1884, False)),
-        ("mqtts://broker.lan", ("broker.lan", 8883, True)),
-        ("mqtt://[::1]:1883/", ("::1", 1883, False)),
-    ],
-)
-def test_broker_urls(url, expected):
-    assert parse_broker_url(url) == expected
-
-
-@pytest.mark.parametrize(
-    ("url", "reason"),
-    [
-        ("broker:1883", "expected mqtt://HOST"),
-        ("http://broker", "expected mqtt://HOST"),
-        ("mqtt://broker:0", "port 0 is not 1-65535"),
-        ("mqtt://broker:x", "expected mqtt://HOST"),
-    ],
-)
-def test_bad_broker_urls(url, reason):
-    with pytest.raises(BrokerUrlError, match=reason):
-        parse_broker_url(url)
 
 
 def test_default_client_id_is_a_valid_topic_id():
@@ -85,7 +55,12 @@ BASE = ["run", "--model", "echo", "--branch", "offload-jpeg90", "--backend", "no
             ["--discover", "mqtt://b:1", "--broker", "mqtt://b:1"],
             "--broker is for --server; --discover already names the broker",
         ),
-        (["--discover", "b:1883"], "'b:1883' is not a broker URL: expected mqtt://HOST[:PORT]"),
+        (
+            ["--discover", "http://b:1883"],
+            "--discover 'http://b:1883': scheme http:// is not mqtt:// or mqtts://",
+        ),
+        (["--server", "h:1", "--broker", "mqtt://b:0"], "--broker 'mqtt://b:0': port 0 is not"),
+        (["--discover", "b:x"], "--discover 'b:x': expected mqtt://HOST:PORT (mqtts:// for TLS)"),
         (["--server", "h:1", "--client-id", "cam"], "--client-id needs --discover or --broker"),
         (["--server", "h:1", "--mqtt-tls-ca", "ca.pem"], "--mqtt-tls-ca needs --discover"),
         (["--discover", "mqtt://b", "--telemetry-every", "-1"], "--telemetry-every must be >= 0"),
@@ -120,3 +95,14 @@ def test_cli_reports_an_unreachable_broker(capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "broker mqtt://127.0.0.1:1 not reachable within 0.5 s" in err
+
+
+def test_cli_takes_the_old_bare_broker_spelling_with_a_deprecation_line(capsys, caplog):
+    # Port 1 on loopback refuses at once; what matters is that the address was taken.
+    code = main([*BASE, "--discover", "127.0.0.1:1", "--discover-timeout-s", "0.5"])
+    assert code == 2
+    assert "broker mqtt://127.0.0.1:1 not reachable within 0.5 s" in capsys.readouterr().err
+    deprecations = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert deprecations == [
+        "--discover '127.0.0.1:1': a bare HOST:PORT is deprecated; write mqtt://127.0.0.1:1"
+    ]

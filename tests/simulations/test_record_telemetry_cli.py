@@ -20,5 +20,5 @@ def test_an_unreachable_broker_is_reported_not_silent(capsys, tmp_path: Path):
     argv = ["record-telemetry", "--broker", f"mqtt://127.0.0.1:{port}", "--out", str(out)]
     assert main([*argv, "--seconds", "1"]) == 0  # waiting for a broker is by design
     err = capsys.readouterr().err
-    assert f"warning: never reached the broker at 127.0.0.1:{port}" in err
+    assert f"warning: never reached the broker at mqtt://127.0.0.1:{port}" in err
     assert "recorded 0 telemetry summaries" in err

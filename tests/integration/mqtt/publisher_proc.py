@@ -10,8 +10,8 @@ import argparse
 import asyncio
 import signal
 
-from splitedge.edge.publisher import StatusPublisher
-from splitedge.proto.mqtt import BrokerConfig
+from splitedge.control_plane.link import BrokerConfig
+from splitedge.control_plane.publisher import StatusPublisher
 
 
 async def main() -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from splitedge.control_plane.link import BrokerConfig, MqttLink, Subscription
 from splitedge.mobile_client import Client, open_source
 from splitedge.mobile_client.fleet import FleetSession
 from splitedge.mobile_client.outcome import FrameOutcome
@@ -30,7 +31,6 @@ from splitedge.proto.control import (
     parse_status,
     parse_telemetry,
 )
-from splitedge.proto.mqtt import BrokerConfig, MqttLink, Subscription
 from splitedge.simulations.processes import EdgeProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker, pytest.mark.timeout(90)]
@@ -57,8 +57,10 @@ def _broker(port: int, client_id: str) -> BrokerConfig:
     return BrokerConfig(port=port, client_id=client_id, reconnect_min_s=0.05, reconnect_max_s=0.5)
 
 
-def _mqtt_args(port: int, server_id: str) -> list[str]:
-    return ["--mqtt", f"127.0.0.1:{port}", "--server-id", server_id]
+def _mqtt_args(port: int, server_id: str, *, old_spelling: bool = False) -> list[str]:
+    if old_spelling:  # before control_plane.address: `--mqtt HOST:PORT`, still accepted
+        return ["--mqtt", f"127.0.0.1:{port}", "--server-id", server_id]
+    return ["--broker", f"mqtt://127.0.0.1:{port}", "--server-id", server_id]
 
 
 async def _next_status(
@@ -312,7 +314,14 @@ def _cli(module: str, *args: str, **kwargs) -> subprocess.Popen[str]:  # type: i
 
 
 def test_client_cli_discovers_and_sim_records_its_telemetry(mosquitto, edges, tmp_path: Path):  # type: ignore[no-untyped-def]
-    edge = edges("--model", "echo", *_mqtt_args(mosquitto.port, "edge-cli"))
+    # The old spellings (edge `--mqtt HOST:PORT`, recorder `--broker HOST:PORT`) still
+    # work, each with one deprecation line; the client uses the new one.
+    edge = edges("--model", "echo", *_mqtt_args(mosquitto.port, "edge-cli", old_spelling=True))
+    deprecated = [line for line in edge.output if "deprecated" in line]
+    assert deprecated == [
+        f"--mqtt '127.0.0.1:{mosquitto.port}': a bare HOST:PORT is deprecated; "
+        f"write mqtt://127.0.0.1:{mosquitto.port}"
+    ], list(edge.output)
     record = tmp_path / "telemetry.jsonl"
     recorder = _cli(
         "splitedge.simulations.cli",
@@ -326,11 +335,23 @@ def test_client_cli_discovers_and_sim_records_its_telemetry(mosquitto, edges, tm
     )
     try:
         assert recorder.stderr is not None
+        early: list[str] = []
         for _ in range(20):  # log lines may come first
             line = recorder.stderr.readline()
+            early.append(line)
             if not line or "recording telemetry" in line:
                 break
         assert "recording telemetry" in line, "recorder did not subscribe"
+        deprecated = [line for line in early if "deprecated" in line]
+        assert len(deprecated) == 1, early
+        assert (
+            deprecated[0]
+            .rstrip()
+            .endswith(
+                f"--broker '127.0.0.1:{mosquitto.port}': a bare HOST:PORT is deprecated; "
+                f"write mqtt://127.0.0.1:{mosquitto.port}"
+            )
+        )
         out = tmp_path / "frames.jsonl"
         client = _cli(
             "splitedge.mobile_client.cli",

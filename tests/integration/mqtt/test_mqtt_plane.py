@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from splitedge.edge.broker import EmbeddedBroker
-from splitedge.edge.publisher import StatusPublisher
-from splitedge.mobile_client.control import ControlSettings, ControlSubscriber
-from splitedge.mobile_client.discovery import Discovery, ServerState
-from splitedge.mobile_client.telemetry import FrameRecord, TelemetryPublisher, TelemetryRecorder
+from splitedge.control_plane.broker import EmbeddedBroker
+from splitedge.control_plane.control import ControlSettings, ControlSubscriber
+from splitedge.control_plane.discovery import Discovery, ServerState
+from splitedge.control_plane.link import BrokerConfig, MqttLink, Subscription
+from splitedge.control_plane.publisher import StatusPublisher
+from splitedge.control_plane.telemetry import FrameRecord, TelemetryPublisher, TelemetryRecorder
 from splitedge.proto.control import (
     EDGE_STATUS_FILTER,
     FLEET_CONTROL_TOPIC,
@@ -30,7 +31,6 @@ from splitedge.proto.control import (
     edge_status_topic,
     parse_status,
 )
-from splitedge.proto.mqtt import BrokerConfig, MqttLink, Subscription
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker, pytest.mark.timeout(60)]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from splitedge.mobile_client.telemetry import (
+from splitedge.control_plane.telemetry import (
     FrameRecord,
     TelemetryAggregator,
     TelemetryRecorder,

@@ -29,8 +29,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from splitedge.control_plane.link import MqttLink
 from splitedge.proto.control import EDGE_STATUS_FILTER, EdgeStatus, MessageError, parse_status
-from splitedge.proto.mqtt import MqttLink
 
 __all__ = ["Discovery", "FailoverCallback", "ServerState"]
 

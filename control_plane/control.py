@@ -23,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 
+from splitedge.control_plane.link import MqttLink, Subscription
 from splitedge.proto.control import (
     FLEET_CONTROL_TOPIC,
     KNOWN_POLICIES,
@@ -33,7 +34,6 @@ from splitedge.proto.control import (
     client_control_topic,
     parse_control,
 )
-from splitedge.proto.mqtt import MqttLink, Subscription
 
 __all__ = ["ControlSettings", "ControlSubscriber", "UpdateCallback"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from splitedge.mobile_client.control import ControlSettings, ControlSubscriber
+from splitedge.control_plane.control import ControlSettings, ControlSubscriber
 from splitedge.proto.control import FLEET_CONTROL_TOPIC, ControlUpdate, client_control_topic
 
 OWN = client_control_topic("cam-1")

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from splitedge.control_plane.link import BrokerConfig, LastWill, MqttLink
 from splitedge.proto.control import (
     EdgeStatus,
     MessageError,
@@ -31,7 +32,6 @@ from splitedge.proto.control import (
     edge_status_topic,
     offline_status,
 )
-from splitedge.proto.mqtt import BrokerConfig, LastWill, MqttLink
 
 __all__ = ["StatusPublisher"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from splitedge.mobile_client.discovery import Discovery, ServerState
+from splitedge.control_plane.discovery import Discovery, ServerState
 from splitedge.proto.control import (
     BranchLatency,
     EdgeStatus,

@@ -7,9 +7,13 @@ run can start one here instead::
         config = broker.link_config(client_id="edge-a")
 
 ``mode="inprocess"`` runs amqtt on the current event loop; ``mode="subprocess"``
-runs ``python -m splitedge.edge.broker`` as a child (the broker then survives a
-blocked loop in the parent, and a test can kill it). Both bind 127.0.0.1 by default;
-port 0 picks a free port, reported by :attr:`EmbeddedBroker.port`.
+runs ``python -m splitedge.control_plane.broker`` as a child (the broker then survives
+a blocked loop in the parent, and a test can kill it). Both bind 127.0.0.1 by default;
+port 0 picks a free port, reported by :attr:`EmbeddedBroker.port`;
+:attr:`EmbeddedBroker.url` is the address to hand to the CLIs (``mqtt://HOST:PORT``).
+
+From a shell: ``python -m splitedge.control_plane.broker --listen mqtt://0.0.0.0:1883``
+(or ``--host``/``--port``); it prints ``splitedge-broker listening on mqtt://HOST:PORT``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import sys
 from types import TracebackType
 from typing import Any, Literal
 
-from splitedge.proto.mqtt import BrokerConfig
+from splitedge.control_plane.address import BrokerAddress, BrokerAddressError, parse_broker_address
+from splitedge.control_plane.link import BrokerConfig
 
 __all__ = ["BrokerStartError", "EmbeddedBroker", "main"]
 
@@ -74,6 +79,11 @@ class EmbeddedBroker:
         self._broker: Any = None
         self._process: asyncio.subprocess.Process | None = None
 
+    @property
+    def url(self) -> str:
+        """``mqtt://HOST:PORT`` of this broker (the port is known once started)."""
+        return BrokerAddress(self.host, self.port).url
+
     def link_config(self, **overrides: Any) -> BrokerConfig:
         """A :class:`BrokerConfig` pointing at this broker."""
         return BrokerConfig(host=self.host, port=self.port, **overrides)
@@ -104,7 +114,7 @@ class EmbeddedBroker:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "splitedge.edge.broker",
+            "splitedge.control_plane.broker",
             "--host",
             self.host,
             "--port",
@@ -160,7 +170,7 @@ async def _serve(host: str, port: int) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     # The parent reads this exact line to learn the port.
-    print(f"{_READY_PREFIX}{broker.host}:{broker.port}", flush=True)
+    print(f"{_READY_PREFIX}{broker.url}", flush=True)
     try:
         await stop.wait()
     finally:
@@ -168,16 +178,42 @@ async def _serve(host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m splitedge.edge.broker [--host H] [--port P]``: run until SIGTERM/SIGINT."""
-    parser = argparse.ArgumentParser(description="Run the embedded amqtt MQTT broker.")
+    """``python -m splitedge.control_plane.broker [--listen mqtt://H:P | --host H --port P]``.
+
+    Runs until SIGTERM/SIGINT; a bad ``--listen`` prints one line and exits 2.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m splitedge.control_plane.broker",
+        description="Run the embedded amqtt MQTT broker.",
+    )
+    parser.add_argument(
+        "--listen",
+        metavar="mqtt://HOST:PORT",
+        help="address to bind, port 0 = any free port (replaces --host/--port)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=1883, help="port to bind, 0 = any free port")
     parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    host, port = args.host, args.port
+    if args.listen is not None:
+        try:
+            address = _listen_address(args.listen)
+        except BrokerAddressError as exc:
+            print(f"splitedge-broker: error: {exc}", file=sys.stderr)
+            return 2
+        host, port = address.host, address.port
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.host, args.port))
+        asyncio.run(_serve(host, port))
     return 0
+
+
+def _listen_address(text: str) -> BrokerAddress:
+    address = parse_broker_address(text, "--listen", any_port=True)
+    if address.tls:
+        raise BrokerAddressError(f"--listen {text!r}: the embedded broker speaks no TLS (mqtt://)")
+    return address
 
 
 if __name__ == "__main__":

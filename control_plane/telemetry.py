@@ -26,6 +26,7 @@ from typing import Any, get_args
 
 import numpy as np
 
+from splitedge.control_plane.link import MqttLink
 from splitedge.proto.control import (
     CLIENT_TELEMETRY_FILTER,
     FrameSource,
@@ -35,7 +36,6 @@ from splitedge.proto.control import (
     client_telemetry_topic,
     parse_telemetry,
 )
-from splitedge.proto.mqtt import MqttLink
 
 __all__ = [
     "FrameRecord",

@@ -6,7 +6,7 @@ For every committed student in the zoo (kind ``student``), every branch
 ``bottleneck-<C>-w<width>-<bits>bit`` (bits 8, 4 and 2) runs head -> codec bytes
 (per-tensor min/max quantization + zstd level 3, exactly what the runtime ships)
 -> decode -> tail on the validation frames
-(:func:`splitedge.models.teacher_data.validation_set`, 32 frames with ``--quick``,
+(:func:`splitedge.training.teacher_data.validation_set`, 32 frames with ``--quick``,
 else 64, or ``--frames N``). Printed per branch: mAP@[.5:.95], mAP@.5 (a segmentation student's rows
 fill an extra mIoU column instead, shown only when one is benchmarked), bytes/frame
 mean and p95, head params and MACs at that width, head latency at 1 thread. The
@@ -106,7 +106,7 @@ def image_rows(frames: list[np.ndarray]) -> dict[str, list[int]]:
 def run_branch(model: Any, branch: str, val: Any) -> tuple[dict[str, float], list[int]]:
     """mAP (mIoU for a segmenter) of ``branch`` through real codec bytes, and the bytes
     of every frame."""
-    from splitedge.models.teacher_data import detection_metrics, segmentation_metrics
+    from splitedge.training.teacher_data import detection_metrics, segmentation_metrics
 
     spec = model.branches[branch]
     sizes: list[int] = []
@@ -165,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     from splitedge.models.bottleneck import CODE_TENSOR
     from splitedge.models.bottleneck_split import branch_name
     from splitedge.models.prefilter import load_prefilter
-    from splitedge.models.prefilter_train import uplink_saving
-    from splitedge.models.teacher_data import (
+    from splitedge.training.prefilter_train import uplink_saving
+    from splitedge.training.teacher_data import (
         detection_metrics,
         segmentation_metrics,
         validation_set,

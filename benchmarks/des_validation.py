@@ -25,7 +25,7 @@ its scheduler profile ``configs/profiles/ghnd-frcnn-small-c12.json`` the model s
 one scene of exactly the frames the run plays (``[video] seed = --video-seed``,
 ``frames = clip_frames`` = duration x fps), and before anything runs every entry of the
 scheduler profile is re-scored on those very frames
-(:func:`splitedge.mobile_client.branch_accuracy.make_video_validator` with that seed,
+(:func:`splitedge.training.branch_accuracy.make_video_validator` with that seed,
 frame count and clip length: what ``splitedge-client profile --accuracy-seed S
 --accuracy-frames N --accuracy-clip-frames N`` measures). Those accuracies replace the
 profile's (averages over 32 other scenes) for both sides: the real adaptive scheduler
@@ -183,7 +183,7 @@ def _trace_dir() -> Path:
 
 def rescored(profile: Any, model: Any, *, seed: int, frames: int, served: set[str]) -> Any:
     """``profile`` with every served entry's accuracy measured on the run's own frames."""
-    from splitedge.mobile_client.branch_accuracy import make_video_validator
+    from splitedge.training.branch_accuracy import make_video_validator
 
     validator = make_video_validator(
         model, frames=frames, seed=seed, size=(320, 240), clip_frames=frames, metric="mAP50"

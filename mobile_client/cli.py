@@ -24,7 +24,6 @@ from splitedge.mobile_client.compression import COMPRESSION_MODES
 from splitedge.mobile_client.depth import add_depth_parser, run_depth
 from splitedge.mobile_client.heads import HeadBackend, LocalUnavailable, make_backend
 from splitedge.mobile_client.outcome import FrameOutcome
-from splitedge.mobile_client.profile import add_profile_parser, run_profile
 from splitedge.mobile_client.sinks import JsonLinesSink
 from splitedge.mobile_client.sources import SourceError, open_source
 from splitedge.mobile_client.transport import (
@@ -247,6 +246,106 @@ def build_parser() -> argparse.ArgumentParser:
     add_depth_parser(sub)
     add_profile_parser(sub)
     return parser
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def _bits_list(text: str) -> list[int]:
+    """``--bits``: comma-separated bit depths, or ``branch`` (each split branch's own)."""
+    return [] if text.strip() == "branch" else _int_list(text)
+
+
+def add_profile_parser(subparsers: Any) -> None:
+    """Register ``splitedge-client profile``.
+
+    Only the flags live here; the measuring is offline work in
+    :mod:`splitedge.training.profiling`, imported when the command runs.
+    """
+    p = subparsers.add_parser(
+        "profile",
+        help="measure a branch profile on this device (head latency under contention, bytes/frame)",
+        description="Run each branch's head and codec on this device at several levels of CPU "
+        "contention and write the profile JSON the scheduler loads at start. With "
+        "--accuracy-frames N each entry's accuracy (COCO mAP@.5, overall and per content bin) "
+        "is measured on N frames of fixed-seed synthetic validation video, run through the "
+        "branch's real path (codec included) with the entry's detection interval; without it "
+        "accuracy stays empty. --accuracy-seed and --accuracy-clip-frames pick the video, e.g. "
+        "the one a scenario run plays, so that both score the same frames.",
+    )
+    p.add_argument("--model", required=True, help="registry model name")
+    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--output", required=True, type=Path, help="profile JSON to write")
+    p.add_argument("--source", default="synthetic", help="frames: synthetic, a folder or a video")
+    p.add_argument("--frames", type=int, default=8, help="frames per branch and level (default 8)")
+    p.add_argument("--size", default="320x240", help="synthetic frame size WIDTHxHEIGHT")
+    p.add_argument("--branches", default="", help="comma-separated branch names (default: all)")
+    p.add_argument(
+        "--bits",
+        type=_bits_list,
+        default=[8, 4],
+        help="bit depths of split branches (default 8,4), or 'branch': each split branch at "
+        "its own default bits (e.g. bottleneck-12-w1-4bit at 4)",
+    )
+    p.add_argument("--input-sizes", type=_int_list, default=[0], help="short sides; 0 = native")
+    p.add_argument("--intervals", type=_int_list, default=[1], help="detection intervals")
+    p.add_argument(
+        "--levels", type=_int_list, default=[0, 1], help="contention levels (busy cores)"
+    )
+    p.add_argument(
+        "--accuracy-frames",
+        type=int,
+        default=0,
+        metavar="N",
+        help="measure each entry's accuracy (COCO mAP@.5 of the detector, overall and per "
+        "content bin) on N frames of fixed-seed synthetic validation video at --size, each "
+        "frame through the branch's codec path, detecting every k-th frame and tracking in "
+        "between; 0 (default) leaves accuracy empty",
+    )
+    p.add_argument(
+        "--accuracy-seed",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="seed of the accuracy video (default: the validation seed, 424242); a scenario "
+        "run's video is its [video] seed",
+    )
+    p.add_argument(
+        "--accuracy-clip-frames",
+        type=int,
+        default=None,
+        metavar="K",
+        help="frames per scene of the accuracy video (default 16): every K frames a new "
+        "scene (backdrop, camera, objects) starts and detection restarts",
+    )
+    p.add_argument(
+        "--server",
+        default=None,
+        metavar="HOST:PORT",
+        help="copy the tail latency per branch and batch size that this edge server has "
+        "measured (Describe) into the profile; the server must serve --model",
+    )
+    add_tls_flags(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_profile)
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    """The ``profile`` command: measure on this device and write the profile JSON.
+
+    The profiler (heads under CPU contention, synthetic validation video, COCO
+    evaluation) is not part of the streaming runtime, so it is imported here, on the
+    one path that needs it.
+    """
+    from splitedge.training.profiling import run_profile as measure_and_write
+
+    return measure_and_write(args)
 
 
 def _check_mqtt_flags(args: argparse.Namespace) -> BrokerAddress | None:

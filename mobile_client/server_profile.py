@@ -3,7 +3,7 @@
 The edge server keeps a rolling window of tail run times per (branch, batch size) and
 lists them in ``Describe`` (``EdgeBranchStats.by_batch_size``). :func:`tail_by_batch_size`
 turns a ``ModelInfo`` into the ``branch -> batch size -> p95 ms`` mapping that
-:func:`splitedge.mobile_client.profile.measure_profile` takes as ``tail_latency_ms``;
+:func:`splitedge.training.profiling.measure_profile` takes as ``tail_latency_ms``;
 :func:`fetch_tail_profile` asks a server for it.
 """
 

@@ -1,89 +1,141 @@
-"""Dependencies between the rooms point one way; read from every module's ast.
+"""The rooms depend on each other one way: proto -> models -> control_plane -> edge |
+mobile_client -> training -> simulations, and the runtime rooms never import the
+offline tooling.
 
-proto -> models -> control_plane -> edge | mobile_client -> simulations. Every import
-counts, wherever it stands (module top, inside a function, under ``TYPE_CHECKING``):
-a lazy import is still a dependency. The MQTT plane (``control_plane``) is shared by
-both sides, so it may import neither of them, and the edge and the device never
-import each other.
+Every ``import`` / ``from ... import`` in every module of a room is read from its
+syntax tree, at module level and inside functions alike (a lazy import is still a
+dependency), and checked against the rooms it may use. The device runtime
+(``mobile_client``), the edge server (``edge``) and the networks (``models``) must not
+import ``splitedge.training``; ``edge`` and ``mobile_client`` never import each other;
+the MQTT plane (``control_plane``) is shared by both, so it imports neither.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# room -> the rooms its modules may import (besides itself)
-ALLOWED: dict[str, frozenset[str]] = {
-    "proto": frozenset(),
-    "models": frozenset({"proto"}),
-    "control_plane": frozenset({"proto"}),
-    "edge": frozenset({"proto", "models", "control_plane"}),
-    "mobile_client": frozenset({"proto", "models", "control_plane"}),
-    "simulations": frozenset({"proto", "models", "control_plane", "edge", "mobile_client"}),
+# room -> the other rooms its modules may import.
+MAY_IMPORT: dict[str, set[str]] = {
+    "proto": set(),
+    "models": {"proto"},
+    "control_plane": {"proto"},
+    "edge": {"proto", "models", "control_plane"},
+    "mobile_client": {"proto", "models", "control_plane"},
+    "training": {"proto", "models", "control_plane", "mobile_client"},
+    "simulations": {"proto", "models", "control_plane", "edge", "mobile_client", "training"},
 }
 
+# The one door from the runtime into the offline tooling: ``splitedge-client profile``
+# runs the profiler, imported inside the command's handler so that no other command
+# (and nothing that streams frames) loads it. (module path, imported module).
+DOORS = {("mobile_client/cli.py", "splitedge.training.profiling")}
 
-def _modules(room: str) -> list[Path]:
-    return sorted(p for p in (ROOT / room).rglob("*.py") if "__pycache__" not in p.parts)
 
+def _imports(path: Path) -> list[tuple[str, int, bool]]:
+    """``(module, line, inside_a_function)`` for each absolute splitedge import in ``path``."""
+    found: list[tuple[str, int, bool]] = []
 
-def _imported_rooms(path: Path, source: str | None = None) -> set[tuple[str, int]]:
-    """(room, line) for every ``splitedge.<room>`` the module at ``path`` imports."""
-    package = ["splitedge", *path.relative_to(ROOT).parent.parts]
-    text = path.read_text() if source is None else source
-    found: set[tuple[str, int]] = set()
-    for node in ast.walk(ast.parse(text, str(path))):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = package[: len(package) - node.level + 1] if node.level else []
-            module = [*base, *(node.module.split(".") if node.module else [])]
-            # `from splitedge import edge` names the room in the alias, not the module.
-            names = [".".join([*module, alias.name]) for alias in node.names]
-        else:
-            continue
-        for name in names:
-            parts = name.split(".")
-            if parts[0] == "splitedge" and len(parts) > 1:
-                found.add((parts[1], node.lineno))
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            names: list[str] = []
+            if isinstance(child, ast.Import):
+                names = [alias.name for alias in child.names]
+            elif isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
+                # ``from splitedge import training`` names the room in the alias.
+                if child.module == "splitedge":
+                    names = [f"splitedge.{alias.name}" for alias in child.names]
+                else:
+                    names = [child.module]
+            found.extend((n, child.lineno, in_function) for n in names if n.startswith("splitedge"))
+            nested = isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            visit(child, in_function or nested)
+
+    visit(ast.parse(path.read_text(encoding="utf-8"), str(path)), False)
     return found
 
 
-@pytest.mark.parametrize("room", sorted(ALLOWED))
-def test_room_imports_only_what_it_may(room):
-    wrong = [
-        f"{path.relative_to(ROOT)}:{line} imports splitedge.{other}"
-        for path in _modules(room)
-        for other, line in sorted(_imported_rooms(path))
-        if other != room and other not in ALLOWED[room]
+def _modules() -> list[Path]:
+    return sorted(
+        path
+        for room in MAY_IMPORT
+        for path in (ROOT / room).rglob("*.py")
+        if "__pycache__" not in path.parts and not path.name.endswith(("_pb2.py", "_pb2_grpc.py"))
+    )
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_module_imports_only_the_rooms_below_it(path: Path) -> None:
+    rel = path.relative_to(ROOT).as_posix()
+    room = rel.split("/")[0]
+    allowed = MAY_IMPORT[room] | {room}
+    bad = []
+    for module, line, in_function in _imports(path):
+        parts = module.split(".")
+        target = parts[1] if len(parts) > 1 else ""
+        if target not in MAY_IMPORT or target in allowed:
+            continue
+        if (rel, module) in DOORS and in_function:
+            continue
+        bad.append(f"{rel}:{line} imports {module} ({room} may import: {sorted(allowed)})")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_relative_imports_hide_a_dependency() -> None:
+    relative = [
+        f"{path.relative_to(ROOT).as_posix()}:{node.lineno}"
+        for path in _modules()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and node.level > 0
     ]
-    assert not wrong, f"{room} may import only {sorted(ALLOWED[room])}: " + "; ".join(wrong)
+    assert not relative, f"relative imports (use absolute ones): {relative}"
 
 
-def test_every_room_is_covered():
+def test_each_door_is_still_used_and_stays_inside_a_function() -> None:
+    for rel, module in DOORS:
+        uses = [(m, fn) for m, _, fn in _imports(ROOT / rel) if m == module]
+        assert uses, f"{rel} no longer imports {module}; drop it from DOORS"
+        assert all(fn for _, fn in uses), f"{rel} imports {module} at module level"
+
+
+def test_the_runtime_loads_no_training_code() -> None:
+    # What a device and a server import to stream frames, and the CLIs' parsers.
+    code = (
+        "import sys\n"
+        "import splitedge.mobile_client.cli, splitedge.mobile_client.client\n"
+        "import splitedge.mobile_client.scheduler, splitedge.mobile_client.profile\n"
+        "import splitedge.edge.cli, splitedge.models.registry, splitedge.models.zoo\n"
+        "splitedge.mobile_client.cli.build_parser()\n"
+        "print(sorted(m for m in sys.modules if m.startswith('splitedge.training')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_every_room_is_covered() -> None:
     packaged = {p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
     packaged |= {"proto"}  # no __init__.py on purpose (tests/test_packaging.py)
-    assert packaged - {"benchmarks", "tests"} == set(ALLOWED)
+    assert packaged - {"benchmarks", "tests"} == set(MAY_IMPORT)
 
 
-def test_the_walker_sees_lazy_relative_and_type_checking_imports():
-    source = (
+def test_the_walker_sees_lazy_and_type_checking_imports(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n    from splitedge.edge.config import MqttConfig\n"
         "def f():\n    import splitedge.mobile_client.client\n"
         "from splitedge import simulations\n"
-        "from ..models import zoo\n"
-        "from . import link\n"
     )
-    found = _imported_rooms(ROOT / "control_plane" / "probe.py", source)
-    assert found == {
-        ("edge", 3),
-        ("mobile_client", 5),
-        ("simulations", 6),
-        ("models", 7),
-        ("control_plane", 8),
-    }
+    assert _imports(probe) == [
+        ("splitedge.edge.config", 3, False),
+        ("splitedge.mobile_client.client", 5, True),
+        ("splitedge.simulations", 6, False),
+    ]

@@ -20,7 +20,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
-ROOMS = ("proto", "models", "control_plane", "edge", "mobile_client", "simulations")
+ROOMS = ("proto", "models", "control_plane", "edge", "mobile_client", "simulations", "training")
 # proto/ must not be a regular package: a repo-root `proto` would shadow proto-plus.
 NO_INIT = {"proto"}
 

@@ -17,13 +17,13 @@ from splitedge.mobile_client.heads import TorchHeadBackend
 from splitedge.mobile_client.profile import (
     AccuracyRecord,
     BranchConfig,
-    measure_profile,
     save_profile,
 )
 from splitedge.mobile_client.scheduler import Scheduler
 from splitedge.models.types import Detections
 from splitedge.simulations.link import EmulatedLink
 from splitedge.simulations.traces import BandwidthTrace, constant
+from splitedge.training.profiling import measure_profile
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,9 @@ import pytest
 import torch
 
 from splitedge.mobile_client import Client, Frame
+from splitedge.mobile_client.cli import add_profile_parser
 from splitedge.mobile_client.heads import TorchHeadBackend
-from splitedge.mobile_client.profile import AccuracyVideo, add_profile_parser, load_profile
+from splitedge.mobile_client.profile import AccuracyVideo, load_profile
 from splitedge.simulations.runner import _map50, synthetic_videos
 from splitedge.simulations.scenario import scenario_from_dict
 

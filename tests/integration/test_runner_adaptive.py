@@ -11,11 +11,11 @@ import pytest
 from splitedge.mobile_client.profile import (
     AccuracyRecord,
     BranchConfig,
-    measure_profile,
     save_profile,
 )
 from splitedge.simulations.runner import run_scenario, synthetic_videos
 from splitedge.simulations.scenario import ScenarioError, load_scenario
+from splitedge.training.profiling import measure_profile
 
 pytestmark = pytest.mark.integration
 

@@ -91,7 +91,7 @@ def test_profile_output_that_is_a_directory_leaves_nothing_behind(capsys, tmp_pa
 
 @pytest.mark.parametrize(
     "module",
-    ["splitedge.models.train_cli", "splitedge.simulations.cli", "splitedge.edge.cli"],
+    ["splitedge.training.train_cli", "splitedge.simulations.cli", "splitedge.edge.cli"],
 )
 def test_every_cli_refuses_an_unknown_log_level(capsys, module: str):
     import importlib

@@ -21,7 +21,7 @@ def _client(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_help_of_every_command_without_torch_or_opencv():
-    for command in ((), ("run",), ("depth",), ("models",)):
+    for command in ((), ("run",), ("depth",), ("models",), ("profile",)):
         proc = _client(*command, "--help")
         assert proc.returncode == 0, proc.stderr
         assert "usage: splitedge-client" in proc.stdout

@@ -19,8 +19,8 @@ from splitedge.models.prefilter import (
     save_prefilter,
     threshold_for_recall,
 )
-from splitedge.models.prefilter_train import PrefilterRecipe, train_prefilter
 from splitedge.models.registry import create_model
+from splitedge.training.prefilter_train import PrefilterRecipe, train_prefilter
 
 torch.set_num_threads(1)
 
@@ -58,8 +58,8 @@ def tiny_prefilter():
 
 
 def test_tiny_prefilter_reaches_recall_099_on_its_validation_frames(tiny_prefilter):
-    from splitedge.models.prefilter_train import _frames
-    from splitedge.models.teacher_data import VAL_DATA_SEED
+    from splitedge.training.prefilter_train import _frames
+    from splitedge.training.teacher_data import VAL_DATA_SEED
 
     images, labels = _frames(VAL_DATA_SEED, 80)
     recall, dropped = recall_and_drop(

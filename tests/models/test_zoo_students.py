@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from splitedge.models import zoo
-from splitedge.models.teacher_data import detection_metrics, validation_set
 from splitedge.models.types import TailInput
 from splitedge.proto import codec
+from splitedge.training.teacher_data import detection_metrics, validation_set
 
 torch.set_num_threads(1)
 BRANCH = "bottleneck-12-w0.5-4bit"

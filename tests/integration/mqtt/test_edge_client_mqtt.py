@@ -402,8 +402,9 @@ async def test_adaptive_session_takes_live_control_and_published_server_load(
     mosquitto, edges
 ) -> None:  # type: ignore[no-untyped-def]
     from splitedge.mobile_client.adaptive import AdaptiveSession
-    from splitedge.mobile_client.profile import AccuracyRecord, BranchConfig, measure_profile
+    from splitedge.mobile_client.profile import AccuracyRecord, BranchConfig
     from splitedge.mobile_client.scheduler import Scheduler
+    from splitedge.training.profiling import measure_profile
 
     edges("--model", "echo:tail_delay_ms=40", *_mqtt_args(mosquitto.port, "edge-s"))
     images = [f.image for f in _frames(2)]

@@ -20,13 +20,13 @@ from splitedge.models.depth.prior_net import (  # noqa: E402
     build_prior_net,
     ssi_loss,
 )
-from splitedge.models.depth.train import (  # noqa: E402
+from splitedge.training.depth_prior import (  # noqa: E402
     RECIPE,
     TINY_RECIPE,
     TrainConfig,
     train_prior,
 )
-from splitedge.models.train_cli import main as train_main  # noqa: E402
+from splitedge.training.train_cli import main as train_main  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -154,7 +154,7 @@ def test_prior_refuses_bad_images() -> None:
 
 def test_importing_the_module_does_not_import_torch() -> None:
     code = (
-        "import sys; import splitedge.models.depth.prior_net, splitedge.models.depth.train; "
+        "import sys; import splitedge.models.depth.prior_net, splitedge.training.depth_prior; "
         "sys.exit(1 if 'torch' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

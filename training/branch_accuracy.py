@@ -1,7 +1,7 @@
 """Per-branch accuracy on a fixed-seed validation video, run the way the runtime runs it.
 
 :func:`make_video_validator` turns a detector (a :class:`SplitModel`) into the
-``Validator`` that :func:`splitedge.mobile_client.profile.measure_profile` calls
+``Validator`` that :func:`splitedge.training.profiling.measure_profile` calls
 once per :class:`~splitedge.mobile_client.profile.BranchConfig`. The validation
 video comes from the data package's video mode (:func:`generate_clips`): clips of
 ``clip_frames`` frames, each its own scene (a scene cut: detection restarts at each
@@ -39,9 +39,10 @@ Detections are cached per (branch, bits, width, input size) and frame, so the
 intervals of one branch share their detector runs; records are cached per config
 key. Everything is deterministic for a given model and seed.
 
-It lives with the client because scoring a profile entry replays the client's own
-detect-vs-track path (the tracker, the content bins), so the two cannot drift apart;
-it needs the models' synthetic data and pycocotools, and a torch model to score.
+It is offline measurement (synthetic data, pycocotools, a torch model to score), so
+it lives in ``splitedge.training``, not in the device runtime; it replays the
+client's own detect-vs-track path by importing the client's tracker and content
+bins, so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -50,11 +51,19 @@ import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from splitedge.mobile_client.profile import (
+    DEFAULT_BIN_EDGES,
+    AccuracyRecord,
+    AccuracyVideo,
+    BranchConfig,
+    content_bins,
+)
 from splitedge.mobile_client.sources import resize_short_side
+from splitedge.mobile_client.tracker import BoxTracker
 from splitedge.models.data import (
     SceneConfig,
     VideoConfig,
@@ -63,11 +72,9 @@ from splitedge.models.data import (
     generate_clips,
 )
 from splitedge.models.data.export import CATEGORIES
-from splitedge.models.teacher_data import VAL_DATA_SEED
 from splitedge.models.types import Detections, SplitModel, TailInput
-
-if TYPE_CHECKING:
-    from splitedge.mobile_client.profile import AccuracyRecord, AccuracyVideo, BranchConfig
+from splitedge.proto import codec
+from splitedge.training.teacher_data import VAL_DATA_SEED
 
 DEFAULT_FRAMES = 64
 DEFAULT_CLIP_FRAMES = 16
@@ -128,8 +135,6 @@ def validation_video(
     bin_edges: tuple[tuple[str, tuple[float, ...]], ...],
 ) -> ValidationVideo:
     """Generate (once per argument set) ``frames`` frames in clips of ``clip_frames``."""
-    from splitedge.mobile_client.profile import content_bins
-
     width, height = size
     scene = SceneConfig(width=width, height=height)
     images: list[np.ndarray] = []
@@ -220,8 +225,6 @@ class VideoValidator:
         return cache[index]
 
     def _run(self, config: BranchConfig, frame: np.ndarray) -> Detections:
-        from splitedge.proto import codec
-
         model = self.model
         spec = model.branches[config.branch]
         image = resize_short_side(frame, config.input_size)
@@ -263,8 +266,6 @@ class VideoValidator:
 
     def predictions(self, config: BranchConfig) -> list[Detections]:
         """Per frame: detections on detection frames, tracked boxes in between."""
-        from splitedge.mobile_client.tracker import BoxTracker
-
         self._check(config)
         k = config.detection_interval
         out: list[Detections] = []
@@ -304,8 +305,6 @@ class VideoValidator:
         return float(evaluate_detections(subset, preds)[METRICS[self.metric]])
 
     def _score(self, predictions: list[Detections]) -> AccuracyRecord:
-        from splitedge.mobile_client.profile import AccuracyRecord
-
         n = len(predictions)
         overall = self._metric(list(range(n)), predictions)
         if math.isnan(overall):
@@ -344,8 +343,6 @@ def make_video_validator(
     (AP at IoU .5:.95); ``video`` sets the motion (its ``frames`` is replaced by the
     clip length). The video is generated on the first call and kept.
     """
-    from splitedge.mobile_client.profile import DEFAULT_BIN_EDGES, AccuracyVideo
-
     if frames < 1:
         raise BranchAccuracyError(f"frames must be >= 1, got {frames}")
     if clip_frames < 1:

@@ -10,7 +10,7 @@ import torch
 
 from splitedge.models import zoo
 from splitedge.models.bottleneck import load_student
-from splitedge.models.distill import (
+from splitedge.training.distill import (
     DistillConfig,
     DistillConfigError,
     add_parser,
@@ -107,9 +107,9 @@ def test_cli_tiny_recipe_writes_a_small_checkpoint_and_a_loadable_zoo_entry(tmp_
 def test_teacher_detection_loss_reaches_the_features_and_leaves_the_teacher_in_eval():
     from splitedge.models.bottleneck_split import build_teacher, teacher_rest
     from splitedge.models.detection import DetectionPreprocess
-    from splitedge.models.distill import teacher_detection_loss
     from splitedge.models.split import image_to_tensor
-    from splitedge.models.teacher_data import scene_of, training_batch
+    from splitedge.training.distill import teacher_detection_loss
+    from splitedge.training.teacher_data import scene_of, training_batch
 
     teacher = build_teacher(TEACHER, SMALL)
     net = teacher.torch_model

@@ -15,12 +15,12 @@ from splitedge.models.zoo import ZooError
 
 # Recipe modules; each exposes add_parser(subparsers) registering its sub-command(s).
 RECIPE_MODULES = (
-    "splitedge.models.depth.train",
-    "splitedge.models.train_teacher",
-    "splitedge.models.eval_zoo",
-    "splitedge.models.distill",
-    "splitedge.models.distill_seg",
-    "splitedge.models.prefilter_train",
+    "splitedge.training.depth_prior",
+    "splitedge.training.train_teacher",
+    "splitedge.training.eval_zoo",
+    "splitedge.training.distill",
+    "splitedge.training.distill_seg",
+    "splitedge.training.prefilter_train",
 )
 
 

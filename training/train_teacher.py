@@ -2,7 +2,7 @@
 
 Trains a detector (default the small Faster R-CNN of
 :mod:`splitedge.models.small_detectors`) or a segmenter (LR-ASPP MobileNetV3-Small)
-on synthetic frames drawn on the fly (:mod:`splitedge.models.teacher_data`), with
+on synthetic frames drawn on the fly (:mod:`splitedge.training.teacher_data`), with
 flips and scale jitter, AdamW with linear warmup and cosine decay, a tqdm bar
 showing the loss, and a periodic validation score (COCO mAP / mIoU on the fixed
 validation set). Every validation writes the checkpoint and the zoo record
@@ -30,12 +30,13 @@ from typing import Any
 import numpy as np
 
 from splitedge.models import zoo
+from splitedge.models.registry import create_model
 from splitedge.models.small_detectors import (
     SMALL_DETECTOR,
     SMALL_SEGMENTER,
     SYNTHETIC_NUM_CLASSES,
 )
-from splitedge.models.teacher_data import (
+from splitedge.training.teacher_data import (
     DEFAULT_VAL_IMAGES,
     detection_metrics,
     scene_of,
@@ -111,8 +112,6 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
 
 def _build(config: TeacherConfig) -> Any:
     """The split model to train; its ``torch_model`` is the torchvision module."""
-    from splitedge.models.registry import create_model
-
     options: dict[str, Any] = {"min_size": config.min_size, "device": config.device}
     if config.weights is None:
         options["num_classes"] = SYNTHETIC_NUM_CLASSES

@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 
 from splitedge.models import zoo
-from splitedge.models.teacher_data import (
+from splitedge.models.types import Prediction, TailInput
+from splitedge.training.teacher_data import (
     DEFAULT_VAL_IMAGES,
     detection_metrics,
     segmentation_metrics,
     validation_set,
 )
-from splitedge.models.types import Prediction, TailInput
 
 LATENCY_REPEATS = 5
 

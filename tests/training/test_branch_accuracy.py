@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from splitedge.mobile_client.branch_accuracy import BranchAccuracyError, make_video_validator
+from splitedge.mobile_client.cli import add_profile_parser
 from splitedge.mobile_client.profile import (
     DEFAULT_BIN_EDGES,
     AccuracyVideo,
     BranchConfig,
-    add_profile_parser,
     load_profile,
 )
 from splitedge.models.data import VideoConfig
 from splitedge.models.registry import create_model
+from splitedge.training.branch_accuracy import BranchAccuracyError, make_video_validator
 
 # A tiny, clearly moving video: one 12-frame clip at 160x120.
 FRAMES = 12

@@ -13,15 +13,16 @@ import torch
 
 from splitedge.models import zoo
 from splitedge.models.data import SceneConfig, generate_image
-from splitedge.models.eval_zoo import evaluate_entry
 from splitedge.models.registry import create_model
-from splitedge.models.teacher_data import (
+from splitedge.models.types import Detections, SegmentationMask
+from splitedge.training.eval_zoo import evaluate_entry
+from splitedge.training.teacher_data import (
     VAL_DATA_SEED,
     target_of,
     validation_set,
 )
-from splitedge.models.train_cli import main as train_main
-from splitedge.models.train_teacher import (
+from splitedge.training.train_cli import main as train_main
+from splitedge.training.train_teacher import (
     DETECTOR_ENTRY,
     DETECTOR_RECIPE,
     SEGMENTER_ENTRY,
@@ -29,7 +30,6 @@ from splitedge.models.train_teacher import (
     lr_factor,
     train_teacher,
 )
-from splitedge.models.types import Detections, SegmentationMask
 
 
 @pytest.fixture(scope="module", autouse=True)

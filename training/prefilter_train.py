@@ -22,8 +22,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
 
-from splitedge.models.prefilter import INPUTS, TARGET_RECALL
+from splitedge.models import zoo
+from splitedge.models.data import SceneConfig, VideoConfig, generate_image, generate_video
+from splitedge.models.prefilter import (
+    INPUTS,
+    TARGET_RECALL,
+    Prefilter,
+    build_net,
+    frames_to_tensor,
+    recall_and_drop,
+    resolve_path,
+    save_prefilter,
+    threshold_for_recall,
+)
+from splitedge.training.teacher_data import VAL_DATA_SEED
 
 VIDEO_SEED = 77
 _INPUT_WORDS = {"head": "student head's stride-4 features", "frame": "120x160 frame"}
@@ -50,8 +66,6 @@ TINY = {"train_frames": 96, "val_frames": 120, "iterations": 60, "batch_size": 1
 
 def _frames(seed: int, count: int) -> tuple[list[np.ndarray], np.ndarray]:
     """``count`` frames of ``seed``: half stills, half video frames (objects enter and leave)."""
-    from splitedge.models.data import SceneConfig, VideoConfig, generate_image, generate_video
-
     stills = count // 2
     samples = [generate_image(SceneConfig(), seed, i) for i in range(stills)]
     video = 0
@@ -71,14 +85,11 @@ def _scores(prefilter: Any, images: list[np.ndarray], chunk: int = 32) -> np.nda
 
 def uplink_saving(prefilter: Any, videos: int, seed: int = VIDEO_SEED) -> dict[str, float]:
     """Recall and share of frames dropped on ``videos`` synthetic videos."""
-    from splitedge.models.data import SceneConfig, VideoConfig, generate_video
-
     images, labels = [], []
     for v in range(videos):
         for sample in generate_video(SceneConfig(), VideoConfig(), seed, v):
             images.append(sample.image)
             labels.append(len(sample.instances) > 0)
-    from splitedge.models.prefilter import recall_and_drop
 
     labels_arr = np.asarray(labels, bool)
     recall, dropped = recall_and_drop(_scores(prefilter, images), labels_arr, prefilter.threshold)
@@ -92,19 +103,6 @@ def uplink_saving(prefilter: Any, videos: int, seed: int = VIDEO_SEED) -> dict[s
 
 def train_prefilter(recipe: PrefilterRecipe, progress: bool = True) -> Any:
     """Train; returns a :class:`~splitedge.models.prefilter.Prefilter` with its metrics."""
-    import torch
-    from torch.nn import functional as F
-    from tqdm import tqdm
-
-    from splitedge.models.prefilter import (
-        Prefilter,
-        build_net,
-        frames_to_tensor,
-        recall_and_drop,
-        threshold_for_recall,
-    )
-    from splitedge.models.teacher_data import VAL_DATA_SEED
-
     torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
@@ -187,10 +185,6 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from splitedge.models import zoo
-    from splitedge.models.prefilter import resolve_path, save_prefilter
 
     sizes = dict(TINY) if args.tiny else {}
     for key in ("train_frames", "val_frames", "iterations", "batch_size", "videos"):

@@ -38,8 +38,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
 
+from splitedge.models import zoo
+from splitedge.models.bottleneck import (
+    BottleneckCheckpointError,
+    BottleneckConfig,
+    Student,
+    load_student,
+    save_student,
+)
+from splitedge.models.bottleneck_split import MODEL_NAME, build_teacher, teacher_rest
 from splitedge.models.slimmable import DEFAULT_WIDTHS
+from splitedge.models.split import image_to_tensor
+from splitedge.training.teacher_data import scene_of, training_batch
 
 LOSSES = ("hnd", "ghnd")
 DEFAULT_NAME = {"hnd": "hnd-frcnn-small-c12", "ghnd": "ghnd-frcnn-small-c12"}
@@ -147,14 +161,6 @@ def train_student(
     image_sizes, frames)`` (GHND only), times ``config.task_weight``, is added to the
     feature loss. Returns (student in eval mode, record).
     """
-    import torch
-    from torch.nn import functional as F
-    from tqdm import tqdm
-
-    from splitedge.models.bottleneck import BottleneckConfig, Student
-    from splitedge.models.split import image_to_tensor
-    from splitedge.models.teacher_data import scene_of, training_batch
-
     init, init_record = init_student(config)
     task_weight = config.task_weight if task_loss is not None else 0.0
     torch.set_num_threads(config.threads)
@@ -250,7 +256,6 @@ def teacher_detection_loss(torch_model: Any) -> Any:
     head losses on FPN inputs ``features`` against the frames' boxes (rescaled to the
     transformed image sizes). Only the two heads' training switches are turned on, for
     the call, so every batch norm stays in eval mode."""
-    import torch
     from torchvision.models.detection.image_list import ImageList
 
     fpn, rpn, roi_heads = torch_model.backbone.fpn, torch_model.rpn, torch_model.roi_heads
@@ -282,9 +287,6 @@ def teacher_detection_loss(torch_model: Any) -> Any:
 def init_student(config: StudentConfig) -> tuple[Any, dict[str, Any]]:
     """``--init`` (a checkpoint path or ``zoo:<entry>``): (student, fields for the
     training record); (None, {}) without it."""
-    from splitedge.models import zoo
-    from splitedge.models.bottleneck import BottleneckCheckpointError, load_student
-
     if not config.init:
         return None, {}
     path: str | Path = config.init
@@ -303,7 +305,6 @@ def init_student(config: StudentConfig) -> tuple[Any, dict[str, Any]]:
 
 def distill(config: DistillConfig, progress: bool = True) -> tuple[Any, dict[str, Any]]:
     """Train a detector student; returns (student in eval mode, training record)."""
-    from splitedge.models.bottleneck_split import build_teacher, teacher_rest
     from splitedge.models.detection import DetectionPreprocess
 
     teacher = build_teacher(config.teacher, config.teacher_options)
@@ -465,9 +466,6 @@ def save_and_record(
 ) -> int:
     """Save the checkpoint in ``--out`` (the zoo by default) and, unless ``--no-zoo``,
     its zoo record; shared by the detector and segmenter recipes."""
-    from splitedge.models import zoo
-    from splitedge.models.bottleneck import save_student
-
     out_dir = args.out if args.out is not None else zoo.ZOO_DIR
     path = save_student(
         student,
@@ -497,8 +495,6 @@ def save_and_record(
 
 def run(args: argparse.Namespace) -> int:
     """Train, save the checkpoint and (unless ``--no-zoo``) its zoo record."""
-    from splitedge.models.bottleneck_split import MODEL_NAME
-
     config = config_from_args(args)
     student, record = distill(config, progress=not args.no_progress)
     return save_and_record(

@@ -4,7 +4,7 @@ GHND for the segmenter matches both inputs of the LR-ASPP head: the decoded spli
 feature (``low``, ``backbone.2``, stride 8) against the teacher's own, and the
 teacher's ``high`` feature (``backbone.12``) computed *from the decoded feature*
 against the one computed from the teacher's own; the loss is their plain sum of
-mean squared errors. As in :mod:`splitedge.models.distill`: teacher frozen (eval,
+mean squared errors. As in :mod:`splitedge.training.distill`: teacher frozen (eval,
 no parameter gradients), quantization in the loop at a bit depth drawn from
 ``--bits`` per width, sandwich-rule widths, AdamW with warm-up and cosine decay.
 
@@ -18,7 +18,17 @@ import argparse
 from dataclasses import dataclass
 from typing import Any
 
-from splitedge.models.distill import (
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from splitedge.models.bottleneck_seg import (
+    CODE_STRIDE,
+    MODEL_NAME,
+    build_seg_teacher,
+    seg_teacher_rest,
+)
+from splitedge.training.distill import (
     StudentConfig,
     add_student_arguments,
     common_config,
@@ -47,9 +57,6 @@ def teacher_segmentation_loss(classifier: Any) -> Any:
     """``loss(features, batch, image_sizes, frames)``: cross-entropy of the frozen LR-ASPP
     head's logits on ``features`` (``low``/``high``), upsampled to the batch, against
     the frames' class maps resized (nearest) to the same size."""
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
 
     def loss(features: Any, batch: Any, image_sizes: Any, frames: Any) -> Any:
         size = tuple(batch.shape[-2:])
@@ -65,7 +72,6 @@ def teacher_segmentation_loss(classifier: Any) -> Any:
 
 def distill_seg(config: SegDistillConfig, progress: bool = True) -> tuple[Any, dict[str, Any]]:
     """Train a segmentation student; returns (student in eval mode, training record)."""
-    from splitedge.models.bottleneck_seg import CODE_STRIDE, build_seg_teacher, seg_teacher_rest
     from splitedge.models.segmentation import SegmentationPreprocess
 
     teacher = build_seg_teacher(config.teacher, config.teacher_options)
@@ -108,8 +114,6 @@ def config_from_args(args: argparse.Namespace) -> SegDistillConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Train, save the checkpoint and (unless ``--no-zoo``) its zoo record."""
-    from splitedge.models.bottleneck_seg import MODEL_NAME
-
     config = config_from_args(args)
     student, record = distill_seg(config, progress=not args.no_progress)
     return save_and_record(

@@ -1,0 +1,336 @@
+"""Measuring a branch profile on this device: the work behind ``splitedge-client profile``.
+
+:func:`measure_profile` fills a :class:`~splitedge.mobile_client.profile.Profile` by
+really running each branch's head and the codec under CPU contention it makes itself
+(:func:`cpu_contention`: busy-looping worker processes); accuracy comes from a
+validation callable the caller passes
+(:func:`splitedge.training.branch_accuracy.make_video_validator` scores detectors on
+synthetic validation video). :func:`run_profile` is the command's handler; its flags
+are registered on the device side (:func:`splitedge.mobile_client.cli.add_profile_parser`),
+which imports this module only when the command runs, so the device runtime never
+loads the profiler, the synthetic data or COCO evaluation to stream frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from splitedge.mobile_client.heads import TorchHeadBackend
+from splitedge.mobile_client.messages import offload_request, split_request
+from splitedge.mobile_client.profile import (
+    BranchConfig,
+    BranchProfile,
+    Profile,
+    ProfileError,
+    Quantiles,
+    Validator,
+    save_profile,
+)
+from splitedge.mobile_client.server_profile import fetch_tail_profile
+from splitedge.mobile_client.sources import SourceError, open_source, resize_short_side
+from splitedge.mobile_client.transport import tls_from_flags
+from splitedge.models.registry import create_model
+
+__all__ = ["cpu_contention", "measure_profile", "run_profile"]
+
+
+# Pure-Python spinning holds one core, as another app's work would on a phone. A fresh
+# interpreter (not multiprocessing) so the caller's __main__ is never re-imported.
+_SPIN = "while True:\n    pass\n"
+
+
+@contextlib.contextmanager
+def cpu_contention(workers: int) -> Iterator[list[int]]:
+    """Hold ``workers`` CPU cores busy with spinning processes for the ``with`` block.
+
+    Yields the spinners' process ids; they are stopped (terminate, then kill) on exit.
+    """
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(max(0, workers)):
+            procs.append(subprocess.Popen([sys.executable, "-c", _SPIN]))
+        if procs:
+            time.sleep(0.2)  # let the spinners start before timing does
+        yield [p.pid for p in procs]
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=2.0)
+
+
+def _quantiles_of(values: list[float]) -> Quantiles:
+    arr = np.asarray(values, dtype=np.float64)
+    return Quantiles(float(arr.mean()), float(np.quantile(arr, 0.5)), float(np.quantile(arr, 0.95)))
+
+
+def measure_profile(
+    model_name: str,
+    branches: Sequence[BranchConfig],
+    frames: Sequence[np.ndarray],
+    *,
+    contention_levels: Sequence[int] = (0, 1),
+    progress: bool = True,
+    validate: Validator | None = None,
+    model_options: Mapping[str, Any] | None = None,
+    zstd_level: int = 3,
+    tail_latency_ms: Mapping[str, Mapping[int, float]] | None = None,
+) -> Profile:
+    """Measure a profile of ``branches`` of ``model_name`` on this device.
+
+    Every config's head (or the whole model, for ``local``) and codec run on each
+    frame at each contention level (``level`` spinning processes), so head latency
+    and bytes/frame are what this device really produces. ``validate`` supplies
+    accuracy (left empty without it; its ``accuracy_video`` attribute, when it has
+    one, is recorded as the profile's); ``tail_latency_ms`` (branch -> batch size ->
+    ms, as the server reports) is copied in. The time to build the model is the
+    switch cost into its load group from any other.
+    """
+    try:  # the tracker needs OpenCV; a device without it profiles detection only
+        from splitedge.mobile_client.tracker import measure_tracker_ms
+    except ImportError:
+        measure_tracker_ms = None
+
+    if not frames:
+        raise ProfileError("measure_profile needs at least one frame")
+    if not branches:
+        raise ProfileError("measure_profile needs at least one branch config")
+    levels = tuple(int(lv) for lv in contention_levels)
+    if not levels or min(levels) < 0 or len(set(levels)) != len(levels):
+        raise ProfileError(f"contention levels must be distinct integers >= 0, got {list(levels)}")
+    t0 = time.perf_counter()
+    backend = TorchHeadBackend(model_name, dict(model_options or {}))
+    load_ms = (time.perf_counter() - t0) * 1000.0
+    specs = backend.model.branches
+    for cfg in branches:
+        if cfg.branch not in specs:
+            raise ProfileError(
+                f"model {model_name!r} has no branch {cfg.branch!r}; "
+                f"known: {', '.join(sorted(specs))}"
+            )
+        if cfg.width != 1.0 and not hasattr(backend.model, "set_width"):
+            raise ProfileError(
+                f"{cfg.key}: model {model_name!r} is not slimmable (width must be 1.0)"
+            )
+
+    def run_once(cfg: BranchConfig, image: np.ndarray) -> tuple[float, int]:
+        spec = specs[cfg.branch]
+        image = resize_short_side(image, cfg.input_size)
+        if hasattr(backend.model, "set_width"):
+            backend.model.set_width(cfg.width)
+        start = time.perf_counter()
+        if spec.kind == "local":
+            backend.local(image)
+            size = 0
+        elif spec.kind == "offload":
+            _, size = offload_request(image, spec)
+        else:
+            head = backend.head(spec, image)
+            _, size = split_request(head, bits=cfg.bits, zstd_level=zstd_level)
+        return (time.perf_counter() - start) * 1000.0, size
+
+    # Detection interval changes accuracy, not the head: time each distinct head once.
+    heads = {replace(c, detection_interval=1) for c in branches}
+    head_ms: dict[BranchConfig, dict[int, Quantiles]] = {h: {} for h in heads}
+    size_q: dict[BranchConfig, Quantiles] = {}
+    tracker_ms: dict[int, float] = {}
+    track_frames = [np.asarray(f) for f in frames[: max(2, min(len(frames), 8))]]
+    if len(track_frames) < 2:
+        track_frames = track_frames * 2
+    h, w = track_frames[0].shape[:2]
+    probe_boxes = np.array(
+        [[w * 0.1, h * 0.1, w * 0.4, h * 0.5], [w * 0.5, h * 0.4, w * 0.9, h * 0.9]]
+    )
+    total = len(heads) * len(levels) * (len(frames) + 1) + len(levels)
+    ordered = sorted(heads, key=lambda c: c.key)
+    with tqdm(total=total, desc=f"profile {model_name}", unit="run", disable=not progress) as bar:
+        for level in levels:
+            with cpu_contention(level):
+                for cfg in ordered:
+                    run_once(cfg, frames[0])  # warm-up: lazy initialisation is not the head
+                    bar.update(1)
+                    times, sizes = [], []
+                    for image in frames:
+                        ms, size = run_once(cfg, image)
+                        times.append(ms)
+                        sizes.append(float(size))
+                        bar.update(1)
+                    head_ms[cfg][level] = _quantiles_of(times)
+                    size_q.setdefault(cfg, _quantiles_of(sizes))
+                if measure_tracker_ms is not None:
+                    tracker_ms[level] = measure_tracker_ms(track_frames, probe_boxes)
+                bar.update(1)
+    entries = []
+    for cfg in branches:
+        base = replace(cfg, detection_interval=1)
+        record = validate(cfg) if validate is not None else None
+        if record is not None and not all(
+            0.0 <= a <= 1.0 for a in (record.overall, *record.by_bin.values())
+        ):
+            raise ProfileError(f"{cfg.key}: validation returned accuracy outside [0, 1]: {record}")
+        entries.append(
+            BranchProfile(
+                config=cfg,
+                kind=specs[cfg.branch].kind,
+                load_group=model_name,  # one model's branches share its weights
+                head_latency_ms=head_ms[base],
+                bytes_per_frame=size_q[base],
+                tail_latency_ms=dict((tail_latency_ms or {}).get(cfg.branch, {})),
+                accuracy=None if record is None else record.overall,
+                accuracy_by_bin={} if record is None else dict(record.by_bin),
+            )
+        )
+    return Profile(
+        model=model_name,
+        device=f"{platform.machine()} {platform.system()} x{os.cpu_count()} cpus",
+        contention_levels=levels,
+        entries=entries,
+        tracker_latency_ms=tracker_ms,
+        default_switch_cost_ms=load_ms,
+        frame_size=(h, w),
+        created_unix_s=time.time(),
+        accuracy_video=getattr(validate, "accuracy_video", None),
+    )
+
+
+# ---------------------------------------------------------------- command line
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    """The ``profile`` command: 0 on success, 2 on bad input."""
+    try:
+        size = _check_profile_args(args)
+        options = dict(_option(item) for item in args.model_option)
+        frames = [f.image for f in open_source(args.source, max_frames=args.frames, size=size)]
+        # Branch kinds come from the model itself (built once more here, before timing).
+        model = create_model(args.model, **options)
+        configs = _configs(args, model)
+        tails = None
+        if getattr(args, "server", None):
+            tls = tls_from_flags(args.tls_ca, args.tls_cert, args.tls_key)
+            tails = asyncio.run(fetch_tail_profile(args.server, args.model, tls=tls))
+        validate = None
+        if args.accuracy_frames:
+            # Synthetic video and COCO evaluation (pycocotools, OpenCV): only when asked.
+            from splitedge.training.branch_accuracy import make_video_validator
+
+            validate = make_video_validator(
+                model,
+                frames=args.accuracy_frames,
+                size=size,
+                **_accuracy_video_options(args),
+            )
+        profile = measure_profile(
+            args.model,
+            configs,
+            frames,
+            contention_levels=args.levels,
+            progress=not args.no_progress,
+            validate=validate,
+            model_options=options,
+            tail_latency_ms=tails,
+        )
+        save_profile(profile, args.output)
+    except (ProfileError, SourceError, ValueError, KeyError, OSError) as exc:
+        print(f"splitedge-client profile: error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {args.output}: {len(profile.entries)} entries, "
+        f"contention levels {list(profile.contention_levels)}"
+    )
+    return 0
+
+
+def _check_profile_args(args: argparse.Namespace) -> tuple[int, int]:
+    """Refuse bad flags before anything is measured; returns ``--size`` as (w, h)."""
+    if args.accuracy_frames < 0:
+        raise ValueError(f"--accuracy-frames must be >= 0, got {args.accuracy_frames}")
+    seed = getattr(args, "accuracy_seed", None)
+    if seed is not None and seed < 0:
+        raise ValueError(f"--accuracy-seed must be >= 0, got {seed}")
+    clip = getattr(args, "accuracy_clip_frames", None)
+    if clip is not None and clip < 1:
+        raise ValueError(f"--accuracy-clip-frames must be >= 1, got {clip}")
+    if args.frames < 1:
+        raise ValueError(f"--frames must be at least 1, got {args.frames}")
+    w, sep, h = args.size.lower().partition("x")
+    if not (sep and w.isdigit() and h.isdigit() and 1 <= int(w) <= 8192 and 1 <= int(h) <= 8192):
+        raise ValueError(f"--size: expected WIDTHxHEIGHT, each 1-8192, got {args.size!r}")
+    for flag, values, low in (
+        ("--input-sizes", args.input_sizes, 0),
+        ("--intervals", args.intervals, 1),
+        ("--levels", args.levels, 0),
+    ):
+        bad = [v for v in values if v < low]
+        if bad or not values:
+            raise ValueError(f"{flag}: every value must be >= {low}, got {values}")
+    if Path(args.output).is_dir():
+        raise ValueError(f"--output: {str(args.output)!r} is a directory; name a file")
+    return int(w), int(h)
+
+
+def _accuracy_video_options(args: argparse.Namespace) -> dict[str, int]:
+    """``make_video_validator`` keywords for the flags given (the defaults are its own)."""
+    out = {}
+    if getattr(args, "accuracy_seed", None) is not None:
+        out["seed"] = int(args.accuracy_seed)
+    if getattr(args, "accuracy_clip_frames", None) is not None:
+        out["clip_frames"] = int(args.accuracy_clip_frames)
+    return out
+
+
+def _option(item: str) -> tuple[str, Any]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--model-option takes KEY=VALUE, got {item!r}")
+    if value[:1] in ("[", "{"):
+        try:  # a list or an object, e.g. teacher_options={"jpeg_qualities":[90,50]}
+            return key, json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--model-option {key}: not valid JSON ({exc.msg})") from None
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            continue
+    return key, value
+
+
+def _configs(args: argparse.Namespace, model: Any) -> list[BranchConfig]:
+    specs = model.branches
+    # A slimmable model's split branches run at their own width (bottleneck-12-w0.5-..).
+    branch_width = getattr(model, "branch_width", None)
+    names = [b for b in args.branches.split(",") if b] or list(specs)
+    out = []
+    for name in names:
+        if name not in specs:
+            raise ProfileError(
+                f"model {args.model!r} has no branch {name!r}; known: {', '.join(specs)}"
+            )
+        split = specs[name].kind == "split"
+        bits = (args.bits or [specs[name].default_bits]) if split else [0]
+        width = float(branch_width(name)) if split and branch_width is not None else 1.0
+        for b in bits:
+            for size in args.input_sizes:
+                for k in args.intervals:
+                    out.append(BranchConfig(name, b, width, size, k))
+    return out

@@ -22,12 +22,14 @@ from pathlib import Path
 import grpc
 
 from benchmarks._stats import machine, pct, table
+from splitedge.edge.config import BatchingConfig, EdgeConfig, ModelConfig, dump_config
 from splitedge.mobile_client.heads import TorchHeadBackend
 from splitedge.mobile_client.messages import encode_head
 from splitedge.mobile_client.sources import open_source
 from splitedge.mobile_client.transport import frame_request
 from splitedge.proto import splitedge_pb2 as pb
 from splitedge.proto import splitedge_pb2_grpc as pb_grpc
+from splitedge.proto.options import size_arg
 from splitedge.simulations.processes import EdgeProcess
 
 STREAMS = (1, 4, 16)
@@ -89,14 +91,15 @@ async def _load(address: str, request: pb.FrameRequest, streams: int, seconds: f
 
 
 def _config(path: Path, model: str, batching: bool) -> None:
-    path.write_text(
-        "[batching]\n"
-        f"max_batch_size = {8 if batching else 1}\n"
-        f"max_queue_delay_ms = {5.0 if batching else 0.0}\n"
-        "queue_capacity = 256\n"
-        "\n[[models]]\n"
-        f'name = "{model}"\n'
+    config = EdgeConfig(
+        batching=BatchingConfig(
+            max_batch_size=8 if batching else 1,
+            max_queue_delay_ms=5.0 if batching else 0.0,
+            queue_capacity=256,
+        ),
+        models=(ModelConfig(model),),
     )
+    path.write_text(dump_config(config))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,10 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="4 s per point instead of 15 s")
     parser.add_argument("--model", default="fasterrcnn_mobilenet_v3_large_fpn")
     parser.add_argument("--branch", default=None, help="split branch (default: the first)")
-    parser.add_argument("--size", default="320x240", help="frame size WxH")
+    parser.add_argument(
+        "--size", type=size_arg(), default=(320, 240), help="frame size WIDTHxHEIGHT"
+    )
     args = parser.parse_args(argv)
     seconds = 4.0 if args.quick else 15.0
-    w, h = (int(v) for v in args.size.split("x"))
+    w, h = args.size
     backend = TorchHeadBackend(args.model)
     branch = args.branch or next(n for n, b in backend.model.branches.items() if b.kind == "split")
     request = _request(args.model, branch, (w, h))

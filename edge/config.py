@@ -10,8 +10,8 @@ Inner code takes these objects (or plain arguments) and never reads files or env
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
-import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -23,11 +23,8 @@ from splitedge.models.registry import ZOO_PREFIX
 from splitedge.proto import address
 from splitedge.proto.codec import CodecLimits
 from splitedge.proto.control import MessageError, check_id
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+from splitedge.proto.options import FormatError, load_toml, parse_value, split_items
+from splitedge.proto.schema import Section
 
 __all__ = [
     "BatchingConfig",
@@ -38,6 +35,7 @@ __all__ = [
     "ModelConfig",
     "MqttConfig",
     "ServerConfig",
+    "dump_config",
     "load_config",
     "parse_host_port",
     "parse_model_spec",
@@ -159,14 +157,9 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> EdgeConfig:
     if path is not None:
         path = Path(path)
         try:
-            with path.open("rb") as f:
-                table = tomllib.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"config file {str(path)!r} does not exist") from None
-        except OSError as exc:
-            raise ConfigError(f"config file {str(path)!r} cannot be read ({exc})") from exc
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {str(path)!r} is not valid TOML ({exc})") from exc
+            table = load_toml(path, "config file")
+        except FormatError as exc:
+            raise ConfigError(str(exc)) from exc
         base_dir = path.resolve().parent
     unknown = sorted(set(table) - _TOP_LEVEL)
     if unknown:
@@ -190,10 +183,12 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> EdgeConfig:
 
 
 def parse_model_spec(text: str) -> ModelConfig:
-    """``"echo:tail_delay_ms=20,serve_as=e2"`` -> ModelConfig (values: int, float, bool, str).
+    """``"echo:tail_delay_ms=20,serve_as=e2"`` -> ModelConfig.
 
-    ``serve_as`` is not a builder option: it names the served model. Trained zoo
-    entries keep their prefix: ``zoo:teacher-frcnn-small:score_thresh=0.3``.
+    Values are typed as every KEY=VALUE option is (:func:`splitedge.proto.options.parse_value`);
+    commas separate the options here, so a list value is written in JSON brackets
+    (``qualities=[90,50]``). ``serve_as`` is not a builder option: it names the served
+    model. Trained zoo entries keep their prefix: ``zoo:teacher-frcnn-small:score_thresh=0.3``.
     """
     prefix = ZOO_PREFIX if text.startswith(ZOO_PREFIX) else ""
     name, _, rest = text[len(prefix) :].partition(":")
@@ -201,11 +196,16 @@ def parse_model_spec(text: str) -> ModelConfig:
     if not name:
         raise ConfigError(f"--model {text!r}: expected NAME[:key=value,...]")
     options: dict[str, Any] = {}
-    for item in filter(None, (p.strip() for p in rest.split(","))):
+    for item in split_items(rest):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--model {text!r}: option {item!r} is not key=value")
-        options[key.strip()] = _parse_scalar(value.strip())
+        try:
+            options[key.strip()] = parse_value(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"--model {text!r}: option {key.strip()!r} is not valid JSON ({exc.msg})"
+            ) from None
     serve_as = options.pop("serve_as", None)
     return ModelConfig(
         name=name, options=options, serve_as=None if serve_as is None else str(serve_as)
@@ -218,17 +218,6 @@ def parse_host_port(text: str, what: str, default_port: int | None = None) -> tu
         return address.parse_host_port(text, what, default_port)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-
-
-def _parse_scalar(value: str) -> Any:
-    if value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
 
 
 def _models(raw: Any, base_dir: Path) -> tuple[ModelConfig, ...]:
@@ -270,39 +259,76 @@ def _check_fields(cls: type, raw: Mapping[str, Any], section: str, base_dir: Pat
     if cls is EdgeConfig:
         names -= set(_SECTIONS)
     prefix = f"{section}." if section else ""
+    reader = Section(raw, section, error=ConfigError)
     out = {}
-    for key, value in raw.items():
+    for key in raw:
         if key not in names:
             raise ConfigError(f"{prefix}{key}: unknown key; known keys: {', '.join(sorted(names))}")
-        out[key] = _coerce(value, hints[key], f"{prefix}{key}", base_dir)
+        out[key] = _read(reader, key, hints[key], base_dir)
     return out
 
 
-def _coerce(value: Any, hint: Any, key: str, base_dir: Path) -> Any:
-    """Check ``value`` against a field's type; relative paths resolve from ``base_dir``."""
+# a field's type -> what TOML must hold for it (a bool is never an int or a float)
+_TOML_TYPES: dict[Any, type | tuple[type, ...]] = {
+    bool: bool,
+    int: int,
+    float: (int, float),
+    str: str,
+    Path: str,
+}
+
+
+def _read(reader: Section, key: str, hint: Any, base_dir: Path) -> Any:
+    """Read ``key`` as its field's type; relative paths resolve from ``base_dir``."""
     args = typing.get_args(hint)
     if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
-        (inner,) = (a for a in args if a is not type(None))
-        return _coerce(value, inner, key, base_dir)
-    if hint is bool:
-        ok = isinstance(value, bool)
-    elif hint is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif hint is str:
-        ok = isinstance(value, str)
-    elif hint is Path:
-        ok = isinstance(value, (str, Path))
-        if ok:
-            value = base_dir / Path(value).expanduser()
-    else:  # pragma: no cover - a field type this loader was not taught
-        raise TypeError(f"{key}: unsupported field type {hint!r}")
-    if not ok:
-        expected = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
-        raise ConfigError(f"{key}: expected {expected.get(hint, 'a path')}, got {_show(value)}")
+        (hint,) = (a for a in args if a is not type(None))
+    if hint not in _TOML_TYPES:  # pragma: no cover - a field type this loader was not taught
+        raise TypeError(f"{reader.key(key)}: unsupported field type {hint!r}")
+    value = reader.get(key, _TOML_TYPES[hint])
+    if hint is float:
+        return float(value)
+    if hint is Path:
+        return base_dir / Path(value).expanduser()
     return value
+
+
+def dump_config(config: EdgeConfig) -> str:
+    """``config`` as TOML that :func:`load_config` reads back equal (every key written).
+
+    ``None`` values are left out (the loader's default); paths are written absolute, so
+    the file reads the same from any folder.
+    """
+    top = {k: getattr(config, k) for k in ("device", "metrics_port", "log_level")}
+    lines = [f"{key} = {_toml_value(value)}" for key, value in top.items()]
+    for section in _SECTIONS:
+        lines += ["", f"[{section}]"]
+        for key, value in dataclasses.asdict(getattr(config, section)).items():
+            if value is not None:
+                lines.append(f"{key} = {_toml_value(value)}")
+    for model in config.models:
+        lines += ["", "[[models]]", f"name = {_toml_value(model.name)}"]
+        if model.serve_as is not None:
+            lines.append(f"serve_as = {_toml_value(model.serve_as)}")
+        lines.append(f"options = {_toml_value(dict(model.options))}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)  # TOML spells inf and nan as Python does
+    if isinstance(value, Path):
+        return json.dumps(str(value.absolute()))
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON string escapes are TOML basic-string escapes
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        items = (f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
+    raise ConfigError(f"cannot write {_show(value)} to TOML")
 
 
 _SERVER_OVERRIDES = {"host", "port", "grace_s", "tls_cert", "tls_key", "tls_client_ca"}

@@ -36,6 +36,7 @@ from splitedge.mobile_client.transport import (
 )
 from splitedge.proto.address import parse_host_port
 from splitedge.proto.codec import check_zstd_level
+from splitedge.proto.options import parse_options, size_arg
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -49,16 +50,6 @@ log = logging.getLogger("splitedge.client")
 
 
 _EXAMPLE_SERVER = "edge.lan:50051"
-_MAX_SIDE = 8192  # synthetic frames: 8K is plenty, and 100000x100000 would need 149 GiB
-
-
-def _size(text: str) -> tuple[int, int]:
-    w, sep, h = text.lower().partition("x")
-    if not sep or not w.isdigit() or not h.isdigit():
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 320x240, got {text!r}")
-    if not (1 <= int(w) <= _MAX_SIDE and 1 <= int(h) <= _MAX_SIDE):
-        raise argparse.ArgumentTypeError(f"each side must be 1-{_MAX_SIDE} pixels, got {text!r}")
-    return int(w), int(h)
 
 
 def _check_run_args(args: argparse.Namespace) -> None:
@@ -76,23 +67,6 @@ def _check_run_args(args: argparse.Namespace) -> None:
     tls_from_flags(args.tls_ca, args.tls_cert, args.tls_key)
     if args.out != "-" and Path(args.out).is_dir():
         raise ValueError(f"--out: {args.out!r} is a directory; name a file")
-
-
-def _options(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise argparse.ArgumentTypeError(f"--model-option takes KEY=VALUE, got {item!r}")
-        for cast in (int, float):
-            try:
-                out[key] = cast(value)
-                break
-            except ValueError:
-                continue
-        else:
-            out[key] = value
-    return out
 
 
 def _add_mqtt_flags(run: argparse.ArgumentParser) -> None:
@@ -182,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a folder of images, a video file, camera[:N], or synthetic (default)",
     )
     run.add_argument("--frames", type=int, default=None, help="stop after N frames")
-    run.add_argument("--size", type=_size, default=(320, 240), help="synthetic frame size WxH")
+    run.add_argument(
+        "--size", type=size_arg(), default=(320, 240), help="synthetic frame size WIDTHxHEIGHT"
+    )
     run.add_argument("--fps", type=float, default=0.0, help="pace frames like a camera (0 = fast)")
     run.add_argument(
         "--deadline-ms",
@@ -378,7 +354,7 @@ def _check_mqtt_flags(args: argparse.Namespace) -> BrokerAddress | None:
 
 async def _run(args: argparse.Namespace) -> int:
     try:
-        options = _options(args.model_option)
+        options = parse_options(args.model_option, "--model-option")
         _check_run_args(args)
         backend = make_backend(args.backend, args.model, options)
         args.prefilter_fn = _load_prefilter(args.prefilter) if args.prefilter else None

@@ -24,12 +24,13 @@ CPU contention, accuracy on validation video) is offline work and lives in
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from splitedge.proto.schema import Section
 
 PROFILE_VERSION = 1
 KINDS = ("local", "split", "offload")
@@ -233,7 +234,7 @@ def profile_from_json(doc: Any) -> Profile:
         raise ProfileVersionError(
             f"version {version!r} is not supported; this client reads version {PROFILE_VERSION}"
         )
-    r = _Reader(doc, "")
+    r = _reader(doc, "")
     levels = tuple(r.int_list("contention_levels", minimum=0))
     if not levels or len(set(levels)) != len(levels):
         raise ProfileConsistencyError(
@@ -243,191 +244,104 @@ def profile_from_json(doc: Any) -> Profile:
     if not entries_raw:
         raise ProfileConsistencyError("entries: the profile lists no branch")
     entries = [
-        _entry_from_json(_Reader(e, f"entries[{i}]"), levels) for i, e in enumerate(entries_raw)
+        _entry_from_json(_reader(e, f"entries[{i}]"), levels) for i, e in enumerate(entries_raw)
     ]
     seen: set[str] = set()
     for e in entries:
         if e.key in seen:
             raise ProfileConsistencyError(f"entries: {e.key!r} appears twice")
         seen.add(e.key)
-    switch = r.get("switch_cost_ms", dict, default={})
+    switch = r.get("switch_cost_ms", dict, {})
     switch_ms: dict[str, dict[str, float]] = {}
     for src, row in switch.items():
-        row_r = _Reader(row, f"switch_cost_ms[{src!r}]")
+        row_r = _reader(row, f"switch_cost_ms[{src!r}]")
         switch_ms[src] = {dst: row_r.number(dst, minimum=0.0) for dst in row}
-    edges_raw = r.get("bin_edges", dict, default={k: list(v) for k, v in DEFAULT_BIN_EDGES.items()})
-    edges_r = _Reader(edges_raw, "bin_edges")
+    edges_raw = r.get("bin_edges", dict, {k: list(v) for k, v in DEFAULT_BIN_EDGES.items()})
+    edges_r = _reader(edges_raw, "bin_edges")
     edges = {k: tuple(edges_r.number_list(k)) for k in edges_raw}
     for name, values in edges.items():
         if list(values) != sorted(values):
             raise ProfileFieldError(
                 f"bin_edges[{name!r}]: edges must be ascending, got {list(values)}"
             )
-    tracker_r = _Reader(r.get("tracker_latency_ms", dict, default={}), "tracker_latency_ms")
-    frame_size = r.int_list("frame_size", minimum=0, default=[0, 0])
+    tracker_r = _reader(r.get("tracker_latency_ms", dict, {}), "tracker_latency_ms")
+    frame_size = r.int_list("frame_size", [0, 0], minimum=0)
     if len(frame_size) != 2:
         raise ProfileFieldError(f"frame_size: expected [height, width], got {frame_size}")
-    video_raw = r.get("accuracy_video", (dict, type(None)), default=None)
+    video_raw = r.get("accuracy_video", (dict, type(None)), None)
     return Profile(
         model=r.get("model", str),
-        device=r.get("device", str, default=""),
+        device=r.get("device", str, ""),
         contention_levels=levels,
         entries=entries,
         tracker_latency_ms=tracker_r.int_keyed(minimum=0.0),
         switch_cost_ms=switch_ms,
-        default_switch_cost_ms=r.number("default_switch_cost_ms", minimum=0.0, default=0.0),
+        default_switch_cost_ms=r.number("default_switch_cost_ms", 0.0, minimum=0.0),
         bin_edges=edges,
         frame_size=(frame_size[0], frame_size[1]),
-        created_unix_s=r.number("created_unix_s", minimum=0.0, default=0.0),
+        created_unix_s=r.number("created_unix_s", 0.0, minimum=0.0),
         accuracy_video=None if video_raw is None else _accuracy_video(video_raw),
     )
 
 
 def _accuracy_video(doc: dict[str, Any]) -> AccuracyVideo:
-    r = _Reader(doc, "accuracy_video")
+    r = _reader(doc, "accuracy_video")
     return AccuracyVideo(
         seed=r.integer("seed"),
         frames=r.integer("frames", minimum=1),
         clip_frames=r.integer("clip_frames", minimum=1),
         width=r.integer("width", minimum=1),
         height=r.integer("height", minimum=1),
-        metric=r.get("metric", str, default="mAP50"),
+        metric=r.get("metric", str, "mAP50"),
     )
 
 
-def _entry_from_json(r: _Reader, levels: tuple[int, ...]) -> BranchProfile:
-    kind = r.get("kind", str)
-    if kind not in KINDS:
-        raise ProfileFieldError(f"{r.at('kind')}: expected one of {', '.join(KINDS)}, got {kind!r}")
-    bits = int(r.number("bits", default=0))
-    if bits not in BITS:
-        raise ProfileFieldError(f"{r.at('bits')}: expected one of {list(BITS)}, got {bits}")
+def _entry_from_json(r: Section, levels: tuple[int, ...]) -> BranchProfile:
+    kind = r.choice("kind", KINDS)
+    bits = int(r.choice("bits", BITS, 0))
     config = BranchConfig(
         branch=r.get("branch", str),
         bits=bits,
-        width=r.number("width", minimum=1e-3, maximum=1.0, default=1.0),
-        input_size=int(r.number("input_size", minimum=0, default=0)),
-        detection_interval=int(r.number("detection_interval", minimum=1, default=1)),
+        width=r.number("width", 1.0, minimum=1e-3, maximum=1.0),
+        input_size=int(r.number("input_size", 0, minimum=0)),
+        detection_interval=int(r.number("detection_interval", 1, minimum=1)),
     )
-    head_r = _Reader(r.get("head_latency_ms", dict), r.at("head_latency_ms"))
-    head = {int(k): _quantiles(_Reader(v, head_r.at(k))) for k, v in head_r.items_int_keyed()}
+    head_r = r.section("head_latency_ms", required=True)
+    head_r.check_int_keys()
+    head = {int(k): _quantiles(head_r.section(k)) for k in head_r.data}
     missing = [lv for lv in levels if lv not in head]
     if missing:
         raise ProfileConsistencyError(
-            f"{r.at('head_latency_ms')}: no latency for contention level(s) {missing}"
+            f"{r.key('head_latency_ms')}: no latency for contention level(s) {missing}"
         )
-    accuracy = r.get("accuracy", (int, float, type(None)), default=None)
+    accuracy = r.get("accuracy", (int, float, type(None)), None)
     if accuracy is not None:
         accuracy = r.number("accuracy", minimum=0.0, maximum=1.0)
-    acc_r = _Reader(r.get("accuracy_by_bin", dict, default={}), r.at("accuracy_by_bin"))
+    acc_r = r.section("accuracy_by_bin")
     return BranchProfile(
         config=config,
         kind=kind,
-        load_group=r.get("load_group", str, default=config.branch),
+        load_group=r.get("load_group", str, config.branch),
         head_latency_ms=head,
-        bytes_per_frame=_quantiles(
-            _Reader(r.get("bytes_per_frame", dict), r.at("bytes_per_frame"))
-        ),
-        tail_latency_ms=_Reader(
-            r.get("tail_latency_ms", dict, default={}), r.at("tail_latency_ms")
-        ).int_keyed(minimum=0.0),
+        bytes_per_frame=_quantiles(r.section("bytes_per_frame", required=True)),
+        tail_latency_ms=r.section("tail_latency_ms").int_keyed(minimum=0.0),
         accuracy=accuracy,
-        accuracy_by_bin={k: acc_r.number(k, minimum=0.0, maximum=1.0) for k in acc_r.doc},
+        accuracy_by_bin={k: acc_r.number(k, minimum=0.0, maximum=1.0) for k in acc_r.data},
     )
 
 
-def _quantiles(r: _Reader) -> Quantiles:
+def _quantiles(r: Section) -> Quantiles:
     q = Quantiles(
         r.number("mean", minimum=0.0), r.number("p50", minimum=0.0), r.number("p95", minimum=0.0)
     )
     if q.p95 < q.p50:
-        raise ProfileFieldError(f"{r.at('p95')}: p95 {q.p95:g} is below p50 {q.p50:g}")
+        raise ProfileFieldError(f"{r.key('p95')}: p95 {q.p95:g} is below p50 {q.p50:g}")
     return q
 
 
-class _Reader:
-    """Typed access to one JSON object, with the path of each field for error messages."""
-
-    def __init__(self, doc: Any, path: str) -> None:
-        if not isinstance(doc, dict):
-            raise ProfileFieldError(
-                f"{path or 'top level'}: expected an object, got {type(doc).__name__}"
-            )
-        self.doc: dict[str, Any] = doc
-        self.path = path
-
-    def at(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    _MISSING = object()
-
-    def get(self, key: str, types: type | tuple[type, ...], default: Any = _MISSING) -> Any:
-        if key not in self.doc:
-            if default is self._MISSING:
-                raise ProfileFieldError(f"{self.at(key)}: required field is missing")
-            return default
-        value = self.doc[key]
-        # bool is an int in Python, never a valid number or count in a profile
-        if isinstance(value, bool) or not isinstance(value, types):
-            names = (
-                types.__name__
-                if isinstance(types, type)
-                else " or ".join(t.__name__ for t in types)
-            )
-            raise ProfileFieldError(f"{self.at(key)}: expected {names}, got {json.dumps(value)}")
-        return value
-
-    def number(
-        self,
-        key: str,
-        *,
-        minimum: float = -math.inf,
-        maximum: float = math.inf,
-        default: Any = _MISSING,
-    ) -> float:
-        value = float(self.get(key, (int, float), default=default))
-        if not (minimum <= value <= maximum) or math.isnan(value):
-            raise ProfileFieldError(
-                f"{self.at(key)}: {value:g} is outside [{minimum:g}, {maximum:g}]"
-            )
-        return value
-
-    def integer(self, key: str, *, minimum: int = 0) -> int:
-        value = self.number(key)
-        if value != int(value) or value < minimum:
-            raise ProfileFieldError(
-                f"{self.at(key)}: expected an integer >= {minimum}, got {value:g}"
-            )
-        return int(value)
-
-    def number_list(self, key: str, default: Any = _MISSING) -> list[float]:
-        values = self.get(key, list, default=default)
-        for i, v in enumerate(values):
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ProfileFieldError(
-                    f"{self.at(key)}[{i}]: expected a number, got {json.dumps(v)}"
-                )
-        return [float(v) for v in values]
-
-    def int_list(self, key: str, *, minimum: int = 0, default: Any = _MISSING) -> list[int]:
-        values = self.number_list(key, default=default)
-        for i, v in enumerate(values):
-            if v != int(v) or v < minimum:
-                raise ProfileFieldError(
-                    f"{self.at(key)}[{i}]: expected an integer >= {minimum}, got {v:g}"
-                )
-        return [int(v) for v in values]
-
-    def items_int_keyed(self) -> list[tuple[str, Any]]:
-        for k in self.doc:
-            if not k.isdigit():
-                raise ProfileFieldError(
-                    f"{self.at(k)}: keys must be non-negative integers, got {k!r}"
-                )
-        return list(self.doc.items())
-
-    def int_keyed(self, *, minimum: float) -> dict[int, float]:
-        return {int(k): self.number(k, minimum=minimum) for k, _ in self.items_int_keyed()}
+def _reader(doc: Any, path: str) -> Section:
+    """Typed access to one JSON object; every error is a ProfileFieldError naming the field."""
+    return Section(doc, path, error=ProfileFieldError, table="an object")
 
 
 def content_bins(

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from splitedge.edge.config import BatchingConfig, EdgeConfig, dump_config
 from splitedge.mobile_client import Client, Frame
 from splitedge.mobile_client.adaptive import AdaptiveSession
 from splitedge.mobile_client.heads import TorchHeadBackend
@@ -141,14 +142,15 @@ def synthetic_videos(scenario: Scenario) -> list[list[Sample]]:
 
 
 def edge_config_text(scenario: Scenario) -> str:
+    """The edge's TOML for ``scenario`` (its batching; the model comes as ``--model``)."""
     e = scenario.edge
-    return (
-        "[batching]\n"
-        f"max_batch_size = {e.max_batch_size}\n"
-        f"max_queue_delay_ms = {float(e.max_queue_delay_ms)}\n"
-        f"queue_capacity = {e.queue_capacity}\n"
-        f"tail_workers = {e.tail_workers}\n"
+    batching = BatchingConfig(
+        max_batch_size=e.max_batch_size,
+        max_queue_delay_ms=float(e.max_queue_delay_ms),
+        queue_capacity=e.queue_capacity,
+        tail_workers=e.tail_workers,
     )
+    return dump_config(EdgeConfig(batching=batching))
 
 
 def model_spec(model: str, options: dict[str, Any]) -> str:

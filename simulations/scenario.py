@@ -39,7 +39,6 @@ Keys the examples do not show:
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from typing import Any
 from splitedge.mobile_client.policy import Candidate
 from splitedge.mobile_client.profile import Profile as SchedulerProfile
 from splitedge.mobile_client.profile import ProfileError, load_profile
+from splitedge.proto.schema import Section
 from splitedge.simulations.trace_formats import FORMATS, guess_format, read_trace
 from splitedge.simulations.traces import BandwidthTrace, TraceError, constant, preset, square_wave
 
@@ -242,90 +242,13 @@ def parse_candidate(text: str) -> Candidate:
 # ---------------------------------------------------------------------- reading
 
 
-class _Section:
-    """Typed access to one table; remembers which keys were read to refuse the rest."""
-
-    def __init__(self, data: Any, where: str, source: str) -> None:
-        self.where = where
-        self.source = source
-        if not isinstance(data, Mapping):
-            raise ScenarioValueError(
-                f"{source}: {where or 'top level'}: expected a table, got {_kind(data)}"
-            )
-        self.data = dict(data)
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.where}.{name}" if self.where else name
-
-    def fail(self, name: str, message: str) -> ScenarioValueError:
-        return ScenarioValueError(f"{self.source}: {self.key(name)}: {message}")
-
-    def has(self, name: str) -> bool:
-        return name in self.data
-
-    def raw(self, name: str, default: Any = None, *, required: bool = False) -> Any:
-        self.used.add(name)
-        if name not in self.data:
-            if required:
-                raise ScenarioKeyError(f"{self.source}: {self.key(name)}: required key is missing")
-            return default
-        return self.data[name]
-
-    def number(
-        self,
-        name: str,
-        default: float,
-        *,
-        minimum: float = -math.inf,
-        exclusive: bool = False,
-    ) -> float:
-        value = self.raw(name, default)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        ok = ok and math.isfinite(value)
-        ok = ok and (value > minimum if exclusive else value >= minimum)
-        if not ok:
-            bound = f" {'>' if exclusive else '>='} {minimum:g}" if minimum > -math.inf else ""
-            raise self.fail(name, f"expected a number{bound}, got {value!r}")
-        return float(value)
-
-    def integer(self, name: str, default: int, *, minimum: int = 0, maximum: int = 10**9) -> int:
-        value = self.raw(name, default)
-        if not (isinstance(value, int) and not isinstance(value, bool)):
-            raise self.fail(name, f"expected an integer, got {value!r}")
-        if not minimum <= value <= maximum:
-            raise self.fail(name, f"expected an integer in [{minimum}, {maximum}], got {value}")
-        return value
-
-    def string(self, name: str, default: str = "", *, required: bool = False) -> str:
-        value = self.raw(name, default, required=required)
-        if not isinstance(value, str) or (required and not value):
-            raise self.fail(name, f"expected a non-empty string, got {value!r}")
-        return value
-
-    def choice(self, name: str, choices: tuple[str, ...], default: str | None = None) -> str:
-        value = self.raw(name, default, required=default is None)
-        if value not in choices:
-            raise self.fail(name, f"expected one of {', '.join(choices)}, got {value!r}")
-        return value
-
-    def section(self, name: str) -> _Section:
-        return _Section(self.raw(name, {}), self.key(name), self.source)
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise ScenarioKeyError(
-                f"{self.source}: {self.key(unknown[0])}: unknown key"
-                + (f" (also: {', '.join(unknown[1:])})" if unknown[1:] else "")
-            )
+def _section(data: Any, where: str, source: str) -> Section:
+    """A scenario table: wrong values raise ScenarioValueError, missing and unknown keys
+    ScenarioKeyError, each naming the file and the dotted key."""
+    return Section(data, where, source=source, error=ScenarioValueError, key_error=ScenarioKeyError)
 
 
-def _kind(value: Any) -> str:
-    return type(value).__name__
-
-
-def _trace_config(sec: _Section, base_dir: Path) -> TraceConfig:
+def _trace_config(sec: Section, base_dir: Path) -> TraceConfig:
     kind = sec.choice("kind", TRACE_KINDS, "constant")
     cfg: dict[str, Any] = {"kind": kind}
     cfg["duration_s"] = sec.number("duration_s", 0.0, minimum=0.0)
@@ -359,7 +282,7 @@ def _trace_config(sec: _Section, base_dir: Path) -> TraceConfig:
     return TraceConfig(**cfg)
 
 
-def _trace_file(sec: _Section, base_dir: Path) -> tuple[Path, str]:
+def _trace_file(sec: Section, base_dir: Path) -> tuple[Path, str]:
     """A ``kind = "file"`` trace's resolved ``path`` and its ``format`` (given or guessed)."""
     text = sec.string("path", required=True)
     path = Path(text) if Path(text).is_absolute() else base_dir / text
@@ -382,7 +305,7 @@ def _trace_file(sec: _Section, base_dir: Path) -> tuple[Path, str]:
     return path, fmt
 
 
-def _scheduler_profile(sec: _Section, base_dir: Path) -> tuple[Path, SchedulerProfile]:
+def _scheduler_profile(sec: Section, base_dir: Path) -> tuple[Path, SchedulerProfile]:
     """An adaptive policy's ``profile``: resolved, read, and every entry with an accuracy."""
     if not sec.has("profile"):
         raise ScenarioKeyError(
@@ -410,7 +333,7 @@ def _scheduler_profile(sec: _Section, base_dir: Path) -> tuple[Path, SchedulerPr
     return path, profile
 
 
-def _adaptive_branch_list(sec: _Section, profile: SchedulerProfile) -> tuple[str, ...]:
+def _adaptive_branch_list(sec: Section, profile: SchedulerProfile) -> tuple[str, ...]:
     """An adaptive policy's optional ``branches``: a subset of its profile's branches."""
     raw = sec.raw("branches")
     if not isinstance(raw, list) or not raw or not all(isinstance(b, str) and b for b in raw):
@@ -455,7 +378,7 @@ def _policies(
         )
     out: list[PolicyConfig] = []
     for i, item in enumerate(raw):
-        sec = _Section(item, f"policies[{i}]", source)
+        sec = _section(item, f"policies[{i}]", source)
         kind = sec.choice("kind", POLICY_KINDS)
         branch = sec.string("branch", "")
         if kind == "fixed":
@@ -501,7 +424,7 @@ def scenario_from_dict(
 ) -> Scenario:
     """Validate a parsed scenario document; relative paths resolve from ``base_dir``."""
     base = base_dir or Path.cwd()
-    top = _Section(data, "", source)
+    top = _section(data, "", source)
     model = top.string("model", required=True)
     options = top.raw("model_options", {})
     if not isinstance(options, Mapping):

@@ -36,6 +36,7 @@ from splitedge.models.depth.prior_net import (
     ssi_loss,
 )
 from splitedge.models.depth.scenes import make_scene
+from splitedge.proto.options import argparse_type, parse_size
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class TrainConfig:
             )
         h, w = self.size_hw
         if h < 16 or w < 16 or h % 16 or w % 16:
-            raise InvalidInputError(f"--size must be >= 16x16 and a multiple of 16, got {h}x{w}")
+            raise InvalidInputError(f"--size must be >= 16x16 and a multiple of 16, got {w}x{h}")
         if not self.lr > 0:
             raise InvalidInputError(f"learning rate must be > 0, got {self.lr}")
 
@@ -213,7 +214,7 @@ def save_checkpoint(net: Any, result: TrainResult, out: Path) -> Path:
             "splitedge-train depth-prior "
             + ("" if out.resolve() == DEFAULT_CHECKPOINT else f"--out {out} ")
             + f"--steps {cfg['steps']} "
-            f"--batch-size {cfg['batch_size']} --size {cfg['size_hw'][0]}x{cfg['size_hw'][1]} "
+            f"--batch-size {cfg['batch_size']} --size {cfg['size_hw'][1]}x{cfg['size_hw'][0]} "
             f"--seed {cfg['seed']} --device {cfg['device']}"
         ),
         "seed": result.config.seed,
@@ -237,10 +238,9 @@ def save_checkpoint(net: Any, result: TrainResult, out: Path) -> Path:
 
 
 def _size_hw(text: str) -> tuple[int, int]:
-    h, sep, w = text.lower().partition("x")
-    if not sep or not h.isdigit() or not w.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 96x128, got {text!r}")
-    return int(h), int(w)
+    """``--size WIDTHxHEIGHT`` (as every --size) -> the recipe's (height, width)."""
+    w, h = parse_size(text, "--size")
+    return h, w
 
 
 def add_parser(subparsers: Any) -> None:
@@ -265,10 +265,10 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--size",
-        type=_size_hw,
+        type=argparse_type(_size_hw),
         default=None,
-        metavar="HxW",
-        help=f"training frame size (default {r.size_hw[0]}x{r.size_hw[1]})",
+        metavar="WIDTHxHEIGHT",
+        help=f"training frame size (default {r.size_hw[1]}x{r.size_hw[0]})",
     )
     p.add_argument("--seed", type=int, default=r.seed, help=f"random seed (default {r.seed})")
     p.add_argument("--device", default=r.device, help=f"torch device (default {r.device})")
@@ -279,7 +279,7 @@ def add_parser(subparsers: Any) -> None:
         "--tiny",
         action="store_true",
         help=f"smoke recipe: {TINY_RECIPE.steps} steps of {TINY_RECIPE.batch_size} "
-        f"{TINY_RECIPE.size_hw[0]}x{TINY_RECIPE.size_hw[1]} scenes, width {TINY_RECIPE.width}",
+        f"{TINY_RECIPE.size_hw[1]}x{TINY_RECIPE.size_hw[0]} scenes, width {TINY_RECIPE.width}",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)

@@ -53,6 +53,7 @@ from splitedge.models.bottleneck import (
 from splitedge.models.bottleneck_split import MODEL_NAME, build_teacher, teacher_rest
 from splitedge.models.slimmable import DEFAULT_WIDTHS
 from splitedge.models.split import image_to_tensor
+from splitedge.proto.options import argparse_type, option_arg, parse_size
 from splitedge.training.teacher_data import scene_of, training_batch
 
 LOSSES = ("hnd", "ghnd")
@@ -93,7 +94,8 @@ class StudentConfig:
         if not self.lr > 0:
             raise DistillConfigError(f"--lr must be > 0, got {self.lr}")
         if min(self.size_hw) < 16:
-            raise DistillConfigError(f"--size must be at least 16x16, got {self.size_hw}")
+            h, w = self.size_hw
+            raise DistillConfigError(f"--size must be at least 16x16, got {w}x{h}")
 
     def recipe_line(self, command: str, name: str, extra: str = "") -> str:
         """The ``splitedge-train`` command line that reproduces this run."""
@@ -108,7 +110,7 @@ class StudentConfig:
             f"splitedge-train {command} --name {name} --teacher {self.teacher} "
             f"--channels {self.channels} --widths {widths} {extra}"
             f"--bits {bits} --iterations {self.iterations} --batch-size {self.batch_size} "
-            f"--lr {self.lr:g} --size {h}x{w} --seed {self.seed} --data-seed {self.data_seed} "
+            f"--lr {self.lr:g} --size {w}x{h} --seed {self.seed} --data-seed {self.data_seed} "
             f"--threads {self.threads}"
         )
 
@@ -350,22 +352,10 @@ def _ints(text: str) -> tuple[int, ...]:
         ) from exc
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 240x320, got {text!r}") from exc
+def _size_hw(text: str) -> tuple[int, int]:
+    """``--size WIDTHxHEIGHT`` (as every --size) -> the recipe's (height, width)."""
+    w, h = parse_size(text, "--size")
     return h, w
-
-
-def _option(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key, int(value)
-    except ValueError:
-        return key, value
 
 
 def add_student_arguments(p: argparse.ArgumentParser, d: Any, name: str, *, stride: bool) -> None:
@@ -373,7 +363,12 @@ def add_student_arguments(p: argparse.ArgumentParser, d: Any, name: str, *, stri
     p.add_argument("--name", default=name, help="zoo entry / checkpoint stem")
     p.add_argument("--teacher", default=d.teacher, help="registry name or zoo:<entry>")
     p.add_argument(
-        "--teacher-option", type=_option, action="append", default=[], metavar="KEY=VALUE"
+        "--teacher-option",
+        type=option_arg("--teacher-option"),
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="teacher builder option, typed as every KEY=VALUE flag (e.g. score_thresh=0.3)",
     )
     p.add_argument("--channels", type=int, default=d.channels, help="code channels at w1.0")
     p.add_argument("--widths", type=_floats, default=d.widths, help="e.g. 0.25,0.5,0.75,1")
@@ -383,7 +378,13 @@ def add_student_arguments(p: argparse.ArgumentParser, d: Any, name: str, *, stri
     p.add_argument("--iterations", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--size", type=_size, default=None, help="frame HxW (default 240x320)")
+    p.add_argument(
+        "--size",
+        type=argparse_type(_size_hw),
+        default=None,
+        metavar="WIDTHxHEIGHT",
+        help="frame size (default 320x240)",
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--data-seed", type=int, default=d.data_seed)
     p.add_argument("--threads", type=int, default=d.threads)

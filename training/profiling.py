@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import platform
 import subprocess
@@ -45,6 +44,7 @@ from splitedge.mobile_client.server_profile import fetch_tail_profile
 from splitedge.mobile_client.sources import SourceError, open_source, resize_short_side
 from splitedge.mobile_client.transport import tls_from_flags
 from splitedge.models.registry import create_model
+from splitedge.proto.options import parse_options, parse_size
 
 __all__ = ["cpu_contention", "measure_profile", "run_profile"]
 
@@ -219,7 +219,7 @@ def run_profile(args: argparse.Namespace) -> int:
     """The ``profile`` command: 0 on success, 2 on bad input."""
     try:
         size = _check_profile_args(args)
-        options = dict(_option(item) for item in args.model_option)
+        options = parse_options(args.model_option, "--model-option")
         frames = [f.image for f in open_source(args.source, max_frames=args.frames, size=size)]
         # Branch kinds come from the model itself (built once more here, before timing).
         model = create_model(args.model, **options)
@@ -272,9 +272,7 @@ def _check_profile_args(args: argparse.Namespace) -> tuple[int, int]:
         raise ValueError(f"--accuracy-clip-frames must be >= 1, got {clip}")
     if args.frames < 1:
         raise ValueError(f"--frames must be at least 1, got {args.frames}")
-    w, sep, h = args.size.lower().partition("x")
-    if not (sep and w.isdigit() and h.isdigit() and 1 <= int(w) <= 8192 and 1 <= int(h) <= 8192):
-        raise ValueError(f"--size: expected WIDTHxHEIGHT, each 1-8192, got {args.size!r}")
+    size = parse_size(args.size, "--size")
     for flag, values, low in (
         ("--input-sizes", args.input_sizes, 0),
         ("--intervals", args.intervals, 1),
@@ -285,7 +283,7 @@ def _check_profile_args(args: argparse.Namespace) -> tuple[int, int]:
             raise ValueError(f"{flag}: every value must be >= {low}, got {values}")
     if Path(args.output).is_dir():
         raise ValueError(f"--output: {str(args.output)!r} is a directory; name a file")
-    return int(w), int(h)
+    return size
 
 
 def _accuracy_video_options(args: argparse.Namespace) -> dict[str, int]:
@@ -296,23 +294,6 @@ def _accuracy_video_options(args: argparse.Namespace) -> dict[str, int]:
     if getattr(args, "accuracy_clip_frames", None) is not None:
         out["clip_frames"] = int(args.accuracy_clip_frames)
     return out
-
-
-def _option(item: str) -> tuple[str, Any]:
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-        raise ValueError(f"--model-option takes KEY=VALUE, got {item!r}")
-    if value[:1] in ("[", "{"):
-        try:  # a list or an object, e.g. teacher_options={"jpeg_qualities":[90,50]}
-            return key, json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"--model-option {key}: not valid JSON ({exc.msg})") from None
-    for cast in (int, float):
-        try:
-            return key, cast(value)
-        except ValueError:
-            continue
-    return key, value
 
 
 def _configs(args: argparse.Namespace, model: Any) -> list[BranchConfig]:

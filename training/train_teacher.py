@@ -36,6 +36,7 @@ from splitedge.models.small_detectors import (
     SMALL_SEGMENTER,
     SYNTHETIC_NUM_CLASSES,
 )
+from splitedge.proto.options import argparse_type, parse_size
 from splitedge.training.teacher_data import (
     DEFAULT_VAL_IMAGES,
     detection_metrics,
@@ -263,7 +264,7 @@ def recipe_command(config: TeacherConfig) -> str:
         f"--iterations {config.iterations}",
         f"--batch-size {config.batch_size}",
         f"--lr {config.lr}",
-        f"--size {config.size_hw[0]}x{config.size_hw[1]}",
+        f"--size {config.size_hw[1]}x{config.size_hw[0]}",  # WIDTHxHEIGHT
         f"--min-size {config.min_size}",
         f"--seed {config.seed}",
         f"--data-seed {config.data_seed}",
@@ -317,13 +318,9 @@ def _save(
     zoo.write_entry(entry, folder)
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"size must look like 240x320, got {text!r}") from exc
-    if h < 32 or w < 32:
-        raise argparse.ArgumentTypeError(f"size must be at least 32x32, got {text!r}")
+def _size_hw(text: str) -> tuple[int, int]:
+    """``--size WIDTHxHEIGHT`` (as every --size) -> the recipe's (height, width)."""
+    w, h = parse_size(text, "--size", minimum=32)
     return h, w
 
 
@@ -334,7 +331,13 @@ def _add(sub: Any, command: str, recipe: TeacherConfig, help_text: str) -> None:
     p.add_argument("--iterations", type=int, default=recipe.iterations)
     p.add_argument("--batch-size", type=int, default=recipe.batch_size)
     p.add_argument("--lr", type=float, default=recipe.lr)
-    p.add_argument("--size", type=_size, default=recipe.size_hw, help="frame HxW (240x320)")
+    p.add_argument(
+        "--size",
+        type=argparse_type(_size_hw),
+        default=recipe.size_hw,
+        metavar="WIDTHxHEIGHT",
+        help=f"frame size ({recipe.size_hw[1]}x{recipe.size_hw[0]})",
+    )
     p.add_argument("--min-size", type=int, default=recipe.min_size)
     p.add_argument("--val-images", type=int, default=recipe.val_images)
     p.add_argument("--val-every", type=int, default=recipe.val_every)

@@ -25,6 +25,7 @@ from splitedge.models.data.errors import DataError
 from splitedge.models.data.export import IMAGE_FORMATS, build_dataset
 from splitedge.models.data.synthetic import SceneConfig
 from splitedge.models.data.video import VideoConfig
+from splitedge.proto.options import size_arg
 
 _PALETTE = [
     (255, 64, 64),
@@ -36,15 +37,6 @@ _PALETTE = [
 ]
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"320x240"`` -> (320, 240)."""
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"size must look like 320x240, got {text!r}") from exc
-    return width, height
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m splitedge.models.data.cli", description=__doc__.split("\n")[0]
@@ -54,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument("--out", type=Path, required=True, help="output folder")
     make.add_argument("--images", type=int, required=True, help="number of frames")
     make.add_argument("--seed", type=int, default=0)
-    make.add_argument("--size", type=parse_size, default=(320, 240), help="WxH, default 320x240")
+    make.add_argument(
+        "--size", type=size_arg(), default=(320, 240), help="WIDTHxHEIGHT, default 320x240"
+    )
     make.add_argument("--video", action="store_true", help="write sequences with track ids")
     make.add_argument("--frames-per-video", type=int, default=16)
     make.add_argument(

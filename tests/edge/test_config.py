@@ -7,7 +7,18 @@ from pathlib import Path
 import pytest
 
 from splitedge.edge.cli import main
-from splitedge.edge.config import ConfigError, ModelConfig, load_config, parse_model_spec
+from splitedge.edge.config import (
+    BatchingConfig,
+    ConfigError,
+    DepthConfig,
+    EdgeConfig,
+    ModelConfig,
+    MqttConfig,
+    ServerConfig,
+    dump_config,
+    load_config,
+    parse_model_spec,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "edge.example.toml"
 
@@ -168,6 +179,13 @@ def test_model_spec_parsing():
     assert parse_model_spec("zoo:t:score_thresh=0.3") == ModelConfig("zoo:t", {"score_thresh": 0.3})
 
 
+def test_model_spec_values_are_typed_as_every_key_value_option():
+    spec = parse_model_spec('echo:q=[90,50],o={"a":1,"b":[2]},name=x,off=FALSE')
+    assert spec.options == {"q": [90, 50], "o": {"a": 1, "b": [2]}, "name": "x", "off": False}
+    with pytest.raises(ConfigError, match=r"option 'q' is not valid JSON \("):
+        parse_model_spec("echo:q=[90")
+
+
 def test_model_spec_without_equals():
     with pytest.raises(ConfigError, match="option 'fast' is not key=value"):
         parse_model_spec("echo:fast")
@@ -220,3 +238,57 @@ def test_cli_unreadable_depth_prior_exits_2(capsys, tmp_path):
 def test_cli_list_models(capsys):
     assert main(["list-models"]) == 0
     assert "echo" in capsys.readouterr().out.split()
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _configs(tmp_path: Path) -> list[EdgeConfig]:
+    pem = tmp_path / "c.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\n")
+    return [
+        EdgeConfig(models=(ModelConfig("echo"),)),
+        EdgeConfig(
+            server=ServerConfig(host="::", port=0, grace_s=2.5, tls_cert=pem, tls_key=pem),
+            batching=BatchingConfig(max_batch_size=4, max_queue_delay_ms=0.0, tail_workers=2),
+            mqtt=MqttConfig(host="broker.lan", username="u", password='p"w\\', server_id="e-1"),
+            depth=DepthConfig(enabled=True, focus_measure="sml", confidence_threshold=0.25),
+            device="cpu",
+            metrics_port=0,
+            log_level="DEBUG",
+            models=(
+                ModelConfig("echo", {"tail_delay_ms": 2.5, "q": [90, 50], "o": {"a b": True}}),
+                ModelConfig("zoo:teacher-frcnn-small", {}, serve_as="teacher"),
+            ),
+        ),
+    ]
+
+
+def test_a_dumped_config_loads_back_equal(tmp_path):
+    for config in _configs(tmp_path):
+        path = _write(tmp_path, dump_config(config))
+        assert load_config(path) == config
+
+
+def test_the_dumped_file_reads_the_same_from_another_folder(tmp_path):
+    config = _configs(tmp_path)[1]
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    path = other / "edge.toml"
+    path.write_text(dump_config(config))
+    assert load_config(path) == config
+
+
+def test_the_simulation_runner_writes_its_edge_config_with_the_writer(tmp_path):
+    from types import SimpleNamespace
+
+    from splitedge.simulations.runner import edge_config_text
+    from splitedge.simulations.scenario import EdgeSettings
+
+    scenario = SimpleNamespace(edge=EdgeSettings(max_batch_size=3, tail_workers=2))
+    text = edge_config_text(scenario)
+    config = load_config(_write(tmp_path, text), models=[ModelConfig("e")])
+    assert config.batching == BatchingConfig(
+        max_batch_size=3, max_queue_delay_ms=2.0, queue_capacity=64, tail_workers=2
+    )
+    assert config.server == ServerConfig() and config.mqtt == MqttConfig()

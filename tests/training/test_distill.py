@@ -183,3 +183,21 @@ def test_bad_init_and_task_weight_with_hnd_are_refused(tmp_path):
         distill(_tiny_config(init=str(tmp_path / "junk.pt")), progress=False)
     with pytest.raises(DistillConfigError, match="--task-weight needs --loss ghnd"):
         distill(_tiny_config(loss="hnd", task_weight=1.0), progress=False)
+
+
+def test_cli_size_is_width_by_height_and_teacher_options_are_typed():
+    from splitedge.training.distill import config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    options = ["--teacher-option", "score_thresh=0.3", "--teacher-option", "trainable=false"]
+    args = parser.parse_args(["ghnd", "--size", "160x96", *options])
+    config = config_from_args(args)
+    assert config.size_hw == (96, 160)
+    assert config.teacher_options == {
+        "score_thresh": 0.3,
+        "trainable": False,
+        "min_size": 96,
+        "max_size": 160,
+    }
+    assert "--size 160x96 " in recipe_line(config, "ghnd")

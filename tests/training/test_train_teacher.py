@@ -21,13 +21,16 @@ from splitedge.training.teacher_data import (
     target_of,
     validation_set,
 )
+from splitedge.training.train_cli import build_parser as train_parser
 from splitedge.training.train_cli import main as train_main
 from splitedge.training.train_teacher import (
     DETECTOR_ENTRY,
     DETECTOR_RECIPE,
     SEGMENTER_ENTRY,
     TINY,
+    config_from_args,
     lr_factor,
+    recipe_command,
     train_teacher,
 )
 
@@ -97,7 +100,21 @@ def test_tiny_segmenter_via_cli(tmp_path: Path, capsys) -> None:
 def test_bad_cli_size_is_rejected(capsys) -> None:
     with pytest.raises(SystemExit):
         train_main(["teacher-detector", "--size", "big"])
-    assert "size must look like 240x320" in capsys.readouterr().err
+    assert "argument --size: expected WIDTHxHEIGHT such as 320x240, got 'big'" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        train_main(["teacher-detector", "--size", "320x16"])
+    assert "argument --size: each side must be 32-8192 pixels, got '320x16'" in (
+        capsys.readouterr().err
+    )
+
+
+def test_cli_size_is_width_by_height_and_the_recipe_replays_it() -> None:
+    args = train_parser().parse_args(["teacher-detector", "--size", "160x96"])
+    config = config_from_args(args)
+    assert config.size_hw == (96, 160)
+    assert "--size 160x96" in recipe_command(config)
 
 
 def test_eval_rejects_unknown_branch_and_prefilters(tmp_path: Path) -> None:

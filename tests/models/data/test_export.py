@@ -125,4 +125,6 @@ def test_cli_reports_bad_input_in_one_line(
     assert capsys.readouterr().err.strip() == "error: width must be in [32, 8192] px, got 16"
     with pytest.raises(SystemExit):
         main(["make", "--out", str(tmp_path), "--images", "2", "--size", "big"])
-    assert "size must look like 320x240, got 'big'" in capsys.readouterr().err
+    assert "argument --size: expected WIDTHxHEIGHT such as 320x240, got 'big'" in (
+        capsys.readouterr().err
+    )

@@ -82,8 +82,16 @@ def test_train_cli_writes_a_checkpoint_its_record_and_a_usable_prior(tmp_path: P
 def test_train_cli_refuses_a_bad_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = str(tmp_path / "p.pt")
     assert train_main(["depth-prior", "--tiny", "--size", "20x40", "--out", out]) == 2
-    assert "multiple of 16" in capsys.readouterr().err
+    assert "multiple of 16, got 20x40" in capsys.readouterr().err
     assert not (tmp_path / "p.pt").exists()
+
+
+def test_train_cli_size_is_width_by_height() -> None:
+    from splitedge.training.depth_prior import config_from_args
+    from splitedge.training.train_cli import build_parser
+
+    args = build_parser().parse_args(["depth-prior", "--tiny", "--size", "64x32"])
+    assert config_from_args(args).size_hw == (32, 64)
 
 
 def test_tiny_recipe_needs_an_explicit_out(capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,7 +19,7 @@ committed prior ``models/zoo/depth_prior_tiny.pt``:
 
 The two last rows are what ``DepthService.infer`` returns (float16 depth). The
 offloading part starts a real edge server process (``splitedge-edge serve
---depth``) and calls it with the device API ``depth_from_focus`` once per stack
+--depth``) and calls it with the device API ``request_depth`` once per stack
 and slice encoding over loopback; it reports request payload bytes and server /
 round-trip latency. The last line is
 ``summary: absrel_fused=<x> absrel_dff=<y> absrel_prior_gtscale=<z>``.
@@ -37,21 +37,19 @@ import numpy as np
 
 from benchmarks._stats import machine, pct, table
 from splitedge.edge.depth_service import DepthService
-from splitedge.mobile_client.depth import build_request, depth_from_focus
+from splitedge.mobile_client.depth import build_request, request_depth
 from splitedge.models.depth import (
     Camera,
     FocalStack,
     all_in_focus,
     apply_scale_shift,
+    depth_from_focus,
     depth_metrics,
     fit_scale_shift,
     fit_scale_shift_plain,
     focus_sweep_m,
     make_scene,
     render_focal_stack,
-)
-from splitedge.models.depth import (
-    depth_from_focus as dff_depth,
 )
 from splitedge.proto import codec, wire
 from splitedge.proto import splitedge_pb2 as pb
@@ -100,7 +98,9 @@ def accuracy(service: DepthService, samples: list[Sample]) -> dict[str, np.ndarr
     """Per method, (num_scenes, 3) of AbsRel, RMSE (m), delta1."""
     rows: dict[str, list[tuple[float, float, float]]] = {m: [] for m in METHODS}
     for sample in samples:
-        dff = dff_depth(sample.stack, method=service.focus_measure, window_px=service.window_px)
+        dff = depth_from_focus(
+            sample.stack, method=service.focus_measure, window_px=service.window_px
+        )
         prior_rel = np.asarray(service.prior(all_in_focus(sample.stack, dff)), np.float32)
         gt_fit = fit_scale_shift(prior_rel, 1.0 / sample.depth_m.astype(np.float64), robust=False)
         preds = {
@@ -124,13 +124,11 @@ async def offload(
     """One row per slice encoding: payload, reply size, latencies, AbsRel over the wire."""
     rows: list[list[object]] = []
     async with grpc.aio.insecure_channel(address) as channel:
-        await depth_from_focus(channel, samples[0].stack, image_format="png")  # warm-up
+        await request_depth(channel, samples[0].stack, image_format="png")  # warm-up
         for fmt in formats:
             payload, reply, server_ms, rtt_ms, errors = [], [], [], [], []
             for sample in samples:
-                response = await depth_from_focus(
-                    channel, sample.stack, image_format=fmt, refine=True
-                )
+                response = await request_depth(channel, sample.stack, image_format=fmt, refine=True)
                 payload.append(response.payload_bytes)
                 reply.append(response.response_bytes)
                 server_ms.append(response.timing["server_total_ms"])

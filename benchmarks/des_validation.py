@@ -60,7 +60,7 @@ from typing import Any
 
 from benchmarks._stats import machine, table
 from splitedge.simulations.des import DesConfig, policy_factory, simulate
-from splitedge.simulations.profiles import measure_profile
+from splitedge.simulations.profiles import measure_cost_profile
 from splitedge.simulations.report import PolicySummary, summarize
 from splitedge.simulations.runner import (
     profile_batch_sizes,
@@ -106,7 +106,7 @@ def _err(des: float, real: float) -> float:
 
 async def validate(scenario: Scenario, out: Path | None) -> tuple[float, float]:
     images = [s.image for s in synthetic_videos(scenario)[0][:4]]
-    profile = await measure_profile(
+    profile = await measure_cost_profile(
         scenario.model,
         scenario.branches,
         images,

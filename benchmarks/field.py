@@ -103,9 +103,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._stats import machine, table
-from splitedge.mobile_client.profile import Profile as SchedulerProfile
-from splitedge.mobile_client.profile import load_profile
-from splitedge.simulations.profiles import Profile
+from splitedge.mobile_client.profile import Profile, load_profile
+from splitedge.simulations.profiles import CostProfile
 from splitedge.simulations.report import FrameRow, PolicySummary
 from splitedge.simulations.scenario import Scenario, ScenarioError, scenario_from_dict
 from splitedge.simulations.traces import BandwidthTrace
@@ -179,7 +178,7 @@ def fade_ends(trace: BandwidthTrace, duration_s: float) -> list[float]:
 # ---------------------------------------------------------------------- recovery
 
 
-def entry_accuracy(profile: SchedulerProfile) -> dict[tuple[str, int], float]:
+def entry_accuracy(profile: Profile) -> dict[tuple[str, int], float]:
     """(branch, detection interval) -> the profile's accuracy (best over widths/sizes)."""
     out: dict[tuple[str, int], float] = {}
     for e in profile.entries:
@@ -278,7 +277,7 @@ def recovery_text(items: Sequence[Recovery], accuracy: dict[tuple[str, int], flo
 # ---------------------------------------------------------------------- scenario
 
 
-def branch_list(profile: SchedulerProfile, served: set[str]) -> list[str]:
+def branch_list(profile: Profile, served: set[str]) -> list[str]:
     """The profile's branches the model serves: remote most accurate first, then local."""
     acc = entry_accuracy(profile)
     names = {e.config.branch for e in profile.entries} & served
@@ -368,20 +367,20 @@ async def fresh_start(
     return fresh_pick(result.rows)
 
 
-async def cost_profile(scenario: Scenario, accuracy: dict[tuple[str, int], float]) -> Profile:
+async def cost_profile(scenario: Scenario, accuracy: dict[tuple[str, int], float]) -> CostProfile:
     """The oracle's and Neurosurgeon's costs on this device, with the profile's accuracies."""
-    from splitedge.mobile_client import Frame
+    from splitedge.mobile_client import CameraFrame
     from splitedge.mobile_client.heads import TorchHeadBackend
     from splitedge.simulations.demo import SlowedBackend, warm_device
-    from splitedge.simulations.profiles import measure_profile
+    from splitedge.simulations.profiles import measure_cost_profile
     from splitedge.simulations.runner import profile_batch_sizes, synthetic_videos
 
     images = [s.image for s in synthetic_videos(scenario)[0][:4]]
     backend: Any = await asyncio.to_thread(TorchHeadBackend, scenario.model)
     if scenario.device_slowdown > 1.0:
-        await asyncio.to_thread(warm_device, backend, Frame(0, images[0], 0))
+        await asyncio.to_thread(warm_device, backend, CameraFrame(0, images[0], 0))
         backend = SlowedBackend(backend, scenario.device_slowdown)
-    profile = await measure_profile(
+    profile = await measure_cost_profile(
         scenario.model,
         scenario.branches,
         images,
@@ -678,7 +677,7 @@ async def run(args: argparse.Namespace) -> int:
     runs: list[Run] = []
     failed = 0
     for slowdown in args.devices:
-        profile: Profile | None = None
+        profile: CostProfile | None = None
         for trace in traces:
             out_dir = args.out / f"{trace}-x{slowdown:g}"
             try:

@@ -38,7 +38,7 @@ from benchmarks._rawgrpc import FLOOR_METHOD, MAX_MESSAGE_BYTES, METHOD
 from benchmarks._stats import machine, pct, table
 from splitedge.mobile_client import Client
 from splitedge.mobile_client.messages import encode_head
-from splitedge.mobile_client.sources import Frame
+from splitedge.mobile_client.sources import CameraFrame
 from splitedge.mobile_client.transport import frame_request
 from splitedge.models.types import BranchSpec, HeadOutput, Prediction
 from splitedge.proto import splitedge_pb2 as pb
@@ -120,7 +120,7 @@ async def _floor_block(
     return out
 
 
-async def _full_block(client: Client, frame: Frame, n: int) -> list[float]:
+async def _full_block(client: Client, frame: CameraFrame, n: int) -> list[float]:
     out = []
     for _ in range(n):
         t0 = time.perf_counter_ns()
@@ -136,7 +136,7 @@ async def measure(
 ) -> list[list[object]]:
     rng = np.random.default_rng(0)
     head = _FixedHead()
-    frame = Frame(0, np.zeros((1, 1, 3), np.uint8), 0)
+    frame = CameraFrame(0, np.zeros((1, 1, 3), np.uint8), 0)
     rows = []
     options = [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -72,11 +72,11 @@ from splitedge.mobile_client.policy import Candidate, RateRule
 from splitedge.mobile_client.profile import (
     BranchConfig,
     BranchProfile,
+    Profile,
     ProfileError,
     Quantiles,
     load_profile,
 )
-from splitedge.mobile_client.profile import Profile as SchedulerProfile
 from splitedge.mobile_client.scheduler import Scheduler, SchedulerError
 from splitedge.simulations.des import DesConfig, PolicyFactory, simulate
 from splitedge.simulations.des_adaptive import sim_profile
@@ -90,7 +90,7 @@ from splitedge.simulations.policies import (
     RateRulePolicy,
     scheduler_candidates,
 )
-from splitedge.simulations.profiles import Profile as SimProfile
+from splitedge.simulations.profiles import CostProfile
 from splitedge.simulations.report import FrameRow
 from splitedge.simulations.trace_formats import read_mahimahi
 from splitedge.simulations.traces import (
@@ -180,7 +180,7 @@ def _tracked(acc: float, k: int) -> float:
     return acc * (1.0 - TRACK_LOSS_PER_FRAME * (k - 1) / 2.0)
 
 
-def builtin_profile() -> SchedulerProfile:
+def builtin_profile() -> Profile:
     """The scheduler profile of ``ghnd-frcnn-small-c12`` and its teacher on a phone."""
     entries: list[BranchProfile] = []
 
@@ -237,7 +237,7 @@ def builtin_profile() -> SchedulerProfile:
             acc,
         )
     groups = list(SWITCH_MS)
-    return SchedulerProfile(
+    return Profile(
         model="ghnd-frcnn-small-c12 (built-in, phone x6)",
         device="phone (assumed)",
         contention_levels=tuple(CONTENTION),
@@ -328,7 +328,7 @@ def score(
 def feasible(
     trace: BandwidthTrace,
     sla_ms: float,
-    sim: SimProfile,
+    sim: CostProfile,
     cands: Iterable[Candidate],
     tracker_ms: float,
 ) -> bool:
@@ -350,14 +350,14 @@ def feasible(
 
 @dataclass
 class Bench:
-    profile: SchedulerProfile
-    sim: SimProfile
+    profile: Profile
+    sim: CostProfile
     candidates: dict[str, Candidate]  # entry key -> detection candidate
     accuracy: dict[Candidate, float]
     tracker_ms: float
 
     @classmethod
-    def build(cls, profile: SchedulerProfile, seed: int = 0) -> Bench:
+    def build(cls, profile: Profile, seed: int = 0) -> Bench:
         missing = [e.key for e in profile.entries if e.accuracy is None]
         if missing:
             raise BenchError(f"profile entry {missing[0]!r} has no accuracy (measure it first)")

@@ -24,7 +24,7 @@ from splitedge.edge.errors import (
     Unavailable,
 )
 from splitedge.edge.metrics import Metrics
-from splitedge.edge.registry import Frame, ModelRegistry, resolve_device
+from splitedge.edge.registry import FrameRequest, ModelRegistry, resolve_device
 from splitedge.edge.server import EdgeInferenceServicer, EdgeServer, serve
 from splitedge.edge.service import EdgeService, Outcome, ServerStatus, ServerTiming
 from splitedge.edge.stats import BranchSnapshot, ServerStats
@@ -40,7 +40,7 @@ __all__ = [
     "EdgeInferenceServicer",
     "EdgeServer",
     "EdgeService",
-    "Frame",
+    "FrameRequest",
     "InternalError",
     "InvalidArgument",
     "LimitsConfig",

@@ -24,7 +24,7 @@ from splitedge.models.types import BranchSpec, SplitModel, TailInput, TensorSpec
 from splitedge.proto import codec
 from splitedge.proto.codec import CodecError, CodecLimits, EncodedImage, EncodedTensor
 
-__all__ = ["Frame", "ModelRegistry", "codec_error", "resolve_device"]
+__all__ = ["FrameRequest", "ModelRegistry", "codec_error", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,8 @@ _ACCEPTED_DTYPES = {"float32": ("float32", "float16")}
 
 
 @dataclass
-class Frame:
-    """One request in domain terms (what the servicer makes of a ``FrameRequest``)."""
+class FrameRequest:
+    """One frame request in domain terms (what the servicer makes of a ``pb.FrameRequest``)."""
 
     frame_id: int
     model: str
@@ -143,7 +143,7 @@ class ModelRegistry:
             )
         return spec
 
-    def check(self, frame: Frame) -> BranchSpec:
+    def check(self, frame: FrameRequest) -> BranchSpec:
         """Everything about ``frame`` that needs no decoding; returns its branch."""
         spec = self.branch(frame.model, frame.branch)
         if min(frame.orig_size) <= 0:
@@ -171,7 +171,7 @@ class ModelRegistry:
                 raise InvalidArgument(f"offload branch {spec.name!r} needs an image; none sent")
         return spec
 
-    def decode(self, frame: Frame, spec: BranchSpec) -> TailInput:
+    def decode(self, frame: FrameRequest, spec: BranchSpec) -> TailInput:
         """Decode a checked frame's payload (CPU work: run it off the event loop)."""
         try:
             if spec.kind == "offload":

@@ -28,7 +28,7 @@ from splitedge.edge.config import EdgeConfig
 from splitedge.edge.depth_service import DepthService, serve_depth_request
 from splitedge.edge.errors import RequestError
 from splitedge.edge.metrics import Metrics
-from splitedge.edge.registry import Frame, ModelRegistry, codec_error, resolve_device
+from splitedge.edge.registry import FrameRequest, ModelRegistry, codec_error, resolve_device
 from splitedge.edge.service import EdgeService, Outcome
 from splitedge.edge.stats import BatchLatencySnapshot
 from splitedge.models.types import Detections, SplitModel
@@ -50,14 +50,14 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EdgeInference"].full_name
 # ---------------------------------------------------------------- translation
 
 
-def frame_from_pb(m: pb.FrameRequest) -> Frame:
+def frame_from_pb(m: pb.FrameRequest) -> FrameRequest:
     """The domain frame; a RequestError for enums the wire cannot mean."""
     try:
         tensors = [wire.tensor_from_pb(t) for t in m.tensors]
         image = wire.image_from_pb(m.image) if m.HasField("image") else None
     except CodecError as exc:
         raise codec_error(exc) from exc
-    return Frame(
+    return FrameRequest(
         frame_id=m.frame_id,
         model=m.model,
         branch=m.branch,
@@ -69,7 +69,7 @@ def frame_from_pb(m: pb.FrameRequest) -> Frame:
     )
 
 
-def _internal_error(frame: Frame | pb.FrameRequest, exc: Exception) -> pb.FrameResult:
+def _internal_error(frame: FrameRequest | pb.FrameRequest, exc: Exception) -> pb.FrameResult:
     """The answer for a frame whose handling hit a bug: INTERNAL, logged with the trace."""
     log.error("frame %d failed", frame.frame_id, exc_info=exc)
     return pb.FrameResult(
@@ -187,7 +187,7 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
         self._stopping = stopping
         self._depth = depth
 
-    def _frame(self, request: pb.FrameRequest) -> Frame | Outcome:
+    def _frame(self, request: pb.FrameRequest) -> FrameRequest | Outcome:
         """The domain frame, or the refusal (counted) of a request the wire cannot mean."""
         try:
             return frame_from_pb(request)
@@ -235,7 +235,7 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
                 except Exception as exc:  # the client went away; its frames are its own
                     log.debug("frame %d: answer not delivered: %r", result.frame_id, exc)
 
-        async def answer(frame: Frame) -> None:
+        async def answer(frame: FrameRequest) -> None:
             try:
                 # The reader has tried process_now already.
                 result = result_to_pb(await self._service.process_later(frame))
@@ -265,7 +265,7 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
                     if stop_reading:
                         return
                     continue
-                assert isinstance(frame, Frame)  # a refusal always has its result
+                assert isinstance(frame, FrameRequest)  # a refusal always has its result
                 task = asyncio.create_task(answer(frame), name=f"frame:{frame.frame_id}")
                 frames.add(task)
                 task.add_done_callback(frames.discard)

@@ -1,6 +1,6 @@
 """The edge server's logic, free of gRPC: validate, decode, batch, run tails, encode.
 
-:class:`EdgeService` turns a :class:`~splitedge.edge.registry.Frame` into an
+:class:`EdgeService` turns a :class:`~splitedge.edge.registry.FrameRequest` into an
 :class:`Outcome` (an output or a :class:`~splitedge.edge.errors.RequestError`, plus
 the server timing breakdown), records statistics and metrics, and reports status.
 The servicer in :mod:`splitedge.edge.server` only translates protobuf to and from
@@ -25,7 +25,7 @@ from splitedge.edge.batcher import Batcher, BatchResult
 from splitedge.edge.config import BatchingConfig
 from splitedge.edge.errors import DeadlineExceeded, InternalError, RequestError, Unavailable
 from splitedge.edge.metrics import Metrics
-from splitedge.edge.registry import Frame, ModelRegistry
+from splitedge.edge.registry import FrameRequest, ModelRegistry
 from splitedge.edge.stats import BranchSnapshot, ServerStats
 from splitedge.models.types import (
     BranchSpec,
@@ -90,13 +90,13 @@ class ServerStatus:
     branches: tuple[tuple[BranchSnapshot, int], ...]  # (stats, queue depth) per served branch
 
 
-def _payload_bytes(frame: Frame) -> int:
+def _payload_bytes(frame: FrameRequest) -> int:
     return sum(len(t.data) for t in frame.tensors) + (
         len(frame.image.data) if frame.image is not None else 0
     )
 
 
-def _remaining_ms(frame: Frame, arrival: float) -> float:
+def _remaining_ms(frame: FrameRequest, arrival: float) -> float:
     """What is left of the frame's budget (0 = none); DEADLINE_EXCEEDED if nothing is.
 
     The budget counts from arrival, so decoding spends it too."""
@@ -174,12 +174,12 @@ class EdgeService:
 
     # ------------------------------------------------------------ frames
 
-    async def process(self, frame: Frame) -> Outcome:
+    async def process(self, frame: FrameRequest) -> Outcome:
         """Answer one frame; never raises a RequestError (it is in the outcome)."""
         outcome = self.process_now(frame)
         return outcome if outcome is not None else await self.process_later(frame)
 
-    async def process_later(self, frame: Frame) -> Outcome:
+    async def process_later(self, frame: FrameRequest) -> Outcome:
         """The full path: decode and tail may leave the event loop. For a caller that
         already tried :meth:`process_now`; never raises a RequestError."""
         arrival = time.perf_counter()
@@ -209,7 +209,7 @@ class EdgeService:
         self.record(outcome)
         return outcome
 
-    def process_now(self, frame: Frame) -> Outcome | None:
+    def process_now(self, frame: FrameRequest) -> Outcome | None:
         """The whole answer without leaving the event loop, or None (then use :meth:`process`).
 
         Only for a branch whose last output was detections (they need no encoding)
@@ -242,7 +242,7 @@ class EdgeService:
         self.record(outcome)
         return outcome
 
-    def _admit(self, frame: Frame) -> BranchSpec:
+    def _admit(self, frame: FrameRequest) -> BranchSpec:
         """The frame's branch, once everything checkable without decoding is checked."""
         if not self._accepting:
             raise Unavailable("server is shutting down; send this frame elsewhere")
@@ -266,7 +266,7 @@ class EdgeService:
         log.debug("frame %d %s/%s: %s", outcome.frame_id, outcome.model, outcome.branch, error)
 
     def record(self, outcome: Outcome) -> None:
-        """Count an answered frame (also for frames refused before they became a Frame)."""
+        """Count an answered frame (also for frames refused before decoding into a FrameRequest)."""
         if self.metrics is None:
             return
         code = "OK" if outcome.error is None else outcome.error.code.name
@@ -294,7 +294,7 @@ class EdgeService:
             self.metrics.observe_batch(model, branch, batch_size, end_s - start_s)
 
     @staticmethod
-    def _encode(prediction: Prediction, frame: Frame) -> Output:
+    def _encode(prediction: Prediction, frame: FrameRequest) -> Output:
         """The wire form of a tail's output (masks as PNG, arrays as tensors): CPU work."""
         try:
             if isinstance(prediction, Detections):

@@ -46,8 +46,9 @@ import numpy as np
 
 from splitedge.mobile_client.client import Client
 from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
+from splitedge.mobile_client.profile import request_bits
 from splitedge.mobile_client.scheduler import Decision, Scheduler
-from splitedge.mobile_client.sources import Frame, resize_short_side
+from splitedge.mobile_client.sources import CameraFrame, resize_short_side
 from splitedge.models.types import Detections
 
 log = logging.getLogger("splitedge.client.adaptive")
@@ -55,12 +56,12 @@ log = logging.getLogger("splitedge.client.adaptive")
 _HANDOVER_MS = 2.0
 
 
-def _prepared(frame: Frame, decision: Decision) -> tuple[Frame, int | None]:
+def _prepared(frame: CameraFrame, decision: Decision, kind: str) -> tuple[CameraFrame, int | None]:
     """The frame as the decision sends it (resized to its input size) and its bit depth
-    (None: the branch's default)."""
+    as ``Client.submit`` takes it (:func:`request_bits`; ``kind``: the branch's)."""
     small = resize_short_side(frame.image, decision.input_size)
-    sent = Frame(frame.index, small, frame.capture_ns) if small is not frame.image else frame
-    return sent, (decision.bits if decision.bits > 0 else None)
+    sent = CameraFrame(frame.index, small, frame.capture_ns) if small is not frame.image else frame
+    return sent, request_bits(kind, decision.bits)
 
 
 def detection_budget(
@@ -124,7 +125,7 @@ class AdaptiveSession:
                 accuracy=update.accuracy_weight, latency=update.latency_weight
             )
 
-    async def process(self, frame: Frame) -> tuple[Decision, FrameOutcome]:
+    async def process(self, frame: CameraFrame) -> tuple[Decision, FrameOutcome]:
         """One frame: the scheduler's decision and what came of it."""
         await self._refresh_server_state()
         sched = self.scheduler
@@ -146,10 +147,10 @@ class AdaptiveSession:
         return decision, outcome
 
     async def run(
-        self, frames: Iterable[Frame], *, fps: float = 0.0
+        self, frames: Iterable[CameraFrame], *, fps: float = 0.0
     ) -> AsyncIterator[tuple[Decision, FrameOutcome]]:
         """Process ``frames`` in order; ``fps`` > 0 paces them like a camera."""
-        iterator: Iterator[Frame] = iter(frames)
+        iterator: Iterator[CameraFrame] = iter(frames)
         period_s = 1.0 / fps if fps > 0 else 0.0
         if fps > 0:  # the scheduler counts the frames a long detection would miss
             self.scheduler.set_frame_period(1000.0 / fps)
@@ -178,9 +179,14 @@ class AdaptiveSession:
 
     # ------------------------------------------------------------ internals
 
-    async def _detect(self, frame: Frame, decision: Decision) -> FrameOutcome:
+    def _kind(self, decision: Decision) -> str:
+        # An unknown branch fails in Client.submit with its own message; the kind is moot then.
+        spec = self.client.branches.get(decision.branch)
+        return spec.kind if spec is not None else "split"
+
+    async def _detect(self, frame: CameraFrame, decision: Decision) -> FrameOutcome:
         image = frame.image
-        sent, bits = _prepared(frame, decision)
+        sent, bits = _prepared(frame, decision, self._kind(decision))
         small = sent.image
         deadline, plan = self._deadline(decision)
         outcome = await self.client.submit(
@@ -204,10 +210,10 @@ class AdaptiveSession:
                 self._tracked = None
         return outcome
 
-    async def _probe(self, frame: Frame, probe: Decision) -> None:
+    async def _probe(self, frame: CameraFrame, probe: Decision) -> None:
         """A probe beside a frame: its bytes cross the link, its answer (or the deadline
         that cut it) measures the link; its prediction is not used."""
-        sent, bits = _prepared(frame, probe)
+        sent, bits = _prepared(frame, probe, self._kind(probe))
         try:
             outcome = await self.client.submit(
                 sent, probe.branch, deadline_ms=self.scheduler.sla_ms, bits=bits,
@@ -225,7 +231,7 @@ class AdaptiveSession:
         return detection_budget(self.scheduler, decision, can_track=can_track)
 
     def _track(
-        self, frame: Frame, decision: Decision, missed: FrameOutcome | None = None
+        self, frame: CameraFrame, decision: Decision, missed: FrameOutcome | None = None
     ) -> FrameOutcome:
         """The tracker's boxes for ``frame``: a tracked frame, or the answer to a detection
         the edge ``missed`` (its reason, timing and bytes kept)."""

@@ -31,7 +31,7 @@ from splitedge.mobile_client.messages import (
     head_tensors,
 )
 from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
-from splitedge.mobile_client.sources import Frame
+from splitedge.mobile_client.sources import CameraFrame
 from splitedge.mobile_client.transport import (
     ClientError,
     EdgeTransport,
@@ -283,7 +283,7 @@ class Client:
 
     async def submit(
         self,
-        frame: Frame,
+        frame: CameraFrame,
         branch: str,
         *,
         deadline_ms: float | None = None,
@@ -383,7 +383,7 @@ class Client:
 
     async def run(
         self,
-        frames: Iterable[Frame],
+        frames: Iterable[CameraFrame],
         branch: str,
         *,
         max_in_flight: int = 4,
@@ -397,7 +397,7 @@ class Client:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         in_flight: deque[asyncio.Task[FrameOutcome]] = deque()
-        iterator: Iterator[Frame] = iter(frames)
+        iterator: Iterator[CameraFrame] = iter(frames)
         period_s = 1.0 / fps if fps > 0 else 0.0
         next_at = time.perf_counter()
         try:
@@ -420,7 +420,7 @@ class Client:
     # ------------------------------------------------------------ internals
 
     def _prepare(
-        self, spec: BranchSpec, frame: Frame, timing: FrameTiming, bits: int | None
+        self, spec: BranchSpec, frame: CameraFrame, timing: FrameTiming, bits: int | None
     ) -> EncodedFrame:
         if spec.kind == "offload":
             t0 = time.perf_counter_ns()
@@ -537,7 +537,7 @@ class Client:
         stream.stream.cancel()
 
     async def _run_local(
-        self, frame: Frame, branch: str, reason: str, timing: FrameTiming, start_ns: int
+        self, frame: CameraFrame, branch: str, reason: str, timing: FrameTiming, start_ns: int
     ) -> FrameOutcome:
         t0 = time.perf_counter_ns()
         prediction = await asyncio.to_thread(self.backend.local, frame.image)
@@ -545,7 +545,7 @@ class Client:
         timing.total_ms = _ms(start_ns, time.perf_counter_ns())
         return FrameOutcome(frame.index, branch, "local", reason, prediction, timing)
 
-    async def fall_back_locally(self, frame: Frame, outcome: FrameOutcome) -> FrameOutcome:
+    async def fall_back_locally(self, frame: CameraFrame, outcome: FrameOutcome) -> FrameOutcome:
         """Answer a frame the edge did not (``outcome`` from ``submit(local_fallback=False)``)
         with the device's own model, keeping its reason, timing and bytes; ``outcome``
         itself when the device has no model."""
@@ -563,7 +563,7 @@ class Client:
 
     async def _fallback(
         self,
-        frame: Frame,
+        frame: CameraFrame,
         branch: str,
         reason: str,
         timing: FrameTiming,

@@ -54,9 +54,9 @@ __all__ = [
     "DepthRpcError",
     "add_depth_parser",
     "build_request",
-    "depth_from_focus",
     "depth_to_colour",
     "main",
+    "request_depth",
     "run_depth",
     "save_depth_png16",
     "save_depth_preview",
@@ -150,7 +150,7 @@ def _decode(
     return depth, confidence
 
 
-async def depth_from_focus(
+async def request_depth(
     edge: EdgeTransport | grpc.aio.Channel | str,
     stack: FocalStack,
     *,
@@ -162,7 +162,10 @@ async def depth_from_focus(
     unit: FocusUnit = "m",
     tls: TlsConfig | None = None,
 ) -> DepthResponse:
-    """Send ``stack`` to an edge server's ``DepthFromFocus``; metric depth back.
+    """Send ``stack`` to an edge server's ``DepthFromFocus`` RPC; metric depth back.
+
+    The depth-from-focus algorithm itself, run on the edge, is
+    :func:`splitedge.models.depth.depth_from_focus`.
 
     ``edge`` is an :class:`EdgeTransport`, an open ``grpc.aio`` channel, or
     ``"host:port"`` (a channel, over TLS with ``tls``, is opened and closed here).
@@ -205,6 +208,11 @@ async def depth_from_focus(
         confident_pixels=reply.confident_pixels,
         alignment_residual_px=reply.alignment_residual_px,
     )
+
+
+# Deprecated: the old name of :func:`request_depth`, kept for one release; it read as the
+# algorithm of the same name in :mod:`splitedge.models.depth`.
+depth_from_focus = request_depth
 
 
 # ---------------------------------------------------------------- saving
@@ -354,7 +362,7 @@ def run_depth(args: argparse.Namespace) -> int:
         return 2
     try:
         response = asyncio.run(
-            depth_from_focus(
+            request_depth(
                 args.server,
                 stack,
                 image_format=args.format,

@@ -39,8 +39,17 @@ from splitedge.mobile_client.outcome import FrameOutcome
 
 @dataclass(frozen=True)
 class Candidate:
+    """One choice for a frame: a branch at a bit depth, detecting or tracking.
+
+    ``bits`` follows ``Client.submit``: ``None`` = the branch's default depth, 0 =
+    float tensors, n = n-bit. A profile entry
+    (:class:`~splitedge.mobile_client.profile.BranchConfig`) stores 0 for "not
+    quantized" and never ``None``; convert with
+    :func:`~splitedge.mobile_client.profile.request_bits`.
+    """
+
     branch: str
-    bits: int | None = None  # None = the branch's default
+    bits: int | None = None  # None = the branch's default; 0 = float (not BranchConfig's 0)
     remote: bool = True
     # Detect-vs-track: detect every ``interval``-th frame; a ``track`` candidate is a frame
     # in between, handled by the on-device tracker (nothing crosses the link).

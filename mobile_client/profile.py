@@ -66,10 +66,17 @@ class ProfileConsistencyError(ProfileError):
 
 @dataclass(frozen=True)
 class BranchConfig:
-    """The identity of one profile entry: how a frame is processed."""
+    """The identity of one profile entry: how a frame is processed.
+
+    ``bits`` is what the entry was measured with: 0 = not quantized (float tensors
+    for a split branch; local and offload entries always have 0, bits mean nothing
+    to them). A :class:`~splitedge.mobile_client.policy.Candidate` and
+    ``Client.submit`` spell it the other way: ``None`` = the branch's default bit
+    depth, 0 = float. :func:`request_bits` is the one conversion.
+    """
 
     branch: str  # the model's branch name: "local", "split@layer3", "offload-jpeg90"
-    bits: int = 0
+    bits: int = 0  # 0 = not quantized; never None (see request_bits)
     width: float = 1.0  # slimmable width multiplier
     input_size: int = 0  # short side in pixels the frame is resized to; 0 = as captured
     detection_interval: int = 1  # detect every k-th frame, track in between
@@ -81,6 +88,18 @@ class BranchConfig:
             f"{self.branch}/{self.bits}b/w{self.width:g}/"
             f"{self.input_size or 'native'}/k{self.detection_interval}"
         )
+
+
+def request_bits(kind: str, bits: int) -> int | None:
+    """An entry's bit depth (:attr:`BranchConfig.bits`, 0 = not quantized) as a
+    :class:`~splitedge.mobile_client.policy.Candidate` and ``Client.submit`` take it
+    (``None`` = the branch's default).
+
+    A split entry keeps its depth, 0 included (float tensors: the branch's default
+    would quantize what was measured unquantized); local and offload entries send no
+    tensors, so ``None``.
+    """
+    return bits if kind == "split" else None
 
 
 @dataclass(frozen=True)

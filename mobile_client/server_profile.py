@@ -16,8 +16,10 @@ from splitedge.mobile_client.transport import (
     ModelInfo,
     TlsConfig,
 )
+from splitedge.models.registry import UnknownModelError
 
 __all__ = [
+    "ModelNotServedError",
     "ServerProfileError",
     "ServerUnreachableError",
     "UnknownModelError",
@@ -34,8 +36,13 @@ class ServerUnreachableError(ServerProfileError):
     """The edge server did not answer ``Describe``."""
 
 
-class UnknownModelError(ServerProfileError):
-    """The edge server does not serve the model asked for."""
+class ModelNotServedError(ServerProfileError, UnknownModelError):
+    """The edge server does not serve the model asked for.
+
+    One ``UnknownModelError`` for the whole package (the registry's, for a name no
+    builder has); this one says it was the server that did not know the name, and
+    is still a :class:`ServerProfileError` for callers catching those.
+    """
 
 
 def tail_by_batch_size(info: ModelInfo) -> dict[str, dict[int, float]]:
@@ -61,8 +68,9 @@ async def fetch_tail_profile(
     """Call ``Describe(model)`` on ``server`` (``host:port``; over TLS with ``tls``) and
     return :func:`tail_by_batch_size` of the answer.
 
-    Raises :class:`UnknownModelError` if the server does not serve ``model`` and
-    :class:`ServerUnreachableError` if it does not answer within ``timeout_s``.
+    Raises :class:`ModelNotServedError` (an ``UnknownModelError``) if the server does
+    not serve ``model`` and :class:`ServerUnreachableError` if it does not answer
+    within ``timeout_s``.
     """
     if not server.strip():
         raise ServerProfileError("server address is empty; expected host:port")
@@ -75,7 +83,7 @@ async def fetch_tail_profile(
             info = await edge.describe(model, timeout_s=timeout_s)
     except (EdgeRefused, EdgeUnavailable) as exc:
         if exc.code == "NOT_FOUND":
-            raise UnknownModelError(
+            raise ModelNotServedError(
                 f"server {server} does not serve model {model!r}: {exc.details}"
             ) from exc
         raise ServerUnreachableError(

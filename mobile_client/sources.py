@@ -1,7 +1,7 @@
 """Frame sources: a folder of images, a video file, a camera, or synthetic frames.
 
 ``open_source(spec)`` turns the CLI's ``--source`` value into an iterator of
-:class:`Frame`; video files and cameras need OpenCV (``opencv-python-headless``),
+:class:`CameraFrame`; video files and cameras need OpenCV (``opencv-python-headless``),
 everything else only numpy and Pillow.
 """
 
@@ -23,10 +23,16 @@ class SourceError(ValueError):
 
 
 @dataclass
-class Frame:
+class CameraFrame:
+    """One captured frame on the device (the edge's request for it is another type)."""
+
     index: int
     image: np.ndarray  # HxWx3 uint8 RGB
     capture_ns: int
+
+
+# Deprecated: the old name, kept for one release so scripts importing it keep working.
+Frame = CameraFrame
 
 
 def open_source(
@@ -35,7 +41,7 @@ def open_source(
     max_frames: int | None = None,
     size: tuple[int, int] = (320, 240),
     seed: int = 0,
-) -> Iterator[Frame]:
+) -> Iterator[CameraFrame]:
     """Frames from ``spec``: ``synthetic``, ``camera[:N]``, a folder of images or a video file.
 
     ``size`` is (width, height) of synthetic frames; ``max_frames`` stops early
@@ -67,33 +73,33 @@ def open_source(
     return _limit(frames, max_frames)
 
 
-def _limit(frames: Iterator[Frame], max_frames: int | None) -> Iterator[Frame]:
+def _limit(frames: Iterator[CameraFrame], max_frames: int | None) -> Iterator[CameraFrame]:
     for frame in frames:
         if max_frames is not None and frame.index >= max_frames:
             return
         yield frame
 
 
-def _images(folder: Path) -> Iterator[Frame]:
+def _images(folder: Path) -> Iterator[CameraFrame]:
     from PIL import Image, UnidentifiedImageError
 
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise SourceError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
 
-    def gen() -> Iterator[Frame]:
+    def gen() -> Iterator[CameraFrame]:
         for index, path in enumerate(paths):
             try:
                 with Image.open(path) as img:
                     rgb = np.asarray(img.convert("RGB"))
             except (OSError, UnidentifiedImageError) as exc:
                 raise SourceError(f"{path}: cannot read image ({exc})") from exc
-            yield Frame(index, rgb, time.monotonic_ns())
+            yield CameraFrame(index, rgb, time.monotonic_ns())
 
     return gen()
 
 
-def _opencv(target: int | str, what: str) -> Iterator[Frame]:
+def _opencv(target: int | str, what: str) -> Iterator[CameraFrame]:
     try:
         import cv2
     except ModuleNotFoundError as exc:
@@ -103,14 +109,14 @@ def _opencv(target: int | str, what: str) -> Iterator[Frame]:
         capture.release()
         raise SourceError(f"cannot open {what}")
 
-    def gen() -> Iterator[Frame]:
+    def gen() -> Iterator[CameraFrame]:
         index = 0
         try:
             while True:
                 ok, bgr = capture.read()
                 if not ok:
                     return
-                yield Frame(index, np.ascontiguousarray(bgr[:, :, ::-1]), time.monotonic_ns())
+                yield CameraFrame(index, np.ascontiguousarray(bgr[:, :, ::-1]), time.monotonic_ns())
                 index += 1
         finally:
             capture.release()
@@ -118,7 +124,7 @@ def _opencv(target: int | str, what: str) -> Iterator[Frame]:
     return gen()
 
 
-def _synthetic(size: tuple[int, int], seed: int) -> Iterator[Frame]:
+def _synthetic(size: tuple[int, int], seed: int) -> Iterator[CameraFrame]:
     """Endless frames of a few coloured shapes drifting over a textured background."""
     width, height = size
     if width < 16 or height < 16:
@@ -136,7 +142,7 @@ def _synthetic(size: tuple[int, int], seed: int) -> Iterator[Frame]:
     radius = rng.uniform(min(size) * 0.06, min(size) * 0.2, n)
     colour = rng.uniform(0, 255, (n, 3))
 
-    def gen() -> Iterator[Frame]:
+    def gen() -> Iterator[CameraFrame]:
         nonlocal pos
         index = 0
         while True:
@@ -145,7 +151,7 @@ def _synthetic(size: tuple[int, int], seed: int) -> Iterator[Frame]:
                 inside = (xx - pos[k, 0]) ** 2 + (yy - pos[k, 1]) ** 2 < radius[k] ** 2
                 img[inside] = colour[k]
             pos = (pos + vel) % [width, height]
-            yield Frame(index, np.clip(img, 0, 255).astype(np.uint8), time.monotonic_ns())
+            yield CameraFrame(index, np.clip(img, 0, 255).astype(np.uint8), time.monotonic_ns())
             index += 1
 
     return gen()

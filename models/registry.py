@@ -18,7 +18,11 @@ ZOO_PREFIX = "zoo:"  # create_model("zoo:<entry>") loads a trained entry of spli
 
 
 class UnknownModelError(KeyError):
-    """No builder is registered under that name."""
+    """No model of that name: no builder is registered under it.
+
+    The package's one unknown-model error; subclasses say where the name was missing
+    (``models.zoo.UnknownEntryError``, ``mobile_client.server_profile.ModelNotServedError``).
+    """
 
     def __str__(self) -> str:  # KeyError quotes its argument; keep the sentence readable
         return str(self.args[0])

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from splitedge.simulations import record_telemetry
 
 if TYPE_CHECKING:
-    from splitedge.simulations.profiles import Profile
+    from splitedge.simulations.profiles import CostProfile
     from splitedge.simulations.scenario import Scenario
 
 
@@ -80,17 +80,17 @@ def _add_scenario_parsers(sub: argparse._SubParsersAction) -> None:
     des.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _load(args: argparse.Namespace) -> tuple[Scenario, Profile | None]:
-    from splitedge.simulations.profiles import Profile
+def _load(args: argparse.Namespace) -> tuple[Scenario, CostProfile | None]:
+    from splitedge.simulations.profiles import CostProfile
     from splitedge.simulations.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)
     path = args.profile or scenario.profile
-    return scenario, (Profile.load(path) if path is not None else None)
+    return scenario, (CostProfile.load(path) if path is not None else None)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from splitedge.simulations.profiles import ProfileError
+    from splitedge.simulations.profiles import CostProfileError
     from splitedge.simulations.runner import run_scenario
     from splitedge.simulations.scenario import ScenarioError
 
@@ -108,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         return 130
-    except (ScenarioError, ProfileError, ValueError, RuntimeError) as exc:
+    except (ScenarioError, CostProfileError, ValueError, RuntimeError) as exc:
         print(f"splitedge-sim: error: {exc}", file=sys.stderr)
         return 2
     print(result.table())
@@ -123,7 +123,7 @@ def _des(args: argparse.Namespace) -> int:
     from splitedge.simulations import des as sim
     from splitedge.simulations import des_adaptive
     from splitedge.simulations.policies import PolicyError
-    from splitedge.simulations.profiles import ProfileError, measure_profile
+    from splitedge.simulations.profiles import CostProfileError, measure_cost_profile
     from splitedge.simulations.report import format_summary, plot_all, write_csv
     from splitedge.simulations.runner import profile_batch_sizes, synthetic_videos
     from splitedge.simulations.scenario import ScenarioError
@@ -136,7 +136,7 @@ def _des(args: argparse.Namespace) -> int:
         if profile is None:
             print("no profile given: measuring one against a real edge server ...", flush=True)
             measured = asyncio.run(
-                measure_profile(
+                measure_cost_profile(
                     scenario.model,
                     scenario.branches,
                     [s.image for s in synthetic_videos(replace(scenario, clients=1))[0][:4]],
@@ -172,7 +172,7 @@ def _des(args: argparse.Namespace) -> int:
         return 130
     except (
         ScenarioError,
-        ProfileError,
+        CostProfileError,
         PolicyError,
         SchedulerError,
         ValueError,

@@ -52,7 +52,7 @@ from splitedge.mobile_client.client import detections_count
 from splitedge.mobile_client.heads import TorchHeadBackend
 from splitedge.mobile_client.outcome import FrameOutcome
 from splitedge.mobile_client.policy import Candidate, RateRule
-from splitedge.mobile_client.sources import Frame
+from splitedge.mobile_client.sources import CameraFrame
 from splitedge.models.types import BranchSpec, HeadOutput, Prediction
 from splitedge.simulations.link import EmulatedLink
 from splitedge.simulations.processes import EdgeProcess
@@ -155,7 +155,7 @@ class DemoResult:
         return max(1.0, self.host_local_ms / REFERENCE_LOCAL_MS)
 
 
-def measure_local_ms(backend: TorchHeadBackend, frame: Frame, runs: int = 5) -> float:
+def measure_local_ms(backend: TorchHeadBackend, frame: CameraFrame, runs: int = 5) -> float:
     """This machine's time for the device's own detector on ``frame``: the fastest of
     ``runs`` (0 without one).
 
@@ -197,7 +197,7 @@ def candidates_for(branches: dict, split_branch: str | None) -> list[Candidate]:
     return out
 
 
-def warm_device(backend: TorchHeadBackend, frame: Frame) -> None:
+def warm_device(backend: TorchHeadBackend, frame: CameraFrame) -> None:
     """Run the device's model and every split head once: first runs pay lazy
     initialisation, which a slowed device would multiply."""
     if backend.has_local:
@@ -384,13 +384,13 @@ def _published_load(
     return hint
 
 
-Step = Callable[[Frame], Awaitable[tuple[str, float, FrameOutcome, bool]]]
+Step = Callable[[CameraFrame], Awaitable[tuple[str, float, FrameOutcome, bool]]]
 """``step(frame)`` -> (branch label, bandwidth estimate, outcome, sent only as a probe)."""
 
 
 async def _camera_loop(
     step: Step,
-    frames: Iterator[Frame],
+    frames: Iterator[CameraFrame],
     trace: BandwidthTrace,
     fps: float,
     fleet: FleetSession | None,
@@ -415,7 +415,7 @@ async def _camera_loop(
 async def _run_frames(
     client: Client,
     rule: RateRule,
-    frames: Iterator[Frame],
+    frames: Iterator[CameraFrame],
     trace: BandwidthTrace,
     fps: float,
     fleet: FleetSession | None,
@@ -423,7 +423,7 @@ async def _run_frames(
 ) -> list[DemoRow]:
     """The rate rule's loop: pick, submit, learn."""
 
-    async def step(frame: Frame) -> tuple[str, float, FrameOutcome, bool]:
+    async def step(frame: CameraFrame) -> tuple[str, float, FrameOutcome, bool]:
         candidate = rule.pick()
         outcome = await client.submit(frame, candidate.branch, bits=candidate.bits)
         rule.observe(candidate, outcome)
@@ -479,7 +479,7 @@ async def _pace(next_at: float, fps: float) -> float:
 
 async def _run_adaptive(
     session: object,
-    frames: Iterator[Frame],
+    frames: Iterator[CameraFrame],
     trace: BandwidthTrace,
     fps: float,
     fleet: FleetSession | None,
@@ -490,7 +490,7 @@ async def _run_adaptive(
 
     assert isinstance(session, AdaptiveSession)
 
-    async def step(frame: Frame) -> tuple[str, float, FrameOutcome, bool]:
+    async def step(frame: CameraFrame) -> tuple[str, float, FrameOutcome, bool]:
         decision, outcome = await session.process(frame)
         label = decision.branch
         if decision.interval > 1:

@@ -41,11 +41,11 @@ import numpy as np
 
 from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
 from splitedge.mobile_client.policy import Candidate
-from splitedge.mobile_client.profile import Profile as SchedulerProfile
+from splitedge.mobile_client.profile import Profile
 from splitedge.mobile_client.scheduler import SchedulerError
 from splitedge.simulations.des_adaptive import session_policy
 from splitedge.simulations.policies import Policy, PolicyError, make_policy, scheduler_candidates
-from splitedge.simulations.profiles import CandidateProfile, LinkModel, Profile
+from splitedge.simulations.profiles import CandidateProfile, CostProfile, LinkModel
 from splitedge.simulations.report import FrameRow, PolicySummary
 from splitedge.simulations.scenario import PolicyConfig, Scenario
 from splitedge.simulations.traces import BandwidthTrace
@@ -244,7 +244,7 @@ class _Collector:
 
 class _Simulation:
     def __init__(
-        self, config: DesConfig, profile: Profile, factory: PolicyFactory, name: str
+        self, config: DesConfig, profile: CostProfile, factory: PolicyFactory, name: str
     ) -> None:
         self.cfg = config
         self.profile = profile
@@ -577,7 +577,7 @@ def policy_factory(
     config: PolicyConfig,
     candidates: Sequence[Candidate],
     des: DesConfig,
-    profile: Profile,
+    profile: CostProfile,
     **policy_options: Any,
 ) -> PolicyFactory:
     """A factory building ``config``'s policy for each simulated client.
@@ -619,9 +619,9 @@ def policy_factory(
 def _adaptive_factory(
     config: PolicyConfig,
     des: DesConfig,
-    profile: Profile,
+    profile: CostProfile,
     *,
-    scheduler_profile: SchedulerProfile | None = None,
+    scheduler_profile: Profile | None = None,
     scheduler_options: Mapping[str, Any] | None = None,
     **_: Any,
 ) -> PolicyFactory:
@@ -664,7 +664,7 @@ def _adaptive_factory(
 
 
 def simulate(
-    config: DesConfig, profile: Profile, factory: PolicyFactory, *, name: str = "policy"
+    config: DesConfig, profile: CostProfile, factory: PolicyFactory, *, name: str = "policy"
 ) -> DesResult:
     """Run one policy (one instance per client, from ``factory``) for ``config.duration_s``."""
     sim = _Simulation(config, profile, factory, name)
@@ -676,7 +676,7 @@ def simulate(
 
 def min_gpus(
     config: DesConfig,
-    profile: Profile,
+    profile: CostProfile,
     factory: PolicyFactory,
     *,
     max_violation_pct: float = 5.0,
@@ -712,7 +712,7 @@ def min_gpus(
 
 
 def batching_effect(
-    config: DesConfig, profile: Profile, factory: PolicyFactory
+    config: DesConfig, profile: CostProfile, factory: PolicyFactory
 ) -> dict[str, PolicySummary]:
     """The same load with the configured batching and with batching off (batch size 1)."""
     light = replace(config, keep_rows=False)

@@ -9,14 +9,14 @@ the discrete-event simulator needs a cost for each of its candidates
   lowest contention level as device time, the payload mean plus gRPC framing as
   uplink bytes, a fixed reply, the entry's tail latency;
 * :func:`adaptive_costs` overlays a measured cost profile
-  (:func:`~splitedge.simulations.profiles.measure_profile`, the scenario DES's
+  (:func:`~splitedge.simulations.profiles.measure_cost_profile`, the scenario DES's
   ``--profile``) on it: a candidate the measurement has keeps the measured costs,
   the rest come from the scheduler profile.
 
 Device slowdown. A scenario's ``device_slowdown`` stretches the client's head and
 local runs (:class:`~splitedge.simulations.demo.SlowedBackend`); JPEG encoding for an
 offload branch and the tracker run outside that backend and are not stretched. A
-cost :class:`~splitedge.simulations.profiles.Profile` describes the device as the
+cost :class:`~splitedge.simulations.profiles.CostProfile` describes the device as the
 run sees it, as the runner measures it (with the slowed backend) and saves it in
 ``profile.json``; so a given cost profile is taken as it is, one measured here on
 this machine's plain backend is :func:`slowed`, and costs read from a scheduler
@@ -43,10 +43,10 @@ import numpy as np
 from splitedge.mobile_client.adaptive import detection_budget
 from splitedge.mobile_client.outcome import FrameOutcome
 from splitedge.mobile_client.policy import Candidate
-from splitedge.mobile_client.profile import Profile as SchedulerProfile
+from splitedge.mobile_client.profile import Profile
 from splitedge.mobile_client.scheduler import Decision, Scheduler
 from splitedge.simulations.policies import AdaptivePolicy, scheduler_candidates
-from splitedge.simulations.profiles import CandidateProfile, Profile
+from splitedge.simulations.profiles import CandidateProfile, CostProfile
 from splitedge.simulations.report import FrameRow
 
 __all__ = [
@@ -72,7 +72,7 @@ def _slowed_kind(cp: CandidateProfile) -> bool:
     return not cp.remote or not cp.branch.startswith("offload")
 
 
-def slowed(profile: Profile, factor: float) -> Profile:
+def slowed(profile: CostProfile, factor: float) -> CostProfile:
     """``profile`` on a device ``factor`` x slower: local and head times (and samples) scaled.
 
     Offload candidates keep theirs: JPEG encoding is not the head backend's work.
@@ -94,13 +94,13 @@ def slowed(profile: Profile, factor: float) -> Profile:
 
 
 def sim_profile(
-    profile: SchedulerProfile,
+    profile: Profile,
     candidates: Mapping[str, Candidate],
     *,
     seed: int = 0,
     device_slowdown: float = 1.0,
     overhead_ms: float = OVERHEAD_MS,
-) -> Profile:
+) -> CostProfile:
     """The DES costs of every candidate, from the same scheduler profile entries.
 
     ``candidates``: entry key -> detection candidate (:func:`scheduler_candidates`);
@@ -137,12 +137,14 @@ def sim_profile(
             device_ms_samples=samples,
             tail_ms_samples=tail_samples,
         )
-    costs = Profile(profile.model, out, overhead_ms=overhead_ms, measured_on="scheduler profile")
+    costs = CostProfile(
+        profile.model, out, overhead_ms=overhead_ms, measured_on="scheduler profile"
+    )
     return slowed(costs, device_slowdown)
 
 
 def _measured_for(
-    c: Candidate, measured: Profile, bits_of: Mapping[str, set[int]]
+    c: Candidate, measured: CostProfile, bits_of: Mapping[str, set[int]]
 ) -> CandidateProfile | None:
     """The measured costs of ``c``: by label, else by branch when the measurement ran the
     branch at its default bit depth and the scheduler profile knows one depth for it."""
@@ -153,12 +155,12 @@ def _measured_for(
 
 
 def adaptive_costs(
-    profile: SchedulerProfile,
+    profile: Profile,
     *,
-    measured: Profile | None = None,
+    measured: CostProfile | None = None,
     device_slowdown: float = 1.0,
     seed: int = 0,
-) -> Profile:
+) -> CostProfile:
     """Costs of every candidate of ``profile``: ``measured`` where it has them, else the profile's.
 
     ``measured`` is taken as the run's device (slowdown included, as the runner
@@ -193,7 +195,7 @@ def adaptive_costs(
     )
 
 
-def tracker_ms(profile: SchedulerProfile) -> float:
+def tracker_ms(profile: Profile) -> float:
     """The tracker's per-frame time at the lowest contention level (0: none measured)."""
     tracker = profile.tracker_latency_ms
     return float(tracker[min(tracker)]) if tracker else 0.0
@@ -234,7 +236,7 @@ class SessionPolicy(AdaptivePolicy):
 
 
 def session_policy(
-    profile: SchedulerProfile,
+    profile: Profile,
     sla_ms: float,
     *,
     fps: float,
@@ -256,7 +258,7 @@ def session_policy(
     return SessionPolicy(scheduler, scheduler_candidates(profile), name, ping_ms=ping_ms)
 
 
-def accuracy_by_tag(profile: SchedulerProfile, extra: Iterable[Candidate] = ()) -> dict[str, float]:
+def accuracy_by_tag(profile: Profile, extra: Iterable[Candidate] = ()) -> dict[str, float]:
     """Row tag -> the profile accuracy of what produced it.
 
     Every entry's candidate (and its ``+track`` twin: a group's accuracy is the

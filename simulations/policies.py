@@ -39,9 +39,9 @@ import numpy as np
 
 from splitedge.mobile_client.outcome import FrameOutcome
 from splitedge.mobile_client.policy import Candidate, RateRule
-from splitedge.mobile_client.profile import Profile as SchedulerProfile
+from splitedge.mobile_client.profile import Profile, request_bits
 from splitedge.mobile_client.scheduler import Decision, Scheduler
-from splitedge.simulations.profiles import CandidateProfile, LinkModel, Profile
+from splitedge.simulations.profiles import CandidateProfile, CostProfile, LinkModel
 from splitedge.simulations.scenario import PolicyConfig, parse_candidate
 from splitedge.simulations.traces import BandwidthTrace
 
@@ -113,7 +113,7 @@ class Neurosurgeon:
     def __init__(
         self,
         candidates: Sequence[Candidate],
-        profile: Profile,
+        profile: CostProfile,
         initial_uplink_mbps: float,
         *,
         initial_downlink_mbps: float | None = None,
@@ -154,7 +154,7 @@ class Oracle:
     def __init__(
         self,
         candidates: Sequence[Candidate],
-        profile: Profile,
+        profile: CostProfile,
         uplink: BandwidthTrace,
         downlink: BandwidthTrace | None,
         sla_ms: float,
@@ -316,7 +316,7 @@ class AdaptivePolicy:
             self.scheduler.observe(decision, outcome)
 
 
-def scheduler_candidates(profile: SchedulerProfile) -> dict[str, Candidate]:
+def scheduler_candidates(profile: Profile) -> dict[str, Candidate]:
     """Entry key -> the candidate of its detection frames, for the simulations.
 
     The candidate's label (its cost identity) is the branch and, for splits, the
@@ -326,12 +326,12 @@ def scheduler_candidates(profile: SchedulerProfile) -> dict[str, Candidate]:
     """
     seen: dict[tuple[str, int | None], set[tuple[float, int]]] = {}
     for e in profile.entries:
-        bits = e.config.bits if e.kind == "split" else None
+        bits = request_bits(e.kind, e.config.bits)
         seen.setdefault((e.config.branch, bits), set()).add((e.config.width, e.config.input_size))
     out = {}
     for e in profile.entries:
         cfg = e.config
-        bits = cfg.bits if e.kind == "split" else None
+        bits = request_bits(e.kind, cfg.bits)
         branch = cfg.branch
         if len(seen[(branch, bits)]) > 1:
             branch = f"{branch}~w{cfg.width:g}~{cfg.input_size or 'native'}"
@@ -347,9 +347,9 @@ def make_policy(
     uplink: BandwidthTrace,
     downlink: BandwidthTrace | None = None,
     delay_ms: float = 0.0,
-    profile: Profile | None = None,
+    profile: CostProfile | None = None,
     clock: Callable[[], float] = time.monotonic,
-    scheduler_profile: SchedulerProfile | None = None,
+    scheduler_profile: Profile | None = None,
     scheduler_options: Mapping[str, Any] | None = None,
     accuracy: Mapping[Candidate, float] | None = None,
     tracker_ms: float = 0.0,

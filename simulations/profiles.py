@@ -1,12 +1,12 @@
 """Branch profiles measured from the real system, and the link model that predicts with them.
 
-A :class:`Profile` records, per candidate (branch, bit depth): device time (head +
+A :class:`CostProfile` records, per candidate (branch, bit depth): device time (head +
 encode on this machine, or the whole model for ``local``), payload bytes and the
 bytes that actually cross the link each way (gRPC/HTTP2 framing included, read
 from the emulated link's counters), server decode/encode time and tail time per
 batch size, plus the fixed per-frame overhead of the round trip (gRPC, relay,
 event loops). The oracle, Neurosurgeon and the discrete-event simulator read
-their costs from it. :func:`measure_profile` measures one against a real edge
+their costs from it. :func:`measure_cost_profile` measures one against a real edge
 server process through a real (very fast) emulated link; ``save``/``load`` keep
 it as JSON.
 
@@ -39,10 +39,10 @@ from splitedge.simulations.traces import PACKET_BYTES, BandwidthTrace, constant
 
 __all__ = [
     "CandidateProfile",
+    "CostProfile",
+    "CostProfileError",
     "LinkModel",
-    "Profile",
-    "ProfileError",
-    "measure_profile",
+    "measure_cost_profile",
 ]
 
 _PACKET_MEGABITS = PACKET_BYTES * 8 / 1e6
@@ -50,7 +50,7 @@ _PACKET_MEGABITS = PACKET_BYTES * 8 / 1e6
 _EPS = 1e-9
 
 
-class ProfileError(ValueError):
+class CostProfileError(ValueError):
     """A profile file that cannot be read, or a candidate the profile does not know."""
 
 
@@ -99,7 +99,7 @@ class CandidateProfile:
 
 
 @dataclass
-class Profile:
+class CostProfile:
     model: str
     candidates: dict[str, CandidateProfile]  # by Candidate.label
     overhead_ms: float = 0.0  # per-frame round-trip cost beyond link bytes and server time
@@ -111,7 +111,7 @@ class Profile:
         try:
             return self.candidates[candidate.label]
         except KeyError:
-            raise ProfileError(
+            raise CostProfileError(
                 f"profile of {self.model!r} has no candidate {candidate.label!r}; "
                 f"it has: {', '.join(self.candidates)}"
             ) from None
@@ -149,14 +149,14 @@ class Profile:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> Profile:
+    def load(cls, path: str | Path) -> CostProfile:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
-            raise ProfileError(f"{path}: cannot read profile: {exc}") from exc
+            raise CostProfileError(f"{path}: cannot read profile: {exc}") from exc
         except json.JSONDecodeError as exc:
-            raise ProfileError(f"{path}: not JSON: {exc}") from exc
+            raise CostProfileError(f"{path}: not JSON: {exc}") from exc
         try:
             candidates = {}
             for label, cp in data.pop("candidates").items():
@@ -166,7 +166,7 @@ class Profile:
                 candidates[label] = CandidateProfile(**cp)
             return cls(candidates=candidates, **data)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ProfileError(f"{path}: not a splitedge profile: {exc!r}") from exc
+            raise CostProfileError(f"{path}: not a splitedge profile: {exc!r}") from exc
 
 
 def _steady_transfer_ms(size_bytes: float, rate_mbps: float) -> float:
@@ -256,7 +256,7 @@ def machine_description() -> str:
     )
 
 
-async def measure_profile(
+async def measure_cost_profile(
     model: str,
     candidates: Sequence[Candidate],
     images: Sequence[np.ndarray],
@@ -266,7 +266,7 @@ async def measure_profile(
     batch_sizes: Sequence[int] = (1,),
     backend: Any = None,
     edge_args: Sequence[str] = (),
-) -> Profile:
+) -> CostProfile:
     """Measure ``candidates`` of ``model`` against a real edge server on this machine.
 
     Device times come from this process (``backend``: the client's head backend,
@@ -276,20 +276,20 @@ async def measure_profile(
     batch size: ``b`` frames sent at once on one stream, with a batching window
     long enough that the server groups them.
     """
-    from splitedge.mobile_client import Client, Frame
+    from splitedge.mobile_client import CameraFrame, Client
     from splitedge.mobile_client.heads import TorchHeadBackend
     from splitedge.simulations.link import EmulatedLink
     from splitedge.simulations.processes import EdgeProcess
 
     if repeats < 1 or not images:
-        raise ValueError("measure_profile needs repeats >= 1 and at least one image")
+        raise ValueError("measure_cost_profile needs repeats >= 1 and at least one image")
     options = model_options or {}
     if backend is None:
         backend = await asyncio.to_thread(TorchHeadBackend, model, options)
     spec = model + "".join(
         f"{':' if i == 0 else ','}{k}={v}" for i, (k, v) in enumerate(options.items())
     )
-    frames = [Frame(i, img, 0) for i, img in enumerate(images)]
+    frames = [CameraFrame(i, img, 0) for i, img in enumerate(images)]
     max_batch = max(batch_sizes)
     result: dict[str, CandidateProfile] = {}
     overhead: list[float] = []
@@ -318,7 +318,7 @@ async def measure_profile(
                     )
         finally:
             await asyncio.to_thread(edge.stop)
-    return Profile(
+    return CostProfile(
         model=model,
         candidates=result,
         overhead_ms=_median(overhead),

@@ -44,11 +44,12 @@ from typing import Any
 import numpy as np
 
 from splitedge.edge.config import BatchingConfig, EdgeConfig, dump_config
-from splitedge.mobile_client import Client, Frame
+from splitedge.mobile_client import CameraFrame, Client
 from splitedge.mobile_client.adaptive import AdaptiveSession
 from splitedge.mobile_client.heads import TorchHeadBackend
 from splitedge.mobile_client.outcome import FrameOutcome
 from splitedge.mobile_client.policy import Candidate
+from splitedge.mobile_client.profile import request_bits
 from splitedge.mobile_client.scheduler import Scheduler, SchedulerError
 from splitedge.models.data import (
     SceneConfig,
@@ -68,7 +69,7 @@ from splitedge.simulations.policies import (
     scheduler_candidates,
 )
 from splitedge.simulations.processes import EdgeProcess
-from splitedge.simulations.profiles import Profile, measure_profile
+from splitedge.simulations.profiles import CostProfile, measure_cost_profile
 from splitedge.simulations.report import (
     FrameRow,
     PolicySummary,
@@ -106,7 +107,7 @@ log = logging.getLogger(__name__)
 
 _WARMUP_LINK = constant(1000.0, 3600.0)
 
-Step = Callable[[Frame, float], Awaitable[tuple[Candidate, FrameOutcome]]]
+Step = Callable[[CameraFrame, float], Awaitable[tuple[Candidate, FrameOutcome]]]
 """``step(frame, start_s)`` -> (what ran it, its outcome): one client's per-frame work."""
 
 
@@ -114,7 +115,7 @@ Step = Callable[[Frame, float], Awaitable[tuple[Candidate, FrameOutcome]]]
 class RunResult:
     rows: list[FrameRow]
     summaries: list[PolicySummary]
-    profile: Profile | None
+    profile: CostProfile | None
     files: list[Path]
 
     def table(self) -> str:
@@ -275,7 +276,7 @@ def busy_row(
 def policy_step(policy: Policy, client: Client) -> Step:
     """A :class:`~splitedge.simulations.policies.Policy`'s frame: pick, submit, observe."""
 
-    async def step(frame: Frame, start_s: float) -> tuple[Candidate, FrameOutcome]:
+    async def step(frame: CameraFrame, start_s: float) -> tuple[Candidate, FrameOutcome]:
         candidate = policy.pick(frame.index, start_s)
         outcome = await client.submit(frame, candidate.branch, bits=candidate.bits)
         policy.observe(candidate, outcome)
@@ -287,7 +288,7 @@ def policy_step(policy: Policy, client: Client) -> Step:
 def adaptive_step(session: AdaptiveSession, candidates: dict[str, Candidate]) -> Step:
     """An adaptive session's frame; ``candidates``: profile entry key -> its row label."""
 
-    async def step(frame: Frame, start_s: float) -> tuple[Candidate, FrameOutcome]:
+    async def step(frame: CameraFrame, start_s: float) -> tuple[Candidate, FrameOutcome]:
         decision, outcome = await session.process(frame)
         candidate = candidates[decision.key]
         return (replace(candidate, track=True) if decision.track else candidate), outcome
@@ -328,7 +329,7 @@ async def _client_loop(
         await asyncio.sleep(max(0.0, t0 + start_s - time.monotonic()))
         t_s = phase_s + k * period_s
         sample = video[k % len(video)]
-        candidate, outcome = await step(Frame(k, sample.image, time.time_ns()), start_s)
+        candidate, outcome = await step(CameraFrame(k, sample.image, time.time_ns()), start_s)
         row = frame_row(
             name,
             client_index,
@@ -384,7 +385,7 @@ async def _run_policy(
     edge_port: int,
     backend: Any,
     videos: list[list[Sample]],
-    profile: Profile | None,
+    profile: CostProfile | None,
     config_index: int,
     tick: Callable[[int], None],
 ) -> tuple[list[FrameRow], float, float]:
@@ -420,7 +421,7 @@ async def _run_policy(
                 # What the scheduler may run: each branch at each bit depth it has a profile for.
                 warmups.append(
                     sorted(
-                        {(e.config.branch, e.config.bits or None) for e in entries},
+                        {(e.config.branch, request_bits(e.kind, e.config.bits)) for e in entries},
                         key=lambda bb: (bb[0], bb[1] or 0),
                     )
                 )
@@ -439,7 +440,7 @@ async def _run_policy(
                 warmups.append([(c.branch, c.bits) for c in scenario.branches])
             links.append(link)
             clients.append(client)
-        warm = Frame(0, videos[0][0].image, 0)
+        warm = CameraFrame(0, videos[0][0].image, 0)
         for client, branches in zip(clients, warmups, strict=True):
             for branch, bits in branches:
                 for _ in range(scenario.warmup_frames):
@@ -488,7 +489,7 @@ async def run_scenario(
     scenario: Scenario,
     out_dir: str | Path | None = None,
     *,
-    profile: Profile | None = None,
+    profile: CostProfile | None = None,
     progress: bool = False,
 ) -> RunResult:
     """Run every policy of ``scenario`` against one real edge server; write results to ``out_dir``.
@@ -497,16 +498,16 @@ async def run_scenario(
     is given (here or as the scenario's ``profile`` file), one is measured first.
     """
     if profile is None and scenario.profile is not None:
-        profile = Profile.load(scenario.profile)
+        profile = CostProfile.load(scenario.profile)
     videos = await asyncio.to_thread(synthetic_videos, scenario)
     backend = await asyncio.to_thread(TorchHeadBackend, scenario.model, scenario.model_options)
     if scenario.device_slowdown > 1.0:
         # Lazy initialisation would be slowed down too: pay it once at full speed first.
-        await asyncio.to_thread(warm_device, backend, Frame(0, videos[0][0].image, 0))
+        await asyncio.to_thread(warm_device, backend, CameraFrame(0, videos[0][0].image, 0))
         backend = SlowedBackend(backend, scenario.device_slowdown)  # type: ignore[assignment]
     if profile is None and any(p.kind in PROFILED_KINDS for p in scenario.policies):
         images = [s.image for s in videos[0][:4]]
-        profile = await measure_profile(
+        profile = await measure_cost_profile(
             scenario.model,
             scenario.branches,
             images,
@@ -559,7 +560,7 @@ def write_outputs(
     summaries: list[PolicySummary],
     scenario: Scenario,
     out_dir: Path,
-    profile: Profile | None = None,
+    profile: CostProfile | None = None,
 ) -> list[Path]:
     """frames.csv, summary.txt/.csv, the three plots (and profile.json when there is one)."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -46,8 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from splitedge.mobile_client.policy import Candidate
-from splitedge.mobile_client.profile import Profile as SchedulerProfile
-from splitedge.mobile_client.profile import ProfileError, load_profile
+from splitedge.mobile_client.profile import Profile, ProfileError, load_profile
 from splitedge.proto.schema import Section
 from splitedge.simulations.trace_formats import FORMATS, guess_format, read_trace
 from splitedge.simulations.traces import BandwidthTrace, TraceError, constant, preset, square_wave
@@ -176,7 +175,7 @@ class PolicyConfig:
     profile: Path | None = None
     latency_weight: float | None = None
     branches: tuple[str, ...] = ()
-    scheduler_profile: SchedulerProfile | None = field(default=None, compare=False, repr=False)
+    scheduler_profile: Profile | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -305,7 +304,7 @@ def _trace_file(sec: Section, base_dir: Path) -> tuple[Path, str]:
     return path, fmt
 
 
-def _scheduler_profile(sec: Section, base_dir: Path) -> tuple[Path, SchedulerProfile]:
+def _scheduler_profile(sec: Section, base_dir: Path) -> tuple[Path, Profile]:
     """An adaptive policy's ``profile``: resolved, read, and every entry with an accuracy."""
     if not sec.has("profile"):
         raise ScenarioKeyError(
@@ -333,7 +332,7 @@ def _scheduler_profile(sec: Section, base_dir: Path) -> tuple[Path, SchedulerPro
     return path, profile
 
 
-def _adaptive_branch_list(sec: Section, profile: SchedulerProfile) -> tuple[str, ...]:
+def _adaptive_branch_list(sec: Section, profile: Profile) -> tuple[str, ...]:
     """An adaptive policy's optional ``branches``: a subset of its profile's branches."""
     raw = sec.raw("branches")
     if not isinstance(raw, list) or not raw or not all(isinstance(b, str) and b for b in raw):

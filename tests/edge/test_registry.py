@@ -9,7 +9,7 @@ import pytest
 
 from splitedge.edge.config import ConfigError, ModelConfig
 from splitedge.edge.errors import InvalidArgument, NotFound, ResourceExhausted
-from splitedge.edge.registry import Frame, ModelRegistry, resolve_device
+from splitedge.edge.registry import FrameRequest, ModelRegistry, resolve_device
 from splitedge.models.echo import EchoModel
 from splitedge.models.types import BranchSpec, TensorSpec
 from splitedge.proto import codec
@@ -43,23 +43,23 @@ def registry() -> ModelRegistry:
     return ModelRegistry([EchoModel(), SplitAt3()], LIMITS)
 
 
-def _split(branch: str, *tensors: codec.EncodedTensor, model: str = "det") -> Frame:
-    return Frame(1, model, branch, list(tensors), None, (48, 64), (48, 64))
+def _split(branch: str, *tensors: codec.EncodedTensor, model: str = "det") -> FrameRequest:
+    return FrameRequest(1, model, branch, list(tensors), None, (48, 64), (48, 64))
 
 
 def _z(shape=(1, 6, 6, 8), dtype=np.float32, **kw) -> codec.EncodedTensor:
     return codec.encode_tensor(np.ones(shape, dtype), "z", **kw)
 
 
-def _offload(image: codec.EncodedImage | None) -> Frame:
-    return Frame(2, "echo", "offload-jpeg90", [], image, (16, 24))
+def _offload(image: codec.EncodedImage | None) -> FrameRequest:
+    return FrameRequest(2, "echo", "offload-jpeg90", [], image, (16, 24))
 
 
 def _jpeg() -> codec.EncodedImage:
     return codec.encode_image(np.full((16, 24, 3), 128, np.uint8), "jpeg")
 
 
-def _message(exc_type: type, registry: ModelRegistry, frame: Frame) -> str:
+def _message(exc_type: type, registry: ModelRegistry, frame: FrameRequest) -> str:
     with pytest.raises(exc_type) as info:
         spec = registry.check(frame)
         registry.decode(frame, spec)
@@ -167,7 +167,7 @@ def test_missing_image_on_offload(registry):
 def test_oversize_declared_tensor_is_resource_exhausted(registry):
     small = codec.encode_tensor(np.ones(4, np.float32), "x")
     huge = dataclasses.replace(small, shape=(10**9,))
-    frame = Frame(3, "echo", "split@x", [huge], None, (1, 1), (1, 1))
+    frame = FrameRequest(3, "echo", "split@x", [huge], None, (1, 1), (1, 1))
     assert "over the 4096-byte limit" in _message(ResourceExhausted, registry, frame)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from splitedge.edge import server as server_module
 from splitedge.edge.config import BatchingConfig
-from splitedge.edge.registry import Frame, ModelRegistry
+from splitedge.edge.registry import FrameRequest, ModelRegistry
 from splitedge.edge.server import EdgeInferenceServicer, frame_from_pb
 from splitedge.edge.service import EdgeService
 from splitedge.models.echo import EchoModel
@@ -42,10 +42,10 @@ class ThreadEcho(EchoModel):
         return super().run_tail(branch, batch)
 
 
-def _frame(i: int = 1, values: np.ndarray | None = None, model: str = "echo", **kw) -> Frame:
+def _frame(i: int = 1, values: np.ndarray | None = None, model: str = "echo", **kw) -> FrameRequest:
     values = np.arange(12, dtype=np.float32) if values is None else values
     tensor = codec.encode_tensor(values, kw.pop("name", "x"), compression="raw")
-    return Frame(i, model, "split@x", [tensor], None, (3, 4), (3, 4), **kw)
+    return FrameRequest(i, model, "split@x", [tensor], None, (3, 4), (3, 4), **kw)
 
 
 async def _service(*models, batching: BatchingConfig = NO_WINDOW) -> EdgeService:
@@ -159,7 +159,7 @@ async def _warm(service: EdgeService, monkeypatch) -> None:
     for i in range(3):
         await service.process(frame_from_pb(_request(i)))
 
-    async def no_task_path(frame: Frame):
+    async def no_task_path(frame: FrameRequest):
         raise AssertionError("the task path ran")
 
     monkeypatch.setattr(service, "process_later", no_task_path)
@@ -187,7 +187,7 @@ async def test_a_bug_on_the_readers_path_costs_one_frame_not_the_stream(where, m
         if where == "process_now":
             real_now = service.process_now
 
-            def flaky_now(frame: Frame):
+            def flaky_now(frame: FrameRequest):
                 if frame.frame_id == 4:
                     raise RuntimeError("a bug")
                 return real_now(frame)

@@ -14,8 +14,8 @@ import pytest
 from splitedge.mobile_client import Client, open_source
 from splitedge.mobile_client.profile import load_profile
 from splitedge.mobile_client.server_profile import (
+    ModelNotServedError,
     ServerUnreachableError,
-    UnknownModelError,
     fetch_tail_profile,
 )
 from splitedge.proto import splitedge_pb2 as pb
@@ -95,7 +95,7 @@ async def test_describe_and_status_list_tail_latency_per_batch_size(edge_factory
 async def test_fetch_tail_profile_errors(edge_factory):
     edge = edge_factory("--model", "echo")
     with pytest.raises(
-        UnknownModelError,
+        ModelNotServedError,
         match=rf"^server {edge.address} does not serve model 'nosuch': "
         r"unknown model 'nosuch'; this server serves: echo$",
     ):

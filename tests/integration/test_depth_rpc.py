@@ -20,8 +20,8 @@ torch = pytest.importorskip("torch")
 from splitedge.mobile_client.depth import (  # noqa: E402
     DepthRpcError,
     build_request,
-    depth_from_focus,
     depth_to_colour,
+    request_depth,
     save_depth_png16,
 )
 from splitedge.models.depth import (  # noqa: E402
@@ -107,7 +107,7 @@ async def test_client_api_gets_metric_depth(
     unit: str,
 ) -> None:
     gt, stack = scene_and_stack
-    response = await depth_from_focus(
+    response = await request_depth(
         address,
         stack,
         image_format=image_format,
@@ -149,10 +149,10 @@ async def test_bad_stacks_are_invalid_argument_and_the_server_goes_on(
             assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert message in (info.value.details() or "")
         # The same server still answers a good stack on the same channel.
-        response = await depth_from_focus(channel, stack, image_format="zstd")
+        response = await request_depth(channel, stack, image_format="zstd")
         assert response.depth_m.shape == gt.shape
     with pytest.raises(DepthRpcError, match="INVALID_ARGUMENT: a focal stack needs >= 2 slices"):
-        await depth_from_focus(address, FocalStack(stack.images[:1], stack.focus_distances_m[:1]))
+        await request_depth(address, FocalStack(stack.images[:1], stack.focus_distances_m[:1]))
 
 
 @pytest.mark.integration
@@ -208,4 +208,4 @@ async def test_a_server_without_depth_says_how_to_enable_it(
     _, stack = scene_and_stack
     edge = edge_factory("--model", "echo")
     with pytest.raises(DepthRpcError, match=r"UNIMPLEMENTED: .*start it with --depth"):
-        await depth_from_focus(edge.address, stack)
+        await request_depth(edge.address, stack)

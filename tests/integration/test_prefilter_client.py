@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 
 from splitedge.mobile_client import Client
-from splitedge.mobile_client.sources import Frame
+from splitedge.mobile_client.sources import CameraFrame
 from splitedge.models.data import SceneConfig, generate_image
 from splitedge.models.prefilter import load_prefilter
 
 pytestmark = pytest.mark.integration
 
 
-def _mixed_frames(prefilter, want: int = 3) -> list[Frame]:
+def _mixed_frames(prefilter, want: int = 3) -> list[CameraFrame]:
     """Synthetic validation frames: ``want`` it keeps and ``want`` it drops, interleaved."""
     images = [generate_image(SceneConfig(), 5, i).image for i in range(120)]
     keep = [prefilter.keep(im) for im in images]
@@ -27,7 +27,7 @@ def _mixed_frames(prefilter, want: int = 3) -> list[Frame]:
     dropped = [im for im, k in zip(images, keep, strict=True) if not k][:want]
     assert len(kept) == want and len(dropped) == want, "validation frames lack both kinds"
     order = [im for pair in zip(kept, dropped, strict=True) for im in pair]
-    return [Frame(i, im, time.monotonic_ns()) for i, im in enumerate(order)]
+    return [CameraFrame(i, im, time.monotonic_ns()) for i, im in enumerate(order)]
 
 
 async def test_prefiltered_frames_never_touch_the_server(edge_factory):

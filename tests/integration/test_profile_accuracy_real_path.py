@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from splitedge.mobile_client import Client, Frame
+from splitedge.mobile_client import CameraFrame, Client
 from splitedge.mobile_client.cli import add_profile_parser
 from splitedge.mobile_client.heads import TorchHeadBackend
 from splitedge.mobile_client.profile import AccuracyVideo, load_profile
@@ -85,7 +85,7 @@ async def test_profile_accuracy_equals_a_real_edge_run_on_the_runners_frames(
         for branch in BRANCHES:
             scored = []
             for i, sample in enumerate(video):
-                outcome = await client.submit(Frame(i, sample.image, 0), branch)
+                outcome = await client.submit(CameraFrame(i, sample.image, 0), branch)
                 assert outcome.source == "edge", outcome.reason
                 scored.append((sample, outcome.prediction, True))
             real[branch] = _map50(scored)  # the runner's own mAP@.5

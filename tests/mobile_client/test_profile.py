@@ -21,6 +21,7 @@ from splitedge.mobile_client.profile import (
     Quantiles,
     content_bins,
     load_profile,
+    request_bits,
     save_profile,
 )
 
@@ -222,3 +223,28 @@ def test_content_bins() -> None:
         "motion:2",
     )
     assert content_bins({"object_count": 6}, edges) == ("object_count:2",)
+
+
+def test_request_bits_is_the_one_conversion_from_entry_bits() -> None:
+    # BranchConfig: 0 = not quantized; Candidate / Client.submit: None = the branch's default.
+    assert request_bits("split", 8) == 8
+    assert request_bits("split", 0) == 0  # float tensors, not the branch's default depth
+    assert request_bits("offload", 0) is None
+    assert request_bits("local", 0) is None
+
+
+def test_adaptive_session_sends_a_float_split_entry_unquantized() -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from splitedge.mobile_client.adaptive import _prepared
+    from splitedge.mobile_client.scheduler import Decision
+    from splitedge.mobile_client.sources import CameraFrame
+
+    frame = CameraFrame(0, np.zeros((32, 32, 3), np.uint8), 0)
+    split = Decision("split@x", 0, 1, False, 10.0, 0.5, "fits")
+    assert _prepared(frame, split, "split") == (frame, 0)  # was None: the branch's default
+    assert _prepared(frame, dataclasses.replace(split, bits=8), "split")[1] == 8
+    offload = Decision("offload-jpeg90", 0, 1, False, 10.0, 0.5, "fits")
+    assert _prepared(frame, offload, "offload")[1] is None

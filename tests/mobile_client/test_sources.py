@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from splitedge.mobile_client.sources import SourceError, open_source
+from splitedge.mobile_client.sources import CameraFrame, SourceError, open_source
 
 
 def test_synthetic_frames_move_and_are_deterministic():
@@ -78,3 +78,13 @@ def test_unreadable_video_is_refused(tmp_path: Path):
     path.write_bytes(b"not a video at all")
     with pytest.raises(SourceError, match="cannot open video"):
         list(open_source(str(path)))
+
+
+def test_frame_is_a_deprecated_alias_of_camera_frame():
+    import splitedge.mobile_client as mc
+    from splitedge.mobile_client import sources
+
+    frame = next(open_source("synthetic", max_frames=1, size=(32, 32)))
+    assert isinstance(frame, CameraFrame)
+    assert mc.Frame is sources.Frame is CameraFrame
+    assert "Frame" not in mc.__all__ and "CameraFrame" in mc.__all__

@@ -15,16 +15,16 @@ import pytest
 from google.protobuf.message import Message
 
 from splitedge.mobile_client import (
+    CameraFrame,
     Client,
     ClientError,
     EdgeRefused,
     EdgeUnavailable,
-    Frame,
     TlsConfig,
     open_source,
 )
 from splitedge.mobile_client.cli import main
-from splitedge.mobile_client.depth import DepthRpcError, depth_from_focus
+from splitedge.mobile_client.depth import DepthRpcError, request_depth
 from splitedge.mobile_client.messages import EncodedFrame, encode_offload
 from splitedge.mobile_client.server_profile import fetch_tail_profile
 from splitedge.mobile_client.transport import (
@@ -144,7 +144,7 @@ async def test_tls_edge_through_the_one_channel_factory(edge_factory, pki, capsy
     assert await fetch_tail_profile(edge.address, "echo", tls=tls) == {}
     stack = FocalStack(np.zeros((2, 8, 8, 3), np.uint8), np.array([0.5, 1.0]))
     with pytest.raises(DepthRpcError, match=r"^UNIMPLEMENTED: .*start it with --depth"):
-        await depth_from_focus(edge.address, stack, tls=tls)  # reached it, over TLS
+        await request_depth(edge.address, stack, tls=tls)  # reached it, over TLS
     argv = ["models", "--server", edge.address, "--tls-ca", str(pki["ca_pem"])]
     assert await asyncio.to_thread(main, argv) == 0
     assert "offload-jpeg90" in capsys.readouterr().out
@@ -215,5 +215,12 @@ def test_the_frame_request_is_built_once_with_every_field():
     assert not request.tensors
 
 
-def _frame() -> Frame:
+def _frame() -> CameraFrame:
     return next(open_source("synthetic", max_frames=1, size=(32, 32)))
+
+
+def test_depth_from_focus_is_a_deprecated_alias_of_request_depth():
+    from splitedge.mobile_client import depth
+
+    assert depth.depth_from_focus is request_depth
+    assert "depth_from_focus" not in depth.__all__

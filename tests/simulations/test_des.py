@@ -11,8 +11,7 @@ from dataclasses import replace
 import pytest
 
 from splitedge.mobile_client.policy import Candidate
-from splitedge.mobile_client.profile import BranchConfig, BranchProfile, Quantiles
-from splitedge.mobile_client.profile import Profile as SchedulerProfile
+from splitedge.mobile_client.profile import BranchConfig, BranchProfile, Profile, Quantiles
 from splitedge.simulations.des import (
     DesConfig,
     batching_effect,
@@ -28,7 +27,7 @@ from splitedge.simulations.des_adaptive import (
     tracker_ms,
 )
 from splitedge.simulations.policies import Fixed, PolicyError
-from splitedge.simulations.profiles import CandidateProfile, Profile
+from splitedge.simulations.profiles import CandidateProfile, CostProfile
 from splitedge.simulations.report import FrameRow, summarize
 from splitedge.simulations.scenario import PolicyConfig
 from splitedge.simulations.traces import BandwidthTrace, constant
@@ -38,7 +37,7 @@ SPLIT = Candidate("split@x", 4)
 LOCAL = Candidate("local", remote=False)
 
 
-def profile(tail_1_ms: float = 10.0, tail_8_ms: float = 16.0) -> Profile:
+def profile(tail_1_ms: float = 10.0, tail_8_ms: float = 16.0) -> CostProfile:
     """GPU-like tails: a batch of 8 costs far less than 8 batches of 1."""
 
     def remote(c: Candidate, wire: float) -> CandidateProfile:
@@ -53,7 +52,7 @@ def profile(tail_1_ms: float = 10.0, tail_8_ms: float = 16.0) -> Profile:
         remote(SPLIT, 3000),
         CandidateProfile("local", "local", None, False, 80.0),
     ]
-    return Profile("test", {c.label: c for c in cps}, overhead_ms=1.0)
+    return CostProfile("test", {c.label: c for c in cps}, overhead_ms=1.0)
 
 
 def config(**changes) -> DesConfig:
@@ -197,7 +196,7 @@ def test_bad_config_is_refused():
 # ---------------------------------------------------------------------- adaptive
 
 
-def scheduler_profile(tracker_ms: float = 2.0) -> SchedulerProfile:
+def scheduler_profile(tracker_ms: float = 2.0) -> Profile:
     """A small scheduler profile: JPEG offload, a 4-bit split, local; intervals 1 and 4."""
 
     def entry(branch, kind, bits, head_ms, size, acc, k):
@@ -220,7 +219,7 @@ def scheduler_profile(tracker_ms: float = 2.0) -> SchedulerProfile:
         )
         for k in (1, 4)
     ]
-    return SchedulerProfile(
+    return Profile(
         "test", "test", (0,), entries, tracker_latency_ms={0: tracker_ms} if tracker_ms else {}
     )
 
@@ -295,7 +294,9 @@ def test_measured_costs_win_and_the_scheduler_profile_fills_the_rest():
     assert costs.candidates["local"].device_ms == pytest.approx(160.0)  # profile x 2
     assert costs.overhead_ms == measured.overhead_ms
     # a measurement of the branch at its default bit depth covers the entry's only one
-    by_branch = Profile("m", {"split@x": replace(profile().get(SPLIT), label="split@x", bits=None)})
+    by_branch = CostProfile(
+        "m", {"split@x": replace(profile().get(SPLIT), label="split@x", bits=None)}
+    )
     merged = adaptive_costs(sched, measured=by_branch)
     assert merged.candidates["split@x/4bit"].uplink_wire_bytes == 3000
     assert merged.candidates["split@x/4bit"].bits == 4

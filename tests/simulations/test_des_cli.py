@@ -10,12 +10,12 @@ import pytest
 from splitedge.mobile_client.profile import (
     BranchConfig,
     BranchProfile,
+    Profile,
     Quantiles,
     save_profile,
 )
-from splitedge.mobile_client.profile import Profile as SchedulerProfile
 from splitedge.simulations.cli import main
-from splitedge.simulations.profiles import CandidateProfile, Profile
+from splitedge.simulations.profiles import CandidateProfile, CostProfile
 
 
 def _scheduler_profile(path: Path) -> Path:
@@ -33,7 +33,7 @@ def _scheduler_profile(path: Path) -> Path:
     entries = [entry("offload-jpeg90", "offload", 2.0, 9000.0, 0.6, k) for k in (1, 4)] + [
         entry("local", "local", 40.0, 0.0, 0.5, k) for k in (1, 4)
     ]
-    save_profile(SchedulerProfile("echo", "test", (0,), entries, tracker_latency_ms={0: 2.0}), path)
+    save_profile(Profile("echo", "test", (0,), entries, tracker_latency_ms={0: 2.0}), path)
     return path
 
 
@@ -43,7 +43,9 @@ def _cost_profile(path: Path) -> Path:
         uplink_wire_bytes=9000, downlink_wire_bytes=200, tail_ms_by_batch={1: 10.0},
     )  # fmt: skip
     local = CandidateProfile("local", "local", None, False, 30.0)
-    return Profile("echo", {"offload-jpeg90": offload, "local": local}, overhead_ms=1.0).save(path)
+    return CostProfile("echo", {"offload-jpeg90": offload, "local": local}, overhead_ms=1.0).save(
+        path
+    )
 
 
 def _scenario(tmp_path: Path, profile: str = "sched.json", slowdown: float = 1.0) -> Path:

@@ -20,7 +20,12 @@ from splitedge.simulations.policies import (
     RateRulePolicy,
     make_policy,
 )
-from splitedge.simulations.profiles import CandidateProfile, LinkModel, Profile, ProfileError
+from splitedge.simulations.profiles import (
+    CandidateProfile,
+    CostProfile,
+    CostProfileError,
+    LinkModel,
+)
 from splitedge.simulations.scenario import PolicyConfig
 from splitedge.simulations.traces import BandwidthTrace, constant
 
@@ -31,7 +36,7 @@ LOCAL = Candidate("local", remote=False)
 CANDIDATES = [OFFLOAD, SPLIT8, SPLIT2, LOCAL]
 
 
-def synthetic_profile(tail_ms: float = 20.0) -> Profile:
+def synthetic_profile(tail_ms: float = 20.0) -> CostProfile:
     """Bytes chosen so that each candidate has its own bandwidth range."""
 
     def remote(c: Candidate, device_ms: float, wire_bytes: float) -> CandidateProfile:
@@ -48,7 +53,7 @@ def synthetic_profile(tail_ms: float = 20.0) -> Profile:
         remote(SPLIT2, 10.0, 3_000),  # 24 kbit
         CandidateProfile(LOCAL.label, "local", None, False, 400.0),
     ]
-    return Profile("synthetic", {c.label: c for c in cps}, overhead_ms=2.0)
+    return CostProfile("synthetic", {c.label: c for c in cps}, overhead_ms=2.0)
 
 
 def test_link_model_matches_packet_opportunities():
@@ -77,18 +82,18 @@ def test_profile_tail_interpolates_and_extends():
 
 def test_profile_json_round_trip_and_errors(tmp_path: Path):
     profile = synthetic_profile()
-    loaded = Profile.load(profile.save(tmp_path / "p.json"))
+    loaded = CostProfile.load(profile.save(tmp_path / "p.json"))
     assert loaded == profile
-    with pytest.raises(ProfileError, match="has no candidate 'split@x/6bit'"):
+    with pytest.raises(CostProfileError, match="has no candidate 'split@x/6bit'"):
         profile.get(Candidate("split@x", 6))
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ProfileError, match="not JSON"):
-        Profile.load(tmp_path / "bad.json")
+    with pytest.raises(CostProfileError, match="not JSON"):
+        CostProfile.load(tmp_path / "bad.json")
     (tmp_path / "other.json").write_text('{"model": "x"}')
-    with pytest.raises(ProfileError, match="not a splitedge profile"):
-        Profile.load(tmp_path / "other.json")
-    with pytest.raises(ProfileError, match="cannot read profile"):
-        Profile.load(tmp_path / "missing.json")
+    with pytest.raises(CostProfileError, match="not a splitedge profile"):
+        CostProfile.load(tmp_path / "other.json")
+    with pytest.raises(CostProfileError, match="cannot read profile"):
+        CostProfile.load(tmp_path / "missing.json")
 
 
 @pytest.mark.parametrize(

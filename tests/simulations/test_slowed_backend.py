@@ -52,5 +52,5 @@ def test_the_device_is_calibrated_on_this_machines_fastest_run(monkeypatch) -> N
     clock = _Clock()
     monkeypatch.setattr(demo.time, "perf_counter", clock)
     backend = _Backend(clock, [0.048, 0.188, 0.048, 0.150, 0.052])
-    assert demo.measure_local_ms(backend, demo.Frame(0, None, 0)) == pytest.approx(48.0)  # type: ignore[arg-type]
+    assert demo.measure_local_ms(backend, demo.CameraFrame(0, None, 0)) == pytest.approx(48.0)  # type: ignore[arg-type]
     assert backend.times == []  # five runs

@@ -26,6 +26,7 @@ from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
 from splitedge.mobile_client.profile import BranchConfig, BranchProfile, Profile, Quantiles
 from splitedge.mobile_client.scheduler import Decision, Scheduler
 from splitedge.models.types import Detections
+from splitedge.proto.status import ServerTiming
 
 LEVEL_SLOWDOWN = (1.0, 1.8, 2.8)  # head latency at 0/1/2 busy cores, relative to idle
 
@@ -143,9 +144,7 @@ class World:
             head_ms=head,
             network_ms=network,
             roundtrip_ms=network + server,
-            queue_ms=server - 10.0,
-            tail_ms=10.0,
-            server_total_ms=server,
+            server=ServerTiming(queue_ms=server - 10.0, tail_ms=10.0, server_total_ms=server),
             total_ms=head + network + server,
         )
         return FrameOutcome(i, d.branch, "edge", "", det, t, size)

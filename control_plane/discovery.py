@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from splitedge.control_plane.link import MqttLink
 from splitedge.proto.control import EDGE_STATUS_FILTER, EdgeStatus, MessageError, parse_status
+from splitedge.proto.status import ServerStatus
 
 __all__ = ["Discovery", "FailoverCallback", "ServerState"]
 
@@ -44,6 +45,11 @@ class ServerState:
     status: EdgeStatus
     received_at_s: float  # monotonic receive time of the last message
     online: bool
+
+    @property
+    def load(self) -> ServerStatus:
+        """The published load in the ``Status`` RPC's shape (one reader for both planes)."""
+        return self.status.server_status()
 
     @property
     def server_id(self) -> str:

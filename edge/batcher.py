@@ -44,6 +44,7 @@ from splitedge.edge.errors import (
     Unavailable,
 )
 from splitedge.models.types import Prediction, TailInput
+from splitedge.proto.inline import InlineRule
 
 __all__ = ["BatchObserver", "BatchResult", "Batcher", "TailFn"]
 
@@ -103,9 +104,8 @@ class Batcher:
         self.max_queue_delay_s = max_queue_delay_ms / 1000.0
         self.queue_capacity = queue_capacity
         self.tail_workers = tail_workers
-        self.tail_inline_below_ms = tail_inline_below_ms
         self._no_window = max_queue_delay_ms <= 0 or max_batch_size == 1
-        self._tail_cost_ms: dict[tuple[str, str], float] = {}  # moving average per branch
+        self._inline = InlineRule[tuple[str, str]](tail_inline_below_ms)  # cost per branch
         self._observer = observer
         self._queues: dict[tuple[str, str], _BranchQueue] = {}
         self._loops: set[asyncio.Task[None]] = set()  # one per branch, run until close
@@ -239,10 +239,13 @@ class Batcher:
             if self._in_flight == 0:
                 self._idle.set()
 
+    @property
+    def tail_inline_below_ms(self) -> float:
+        return self._inline.below_ms
+
     def inline_tail(self, model: str, branch: str) -> bool:
         """Whether this branch's tail now runs on the event loop (see the module doc)."""
-        cost = self._tail_cost_ms.get((model, branch))
-        return cost is not None and cost < self.tail_inline_below_ms
+        return self._inline.inline((model, branch))
 
     def can_run_now(self, model: str, branch: str) -> bool:
         """Whether :meth:`run_now` would run this branch's next frame right away."""
@@ -348,13 +351,12 @@ class Batcher:
         self, key: tuple[str, str], predictions: Sequence[Prediction], size: int, cost_ms: float
     ) -> None:
         """Fold a run's cost into the branch's moving average; check the prediction count."""
-        previous = self._tail_cost_ms.get(key)
-        self._tail_cost_ms[key] = cost_ms if previous is None else 0.8 * previous + 0.2 * cost_ms
+        self._inline.observe(key, cost_ms)
         if len(predictions) != size:
             raise RuntimeError(f"returned {len(predictions)} predictions for {size} inputs")
 
     def _tail_failed(self, key: tuple[str, str], size: int, exc: Exception) -> InternalError:
-        self._tail_cost_ms.pop(key, None)  # its cost is unknown again: the pool
+        self._inline.forget(key)  # its cost is unknown again: the pool
         log.exception("tail %s/%s failed on a batch of %d", key[0], key[1], size)
         return InternalError(f"tail of {key[0]}/{key[1]} failed: {exc!r}")
 

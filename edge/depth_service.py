@@ -345,5 +345,5 @@ async def serve_depth_request(
     except RequestError as error:
         if on_error is not None:
             on_error(error)
-        await context.abort(error.code, error.message)
+        await context.abort(error.code.grpc, error.message)
         raise  # abort() raises; this line only satisfies type checkers

@@ -1,13 +1,15 @@
 """Request errors of the edge server, each carrying the gRPC status code it maps to.
 
 The logic layer (registry, batcher, service) raises these and knows nothing else of
-gRPC; the servicer turns them into an aborted call (``Infer``) or a per-frame
-``FrameResult.status_code`` (``Stream``). Messages are one line a person can act on.
+gRPC; the servicer turns them into an aborted call (``Infer``, via
+:attr:`StatusCode.grpc`) or a per-frame ``FrameResult.status_code`` (``Stream``).
+The codes are the one status vocabulary, :class:`splitedge.proto.status.StatusCode`,
+that the device reads back. Messages are one line a person can act on.
 """
 
 from __future__ import annotations
 
-import grpc
+from splitedge.proto.status import StatusCode
 
 __all__ = [
     "DeadlineExceeded",
@@ -21,9 +23,9 @@ __all__ = [
 
 
 class RequestError(Exception):
-    """Base: one request failed; the server goes on. ``code`` is its gRPC status."""
+    """Base: one request failed; the server goes on. ``code`` is its status."""
 
-    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+    code: StatusCode = StatusCode.UNKNOWN
 
     @property
     def message(self) -> str:
@@ -33,34 +35,34 @@ class RequestError(Exception):
 class NotFound(RequestError):
     """Unknown model or branch."""
 
-    code = grpc.StatusCode.NOT_FOUND
+    code = StatusCode.NOT_FOUND
 
 
 class InvalidArgument(RequestError):
     """Wrong tensors, names, dtype, shape, payload kind, sizes, or a corrupt payload."""
 
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    code = StatusCode.INVALID_ARGUMENT
 
 
 class ResourceExhausted(RequestError):
     """A payload over the configured limits, or the admission queue is full."""
 
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = StatusCode.RESOURCE_EXHAUSTED
 
 
 class DeadlineExceeded(RequestError):
     """The frame's budget ran out before its tail could start."""
 
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    code = StatusCode.DEADLINE_EXCEEDED
 
 
 class Unavailable(RequestError):
     """The server is shutting down and takes no new frames."""
 
-    code = grpc.StatusCode.UNAVAILABLE
+    code = StatusCode.UNAVAILABLE
 
 
 class InternalError(RequestError):
     """The tail (or the output encoding) raised; only that batch fails."""
 
-    code = grpc.StatusCode.INTERNAL
+    code = StatusCode.INTERNAL

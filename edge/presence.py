@@ -93,11 +93,11 @@ def status_figures(service: EdgeService, address: str) -> dict[str, Any]:
         for model in service.registry.models
     }
     tail_ms: dict[str, dict[str, dict[str, float]]] = {}
-    for snapshot, _depth in status.branches:
-        if snapshot.tail_samples:
-            tail_ms.setdefault(snapshot.model, {})[snapshot.branch] = {
-                "p50": snapshot.tail_latency_ms_p50,
-                "p95": snapshot.tail_latency_ms_p95,
+    for b in status.branches:
+        if b.tail_latency_ms_p50 is not None and b.tail_latency_ms_p95 is not None:
+            tail_ms.setdefault(b.model, {})[b.branch] = {
+                "p50": b.tail_latency_ms_p50,
+                "p95": b.tail_latency_ms_p95,
             }
     return {
         "address": address,

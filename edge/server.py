@@ -30,12 +30,12 @@ from splitedge.edge.errors import RequestError
 from splitedge.edge.metrics import Metrics
 from splitedge.edge.registry import FrameRequest, ModelRegistry, codec_error, resolve_device
 from splitedge.edge.service import EdgeService, Outcome
-from splitedge.edge.stats import BatchLatencySnapshot
 from splitedge.models.types import Detections, SplitModel
 from splitedge.proto import splitedge_pb2 as pb
 from splitedge.proto import splitedge_pb2_grpc as pb_grpc
 from splitedge.proto import wire
 from splitedge.proto.codec import CodecError, EncodedImage, EncodedTensor
+from splitedge.proto.status import StatusCode
 
 if TYPE_CHECKING:
     from splitedge.control_plane.publisher import StatusPublisher
@@ -76,28 +76,20 @@ def _internal_error(frame: FrameRequest | pb.FrameRequest, exc: Exception) -> pb
         frame_id=frame.frame_id,
         model=frame.model,
         branch=frame.branch,
-        status_code=grpc.StatusCode.INTERNAL.value[0],
+        status_code=StatusCode.INTERNAL,
         status_message=f"internal error: {exc!r}",
     )
 
 
 def result_to_pb(outcome: Outcome) -> pb.FrameResult:
-    t = outcome.timing
     result = pb.FrameResult(
         frame_id=outcome.frame_id,
         model=outcome.model,
         branch=outcome.branch,
-        timing=pb.ServerTiming(
-            decode_ms=t.decode_ms,
-            queue_ms=t.queue_ms,
-            tail_ms=t.tail_ms,
-            encode_ms=t.encode_ms,
-            batch_size=t.batch_size,
-            server_total_ms=t.server_total_ms,
-        ),
+        timing=wire.timing_to_pb(outcome.timing),
     )
     if outcome.error is not None:
-        result.status_code = outcome.error.code.value[0]
+        result.status_code = outcome.error.code
         result.status_message = outcome.error.message
     elif isinstance(outcome.output, Detections):
         det = outcome.output
@@ -114,19 +106,6 @@ def result_to_pb(outcome: Outcome) -> pb.FrameResult:
     elif isinstance(outcome.output, EncodedTensor):
         result.tensor.CopyFrom(wire.tensor_to_pb(outcome.output))
     return result
-
-
-def batch_latency_to_pb(snapshots: tuple[BatchLatencySnapshot, ...]) -> list[pb.BatchLatency]:
-    """Tail latency per batch size, ascending (the stats hand them sorted already)."""
-    return [
-        pb.BatchLatency(
-            batch_size=b.batch_size,
-            tail_latency_ms_p50=b.tail_latency_ms_p50,
-            tail_latency_ms_p95=b.tail_latency_ms_p95,
-            samples=b.samples,
-        )
-        for b in sorted(snapshots, key=lambda b: b.batch_size)
-    ]
 
 
 def model_to_pb(model: SplitModel, service: EdgeService) -> pb.ModelInfo:
@@ -164,7 +143,7 @@ def model_to_pb(model: SplitModel, service: EdgeService) -> pb.ModelInfo:
                     head_latency_ms=float(getattr(record, "head_latency_ms", 0.0)),
                     accuracy=float(getattr(record, "accuracy", 0.0)),
                     accuracy_metric=str(getattr(record, "accuracy_metric", "")),
-                    by_batch_size=batch_latency_to_pb(stats.by_batch_size),
+                    by_batch_size=wire.batch_latency_to_pb(stats.by_batch_size),
                 ),
             )
         )
@@ -205,7 +184,7 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
     ) -> pb.FrameResult:
         outcome = await self._answer(request)
         if outcome.error is not None:
-            await context.abort(outcome.error.code, outcome.error.message)
+            await context.abort(outcome.error.code.grpc, outcome.error.message)
         return result_to_pb(outcome)
 
     async def Stream(
@@ -237,8 +216,8 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
 
         async def answer(frame: FrameRequest) -> None:
             try:
-                # The reader has tried process_now already.
-                result = result_to_pb(await self._service.process_later(frame))
+                # The one pipeline, off the reader (which found it not inline just now).
+                result = result_to_pb(await self._service.process(frame))
             except Exception as exc:  # a bug must cost one frame, not the stream
                 result = _internal_error(frame, exc)
             await send(result)
@@ -299,7 +278,7 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
         try:
             model = self._service.registry.model(request.model)
         except RequestError as error:
-            await context.abort(error.code, error.message)
+            await context.abort(error.code.grpc, error.message)
         return model_to_pb(model, self._service)
 
     async def DepthFromFocus(
@@ -317,29 +296,7 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
     async def Status(
         self, request: pb.StatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.StatusResponse:
-        s = self._service.status()
-        return pb.StatusResponse(
-            server_id=s.server_id,
-            device=s.device,
-            queue_depth=s.queue_depth,
-            queue_capacity=s.queue_capacity,
-            in_flight=s.in_flight,
-            load=s.load,
-            frames_per_second=s.frames_per_second,
-            uptime_s=s.uptime_s,
-            branches=[
-                pb.BranchLoad(
-                    model=b.model,
-                    branch=b.branch,
-                    queue_depth=depth,
-                    tail_latency_ms_p50=b.tail_latency_ms_p50,
-                    tail_latency_ms_p95=b.tail_latency_ms_p95,
-                    frames=b.frames,
-                    by_batch_size=batch_latency_to_pb(b.by_batch_size),
-                )
-                for b, depth in s.branches
-            ],
-        )
+        return wire.status_to_pb(self._service.status())
 
 
 # ---------------------------------------------------------------- lifetime

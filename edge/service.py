@@ -15,9 +15,10 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,12 @@ from splitedge.models.types import (
 )
 from splitedge.proto import codec
 from splitedge.proto.codec import EncodedImage, EncodedTensor
+from splitedge.proto.status import (
+    NO_SERVER_TIMING,
+    BranchLoad,
+    ServerStatus,
+    ServerTiming,
+)
 
 __all__ = [
     "EdgeService",
@@ -56,38 +63,15 @@ _INLINE_DECODE_BYTES = 64 * 1024
 
 
 @dataclass
-class ServerTiming:
-    decode_ms: float = 0.0
-    queue_ms: float = 0.0
-    tail_ms: float = 0.0
-    encode_ms: float = 0.0
-    batch_size: int = 0
-    server_total_ms: float = 0.0
-
-
-@dataclass
 class Outcome:
-    """What the server answers for one frame: ``output`` or ``error``."""
+    """What the server answers for one frame: ``output`` or ``error``, and its timing."""
 
     frame_id: int
     model: str
     branch: str
     output: Output | None = None
     error: RequestError | None = None
-    timing: ServerTiming = field(default_factory=ServerTiming)
-
-
-@dataclass(frozen=True)
-class ServerStatus:
-    server_id: str
-    device: str
-    queue_depth: int
-    queue_capacity: int
-    in_flight: int
-    load: float
-    frames_per_second: float
-    uptime_s: float
-    branches: tuple[tuple[BranchSnapshot, int], ...]  # (stats, queue depth) per served branch
+    timing: ServerTiming = NO_SERVER_TIMING
 
 
 def _payload_bytes(frame: FrameRequest) -> int:
@@ -108,6 +92,16 @@ def _remaining_ms(frame: FrameRequest, arrival: float) -> float:
             f"the frame's {frame.deadline_ms:.0f} ms budget ran out while decoding"
         )
     return left_ms
+
+
+def _run_inline(pipeline: Coroutine[Any, Any, Outcome]) -> Outcome:
+    """Drive a pipeline that never suspends (every stage inline) to its end, here."""
+    try:
+        pipeline.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    pipeline.close()
+    raise RuntimeError("an inline frame pipeline suspended; EdgeService.inline() was wrong")
 
 
 def describe_device(device: str) -> str:
@@ -174,71 +168,79 @@ class EdgeService:
 
     # ------------------------------------------------------------ frames
 
+    def inline(self, frame: FrameRequest) -> bool:
+        """The one inline-or-pool choice: whether ``frame``'s whole pipeline runs on the
+        event loop, with no thread or task hand-off.
+
+        Only for a branch whose last output was detections (they need no encoding)
+        and whose tail the batcher runs inline right now, with a payload small enough
+        to decode inline: then nothing in the pipeline can block the loop for long.
+        """
+        return (
+            self._accepting
+            and (frame.model, frame.branch) in self._plain_outputs
+            and _payload_bytes(frame) < _INLINE_DECODE_BYTES
+            and self.batcher.can_run_now(frame.model, frame.branch)
+        )
+
     async def process(self, frame: FrameRequest) -> Outcome:
         """Answer one frame; never raises a RequestError (it is in the outcome)."""
-        outcome = self.process_now(frame)
-        return outcome if outcome is not None else await self.process_later(frame)
+        return await self._pipeline(frame, inline=self.inline(frame))
 
-    async def process_later(self, frame: FrameRequest) -> Outcome:
-        """The full path: decode and tail may leave the event loop. For a caller that
-        already tried :meth:`process_now`; never raises a RequestError."""
+    def process_now(self, frame: FrameRequest) -> Outcome | None:
+        """The whole answer without leaving the event loop when :meth:`inline` allows it,
+        else None (then await :meth:`process`). Refusals count as answers."""
+        if not self.inline(frame):
+            return None
+        return _run_inline(self._pipeline(frame, inline=True))
+
+    async def _pipeline(self, frame: FrameRequest, *, inline: bool) -> Outcome:
+        """The one pipeline for an edge frame: admit, decode, tail, encode, record.
+
+        ``inline``: every stage runs on the caller's stack (:meth:`inline` checked it is
+        cheap), so the coroutine finishes without suspending. Otherwise each stage that
+        may be costly leaves the loop: a large payload's decode and a non-detection
+        output's encoding go to a thread, the tail to the batcher (which still runs it
+        inline when measured cheap).
+        """
         arrival = time.perf_counter()
-        outcome = Outcome(frame.frame_id, frame.model, frame.branch)
-        timing = outcome.timing
+        output: Output | None = None
+        error: RequestError | None = None
+        decode_ms = encode_ms = 0.0
+        result: BatchResult | None = None
         try:
             spec = self._admit(frame)
             t0 = time.perf_counter()
-            if _payload_bytes(frame) < _INLINE_DECODE_BYTES:
+            if inline or _payload_bytes(frame) < _INLINE_DECODE_BYTES:
                 item = self.registry.decode(frame, spec)
             else:
                 item = await asyncio.to_thread(self.registry.decode, frame, spec)
-            timing.decode_ms = (time.perf_counter() - t0) * 1000.0
+            decode_ms = (time.perf_counter() - t0) * 1000.0
             deadline_ms = _remaining_ms(frame, arrival)
+            # Inline: can_run_now held and nothing ran since, so this returns unsuspended.
             result = await self.batcher.submit(
                 frame.model, frame.branch, item, deadline_ms=deadline_ms
             )
             t0 = time.perf_counter()
-            if isinstance(result.prediction, Detections):
-                output: Output = result.prediction
+            if inline or isinstance(result.prediction, Detections):
+                output = self._encode(result.prediction, frame)
             else:
                 output = await asyncio.to_thread(self._encode, result.prediction, frame)
-            self._answered(outcome, result, output, t0)
-        except RequestError as error:
-            self._refused(outcome, error)
-        timing.server_total_ms = (time.perf_counter() - arrival) * 1000.0
-        self.record(outcome)
-        return outcome
-
-    def process_now(self, frame: FrameRequest) -> Outcome | None:
-        """The whole answer without leaving the event loop, or None (then use :meth:`process`).
-
-        Only for a branch whose last output was detections (they need no encoding)
-        and whose tail the batcher runs inline right now, with a payload small
-        enough to decode inline: then nothing here can block the loop for long, and
-        the frame skips every task hand-off. Refusals count as answers.
-        """
-        key = (frame.model, frame.branch)
-        if not (self._accepting and key in self._plain_outputs):
-            return None
-        if not self.batcher.can_run_now(frame.model, frame.branch):
-            return None
-        if _payload_bytes(frame) >= _INLINE_DECODE_BYTES:
-            return None
-        arrival = time.perf_counter()
-        outcome = Outcome(frame.frame_id, frame.model, frame.branch)
-        try:
-            spec = self._admit(frame)
-            t0 = time.perf_counter()
-            item = self.registry.decode(frame, spec)
-            outcome.timing.decode_ms = (time.perf_counter() - t0) * 1000.0
-            _remaining_ms(frame, arrival)
-            result = self.batcher.run_now(frame.model, frame.branch, item)
-            assert result is not None, "can_run_now held and nothing ran in between"
-            t0 = time.perf_counter()
-            self._answered(outcome, result, self._encode(result.prediction, frame), t0)
-        except RequestError as error:
-            self._refused(outcome, error)
-        outcome.timing.server_total_ms = (time.perf_counter() - arrival) * 1000.0
+            encode_ms = (time.perf_counter() - t0) * 1000.0
+            self._note_output(frame, output)
+        except RequestError as exc:
+            error = exc
+            log.debug("frame %d %s/%s: %s", frame.frame_id, frame.model, frame.branch, exc)
+            if result is not None:  # the tail ran; only the encoding failed
+                encode_ms = (time.perf_counter() - t0) * 1000.0
+        total_ms = (time.perf_counter() - arrival) * 1000.0
+        if result is None:
+            timing = ServerTiming(decode_ms=decode_ms, server_total_ms=total_ms)
+        else:
+            timing = ServerTiming(
+                decode_ms, result.queue_ms, result.tail_ms, encode_ms, result.batch_size, total_ms
+            )
+        outcome = Outcome(frame.frame_id, frame.model, frame.branch, output, error, timing)
         self.record(outcome)
         return outcome
 
@@ -248,22 +250,13 @@ class EdgeService:
             raise Unavailable("server is shutting down; send this frame elsewhere")
         return self.registry.check(frame)
 
-    def _answered(self, outcome: Outcome, result: BatchResult, output: Output, t0: float) -> None:
-        timing = outcome.timing
-        timing.queue_ms, timing.tail_ms = result.queue_ms, result.tail_ms
-        timing.batch_size = result.batch_size
-        timing.encode_ms = (time.perf_counter() - t0) * 1000.0
-        outcome.output = output
-        key = (outcome.model, outcome.branch)
+    def _note_output(self, frame: FrameRequest, output: Output) -> None:
+        """Remember whether the branch answers detections (a candidate for :meth:`inline`)."""
+        key = (frame.model, frame.branch)
         if isinstance(output, Detections):
             self._plain_outputs.add(key)
         else:
             self._plain_outputs.discard(key)
-
-    @staticmethod
-    def _refused(outcome: Outcome, error: RequestError) -> None:
-        outcome.error = error
-        log.debug("frame %d %s/%s: %s", outcome.frame_id, outcome.model, outcome.branch, error)
 
     def record(self, outcome: Outcome) -> None:
         """Count an answered frame (also for frames refused before decoding into a FrameRequest)."""
@@ -316,13 +309,25 @@ class EdgeService:
         return self.stats.branch(model, branch)
 
     def status(self) -> ServerStatus:
+        """The load the ``Status`` RPC and the MQTT status both report."""
         now = time.monotonic()
         branches = []
         for model in self.registry.models:
             for spec in model.branches.values():
                 if spec.kind != "local":
                     snapshot = self.stats.branch(model.name, spec.name)
-                    branches.append((snapshot, self.batcher.depth(model.name, spec.name)))
+                    measured = snapshot.tail_samples > 0
+                    branches.append(
+                        BranchLoad(
+                            model=model.name,
+                            branch=spec.name,
+                            queue_depth=self.batcher.depth(model.name, spec.name),
+                            tail_latency_ms_p50=snapshot.tail_latency_ms_p50 if measured else None,
+                            tail_latency_ms_p95=snapshot.tail_latency_ms_p95 if measured else None,
+                            frames=snapshot.frames,
+                            by_batch_size=snapshot.by_batch_size,
+                        )
+                    )
         return ServerStatus(
             server_id=self.server_id,
             device=describe_device(self.device),

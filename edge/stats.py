@@ -18,15 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BatchLatencySnapshot", "BranchSnapshot", "ServerStats"]
+from splitedge.proto.status import BatchLatency
 
-
-@dataclass(frozen=True)
-class BatchLatencySnapshot:
-    batch_size: int
-    tail_latency_ms_p50: float
-    tail_latency_ms_p95: float
-    samples: int  # tail runs of this batch size in the rolling window
+__all__ = ["BranchSnapshot", "ServerStats"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +31,7 @@ class BranchSnapshot:
     tail_latency_ms_p95: float
     tail_samples: int  # samples in the rolling window
     frames: int  # frames answered since start
-    by_batch_size: tuple[BatchLatencySnapshot, ...] = ()  # ascending batch size
+    by_batch_size: tuple[BatchLatency, ...] = ()  # ascending batch size
 
 
 class _BranchWindow:
@@ -55,12 +49,12 @@ class _BranchWindow:
         runs.append(tail_ms)
         self.frames += batch_size
 
-    def per_batch_size(self) -> tuple[BatchLatencySnapshot, ...]:
+    def per_batch_size(self) -> tuple[BatchLatency, ...]:
         out = []
         for size in sorted(self.by_batch_size):
             runs = self.by_batch_size[size]
             p50, p95 = _percentiles(runs)
-            out.append(BatchLatencySnapshot(size, p50, p95, len(runs)))
+            out.append(BatchLatency(size, p50, p95, len(runs)))
         return tuple(out)
 
 

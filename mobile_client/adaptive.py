@@ -40,7 +40,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -50,6 +50,11 @@ from splitedge.mobile_client.profile import request_bits
 from splitedge.mobile_client.scheduler import Decision, Scheduler
 from splitedge.mobile_client.sources import CameraFrame, resize_short_side
 from splitedge.models.types import Detections
+from splitedge.proto.control import ControlUpdate
+from splitedge.proto.status import ServerStatus
+
+if TYPE_CHECKING:
+    from splitedge.control_plane.discovery import ServerState
 
 log = logging.getLogger("splitedge.client.adaptive")
 
@@ -110,13 +115,13 @@ class AdaptiveSession:
         self.status_every_s = status_every_s
         self._tracked: tuple[np.ndarray, np.ndarray] | None = None  # scores, labels
         self._next_status = 0.0
-        self._load_seen: Any = None
+        self._load_seen: ServerState | None = None
         self._status_task: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()  # probes beside frames, in flight
         self.switches: list[tuple[int, str, str]] = []  # (frame, branch key, reason)
         client.on_late_answer = scheduler.observe_late_answer
 
-    def apply_control(self, update: Any) -> None:
+    def apply_control(self, update: ControlUpdate) -> None:
         """A live control message (:class:`~splitedge.proto.control.ControlUpdate`)."""
         if update.sla_ms is not None:
             self.scheduler.set_sla(update.sla_ms)
@@ -261,7 +266,9 @@ class AdaptiveSession:
         state = self.client.server_load
         if state is not None and state is not self._load_seen:
             self._load_seen = state
-            self._report(state.status, now)
+            load = state.load  # MQTT's status, in the Status RPC's shape
+            # Its queue figure is the server's own wait estimate (none: nothing to say).
+            self._report(load, now, queue_ms=load.queue_wait_ms)
         wall = time.monotonic()
         if self.status_every_s <= 0 or wall < self._next_status or self.client.model_info is None:
             return
@@ -285,22 +292,16 @@ class AdaptiveSession:
             # A pure round trip only on an idle link: one that queued behind frames' bytes
             # measures the backlog, which the scheduler already accounts for.
             sched.observe_rtt((time.perf_counter() - t0) * 1000.0)
-        for b in status.branches:
-            if b.model == self.client.model and b.frames > 0:
-                sched.server.report(
-                    b.branch, now_s=now, queue_ms=None, tail_ms=float(b.tail_latency_ms_p95)
-                )
+        # The queue the frames felt is in their own timing; only the tails are news here.
+        self._report(status, now, queue_ms=None)
 
-    def _report(self, status: Any, now: float) -> None:
-        tails = status.tail_ms.get(self.client.model, {})
-        wait = status.queue_wait_ms
-        for branch in status.models.get(self.client.model, ()):
-            lat = tails.get(branch)
+    def _report(self, status: ServerStatus, now: float, *, queue_ms: float | None) -> None:
+        """The one reader of a server's load (Status RPC or MQTT): each branch of this
+        client's model, its tail p95 (None while unmeasured) and ``queue_ms``, to the
+        scheduler (which ignores a None figure)."""
+        for b in status.branches_of(self.client.model):
             self.scheduler.server.report(
-                branch,
-                now_s=now,
-                queue_ms=wait,
-                tail_ms=lat.p95_ms if lat is not None else None,
+                b.branch, now_s=now, queue_ms=queue_ms, tail_ms=b.tail_latency_ms_p95
             )
 
 

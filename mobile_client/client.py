@@ -45,6 +45,8 @@ from splitedge.mobile_client.transport import (
 )
 from splitedge.models.types import BranchSpec
 from splitedge.proto import codec
+from splitedge.proto.inline import InlineRule
+from splitedge.proto.status import StatusCode
 
 if TYPE_CHECKING:  # discovery needs aiomqtt; a client without the MQTT plane must not
     from splitedge.control_plane.discovery import ServerState
@@ -168,8 +170,7 @@ class Client:
             raise ValueError(f"inline_below_ms must not be negative, got {inline_below_ms}")
         codec.check_zstd_level(zstd_level)  # a ValueError now, not on the first frame
         self.server = server
-        self.inline_below_ms = inline_below_ms
-        self._prepare_ms: dict[str, float] = {}  # moving average of head + encode per branch
+        self._inline = InlineRule[str](inline_below_ms)  # head + encode cost per branch
         self.prefilter = prefilter
         self.prefiltered = 0
         self.model = model
@@ -194,6 +195,11 @@ class Client:
         self.on_late_answer: Callable[[int, float], None] | None = None
         self._failures = 0
         self._retry_at = 0.0
+
+    @property
+    def inline_below_ms(self) -> float:
+        """Head + encode measured under this runs on the event loop (see the class doc)."""
+        return self._inline.below_ms
 
     # ------------------------------------------------------------ lifetime
 
@@ -321,13 +327,11 @@ class Client:
             raise ClientError(f"branch {branch!r} needs a head this device does not have")
 
         bits = self.bits if bits is None else bits
-        cost = self._prepare_ms.get(branch)
-        if cost is not None and cost < self.inline_below_ms:
+        if self._inline.inline(branch):
             payload = self._prepare(spec, frame, timing, bits)
         else:
             payload = await asyncio.to_thread(self._prepare, spec, frame, timing, bits)
-        spent = timing.head_ms + timing.encode_ms
-        self._prepare_ms[branch] = spent if cost is None else 0.8 * cost + 0.2 * spent
+        self._inline.observe(branch, timing.head_ms + timing.encode_ms)
         payload_bytes = payload.payload_bytes
         spent_ms = _ms(start_ns, time.perf_counter_ns())
         remaining_ms = budget_ms - spent_ms if budget_ms > 0 else 0.0
@@ -358,18 +362,13 @@ class Client:
             )
 
         timing.roundtrip_ms = _ms(sent_ns, arrived_ns)
-        st = result.timing  # the server's
-        timing.server_decode_ms, timing.queue_ms = st.decode_ms, st.queue_ms
-        timing.tail_ms, timing.server_encode_ms = st.tail_ms, st.encode_ms
-        timing.server_total_ms, timing.batch_size = st.server_total_ms, st.batch_size
-        timing.network_ms = max(0.0, timing.roundtrip_ms - st.server_total_ms)
+        timing.server = result.timing  # the server's, as it came
+        timing.network_ms = max(0.0, timing.roundtrip_ms - result.timing.server_total_ms)
         self.compression_chooser.observe_transfer(payload_bytes, timing.network_ms)
-        if result.status != "OK":
-            name = result.status
-            reason = "deadline" if name == "DEADLINE_EXCEEDED" else f"edge-error:{name}"
-            log.warning("frame %d refused: %s: %s", frame.index, name, result.message)
+        if result.status is not StatusCode.OK:
+            log.warning("frame %d refused: %s: %s", frame.index, result.status.name, result.message)
             return await self._fallback(
-                frame, branch, reason, timing, start_ns, payload_bytes, fallback
+                frame, branch, result.status.reason, timing, start_ns, payload_bytes, fallback
             )
         timing.total_ms = _ms(start_ns, time.perf_counter_ns())
         return FrameOutcome(

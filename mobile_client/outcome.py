@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from splitedge.models.types import Detections, Prediction, SegmentationMask
+from splitedge.proto.status import NO_SERVER_TIMING, ServerTiming
 
 # Where a frame's result came from; "dropped" frames carry a reason instead.
 Source = Literal["edge", "local", "dropped"]
@@ -13,21 +14,69 @@ Source = Literal["edge", "local", "dropped"]
 
 @dataclass
 class FrameTiming:
-    """Milliseconds per stage; network_ms = round trip minus the server's own time."""
+    """Milliseconds per stage on the device; ``server`` is the edge's own
+    :class:`~splitedge.proto.status.ServerTiming` as it answered (no copy);
+    network_ms = round trip minus the server's own time.
+
+    The server's figures also read under their older flat names (``queue_ms``,
+    ``tail_ms``, ``batch_size``, ``server_total_ms``, ``server_decode_ms``,
+    ``server_encode_ms``): read-only aliases of ``server``'s, kept for the
+    scheduler, which reads ``queue_ms`` and ``server_total_ms``. New code reads
+    ``timing.server``.
+    """
 
     prefilter_ms: float = 0.0  # the on-device prefilter's verdict (0 when none runs)
     head_ms: float = 0.0
     encode_ms: float = 0.0
     roundtrip_ms: float = 0.0
     network_ms: float = 0.0  # uplink + downlink (+ gRPC framing), as measured
-    server_decode_ms: float = 0.0
-    queue_ms: float = 0.0
-    tail_ms: float = 0.0
-    server_encode_ms: float = 0.0
-    server_total_ms: float = 0.0
-    batch_size: int = 0
+    server: ServerTiming = NO_SERVER_TIMING
     local_ms: float = 0.0
     total_ms: float = 0.0
+
+    @property
+    def server_decode_ms(self) -> float:
+        return self.server.decode_ms
+
+    @property
+    def queue_ms(self) -> float:
+        return self.server.queue_ms
+
+    @property
+    def tail_ms(self) -> float:
+        return self.server.tail_ms
+
+    @property
+    def server_encode_ms(self) -> float:
+        return self.server.encode_ms
+
+    @property
+    def server_total_ms(self) -> float:
+        return self.server.server_total_ms
+
+    @property
+    def batch_size(self) -> int:
+        return self.server.batch_size
+
+    def to_json(self) -> dict[str, float]:
+        """Flat, in milliseconds (the client's output lines keep their keys)."""
+        s = self.server
+        values = (
+            ("prefilter_ms", self.prefilter_ms),
+            ("head_ms", self.head_ms),
+            ("encode_ms", self.encode_ms),
+            ("roundtrip_ms", self.roundtrip_ms),
+            ("network_ms", self.network_ms),
+            ("server_decode_ms", s.decode_ms),
+            ("queue_ms", s.queue_ms),
+            ("tail_ms", s.tail_ms),
+            ("server_encode_ms", s.encode_ms),
+            ("server_total_ms", s.server_total_ms),
+            ("batch_size", s.batch_size),
+            ("local_ms", self.local_ms),
+            ("total_ms", self.total_ms),
+        )
+        return {k: round(v, 3) for k, v in values}
 
 
 @dataclass
@@ -48,7 +97,7 @@ class FrameOutcome:
             "source": self.source,
             "reason": self.reason,
             "payload_bytes": self.payload_bytes,
-            "timing_ms": {k: round(v, 3) for k, v in asdict(self.timing).items()},
+            "timing_ms": self.timing.to_json(),
         }
         pred = self.prediction
         if isinstance(pred, Detections):

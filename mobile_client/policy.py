@@ -159,7 +159,7 @@ class RateRule:
         self._since_remote = 0 if candidate.remote else self._since_remote + 1
         if outcome.source == "edge":
             self._est[candidate].update(
-                t.head_ms + t.encode_ms, t.server_total_ms, outcome.payload_bytes
+                t.head_ms + t.encode_ms, t.server.server_total_ms, outcome.payload_bytes
             )
             if t.network_ms > 0:
                 self._add(self._network, t.network_ms, self.floor_horizon_s)

@@ -4,10 +4,12 @@ Built like the edge's servicer (:mod:`splitedge.edge.server`), which only transl
 :func:`open_channel` is the one channel factory (plaintext, TLS with a CA or the
 system roots, mutual TLS with a client certificate; message-size options in one
 place), :class:`EdgeTransport` holds the stub and answers each call with the small
-frozen dataclasses below, and :func:`rpc_error` turns a ``grpc.aio.AioRpcError`` into
-:class:`EdgeRefused` or :class:`EdgeUnavailable` (as aiomqtt converts foreign errors
-once, at its boundary). Nothing above this module sees a protobuf message or a gRPC
-exception. The server has no token authentication, so there is none here.
+frozen dataclasses below (the server's load, timing and status codes are
+:mod:`splitedge.proto.status`'s, shared with the edge and the MQTT plane), and
+:func:`rpc_error` turns a ``grpc.aio.AioRpcError`` into :class:`EdgeRefused` or
+:class:`EdgeUnavailable` (as aiomqtt converts foreign errors once, at its boundary).
+Nothing above this module sees a protobuf message or a gRPC exception. The server
+has no token authentication, so there is none here.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -38,6 +40,13 @@ from splitedge.models.types import (
 from splitedge.proto import codec, wire
 from splitedge.proto import splitedge_pb2 as pb
 from splitedge.proto import splitedge_pb2_grpc as pb_grpc
+from splitedge.proto.status import (
+    BatchLatency,
+    BranchLoad,
+    ServerStatus,
+    ServerTiming,
+    StatusCode,
+)
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -57,6 +66,7 @@ __all__ = [
     "OutgoingFrame",
     "ServerStatus",
     "ServerTiming",
+    "StatusCode",
     "TlsConfig",
     "add_tls_flags",
     "check_file",
@@ -75,7 +85,6 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 )
 FocalStackMessage = pb.FocalStackRequest  # the wire form, for the edge's own tests and benches
-_STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 # Statuses that say the request itself is wrong here: retrying the same call cannot help.
 _REFUSALS = frozenset(
     {
@@ -217,16 +226,6 @@ def tls_from_flags(
 
 
 @dataclass(frozen=True)
-class BatchLatency:
-    """Tail latency of one batch size on the server (rolling window)."""
-
-    batch_size: int
-    tail_latency_ms_p50: float
-    tail_latency_ms_p95: float
-    samples: int
-
-
-@dataclass(frozen=True)
 class EdgeBranchStats:
     """What the server measured (tail latency) and recorded (bytes, head, accuracy)."""
 
@@ -283,52 +282,12 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
-class BranchLoad:
-    """One served branch's queue and tail latency (``Status``)."""
-
-    model: str
-    branch: str
-    queue_depth: int
-    tail_latency_ms_p50: float
-    tail_latency_ms_p95: float
-    frames: int
-    by_batch_size: tuple[BatchLatency, ...]
-
-
-@dataclass(frozen=True)
-class ServerStatus:
-    """The server's load right now (``Status``)."""
-
-    server_id: str
-    device: str
-    queue_depth: int
-    queue_capacity: int
-    in_flight: int
-    load: float
-    frames_per_second: float
-    uptime_s: float
-    branches: tuple[BranchLoad, ...]
-
-
-@dataclass(frozen=True)
-class ServerTiming:
-    """Where one frame's time went on the server, ms."""
-
-    decode_ms: float = 0.0
-    queue_ms: float = 0.0
-    tail_ms: float = 0.0
-    encode_ms: float = 0.0
-    batch_size: int = 0
-    server_total_ms: float = 0.0
-
-
-@dataclass(frozen=True)
 class FrameReply:
-    """The server's answer to one frame: ``status`` ``"OK"`` with a ``prediction``
-    (None for outputs the device does not decode), or a status name and ``message``."""
+    """The server's answer to one frame: ``status`` OK with a ``prediction`` (None for
+    outputs the device does not decode), or another :class:`StatusCode` and ``message``."""
 
     frame_id: int
-    status: str
+    status: StatusCode
     message: str
     prediction: Prediction | None
     timing: ServerTiming
@@ -357,13 +316,6 @@ class DepthReply:
 
 
 # ---------------------------------------------------------------- protobuf -> domain
-
-
-def _batch_latency(entries: Iterable[pb.BatchLatency]) -> tuple[BatchLatency, ...]:
-    return tuple(
-        BatchLatency(e.batch_size, e.tail_latency_ms_p50, e.tail_latency_ms_p95, e.samples)
-        for e in entries
-    )
 
 
 def _branch_spec(info: pb.BranchInfo) -> BranchSpec:
@@ -396,7 +348,7 @@ def _branch_info(info: pb.BranchInfo) -> BranchInfo:
             head_latency_ms=p.head_latency_ms,
             accuracy=p.accuracy,
             accuracy_metric=p.accuracy_metric,
-            by_batch_size=_batch_latency(p.by_batch_size),
+            by_batch_size=wire.batch_latency_from_pb(p.by_batch_size),
         ),
     )
 
@@ -412,31 +364,6 @@ def model_info_from_pb(m: pb.ModelInfo) -> ModelInfo:
         max_size=m.max_size,
         weights=m.weights,
         branches=tuple(_branch_info(b) for b in m.branches),
-    )
-
-
-def _status(m: pb.StatusResponse) -> ServerStatus:
-    return ServerStatus(
-        server_id=m.server_id,
-        device=m.device,
-        queue_depth=m.queue_depth,
-        queue_capacity=m.queue_capacity,
-        in_flight=m.in_flight,
-        load=m.load,
-        frames_per_second=m.frames_per_second,
-        uptime_s=m.uptime_s,
-        branches=tuple(
-            BranchLoad(
-                model=b.model,
-                branch=b.branch,
-                queue_depth=b.queue_depth,
-                tail_latency_ms_p50=b.tail_latency_ms_p50,
-                tail_latency_ms_p95=b.tail_latency_ms_p95,
-                frames=b.frames,
-                by_batch_size=_batch_latency(b.by_batch_size),
-            )
-            for b in m.branches
-        ),
     )
 
 
@@ -456,19 +383,17 @@ def _prediction(result: pb.FrameResult) -> Prediction | None:
 
 
 def _frame_reply(result: pb.FrameResult) -> FrameReply:
-    st = result.timing
-    timing = ServerTiming(
-        st.decode_ms, st.queue_ms, st.tail_ms, st.encode_ms, st.batch_size, st.server_total_ms
-    )
-    code = result.status_code
-    if code != 0:
-        status = _STATUS_NAMES.get(code, str(code))
-        return FrameReply(result.frame_id, status, result.status_message, None, timing)
+    timing = wire.timing_from_pb(result.timing)
+    if result.status_code != 0:
+        code = StatusCode.from_wire(result.status_code)
+        return FrameReply(result.frame_id, code, result.status_message, None, timing)
     try:
         prediction = _prediction(result)
     except (codec.CodecError, ValueError) as exc:  # a bad answer costs its frame, not the stream
-        return FrameReply(result.frame_id, "DATA_LOSS", f"undecodable result: {exc}", None, timing)
-    return FrameReply(result.frame_id, "OK", "", prediction, timing)
+        return FrameReply(
+            result.frame_id, StatusCode.DATA_LOSS, f"undecodable result: {exc}", None, timing
+        )
+    return FrameReply(result.frame_id, StatusCode.OK, "", prediction, timing)
 
 
 # ---------------------------------------------------------------- domain -> protobuf
@@ -649,7 +574,7 @@ class EdgeTransport:
             reply = await self._stub.Status(pb.StatusRequest(), timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
             raise rpc_error(exc, self.address) from exc
-        return _status(reply)
+        return wire.status_from_pb(reply)
 
     def open_stream(self) -> FrameStream:
         """A new bidirectional frame stream (it connects on first use)."""

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from splitedge.proto.status import BranchLoad, ServerStatus
+
 SCHEMA_VERSION = 1
 TOPIC_ROOT = "splitedge/v1"
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -375,6 +377,32 @@ class EdgeStatus:
     def encode(self) -> bytes:
         """UTF-8 JSON bytes for the status topic."""
         return encode_object(self.to_dict())
+
+    def server_status(self) -> ServerStatus:
+        """The load this message carries, as the ``Status`` RPC's reader gives it: every
+        served branch, its tail latency when published (None when not yet measured)."""
+        branches = []
+        for model, names in self.models.items():
+            tails = self.tail_ms.get(model, {})
+            for branch in names:
+                lat = tails.get(branch)
+                branches.append(
+                    BranchLoad(
+                        model=model,
+                        branch=branch,
+                        tail_latency_ms_p50=None if lat is None else lat.p50_ms,
+                        tail_latency_ms_p95=None if lat is None else lat.p95_ms,
+                    )
+                )
+        return ServerStatus(
+            server_id=self.server_id,
+            device=self.device,
+            queue_depth=self.queue_depth,
+            queue_capacity=self.queue_capacity,
+            load=self.load,
+            branches=tuple(branches),
+            queue_wait_ms=self.queue_wait_ms,
+        )
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any], *, where: str = "edge status") -> EdgeStatus:

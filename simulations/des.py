@@ -43,6 +43,7 @@ from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
 from splitedge.mobile_client.policy import Candidate
 from splitedge.mobile_client.profile import Profile
 from splitedge.mobile_client.scheduler import SchedulerError
+from splitedge.proto.status import ServerTiming, StatusCode
 from splitedge.simulations.des_adaptive import session_policy
 from splitedge.simulations.policies import Policy, PolicyError, make_policy, scheduler_candidates
 from splitedge.simulations.profiles import CandidateProfile, CostProfile, LinkModel
@@ -431,10 +432,12 @@ class _Simulation:
             head_ms=frame.device_ms if remote else 0.0,
             network_ms=network_ms,
             roundtrip_ms=network_ms + frame.server_ms if edge else 0.0,
-            queue_ms=frame.queue_ms,
-            tail_ms=frame.tail_ms,
-            server_total_ms=frame.server_ms if edge else 0.0,
-            batch_size=frame.batch_size if edge else 0,
+            server=ServerTiming(
+                queue_ms=frame.queue_ms,
+                tail_ms=frame.tail_ms,
+                server_total_ms=frame.server_ms if edge else 0.0,
+                batch_size=frame.batch_size if edge else 0,
+            ),
             local_ms=local_ms if remote else frame.device_ms,
             total_ms=latency_ms,
         )
@@ -472,11 +475,11 @@ class _Simulation:
                 latency_ms=latency_ms if source != "dropped" else math.nan,
                 device_ms=frame.device_ms if remote else 0.0,
                 network_ms=timing.network_ms,
-                server_ms=timing.server_total_ms,
-                queue_ms=timing.queue_ms if source == "edge" else 0.0,
-                tail_ms=timing.tail_ms if source == "edge" else 0.0,
+                server_ms=timing.server.server_total_ms,
+                queue_ms=timing.server.queue_ms if source == "edge" else 0.0,
+                tail_ms=timing.server.tail_ms if source == "edge" else 0.0,
                 local_ms=timing.local_ms,
-                batch_size=timing.batch_size,
+                batch_size=timing.server.batch_size,
                 payload_bytes=outcome.payload_bytes,
                 sla_met=source != "dropped" and latency_ms <= self.cfg.sla_ms,
             )
@@ -493,7 +496,7 @@ class _Simulation:
 
     def admit(self, frame: _Frame) -> None:
         if self.waiting >= self.cfg.queue_capacity:
-            self.reply(frame, "edge-error:RESOURCE_EXHAUSTED")
+            self.reply(frame, StatusCode.RESOURCE_EXHAUSTED.reason)
             return
         self.waiting += 1
         frame.enqueued_s = self.now

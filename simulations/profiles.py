@@ -362,9 +362,9 @@ async def _measure_one(
         t = outcome.timing
         device.append(t.head_ms + t.encode_ms)
         payload.append(float(outcome.payload_bytes))
-        decode.append(t.server_decode_ms)
-        encode.append(t.server_encode_ms)
-        tail1.append(t.tail_ms)
+        decode.append(t.server.decode_ms)
+        encode.append(t.server.encode_ms)
+        tail1.append(t.server.tail_ms)
         overhead.append(t.network_ms)
     after = link.stats()
     tails: dict[int, list[float]] = {1: tail1}
@@ -377,7 +377,8 @@ async def _measure_one(
             )
             for o in outcomes:
                 if o.source == "edge":
-                    tails.setdefault(o.timing.batch_size, []).append(o.timing.tail_ms)
+                    server = o.timing.server
+                    tails.setdefault(server.batch_size, []).append(server.tail_ms)
     return CandidateProfile(
         cand.label,
         cand.branch,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from splitedge.edge.server import batch_latency_to_pb
 from splitedge.edge.stats import ServerStats
 from splitedge.mobile_client.server_profile import tail_by_batch_size
 from splitedge.mobile_client.transport import model_info_from_pb
 from splitedge.proto import splitedge_pb2 as pb
+from splitedge.proto.wire import batch_latency_to_pb
 
 
 def _record(stats: ServerStats, branch: str, batch_size: int, tail_ms: float) -> None:

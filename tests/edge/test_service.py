@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 
-import grpc
 import numpy as np
 import pytest
 
@@ -19,6 +18,7 @@ from splitedge.models.types import Detections, SegmentationMask
 from splitedge.proto import codec, wire
 from splitedge.proto import splitedge_pb2 as pb
 from splitedge.proto.codec import DEFAULT_LIMITS
+from splitedge.proto.status import StatusCode
 
 NO_WINDOW = BatchingConfig(max_queue_delay_ms=0.0, tail_inline_below_ms=50.0)
 
@@ -78,11 +78,11 @@ async def test_a_refusal_on_the_synchronous_path_costs_only_its_frame():
         await service.process(_frame(1))
         bad = service.process_now(_frame(2, name="y"))
         assert bad is not None and bad.error is not None
-        assert bad.error.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert bad.error.code == StatusCode.INVALID_ARGUMENT
         assert "unexpected tensor 'y'" in bad.error.message
         expired = service.process_now(_frame(3, deadline_ms=1e-9))
         assert expired is not None and expired.error is not None
-        assert expired.error.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert expired.error.code == StatusCode.DEADLINE_EXCEEDED
         good = service.process_now(_frame(4))
         assert good is not None and good.error is None
     finally:
@@ -107,7 +107,7 @@ async def test_what_could_block_the_loop_takes_the_asynchronous_path():
         service.begin_shutdown()
         assert service.process_now(_frame(8)) is None
         refused = await service.process(_frame(8))
-        assert refused.error is not None and refused.error.code == grpc.StatusCode.UNAVAILABLE
+        assert refused.error is not None and refused.error.code == StatusCode.UNAVAILABLE
     finally:
         await service.__aexit__(None, None, None)
 
@@ -162,7 +162,7 @@ async def _warm(service: EdgeService, monkeypatch) -> None:
     async def no_task_path(frame: FrameRequest):
         raise AssertionError("the task path ran")
 
-    monkeypatch.setattr(service, "process_later", no_task_path)
+    monkeypatch.setattr(service, "process", no_task_path)
 
 
 async def test_the_reader_answers_cheap_frames_itself(monkeypatch):
@@ -208,7 +208,7 @@ async def test_a_bug_on_the_readers_path_costs_one_frame_not_the_stream(where, m
         await service.__aexit__(None, None, None)
     by_id = {r.frame_id: r for r in context.written}
     assert sorted(by_id) == list(range(8))
-    assert by_id[4].status_code == grpc.StatusCode.INTERNAL.value[0]
+    assert by_id[4].status_code == StatusCode.INTERNAL
     assert "a bug" in by_id[4].status_message
     assert (by_id[4].model, by_id[4].branch) == ("echo", "split@x")
     assert all(by_id[i].status_code == 0 for i in by_id if i != 4)
@@ -253,3 +253,57 @@ async def test_answers_are_the_same_on_either_path(tail_inline_below_ms):
         await service.__aexit__(None, None, None)
     assert [o.frame_id for o in outcomes] == [0, 1, 2, 3]
     assert all(isinstance(o.output, Detections) and o.error is None for o in outcomes)
+
+
+class ThreadMaskEcho(ThreadEcho):
+    """Records its tail's thread and answers a mask (the output needs encoding)."""
+
+    def run_tail(self, branch, batch):
+        self.threads.append(threading.get_ident())
+        return [SegmentationMask(np.zeros((4, 4), np.uint8)) for _ in batch]
+
+
+async def test_one_pipeline_chooses_inline_or_pool_in_one_place(monkeypatch):
+    """``EdgeService.inline`` decides; ``process`` and ``process_now`` both follow it."""
+    model, masks = ThreadEcho(), ThreadMaskEcho("masks")
+    service = await _service(model, masks)
+    decoded_on: list[int] = []
+    real_decode = service.registry.decode
+
+    def decode(frame, spec):
+        decoded_on.append(threading.get_ident())
+        return real_decode(frame, spec)
+
+    monkeypatch.setattr(service.registry, "decode", decode)
+    loop_thread = threading.get_ident()
+    big = np.zeros(20_000, np.float32)  # over the inline decode size
+    try:
+        assert not service.inline(_frame(0))  # unmeasured tail: the pool
+        await service.process(_frame(0))
+        assert model.threads[-1] != loop_thread
+        assert service.inline(_frame(1))  # measured cheap, small, detections
+        await service.process(_frame(1))
+        assert model.threads[-1] == loop_thread and decoded_on[-1] == loop_thread
+        # A large payload: not inline; its decode leaves the loop, the cheap tail does not.
+        assert not service.inline(_frame(2, big))
+        assert service.process_now(_frame(2, big)) is None
+        assert (await service.process(_frame(2, big))).error is None
+        assert decoded_on[-1] != loop_thread and model.threads[-1] == loop_thread
+        # Outputs that need encoding never go inline, however cheap the tail.
+        for i in range(3):
+            assert (await service.process(_frame(i, model="masks"))).error is None
+        assert not service.inline(_frame(3, model="masks"))
+        # A shutting-down server: not inline; the pipeline refuses with its reason.
+        service.begin_shutdown()
+        assert not service.inline(_frame(4))
+        refused = await service.process(_frame(4))
+        assert refused.error is not None and refused.error.code is StatusCode.UNAVAILABLE
+    finally:
+        await service.__aexit__(None, None, None)
+
+
+async def test_an_inline_pipeline_that_suspends_is_a_loud_bug():
+    from splitedge.edge.service import _run_inline
+
+    with pytest.raises(RuntimeError, match="suspended"):
+        _run_inline(asyncio.sleep(0))  # type: ignore[arg-type]

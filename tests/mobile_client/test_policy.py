@@ -1,5 +1,6 @@
 from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
 from splitedge.mobile_client.policy import Candidate, RateRule
+from splitedge.proto.status import ServerTiming
 
 OFFLOAD = Candidate("offload-jpeg90")
 SPLIT2 = Candidate("split@x", 2)
@@ -15,7 +16,9 @@ class Clock:
 
 
 def edge(payload: int, network_ms: float, server_ms: float = 20.0) -> FrameOutcome:
-    timing = FrameTiming(network_ms=network_ms, server_total_ms=server_ms, encode_ms=1.0)
+    timing = FrameTiming(
+        network_ms=network_ms, server=ServerTiming(server_total_ms=server_ms), encode_ms=1.0
+    )
     return FrameOutcome(0, "b", "edge", timing=timing, payload_bytes=payload)
 
 

@@ -18,6 +18,7 @@ from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
 from splitedge.mobile_client.profile import BranchConfig, BranchProfile, Profile, Quantiles
 from splitedge.mobile_client.scheduler import Decision, Scheduler, SchedulerError, pareto_frontier
 from splitedge.models.types import Detections
+from splitedge.proto.status import ServerTiming
 
 
 def entry(
@@ -114,8 +115,7 @@ class Env:
             head_ms=head,
             network_ms=network,
             roundtrip_ms=network + server,
-            server_total_ms=server,
-            tail_ms=server,
+            server=ServerTiming(server_total_ms=server, tail_ms=server),
             total_ms=head + network + server + self._hidden(rng),
         )
         return FrameOutcome(d.frame_index, d.branch, "edge", "", None, t, size)
@@ -408,7 +408,8 @@ def test_a_small_payload_late_by_round_trip_jitter_does_not_lower_the_rate() -> 
 
     def answer(d: Decision, network_ms: float) -> FrameOutcome:
         size = int(sched.candidates[d.index].bytes_per_frame.mean)
-        t = FrameTiming(head_ms=2.0, network_ms=network_ms, server_total_ms=5.0,
+        t = FrameTiming(head_ms=2.0, network_ms=network_ms,
+                        server=ServerTiming(server_total_ms=5.0),
                         total_ms=network_ms + 7.0)  # fmt: skip
         return FrameOutcome(d.frame_index, d.branch, "edge", "", None, t, size)
 

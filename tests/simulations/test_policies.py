@@ -9,6 +9,7 @@ import pytest
 
 from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
 from splitedge.mobile_client.policy import Candidate
+from splitedge.proto.status import ServerTiming
 from splitedge.simulations.policies import (
     Fixed,
     FullOffload,
@@ -186,7 +187,9 @@ def test_rate_rule_adapter_learns_from_outcomes_on_the_given_clock():
     # Both candidates are probed once, in order.
     first = policy.pick(0, 0.0)
     assert first == OFFLOAD
-    slow = FrameTiming(head_ms=1, network_ms=900, server_total_ms=20, total_ms=921)
+    slow = FrameTiming(
+        head_ms=1, network_ms=900, server=ServerTiming(server_total_ms=20), total_ms=921
+    )
     policy.observe(first, FrameOutcome(0, first.branch, "edge", "", None, slow, 60_000))
     now[0] = 0.2
     assert policy.pick(1, 0.2) == LOCAL

@@ -362,6 +362,7 @@ async def fresh_start(
         uplink=whole.uplink.slice(t_r, t_r + FRESH_S),
         downlink=whole.downlink.slice(t_r, t_r + FRESH_S),
         duration_s=FRESH_S,
+        video=replace(whole.video, frames=SCENE_FRAMES),  # 5 s: one scene, not t_r's worth
     )
     result = await run_scenario(scenario, out_dir)
     return fresh_pick(result.rows)

@@ -62,10 +62,9 @@ A transfer far faster than the estimate (``jump_ratio`` x its harmonic mean)
 is checked on the next frame at once, up to 4 in a row, and two such samples
 replace the estimator's window, so a recovered link wins the next decision
 within a second or two, on tracked remote branches too. A payload whose transfer is
-shorter than the round trip's jitter (``jitter_sigmas`` x its spread, capped at
-half the path's floor) is
-RTT-dominated: it only bounds the rate from below, lifts a lower estimate and never
-lowers one (large payloads measure the rate; small ones cannot).
+shorter than the round trip's jitter (``jitter_sigmas`` x its spread, capped at half
+the path's floor) is RTT-dominated: it only bounds the rate from below, lifts a lower
+estimate and never lowers one (large payloads measure the rate; small ones cannot).
 
 ``pick(now_s) -> Decision`` and ``observe(decision, outcome)``: the same shape
 as :class:`~splitedge.mobile_client.policy.RateRule`. ``set_sla`` and
@@ -784,7 +783,7 @@ class Scheduler:
                 rate = self.bandwidth.harmonic_mbps
                 self.rtt.restart()
                 carried_ms = outcome.payload_bytes * 8.0 / (rate * 1e3)
-                self.rtt.add(max(self._rtt_floor_ms(), t.network_ms - carried_ms))
+                self.rtt.add(max(self._known_floor_ms(), t.network_ms - carried_ms))
                 self._force = self._fresh = True
             self._reprobe_after(sample, before, self._acc[decision.index])
             return
@@ -867,12 +866,18 @@ class Scheduler:
         self.rtt.add(max(floor_ms, network_ms - carried_ms))
         return sample
 
+    def _known_floor_ms(self) -> float:
+        """The round-trip floor as last worked out (pings, else the cached inference)."""
+        if self._pings:
+            return min(self._pings)
+        return max(0.0, self._floor_ms or 0.0)
+
     def _rtt_floor_ms(self) -> float:
         # Pure round trips (pings) give the floor directly. Without them, the floor is the
         # smallest network time left after the bytes at the current rate; one payload size
         # alone cannot tell round trip from rate, other sizes (bit depths, probes) can.
         if self._pings:
-            return min(self._pings)
+            return self._known_floor_ms()
         rate = self.bandwidth.harmonic_mbps
         per_byte_ms = 8.0 / (rate * 1000.0) if rate > 0 else 0.0
         ms, size = self._net[-1]

@@ -33,10 +33,10 @@ from splitedge.mobile_client.messages import (
 from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
 from splitedge.mobile_client.sources import CameraFrame
 from splitedge.mobile_client.transport import (
+    ArrivedReply,
     ClientError,
     EdgeTransport,
     EdgeUnavailable,
-    FrameReply,
     FrameStream,
     ModelInfo,
     OutgoingFrame,
@@ -77,7 +77,7 @@ class _Stream:
         on_late_answer: Callable[[int, float], None] | None = None,
     ) -> None:
         self.stream = stream
-        self.pending: dict[int, asyncio.Future[tuple[FrameReply, int]]] = {}
+        self.pending: dict[int, asyncio.Future[tuple[ArrivedReply, int]]] = {}
         # Frames written and not answered yet, expired ones too: (sent ns, payload bytes).
         # Their bytes may still be crossing the link, ahead of anything sent now.
         self.unanswered: dict[int, tuple[int, int]] = {}
@@ -107,7 +107,7 @@ class _Stream:
                     # Past its deadline, but its round trip is a true measurement of the
                     # link at its worst: the one a deadline cut short only bounds it.
                     sent_ns, size = sent
-                    network_ms = _ms(sent_ns, arrived_ns) - result.timing.server_total_ms
+                    network_ms = _ms(sent_ns, arrived_ns) - result.server_total_ms
                     if network_ms > 0:
                         self.on_late_answer(size, network_ms)
         except EdgeUnavailable as exc:
@@ -350,7 +350,7 @@ class Client:
         timing.encode_ms += _ms(t0, time.perf_counter_ns())  # the request is encoding too
 
         try:
-            result, sent_ns, arrived_ns = await self._exchange(outgoing, remaining_ms)
+            arrived, sent_ns, arrived_ns = await self._exchange(outgoing, remaining_ms)
         except asyncio.TimeoutError:
             return await self._fallback(
                 frame, branch, "deadline", timing, start_ns, payload_bytes, fallback
@@ -361,6 +361,7 @@ class Client:
                 frame, branch, "edge-unavailable", timing, start_ns, payload_bytes, fallback
             )
 
+        result = arrived.decode()
         timing.roundtrip_ms = _ms(sent_ns, arrived_ns)
         timing.server = result.timing  # the server's, as it came
         timing.network_ms = max(0.0, timing.roundtrip_ms - result.timing.server_total_ms)
@@ -447,10 +448,12 @@ class Client:
 
     async def _exchange(
         self, outgoing: OutgoingFrame, remaining_ms: float
-    ) -> tuple[FrameReply, int, int]:
+    ) -> tuple[ArrivedReply, int, int]:
         stream = await self._open_stream()
         frame_id = outgoing.frame_id
-        future: asyncio.Future[tuple[FrameReply, int]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[tuple[ArrivedReply, int]] = (
+            asyncio.get_running_loop().create_future()
+        )
         stream.pending[frame_id] = future
         try:
             sent_ns = time.perf_counter_ns()

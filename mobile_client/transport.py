@@ -50,6 +50,7 @@ from splitedge.proto.status import (
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
+    "ArrivedReply",
     "BatchLatency",
     "BranchInfo",
     "BranchLoad",
@@ -484,6 +485,25 @@ class OutgoingFrame:
         return cls(request, frame.payload_bytes)
 
 
+class ArrivedReply:
+    """An answer as it came off the stream: its frame id and server time at once, the rest
+    (timing, the prediction: a mask's PNG) decoded by :meth:`decode`, which the client
+    calls only for a frame someone still waits on; a late answer costs no decoding."""
+
+    __slots__ = ("_result", "frame_id")
+
+    def __init__(self, result: pb.FrameResult) -> None:
+        self._result = result
+        self.frame_id: int = result.frame_id
+
+    @property
+    def server_total_ms(self) -> float:
+        return self._result.timing.server_total_ms
+
+    def decode(self) -> FrameReply:
+        return _frame_reply(self._result)
+
+
 class FrameStream:
     """One open ``Stream`` call: :meth:`write` frames, iterate :meth:`replies`."""
 
@@ -497,11 +517,11 @@ class FrameStream:
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
             raise EdgeUnavailable(f"edge stream write failed: {exc}") from exc
 
-    async def replies(self) -> AsyncIterator[FrameReply]:
+    async def replies(self) -> AsyncIterator[ArrivedReply]:
         """The answers as they arrive; an :class:`EdgeUnavailable` when the stream fails."""
         try:
             async for result in self._call:
-                yield _frame_reply(result)
+                yield ArrivedReply(result)
         except grpc.aio.AioRpcError as exc:
             code, details = exc.code().name, exc.details() or ""
             raise EdgeUnavailable(f"edge stream failed: {code}: {details}", code, details) from exc

@@ -28,6 +28,7 @@ from splitedge.mobile_client.depth import DepthRpcError, request_depth
 from splitedge.mobile_client.messages import EncodedFrame, encode_offload
 from splitedge.mobile_client.server_profile import fetch_tail_profile
 from splitedge.mobile_client.transport import (
+    ArrivedReply,
     BranchInfo,
     EdgeTransport,
     ModelInfo,
@@ -37,6 +38,8 @@ from splitedge.mobile_client.transport import (
 )
 from splitedge.models.depth.types import FocalStack
 from splitedge.models.types import BranchSpec
+from splitedge.proto import splitedge_pb2 as pb
+from splitedge.proto.status import StatusCode
 
 pytestmark = pytest.mark.integration
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
@@ -224,3 +227,18 @@ def test_depth_from_focus_is_a_deprecated_alias_of_request_depth():
 
     assert depth.depth_from_focus is request_depth
     assert "depth_from_focus" not in depth.__all__
+
+
+def test_an_answer_is_decoded_only_when_asked_and_a_bad_one_costs_only_its_frame():
+    # A segmentation answer whose mask is not a PNG: the stream reader reads its id and
+    # server time without decoding it (a late answer is never decoded); decoding it gives
+    # the frame a DATA_LOSS reply with the reason, not an exception out of the stream.
+    bad = pb.FrameResult(frame_id=7, timing=pb.ServerTiming(server_total_ms=3.5))
+    bad.segmentation.mask.CopyFrom(pb.Image(format=pb.PNG, width=4, height=4, data=b"nope"))
+    arrived = ArrivedReply(bad)
+    assert (arrived.frame_id, arrived.server_total_ms) == (7, 3.5)
+    reply = arrived.decode()
+    assert reply.status is StatusCode.DATA_LOSS and reply.prediction is None
+    assert reply.message.startswith("undecodable result: ")
+    assert reply.timing.server_total_ms == 3.5
+    assert StatusCode.DATA_LOSS.reason == "edge-error:DATA_LOSS"

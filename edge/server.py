@@ -217,7 +217,7 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
         async def answer(frame: FrameRequest) -> None:
             try:
                 # The one pipeline, off the reader (which found it not inline just now).
-                result = result_to_pb(await self._service.process(frame))
+                result = result_to_pb(await self._service.process_pooled(frame))
             except Exception as exc:  # a bug must cost one frame, not the stream
                 result = _internal_error(frame, exc)
             await send(result)

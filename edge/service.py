@@ -187,6 +187,11 @@ class EdgeService:
         """Answer one frame; never raises a RequestError (it is in the outcome)."""
         return await self._pipeline(frame, inline=self.inline(frame))
 
+    async def process_pooled(self, frame: FrameRequest) -> Outcome:
+        """:meth:`process` for a frame :meth:`process_now` just refused: the pipeline off
+        the loop, without deciding again."""
+        return await self._pipeline(frame, inline=False)
+
     def process_now(self, frame: FrameRequest) -> Outcome | None:
         """The whole answer without leaving the event loop when :meth:`inline` allows it,
         else None (then await :meth:`process`). Refusals count as answers."""

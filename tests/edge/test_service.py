@@ -162,7 +162,7 @@ async def _warm(service: EdgeService, monkeypatch) -> None:
     async def no_task_path(frame: FrameRequest):
         raise AssertionError("the task path ran")
 
-    monkeypatch.setattr(service, "process", no_task_path)
+    monkeypatch.setattr(service, "process_pooled", no_task_path)
 
 
 async def test_the_reader_answers_cheap_frames_itself(monkeypatch):

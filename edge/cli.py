@@ -135,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _broker_overrides(broker: BrokerAddress | None) -> dict[str, object]:
+    """The config overrides a broker address makes: all of it, its scheme included (an
+    ``mqtt://`` address turns off a ``tls = true`` from the config file)."""
+    if broker is None:
+        return {}
+    return {"mqtt_host": broker.host, "mqtt_port": broker.port, "mqtt_tls": broker.tls}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse itself exits 2 on a bad flag
@@ -155,9 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             tls_client_ca=args.tls_client_ca,
             log_level=args.log_level,
             models=[parse_model_spec(m) for m in args.model] if args.model else None,
-            mqtt_host=broker.host if broker else None,
-            mqtt_port=broker.port if broker else None,
-            mqtt_tls=True if broker and broker.tls else None,
+            **_broker_overrides(broker),
             mqtt_username=args.mqtt_username,
             mqtt_password=args.mqtt_password,
             mqtt_tls_ca=args.mqtt_tls_ca,

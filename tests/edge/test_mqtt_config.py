@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from splitedge.edge.cli import _broker_address, build_parser, main
+from splitedge.edge.cli import _broker_address, _broker_overrides, build_parser, main
 from splitedge.edge.config import (
     BatchingConfig,
     ConfigError,
@@ -135,10 +135,18 @@ def test_both_broker_flags_take_the_one_spelling(flags, expected):
     args = build_parser().parse_args(["serve", "--model", "echo", *flags])
     address = _broker_address(args)
     assert address is not None and (address.host, address.port, address.tls) == expected
-    mqtt = load_config(
-        models=ECHO, mqtt_host=address.host, mqtt_port=address.port, mqtt_tls=address.tls or None
-    ).mqtt
+    mqtt = load_config(models=ECHO, **_broker_overrides(address)).mqtt
     assert (mqtt.host, mqtt.port, mqtt.tls) == expected
+
+
+@pytest.mark.parametrize(("url", "tls"), [("mqtt://b:1884", False), ("mqtts://b:1884", True)])
+def test_the_broker_address_scheme_overrides_the_config_files_tls(tmp_path, url, tls):
+    config = tmp_path / "edge.toml"
+    config.write_text('[mqtt]\nhost = "old"\nport = 1\ntls = true\n')
+    args = build_parser().parse_args(["serve", "--model", "echo", "--broker", url])
+    mqtt = load_config(config, models=ECHO, **_broker_overrides(_broker_address(args))).mqtt
+    assert (mqtt.host, mqtt.port, mqtt.tls) == ("b", 1884, tls)
+    assert load_config(config, models=ECHO).mqtt.tls  # without --broker, the file's
 
 
 def test_broker_and_its_older_name_are_exclusive(capsys):

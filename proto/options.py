@@ -78,10 +78,14 @@ def parse_value(text: str) -> Any:
     """Type an option value, one rule for every flag.
 
     ``true``/``false`` (any case) -> bool; an integer -> int; a number -> float;
-    ``[...]`` or ``{...}`` -> that JSON; ``a,b,c`` -> a list, each item typed by this
-    rule; anything else -> the string, stripped. ``""`` stays ``""``.
+    ``[...]`` or ``{...}`` -> that JSON; ``"..."`` or ``'...'`` -> the string inside the
+    quotes, as it is (how to pass ``a,b.pt`` or ``7`` as a string); ``a,b,c`` -> a list,
+    each item typed by this rule; anything else -> the string, stripped. ``""`` stays
+    ``""``.
     """
     value = text.strip()
+    if _quoted(value):
+        return value[1:-1]
     if value[:1] in ("[", "{"):
         return json.loads(value)  # json.JSONDecodeError (a ValueError) for the caller
     if "," in value:
@@ -89,7 +93,13 @@ def parse_value(text: str) -> Any:
     return _scalar(value)
 
 
+def _quoted(value: str) -> bool:
+    return len(value) >= 2 and value[0] in "\"'" and value[-1] == value[0]
+
+
 def _scalar(value: str) -> Any:
+    if _quoted(value):
+        return value[1:-1]
     if value.lower() in ("true", "false"):
         return value.lower() == "true"
     for kind in (int, float):

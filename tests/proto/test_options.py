@@ -80,6 +80,10 @@ def test_argparse_shows_the_detail_after_its_own_flag_name(capsys):
         ("a,0.5,true", ["a", 0.5, True]),
         ("[90, 50]", [90, 50]),
         ('{"jpeg_qualities": [90, 50]}', {"jpeg_qualities": [90, 50]}),
+        ('"a,b.pt"', "a,b.pt"),  # quotes keep a comma, and go
+        ("'7'", "7"),  # a number as a string
+        ('"p,q",x', ["p,q", "x"]),
+        ('"', '"'),
     ],
 )
 def test_one_typing_rule_for_every_option_value(text, expected):

@@ -150,6 +150,14 @@ def main(argv: list[str] | None = None) -> int:
         for name in list_models():
             print(name)
         return 0
+    # Logging first, in the format every command uses, so that what flags and config
+    # log (a deprecated broker spelling) reads as it does on the client; the level the
+    # config file names is set once it is read.
+    logging.basicConfig(
+        level=args.log_level or "INFO",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:
         broker = _broker_address(args)
         config = load_config(
@@ -172,11 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             depth=args.depth,
             depth_prior=args.depth_prior,
         )
-        logging.basicConfig(
-            level=config.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
+        logging.getLogger().setLevel(config.log_level.upper())
         registry = ModelRegistry.from_config(
             config.models, config.limits.codec_limits(), device=config.device
         )

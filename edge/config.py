@@ -23,7 +23,7 @@ from splitedge.models.registry import ZOO_PREFIX
 from splitedge.proto import address
 from splitedge.proto.codec import CodecLimits
 from splitedge.proto.control import MessageError, check_id
-from splitedge.proto.options import FormatError, load_toml, parse_value, split_items
+from splitedge.proto.options import FormatError, check_pem, load_toml, parse_value, split_items
 from splitedge.proto.schema import Section
 
 __all__ = [
@@ -439,9 +439,8 @@ def _validate(config: EdgeConfig) -> None:
         p = getattr(s, key)
         if p is not None and not p.is_file():
             raise ConfigError(f"server.{key}: file {str(p)!r} does not exist")
-        if p is not None and b"-----BEGIN " not in p.read_bytes()[: 64 * 1024]:
-            # gRPC would only say "Failed to bind to address" for a bad credential.
-            raise ConfigError(f"server.{key}: {str(p)!r} is not a PEM file (no -----BEGIN line)")
+        if p is not None:
+            _pem(p, f"server.{key}")
     _validate_mqtt(config.mqtt)
     _validate_depth(config.depth)
 
@@ -504,6 +503,15 @@ def _validate_mqtt(m: MqttConfig) -> None:
         p = getattr(m, key)
         if p is not None and not p.is_file():
             raise ConfigError(f"mqtt.{key}: file {str(p)!r} does not exist")
+        if p is not None:
+            _pem(p, f"mqtt.{key}")
+
+
+def _pem(path: Path, key: str) -> None:
+    try:
+        check_pem(path, key)
+    except FormatError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _show(value: Any) -> str:

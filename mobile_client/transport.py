@@ -40,6 +40,7 @@ from splitedge.models.types import (
 from splitedge.proto import codec, wire
 from splitedge.proto import splitedge_pb2 as pb
 from splitedge.proto import splitedge_pb2_grpc as pb_grpc
+from splitedge.proto.options import check_pem
 from splitedge.proto.status import (
     BatchLatency,
     BranchLoad,
@@ -215,9 +216,11 @@ def tls_from_flags(
     ca: str | None, cert: str | None = None, key: str | None = None
 ) -> TlsConfig | None:
     """The TLS config the flags ask for (None: plaintext); a ValueError naming the flag
-    for a file that is not there or a certificate without its key."""
+    for a file that is not there or not PEM, or a certificate without its key."""
     for path, flag in ((ca, "--tls-ca"), (cert, "--tls-cert"), (key, "--tls-key")):
         check_file(path, flag)
+        if path is not None:
+            check_pem(path, flag)
     if (cert is None) != (key is None):
         raise ValueError("--tls-cert and --tls-key: give both or neither")
     return TlsConfig.from_paths(ca, cert, key)

@@ -178,6 +178,19 @@ def option_arg(flag: str) -> Callable[[str], tuple[str, Any]]:
 # ---------------------------------------------------------------- TOML
 
 
+def check_pem(path: str | Path, what: str) -> None:
+    """A :class:`FormatError` naming ``what`` unless ``path`` reads as a PEM file (a
+    ``-----BEGIN`` line in its first 64 kB). gRPC's own words for a bad credential are
+    "Failed to bind" on a server and a silent UNAVAILABLE on every call of a client."""
+    try:
+        with Path(path).open("rb") as f:
+            head = f.read(64 * 1024)
+    except OSError as exc:
+        raise FormatError(what, f"{str(path)!r} cannot be read ({exc.strerror})") from exc
+    if b"-----BEGIN " not in head:
+        raise FormatError(what, f"{str(path)!r} is not a PEM file (no -----BEGIN line)")
+
+
 def load_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
     """Read one TOML file; a :class:`FormatError` names it (``config file 'x.toml' ...``)."""
     name = f"{what} {str(path)!r}"

@@ -48,7 +48,7 @@ def test_mqtt_is_off_by_default_and_the_example_documents_every_key():
 
 
 def test_file_values_resolve_paths_and_flags_override(tmp_path):
-    (tmp_path / "ca.pem").write_text("x")
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
     path = tmp_path / "edge.toml"
     path.write_text(
         MODEL + '[mqtt]\nhost = "broker"\nport = 8883\ntls_ca = "ca.pem"\n'
@@ -83,6 +83,14 @@ def test_file_values_resolve_paths_and_flags_override(tmp_path):
 )
 def test_bad_mqtt_settings_are_refused_with_the_key(tmp_path, mqtt, overrides, expected):
     assert _error(tmp_path, mqtt, **overrides).startswith(expected)
+
+
+def test_a_broker_ca_that_is_not_pem_is_refused_like_the_servers(tmp_path):
+    (tmp_path / "ca.der").write_bytes(b"\x30\x82\x01\x0a")
+    ca = str(tmp_path / "ca.der")
+    assert _error(tmp_path, 'host = "b"\ntls_ca = "ca.der"\n') == (
+        f"mqtt.tls_ca: {ca!r} is not a PEM file (no -----BEGIN line)"
+    )
 
 
 @pytest.mark.parametrize(

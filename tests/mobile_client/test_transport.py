@@ -185,7 +185,7 @@ async def test_mutual_tls_needs_the_device_certificate(edge_factory, pki):
 
 def test_tls_flags_are_checked_before_connecting(tmp_path, capsys):
     pem = tmp_path / "device.pem"
-    pem.write_text("not checked here\n")
+    pem.write_text("-----BEGIN CERTIFICATE-----\nnot parsed here\n")
     with pytest.raises(ValueError, match=r"^--tls-cert and --tls-key: give both or neither$"):
         tls_from_flags(None, str(pem), None)
     with pytest.raises(ValueError, match=r"^TLS client certificate and key: give both or neither$"):
@@ -203,6 +203,13 @@ def test_tls_flags_are_checked_before_connecting(tmp_path, capsys):
     assert main(["models", "--server", "127.0.0.1:1", "--tls-key", "/no/key.pem"]) == 2
     assert capsys.readouterr().err == (
         "splitedge-client: error: --tls-key: '/no/key.pem' does not exist\n"
+    )
+    # Not PEM: refused before any call (gRPC would fail every call as UNAVAILABLE).
+    der = tmp_path / "ca.der"
+    der.write_bytes(b"\x30\x82\x01\x0a")
+    assert main(["models", "--server", "127.0.0.1:1", "--tls-ca", str(der)]) == 2
+    assert capsys.readouterr().err == (
+        f"splitedge-client: error: --tls-ca: {str(der)!r} is not a PEM file (no -----BEGIN line)\n"
     )
 
 

@@ -300,21 +300,23 @@ def dump_config(config: EdgeConfig) -> str:
     the file reads the same from any folder.
     """
     top = {k: getattr(config, k) for k in ("device", "metrics_port", "log_level")}
-    lines = [f"{key} = {_toml_value(value)}" for key, value in top.items()]
+    lines = [f"{key} = {_toml_value(value, key)}" for key, value in top.items()]
     for section in _SECTIONS:
         lines += ["", f"[{section}]"]
         for key, value in dataclasses.asdict(getattr(config, section)).items():
             if value is not None:
-                lines.append(f"{key} = {_toml_value(value)}")
-    for model in config.models:
-        lines += ["", "[[models]]", f"name = {_toml_value(model.name)}"]
+                lines.append(f"{key} = {_toml_value(value, f'{section}.{key}')}")
+    for i, model in enumerate(config.models):
+        where = f"models[{i}]"
+        lines += ["", "[[models]]", f"name = {_toml_value(model.name, f'{where}.name')}"]
         if model.serve_as is not None:
-            lines.append(f"serve_as = {_toml_value(model.serve_as)}")
-        lines.append(f"options = {_toml_value(dict(model.options))}")
+            lines.append(f"serve_as = {_toml_value(model.serve_as, f'{where}.serve_as')}")
+        lines.append(f"options = {_toml_value(dict(model.options), f'{where}.options')}")
     return "\n".join(lines) + "\n"
 
 
-def _toml_value(value: Any) -> str:
+def _toml_value(value: Any, key: str) -> str:
+    """One TOML value; a :class:`ConfigError` names the dotted ``key`` it cannot write."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -324,11 +326,11 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, str):
         return json.dumps(value)  # JSON string escapes are TOML basic-string escapes
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(_toml_value(v, f"{key}[{i}]") for i, v in enumerate(value)) + "]"
     if isinstance(value, Mapping):
-        items = (f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        items = (f"{json.dumps(str(k))} = {_toml_value(v, f'{key}.{k}')}" for k, v in value.items())
         return "{" + ", ".join(items) + "}"
-    raise ConfigError(f"cannot write {_show(value)} to TOML")
+    raise ConfigError(f"{key}: cannot write {_show(value)} to TOML")
 
 
 _SERVER_OVERRIDES = {"host", "port", "grace_s", "tls_cert", "tls_key", "tls_client_ca"}

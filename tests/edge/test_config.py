@@ -270,6 +270,14 @@ def test_a_dumped_config_loads_back_equal(tmp_path):
         assert load_config(path) == config
 
 
+def test_a_value_toml_cannot_hold_is_refused_by_its_key():
+    config = EdgeConfig(models=(ModelConfig("echo", {"q": [90, None]}),))
+    with pytest.raises(
+        ConfigError, match=r"^models\[0\]\.options\.q\[1\]: cannot write None to TOML$"
+    ):
+        dump_config(config)
+
+
 def test_the_dumped_file_reads_the_same_from_another_folder(tmp_path):
     config = _configs(tmp_path)[1]
     other = tmp_path / "elsewhere"

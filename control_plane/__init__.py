@@ -8,7 +8,7 @@ I/O); this room is the runtime that sends and receives them. It imports neither
 glue stays with them (``edge/presence.py`` fills a status from the edge service,
 ``mobile_client/fleet.py`` joins a device's ``Client`` to the plane).
 
-Public API (modules, and the names re-exported here):
+Public API, by module:
 
 - :mod:`~splitedge.control_plane.address` -- :func:`parse_broker_address`,
   :class:`BrokerAddress`, :class:`BrokerAddressError`: the one broker-address
@@ -28,72 +28,8 @@ Public API (modules, and the names re-exported here):
 - :mod:`~splitedge.control_plane.broker` -- :class:`EmbeddedBroker` (amqtt), the
   zero-setup broker; ``python -m splitedge.control_plane.broker --listen URL``.
 
-Names are loaded on first use, so ``import splitedge.control_plane`` (and the pure
-:mod:`~splitedge.control_plane.address`) need no aiomqtt; everything else needs the
-``mqtt`` extra.
+Nothing is imported here (as in models, simulations and training), so
+``import splitedge.control_plane`` and the pure :mod:`~splitedge.control_plane.address`
+need no aiomqtt; every other module needs the ``mqtt`` extra. Import names from their
+modules.
 """
-
-from __future__ import annotations
-
-import importlib
-from typing import Any
-
-__all__ = [
-    "BrokerAddress",
-    "BrokerAddressError",
-    "BrokerConfig",
-    "BrokerStartError",
-    "ControlSettings",
-    "ControlSubscriber",
-    "Discovery",
-    "EmbeddedBroker",
-    "FrameRecord",
-    "LastWill",
-    "MqttLink",
-    "MqttMessage",
-    "ServerState",
-    "StatusPublisher",
-    "Subscription",
-    "TelemetryAggregator",
-    "TelemetryPublisher",
-    "TelemetryRecorder",
-    "backoff_delay_s",
-    "parse_broker_address",
-]
-
-_HOME = {
-    "BrokerAddress": "address",
-    "BrokerAddressError": "address",
-    "parse_broker_address": "address",
-    "BrokerConfig": "link",
-    "LastWill": "link",
-    "MqttLink": "link",
-    "MqttMessage": "link",
-    "Subscription": "link",
-    "backoff_delay_s": "link",
-    "StatusPublisher": "publisher",
-    "Discovery": "discovery",
-    "ServerState": "discovery",
-    "ControlSettings": "control",
-    "ControlSubscriber": "control",
-    "FrameRecord": "telemetry",
-    "TelemetryAggregator": "telemetry",
-    "TelemetryPublisher": "telemetry",
-    "TelemetryRecorder": "telemetry",
-    "BrokerStartError": "broker",
-    "EmbeddedBroker": "broker",
-}
-
-
-def __getattr__(name: str) -> Any:
-    # PEP 562: the runtime modules need aiomqtt, so they load only when asked for.
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])

@@ -260,7 +260,9 @@ def add_profile_parser(subparsers: Any) -> None:
     p.add_argument("--output", required=True, type=Path, help="profile JSON to write")
     p.add_argument("--source", default="synthetic", help="frames: synthetic, a folder or a video")
     p.add_argument("--frames", type=int, default=8, help="frames per branch and level (default 8)")
-    p.add_argument("--size", default="320x240", help="synthetic frame size WIDTHxHEIGHT")
+    p.add_argument(
+        "--size", type=size_arg(), default=(320, 240), help="synthetic frame size WIDTHxHEIGHT"
+    )
     p.add_argument("--branches", default="", help="comma-separated branch names (default: all)")
     p.add_argument(
         "--bits",

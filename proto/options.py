@@ -35,8 +35,10 @@ __all__ = [
     "parse_option",
     "parse_options",
     "parse_size",
+    "parse_size_hw",
     "parse_value",
     "size_arg",
+    "size_hw_arg",
     "split_items",
 ]
 
@@ -69,6 +71,15 @@ def parse_size(
     if not (minimum <= width <= maximum and minimum <= height <= maximum):
         raise FormatError(flag, f"each side must be {minimum}-{maximum} pixels, got {text!r}")
     return width, height
+
+
+def parse_size_hw(
+    text: str, flag: str = "--size", *, minimum: int = 1, maximum: int = MAX_SIDE
+) -> tuple[int, int]:
+    """``"320x240"`` -> ``(240, 320)``: the same WIDTHxHEIGHT text as :func:`parse_size`,
+    returned as (height, width), the order tensors and training recipes use."""
+    width, height = parse_size(text, flag, minimum=minimum, maximum=maximum)
+    return height, width
 
 
 # ---------------------------------------------------------------- KEY=VALUE options
@@ -168,6 +179,13 @@ def size_arg(
 ) -> Callable[[str], tuple[int, int]]:
     """argparse ``type=`` for a WIDTHxHEIGHT flag; returns ``(width, height)``."""
     return argparse_type(lambda text: parse_size(text, flag, minimum=minimum, maximum=maximum))
+
+
+def size_hw_arg(
+    flag: str = "--size", *, minimum: int = 1, maximum: int = MAX_SIDE
+) -> Callable[[str], tuple[int, int]]:
+    """argparse ``type=`` for a WIDTHxHEIGHT flag; returns ``(height, width)``."""
+    return argparse_type(lambda text: parse_size_hw(text, flag, minimum=minimum, maximum=maximum))
 
 
 def option_arg(flag: str) -> Callable[[str], tuple[str, Any]]:

@@ -36,7 +36,7 @@ from splitedge.models.depth.prior_net import (
     ssi_loss,
 )
 from splitedge.models.depth.scenes import make_scene
-from splitedge.proto.options import argparse_type, parse_size
+from splitedge.proto.options import size_hw_arg
 
 log = logging.getLogger(__name__)
 
@@ -237,12 +237,6 @@ def save_checkpoint(net: Any, result: TrainResult, out: Path) -> Path:
     return json_path
 
 
-def _size_hw(text: str) -> tuple[int, int]:
-    """``--size WIDTHxHEIGHT`` (as every --size) -> the recipe's (height, width)."""
-    w, h = parse_size(text, "--size")
-    return h, w
-
-
 def add_parser(subparsers: Any) -> None:
     """Register the ``depth-prior`` sub-command (defaults: the committed recipe)."""
     r = RECIPE
@@ -265,7 +259,7 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--size",
-        type=argparse_type(_size_hw),
+        type=size_hw_arg(),
         default=None,
         metavar="WIDTHxHEIGHT",
         help=f"training frame size (default {r.size_hw[1]}x{r.size_hw[0]})",

@@ -53,7 +53,7 @@ from splitedge.models.bottleneck import (
 from splitedge.models.bottleneck_split import MODEL_NAME, build_teacher, teacher_rest
 from splitedge.models.slimmable import DEFAULT_WIDTHS
 from splitedge.models.split import image_to_tensor
-from splitedge.proto.options import argparse_type, option_arg, parse_size
+from splitedge.proto.options import option_arg, size_hw_arg
 from splitedge.training.teacher_data import scene_of, training_batch
 
 LOSSES = ("hnd", "ghnd")
@@ -352,12 +352,6 @@ def _ints(text: str) -> tuple[int, ...]:
         ) from exc
 
 
-def _size_hw(text: str) -> tuple[int, int]:
-    """``--size WIDTHxHEIGHT`` (as every --size) -> the recipe's (height, width)."""
-    w, h = parse_size(text, "--size")
-    return h, w
-
-
 def add_student_arguments(p: argparse.ArgumentParser, d: Any, name: str, *, stride: bool) -> None:
     """The options every student recipe takes (``d``: its config's defaults)."""
     p.add_argument("--name", default=name, help="zoo entry / checkpoint stem")
@@ -380,7 +374,7 @@ def add_student_arguments(p: argparse.ArgumentParser, d: Any, name: str, *, stri
     p.add_argument("--lr", type=float, default=None)
     p.add_argument(
         "--size",
-        type=argparse_type(_size_hw),
+        type=size_hw_arg(),
         default=None,
         metavar="WIDTHxHEIGHT",
         help="frame size (default 320x240)",

@@ -44,7 +44,7 @@ from splitedge.mobile_client.server_profile import fetch_tail_profile
 from splitedge.mobile_client.sources import SourceError, open_source, resize_short_side
 from splitedge.mobile_client.transport import tls_from_flags
 from splitedge.models.registry import create_model
-from splitedge.proto.options import parse_options, parse_size
+from splitedge.proto.options import parse_options
 
 __all__ = ["cpu_contention", "measure_profile", "run_profile"]
 
@@ -272,7 +272,7 @@ def _check_profile_args(args: argparse.Namespace) -> tuple[int, int]:
         raise ValueError(f"--accuracy-clip-frames must be >= 1, got {clip}")
     if args.frames < 1:
         raise ValueError(f"--frames must be at least 1, got {args.frames}")
-    size = parse_size(args.size, "--size")
+    size = tuple(args.size)
     for flag, values, low in (
         ("--input-sizes", args.input_sizes, 0),
         ("--intervals", args.intervals, 1),

@@ -36,7 +36,7 @@ from splitedge.models.small_detectors import (
     SMALL_SEGMENTER,
     SYNTHETIC_NUM_CLASSES,
 )
-from splitedge.proto.options import argparse_type, parse_size
+from splitedge.proto.options import size_hw_arg
 from splitedge.training.teacher_data import (
     DEFAULT_VAL_IMAGES,
     detection_metrics,
@@ -318,12 +318,6 @@ def _save(
     zoo.write_entry(entry, folder)
 
 
-def _size_hw(text: str) -> tuple[int, int]:
-    """``--size WIDTHxHEIGHT`` (as every --size) -> the recipe's (height, width)."""
-    w, h = parse_size(text, "--size", minimum=32)
-    return h, w
-
-
 def _add(sub: Any, command: str, recipe: TeacherConfig, help_text: str) -> None:
     p = sub.add_parser(command, help=help_text, description=help_text)
     p.add_argument("--family", default=recipe.family, help=f"registry family ({recipe.family})")
@@ -333,7 +327,7 @@ def _add(sub: Any, command: str, recipe: TeacherConfig, help_text: str) -> None:
     p.add_argument("--lr", type=float, default=recipe.lr)
     p.add_argument(
         "--size",
-        type=argparse_type(_size_hw),
+        type=size_hw_arg(minimum=32),
         default=recipe.size_hw,
         metavar="WIDTHxHEIGHT",
         help=f"frame size ({recipe.size_hw[1]}x{recipe.size_hw[0]})",

@@ -52,6 +52,14 @@ def test_models_checks_its_address_and_certificate(capsys):
     ("argv", "expected"),
     [
         (["run", "--size", "100000x100000"], "each side must be 1-8192 pixels"),
+        (
+            ["profile", "--model", "echo", "--output", "p.json", "--size", "abc"],
+            "--size: expected WIDTHxHEIGHT such as 320x240, got 'abc'",
+        ),
+        (
+            ["profile", "--model", "echo", "--output", "p.json", "--size", "0x240"],
+            "--size: each side must be 1-8192 pixels, got '0x240'",
+        ),
         (["--log-level", "bogus", "models"], "invalid choice: 'BOGUS'"),
     ],
 )
@@ -70,8 +78,6 @@ PROFILE = ["profile", "--model", "echo", "--levels", "0", "--frames", "1", "--no
     [
         (["--input-sizes", "-5"], "--input-sizes: every value must be >= 0, got [-5]"),
         (["--intervals", "0"], "--intervals: every value must be >= 1, got [0]"),
-        (["--size", "abc"], "--size: expected WIDTHxHEIGHT such as 320x240, got 'abc'"),
-        (["--size", "0x240"], "--size: each side must be 1-8192 pixels, got '0x240'"),
         (["--frames", "0"], "--frames must be at least 1, got 0"),
     ],
 )

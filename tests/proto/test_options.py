@@ -14,8 +14,10 @@ from splitedge.proto.options import (
     parse_option,
     parse_options,
     parse_size,
+    parse_size_hw,
     parse_value,
     size_arg,
+    size_hw_arg,
     split_items,
 )
 
@@ -49,6 +51,16 @@ def test_a_size_can_have_its_own_bounds_and_flag():
     assert parse_size("32x32", "--crop", minimum=32) == (32, 32)
     with pytest.raises(FormatError, match=r"^--crop: each side must be 32-64 pixels, got '31x40'$"):
         parse_size("31x40", "--crop", minimum=32, maximum=64)
+
+
+def test_a_recipe_size_reads_the_same_text_as_height_by_width(capsys):
+    assert parse_size_hw("320x240") == (240, 320)
+    parser = argparse.ArgumentParser(prog="p")
+    parser.add_argument("--size", type=size_hw_arg(minimum=32))
+    assert parser.parse_args(["--size", "64x48"]).size == (48, 64)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--size", "16x48"])
+    assert "--size: each side must be 32-8192 pixels, got '16x48'" in capsys.readouterr().err
 
 
 def test_argparse_shows_the_detail_after_its_own_flag_name(capsys):

@@ -39,7 +39,6 @@ Keys the examples do not show:
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,14 +46,10 @@ from typing import Any
 
 from splitedge.mobile_client.policy import Candidate
 from splitedge.mobile_client.profile import Profile, ProfileError, load_profile
+from splitedge.proto.options import FormatError, load_toml
 from splitedge.proto.schema import Section
 from splitedge.simulations.trace_formats import FORMATS, guess_format, read_trace
 from splitedge.simulations.traces import BandwidthTrace, TraceError, constant, preset, square_wave
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 __all__ = [
     "POLICY_KINDS",
@@ -506,6 +501,23 @@ def scenario_from_dict(
     return scenario
 
 
+def _load_yaml(path: Path) -> Any:
+    """A YAML scenario file; errors read as :func:`~splitedge.proto.options.load_toml`'s."""
+    import yaml
+
+    name = f"scenario file {str(path)!r}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioFileError(f"{name} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioFileError(f"{name} cannot be read ({exc})") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioFileError(f"{name} is not valid YAML ({' '.join(str(exc).split())})") from exc
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a ``.toml`` or ``.yaml``/``.yml`` scenario file."""
     path = Path(path)
@@ -513,20 +525,14 @@ def load_scenario(path: str | Path) -> Scenario:
     suffix = path.suffix.lower()
     if suffix not in (".toml", ".yaml", ".yml"):
         raise ScenarioFileError(f"{source}: unknown scenario file type; use .toml, .yaml or .yml")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioFileError(f"{source}: cannot read scenario file: {exc}") from exc
-    try:
-        if suffix == ".toml":
-            data: Any = tomllib.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as exc:  # tomllib.TOMLDecodeError / yaml.YAMLError, both one-liners
-        message = " ".join(str(exc).split())
-        raise ScenarioFileError(f"{source}: does not parse: {message}") from exc
+    data: Any
+    if suffix == ".toml":
+        try:
+            data = load_toml(path, "scenario file")
+        except FormatError as exc:  # one line naming the file, as every config file's
+            raise ScenarioFileError(str(exc)) from exc
+    else:
+        data = _load_yaml(path)
     if data is None:
         data = {}
     return scenario_from_dict(data, source=source, base_dir=path.parent)

@@ -153,16 +153,20 @@ def test_bad_values_name_the_key(changes: dict[str, Any], error: type, message: 
 
 
 def test_file_errors(tmp_path: Path):
-    with pytest.raises(ScenarioFileError, match="cannot read scenario file"):
-        load_scenario(tmp_path / "missing.toml")
+    missing = tmp_path / "missing.toml"
+    with pytest.raises(ScenarioFileError) as info:
+        load_scenario(missing)
+    assert str(info.value) == f"scenario file {str(missing)!r} does not exist"
+    with pytest.raises(ScenarioFileError, match=r"missing\.yaml' does not exist$"):
+        load_scenario(tmp_path / "missing.yaml")
     (tmp_path / "s.json").write_text("{}")
     with pytest.raises(ScenarioFileError, match="unknown scenario file type"):
         load_scenario(tmp_path / "s.json")
     (tmp_path / "bad.toml").write_text("model = \n")
-    with pytest.raises(ScenarioFileError, match=r"bad\.toml: does not parse"):
+    with pytest.raises(ScenarioFileError, match=r"bad\.toml' is not valid TOML \(.+\)$"):
         load_scenario(tmp_path / "bad.toml")
     (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
-    with pytest.raises(ScenarioFileError, match=r"bad\.yaml: does not parse"):
+    with pytest.raises(ScenarioFileError, match=r"bad\.yaml' is not valid YAML \(.+\)$"):
         load_scenario(tmp_path / "bad.yaml")
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ScenarioValueError, match="top level: expected a table"):

@@ -16,13 +16,8 @@ Source = Literal["edge", "local", "dropped"]
 class FrameTiming:
     """Milliseconds per stage on the device; ``server`` is the edge's own
     :class:`~splitedge.proto.status.ServerTiming` as it answered (no copy);
-    network_ms = round trip minus the server's own time.
-
-    The server's figures also read under their older flat names (``queue_ms``,
-    ``tail_ms``, ``batch_size``, ``server_total_ms``, ``server_decode_ms``,
-    ``server_encode_ms``): read-only aliases of ``server``'s, kept for the
-    scheduler, which reads ``queue_ms`` and ``server_total_ms``. New code reads
-    ``timing.server``.
+    network_ms = round trip minus the server's own time. The server's figures are
+    read from ``timing.server`` only (:meth:`to_json` flattens them for output lines).
     """
 
     prefilter_ms: float = 0.0  # the on-device prefilter's verdict (0 when none runs)
@@ -33,30 +28,6 @@ class FrameTiming:
     server: ServerTiming = NO_SERVER_TIMING
     local_ms: float = 0.0
     total_ms: float = 0.0
-
-    @property
-    def server_decode_ms(self) -> float:
-        return self.server.decode_ms
-
-    @property
-    def queue_ms(self) -> float:
-        return self.server.queue_ms
-
-    @property
-    def tail_ms(self) -> float:
-        return self.server.tail_ms
-
-    @property
-    def server_encode_ms(self) -> float:
-        return self.server.encode_ms
-
-    @property
-    def server_total_ms(self) -> float:
-        return self.server.server_total_ms
-
-    @property
-    def batch_size(self) -> int:
-        return self.server.batch_size
 
     def to_json(self) -> dict[str, float]:
         """Flat, in milliseconds (the client's output lines keep their keys)."""

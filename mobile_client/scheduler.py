@@ -774,7 +774,9 @@ class Scheduler:
                 self._force = self._fresh = True
             self._edge_down, self._edge_failures = False, 0
             self.server.observe_frame(
-                entry.config.branch, t.queue_ms, max(0.0, t.server_total_ms - t.queue_ms)
+                entry.config.branch,
+                t.server.queue_ms,
+                max(0.0, t.server.server_total_ms - t.server.queue_ms),
             )
             before, resets = self.bandwidth.harmonic_mbps, self.bandwidth.resets
             sample = self._network(outcome.payload_bytes, t.network_ms)

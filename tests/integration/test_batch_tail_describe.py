@@ -51,7 +51,7 @@ async def test_describe_and_status_list_tail_latency_per_batch_size(edge_factory
     for burst in await asyncio.gather(*(_send(edge.address, frames, 6) for _ in range(4))):
         outcomes += burst
     assert all(o.source == "edge" for o in outcomes), Counter(o.source for o in outcomes)
-    seen_sizes = Counter(o.timing.batch_size for o in outcomes)
+    seen_sizes = Counter(o.timing.server.batch_size for o in outcomes)
     assert 1 in seen_sizes and max(seen_sizes) > 1, seen_sizes
 
     async with grpc.aio.insecure_channel(edge.address) as channel:

@@ -41,9 +41,9 @@ async def test_offload_and_split_frames_come_back_with_timing(edge_factory):
         assert isinstance(outcome.prediction, Detections)
         assert outcome.payload_bytes > 0
         t = outcome.timing
-        assert t.roundtrip_ms > 0 and t.server_total_ms > 0
-        assert t.roundtrip_ms >= t.server_total_ms
-        assert t.batch_size >= 1
+        assert t.roundtrip_ms > 0 and t.server.server_total_ms > 0
+        assert t.roundtrip_ms >= t.server.server_total_ms
+        assert t.server.batch_size >= 1
     assert [o.frame_id for o in offload + split] == list(range(6))
     # The split branch ships the head's raw float32 tensor: 64*48*3 floats, 8-bit quantized.
     assert all(o.timing.head_ms > 0 for o in split)

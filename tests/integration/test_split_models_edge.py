@@ -64,7 +64,7 @@ async def test_split_branch_through_a_real_server_matches_the_device_tail(
         split = await client.submit(frame, branch, bits=8)
         offload = await client.submit(frame, "offload-png")
     assert split.source == "edge" and offload.source == "edge", (split.reason, offload.reason)
-    assert split.payload_bytes > 0 and split.timing.tail_ms > 0
+    assert split.payload_bytes > 0 and split.timing.server.tail_ms > 0
     expected = _reference(backend, branch, frame.image, bits=8)
     local = backend.model.run_local(frame.image)
     got = split.prediction

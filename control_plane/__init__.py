@@ -25,6 +25,10 @@ Public API, by module:
   :class:`ControlSettings`: fleet and per-device SLA/policy changes, strict.
 - :mod:`~splitedge.control_plane.telemetry` -- :class:`TelemetryPublisher`,
   :class:`TelemetryAggregator`, :class:`TelemetryRecorder`, :class:`FrameRecord`.
+- :mod:`~splitedge.control_plane.signing` -- :class:`FleetKey`, :class:`Signer`,
+  :class:`Verifier`: HMAC-SHA256 envelopes for status and control under a shared
+  fleet key (freshness, replay, last-will rule); ``python -m
+  splitedge.control_plane.signing`` signs an operator's message. Pure (no aiomqtt).
 - :mod:`~splitedge.control_plane.broker` -- :class:`EmbeddedBroker` (amqtt), the
   zero-setup broker; ``python -m splitedge.control_plane.broker --listen URL``.
 

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from splitedge.control_plane.link import MqttLink, Subscription
+from splitedge.control_plane.signing import RejectLog, SignatureError, Verifier
 from splitedge.proto.control import (
     FLEET_CONTROL_TOPIC,
     KNOWN_POLICIES,
@@ -74,6 +75,7 @@ class ControlSubscriber:
         on_update: UpdateCallback,
         *,
         policies: Iterable[str] = KNOWN_POLICIES,
+        verifier: Verifier | None = None,
     ) -> None:
         self.client_id = check_id("client_id", client_id)
         self.client_topic = client_control_topic(client_id)
@@ -84,6 +86,8 @@ class ControlSubscriber:
         self._on_update = on_update
         self._policies = frozenset(policies)
         self._layers = _Layers()
+        self._verifier = verifier
+        self._refused = RejectLog(log, "control message")
 
     @property
     def settings(self) -> ControlSettings:
@@ -97,16 +101,27 @@ class ControlSubscriber:
             return "client"
         return None
 
-    def apply(self, topic: str, payload: bytes) -> ControlUpdate | None:
+    def apply(self, topic: str, payload: bytes, *, retained: bool = False) -> ControlUpdate | None:
         """Validate and apply one message; the effective change, or None.
 
         Does not call ``on_update`` (see :meth:`handle`); invalid messages are logged,
-        counted, and leave every setting as it was.
+        counted, and leave every setting as it was. With a ``verifier`` (a fleet key),
+        only a valid, fresh signed envelope counts (:mod:`~splitedge.control_plane.signing`);
+        its refusals are logged at most once per 10 s per topic.
         """
         scope = self._scope_of(topic)
         if scope is None:
             self._reject(f"control message on foreign topic {topic!r}")
             return None
+        if self._verifier is not None:
+            try:
+                payload = self._verifier.open(topic, payload, retained=retained)
+            except SignatureError as exc:
+                if not exc.duplicate:  # (a retained copy again after a reconnect)
+                    self.rejected_count += 1
+                    self.last_error = str(exc)
+                self._refused(topic, exc)
+                return None
         try:
             update = parse_control(payload, scope, policies=self._policies)
         except MessageError as exc:
@@ -128,9 +143,11 @@ class ControlSubscriber:
         log.info("%s control message applied: %s", scope, changed)
         return replace(ControlUpdate(scope=scope), **changed)
 
-    async def handle(self, topic: str, payload: bytes) -> ControlUpdate | None:
+    async def handle(
+        self, topic: str, payload: bytes, *, retained: bool = False
+    ) -> ControlUpdate | None:
         """:meth:`apply`, then call ``on_update`` with the change (errors there are logged)."""
-        update = self.apply(topic, payload)
+        update = self.apply(topic, payload, retained=retained)
         if update is None:
             return None
         try:
@@ -162,4 +179,4 @@ class ControlSubscriber:
 
     async def _consume(self, subscription: Subscription) -> None:
         async for message in subscription:
-            await self.handle(message.topic, message.payload)
+            await self.handle(message.topic, message.payload, retained=message.retain)

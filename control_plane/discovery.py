@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from splitedge.control_plane.link import MqttLink
+from splitedge.control_plane.signing import RejectLog, SignatureError, Verifier
 from splitedge.proto.control import EDGE_STATUS_FILTER, EdgeStatus, MessageError, parse_status
 from splitedge.proto.status import ServerStatus
 
@@ -131,6 +132,7 @@ class Discovery:
         on_failover: FailoverCallback | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        verifier: Verifier | None = None,
     ) -> None:
         if stale_after_s <= 0:
             raise ValueError(f"stale_after_s must be > 0, got {stale_after_s}")
@@ -143,11 +145,27 @@ class Discovery:
         self._states: dict[str, tuple[EdgeStatus, float]] = {}
         self._selected: dict[tuple[str, str | None], str | None] = {}
         self._changed = asyncio.Event()
+        self._verifier = verifier
+        self._refused = RejectLog(log, "edge status")
+        self._blocked: dict[tuple[str, str], str] = {}  # (server_id, address) -> reason
 
     # ------------------------------------------------------------------- feeding
 
     def ingest(self, topic: str, payload: bytes, *, retained: bool = False) -> EdgeStatus | None:
-        """Take one status message; invalid ones are logged and ignored (None)."""
+        """Take one status message; invalid ones are logged and ignored (None).
+
+        With a ``verifier`` (a fleet key) only a valid, fresh signed envelope counts
+        (:mod:`~splitedge.control_plane.signing`); refusals are logged at most once per
+        10 s per topic and leave the known states as they were.
+        """
+        if self._verifier is not None:
+            try:
+                payload = self._verifier.open(topic, payload, retained=retained)
+            except SignatureError as exc:
+                if not exc.duplicate:
+                    self.rejected_count += 1
+                self._refused(topic, exc)
+                return None
         try:
             status = parse_status(payload, topic)
         except MessageError as exc:
@@ -214,7 +232,10 @@ class Discovery:
         usable = [
             s
             for s in self.servers()
-            if s.online and s.server_id not in skip and s.serves(model, branch)
+            if s.online
+            and s.server_id not in skip
+            and s.serves(model, branch)
+            and not self.blocked(s)
         ]
 
         def rank(s: ServerState) -> tuple[bool, float, float, str]:
@@ -235,7 +256,12 @@ class Discovery:
         had_choice = key in self._selected
         current_id = self._selected.get(key)
         current = self.state(current_id) if current_id is not None else None
-        if current is not None and current.online and current.serves(model, branch):
+        if (
+            current is not None
+            and current.online
+            and current.serves(model, branch)
+            and not self.blocked(current)
+        ):
             return current
         chosen = self.choose(model, branch)
         chosen_id = chosen.server_id if chosen is not None else None
@@ -244,6 +270,18 @@ class Discovery:
         if had_choice and chosen_id != current_id:
             self._notify(model, current, chosen)
         return chosen
+
+    def block(self, state: ServerState, reason: str) -> None:
+        """Never choose ``state``'s server at its current address again (the server
+        reached there is not the one its status names); moves choices off it now.
+        A status naming another address lifts it."""
+        log.warning("edge %s at %s refused: %s", state.server_id, state.address, reason)
+        self._blocked[(state.server_id, state.address)] = reason
+        self._check_selections()
+
+    def blocked(self, state: ServerState) -> str | None:
+        """Why ``state`` was refused by :meth:`block`, or None."""
+        return self._blocked.get((state.server_id, state.address))
 
     def _check_selections(self) -> None:
         """Move sticky choices off servers that went away (fires on_failover)."""

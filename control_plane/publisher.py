@@ -11,6 +11,10 @@ the same topic, so a killed or partitioned server is marked offline by the broke
 after at most 1.5 keepalives. A clean :meth:`StatusPublisher.stop` publishes an
 explicit retained offline message first and then disconnects cleanly (so no will
 fires).
+
+With a ``signer`` (a fleet key) every message, the will included, goes out as a
+signed envelope (:mod:`~splitedge.control_plane.signing`), signed afresh on each
+publish so the retained copy never goes stale while the server lives.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from types import TracebackType
 from typing import Any
 
 from splitedge.control_plane.link import BrokerConfig, LastWill, MqttLink
+from splitedge.control_plane.signing import Signer
 from splitedge.proto.control import (
     EdgeStatus,
     MessageError,
@@ -57,6 +62,7 @@ class StatusPublisher:
         interval_s: float = 1.0,
         *,
         clock: Callable[[], float] = time.time,
+        signer: Signer | None = None,
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
@@ -66,9 +72,10 @@ class StatusPublisher:
         self.published_count = 0
         self._provider = status_provider
         self._clock = clock
+        self._signer = signer
         will = LastWill(
             self.topic,
-            offline_status(server_id, clock(), "connection lost").encode(),
+            self._wire(offline_status(server_id, clock(), "connection lost"), will=True),
             qos=1,
             retain=True,
         )
@@ -80,6 +87,12 @@ class StatusPublisher:
             )
         )
         self._task: asyncio.Task[None] | None = None
+
+    def _wire(self, status: EdgeStatus, *, will: bool = False) -> bytes:
+        payload = status.encode()
+        if self._signer is None:
+            return payload
+        return self._signer.sign(self.topic, payload, will=will)
 
     @property
     def link(self) -> MqttLink:
@@ -102,7 +115,7 @@ class StatusPublisher:
         except Exception:
             log.exception("edge status provider failed")
             return False
-        ok = await self._link.publish(self.topic, status.encode(), qos=1, retain=True)
+        ok = await self._link.publish(self.topic, self._wire(status), qos=1, retain=True)
         if ok:
             self.published_count += 1
         return ok
@@ -132,7 +145,7 @@ class StatusPublisher:
                 await self._task
             self._task = None
         offline = offline_status(self.server_id, self._clock(), "shutdown")
-        if not await self._link.publish(self.topic, offline.encode(), qos=1, retain=True):
+        if not await self._link.publish(self.topic, self._wire(offline), qos=1, retain=True):
             log.warning("broker away at shutdown: the last will marks %s offline", self.server_id)
         await self._link.aclose()
 

@@ -104,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--mqtt-tls-ca", type=Path, help="PEM CA of the broker: connect over TLS")
     m.add_argument(
+        "--mqtt-key-file",
+        type=Path,
+        metavar="PATH",
+        help="shared fleet key: sign the status (devices need the same key; config [mqtt] "
+        "key_file; without one the plane is unauthenticated)",
+    )
+    m.add_argument(
         "--server-id",
         help="id on splitedge/v1/edge/<id>/status and in Status (default <hostname>-<port>)",
     )
@@ -175,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             mqtt_username=args.mqtt_username,
             mqtt_password=args.mqtt_password,
             mqtt_tls_ca=args.mqtt_tls_ca,
+            mqtt_key_file=args.mqtt_key_file,
             server_id=args.server_id,
             advertise_address=args.advertise,
             depth=args.depth,

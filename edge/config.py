@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from splitedge.control_plane.signing import load_key_file
 from splitedge.models.registry import ZOO_PREFIX
 from splitedge.proto import address
 from splitedge.proto.codec import CodecLimits
@@ -104,6 +105,7 @@ class MqttConfig:
     advertise_address: str = ""  # what clients dial; "" = host:bound port (see edge.presence)
     interval_s: float = 1.0  # status refresh period
     keepalive_s: int = 30  # a hung server is marked offline after 1.5 keepalives
+    key_file: Path | None = None  # fleet key: sign status (docs/mqtt.md); None = unsigned
 
     @property
     def enabled(self) -> bool:
@@ -150,7 +152,7 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> EdgeConfig:
     ``tls_key`` (server), ``device``, ``metrics_port``, ``log_level``, ``models`` (a
     list of :class:`ModelConfig`, replacing the file's), and ``mqtt_host``,
     ``mqtt_port``, ``mqtt_tls``, ``mqtt_username``, ``mqtt_password``, ``mqtt_tls_ca``,
-    ``server_id``, ``advertise_address`` ([mqtt]). ``None`` values are ignored.
+    ``mqtt_key_file``, ``server_id``, ``advertise_address`` ([mqtt]). ``None`` values are ignored.
     """
     table: dict[str, Any] = {}
     base_dir = Path.cwd()
@@ -343,6 +345,7 @@ _MQTT_OVERRIDES = {
     "mqtt_username": "username",
     "mqtt_password": "password",
     "mqtt_tls_ca": "tls_ca",
+    "mqtt_key_file": "key_file",
     "server_id": "server_id",
     "advertise_address": "advertise_address",
 }
@@ -367,8 +370,9 @@ def _apply_overrides(config: EdgeConfig, overrides: Mapping[str, Any]) -> EdgeCo
         if key in server:
             server[key] = Path(server[key])
     mqtt = {key: given[name] for name, key in _MQTT_OVERRIDES.items() if name in given}
-    if "tls_ca" in mqtt:
-        mqtt["tls_ca"] = Path(mqtt["tls_ca"])
+    for key in ("tls_ca", "key_file"):
+        if key in mqtt:
+            mqtt[key] = Path(mqtt[key])
     depth = {key: given[name] for name, key in _DEPTH_OVERRIDES.items() if name in given}
     if "prior" in depth:
         depth["prior"] = Path(depth["prior"])
@@ -464,7 +468,16 @@ def _validate_depth(d: DepthConfig) -> None:
 def _validate_mqtt(m: MqttConfig) -> None:
     if not m.enabled:
         # Catches "--server-id x" without "--broker": settings that would silently do nothing.
-        keys = ("username", "password", "tls", "tls_ca", "tls_cert", "tls_key", "server_id")
+        keys = (
+            "username",
+            "password",
+            "tls",
+            "tls_ca",
+            "tls_cert",
+            "tls_key",
+            "server_id",
+            "key_file",
+        )
         for key in (*keys, "advertise_address"):
             if getattr(m, key):
                 raise ConfigError(f"mqtt.{key}: set, but mqtt.host is empty (MQTT is off)")
@@ -507,6 +520,11 @@ def _validate_mqtt(m: MqttConfig) -> None:
             raise ConfigError(f"mqtt.{key}: file {str(p)!r} does not exist")
         if p is not None:
             _pem(p, f"mqtt.{key}")
+    if m.key_file is not None:
+        try:
+            load_key_file(m.key_file, "mqtt.key_file")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def _pem(path: Path, key: str) -> None:

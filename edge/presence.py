@@ -13,12 +13,14 @@ when ``[mqtt] host`` is set.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 import socket
 from typing import Any
 
 from splitedge.control_plane.link import BrokerConfig
 from splitedge.control_plane.publisher import StatusPublisher
+from splitedge.control_plane.signing import Signer, load_key_file
 from splitedge.edge.config import MqttConfig
 from splitedge.edge.service import EdgeService
 
@@ -29,6 +31,8 @@ __all__ = [
     "make_publisher",
     "status_figures",
 ]
+
+log = logging.getLogger(__name__)
 
 _NOT_ID_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -129,12 +133,22 @@ def broker_config(mqtt: MqttConfig, server_id: str) -> BrokerConfig:
 def make_publisher(
     mqtt: MqttConfig, service: EdgeService, bind_host: str, port: int
 ) -> StatusPublisher:
-    """A (not yet started) status publisher for a server bound to ``bind_host:port``."""
+    """A (not yet started) status publisher for a server bound to ``bind_host:port``;
+    it signs with the fleet key of ``[mqtt] key_file`` when one is set."""
     server_id = mqtt.server_id or default_server_id(port)
     address = advertise_address(bind_host, port, mqtt.advertise_address, mqtt.host)
+    signer = None
+    if mqtt.key_file is not None:
+        signer = Signer(load_key_file(mqtt.key_file, "mqtt.key_file"))
+    else:
+        log.warning(
+            "MQTT status is unsigned (no [mqtt] key_file / --mqtt-key-file): anyone who "
+            "may publish on the broker can announce edge servers (docs/mqtt.md)"
+        )
     return StatusPublisher(
         broker_config(mqtt, server_id),
         server_id,
         lambda: status_figures(service, address),
         interval_s=mqtt.interval_s,
+        signer=signer,
     )

@@ -96,6 +96,12 @@ def _add_mqtt_flags(run: argparse.ArgumentParser) -> None:
     m.add_argument("--mqtt-username", help="broker username")
     m.add_argument("--mqtt-password", help="broker password")
     m.add_argument("--mqtt-tls-ca", help="PEM CA of the broker: connect over TLS")
+    m.add_argument(
+        "--mqtt-key-file",
+        metavar="PATH",
+        help="shared fleet key: accept only status and control messages signed with it "
+        "(docs/mqtt.md; without one the plane is unauthenticated)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -339,6 +345,7 @@ def _check_mqtt_flags(args: argparse.Namespace) -> BrokerAddress | None:
                 ("--mqtt-username", args.mqtt_username),
                 ("--mqtt-password", args.mqtt_password),
                 ("--mqtt-tls-ca", args.mqtt_tls_ca),
+                ("--mqtt-key-file", args.mqtt_key_file),
             )
             if value is not None
         ]
@@ -431,10 +438,12 @@ def _load_prefilter(spec: str) -> Callable[[np.ndarray], bool]:
 def _fleet_session(args: argparse.Namespace, address: BrokerAddress) -> FleetSession:
     # Imported here: a run without MQTT needs no aiomqtt.
     from splitedge.control_plane.link import BrokerConfig
+    from splitedge.control_plane.signing import load_key_file
     from splitedge.mobile_client.fleet import FleetSession, default_client_id
     from splitedge.proto.control import MessageError
 
     check_file(args.mqtt_tls_ca, "--mqtt-tls-ca")
+    key = load_key_file(args.mqtt_key_file) if args.mqtt_key_file is not None else None
     broker = BrokerConfig(
         host=address.host,
         port=address.port,
@@ -451,6 +460,8 @@ def _fleet_session(args: argparse.Namespace, address: BrokerAddress) -> FleetSes
             discover=bool(args.discover),
             telemetry_every=args.telemetry_every,
             sla_ms=args.deadline_ms if args.deadline_ms > 0 else None,
+            key=key,
+            tls=tls_from_flags(args.tls_ca, args.tls_cert, args.tls_key),
         )
     except MessageError as exc:
         raise ValueError(f"--client-id: {exc}") from exc

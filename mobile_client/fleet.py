@@ -11,7 +11,12 @@ MQTT plane (:mod:`splitedge.control_plane`) over a single
 - **control**: SLA changes from the fleet and client control topics set the
   client's deadline at once (policy and weights are kept in :attr:`settings`);
 - **telemetry**: :meth:`FleetSession.record` feeds every frame outcome to a
-  :class:`~splitedge.control_plane.telemetry.TelemetryPublisher`.
+  :class:`~splitedge.control_plane.telemetry.TelemetryPublisher`;
+- **trust**: with a fleet ``key`` only signed, fresh status and control messages
+  count (:mod:`splitedge.control_plane.signing`); and before the session hands a
+  discovered server to the client (first choice and every failover) it asks the
+  server's ``Status`` RPC who it is: a server whose ``server_id`` is not the one its
+  presence names is refused (logged) and the next candidate is tried.
 
 The broker is never on the frame path: while it is down frames keep flowing over
 gRPC to the last known server, and everything resumes when the link reconnects.
@@ -32,9 +37,11 @@ from types import TracebackType
 from splitedge.control_plane.control import ControlSettings, ControlSubscriber
 from splitedge.control_plane.discovery import Discovery, ServerState
 from splitedge.control_plane.link import BrokerConfig, MqttLink
+from splitedge.control_plane.signing import FleetKey, Verifier
 from splitedge.control_plane.telemetry import FrameRecord, TelemetryPublisher
 from splitedge.mobile_client.client import Client, ClientError
 from splitedge.mobile_client.outcome import FrameOutcome
+from splitedge.mobile_client.transport import EdgeTransport, EdgeUnavailable, TlsConfig
 from splitedge.proto.control import ControlUpdate, check_id
 
 __all__ = [
@@ -96,6 +103,8 @@ class FleetSession:
     telemetry still work). ``telemetry_every`` = 0 turns telemetry off. ``sla_ms``
     is the initial SLA (= the client's deadline) until a control message changes it.
     ``on_control`` hears every effective control change after it was applied.
+    ``key``: the fleet key (status and control must be signed with it); ``tls``: how
+    to reach the edge servers, for the identity check (``verify_identity``).
     """
 
     def __init__(
@@ -109,6 +118,10 @@ class FleetSession:
         sla_ms: float | None = None,
         stale_after_s: float = 5.0,
         on_control: Callable[[ControlUpdate], None] | None = None,
+        key: FleetKey | None = None,
+        tls: TlsConfig | None = None,
+        verify_identity: bool = True,
+        identity_timeout_s: float = 3.0,
     ) -> None:
         if telemetry_every < 0:
             raise ValueError(f"telemetry_every must be >= 0 frames, got {telemetry_every}")
@@ -120,12 +133,31 @@ class FleetSession:
         self.link = MqttLink(
             dataclasses.replace(broker, client_id=broker.client_id or f"splitedge-{client_id}")
         )
+        if key is None:
+            log.warning(
+                "MQTT control plane is unauthenticated (no fleet key, --mqtt-key-file): "
+                "anyone who may publish on the broker can change this device's SLA or "
+                "announce edge servers (docs/mqtt.md)"
+            )
+        self.tls = tls
+        self.verify_identity = verify_identity
+        self.identity_timeout_s = identity_timeout_s
         self.discovery = (
-            Discovery(self.link, stale_after_s=stale_after_s, on_failover=self._on_failover)
+            Discovery(
+                self.link,
+                stale_after_s=stale_after_s,
+                on_failover=self._on_failover,
+                verifier=Verifier(key) if key is not None else None,
+            )
             if discover
             else None
         )
-        self.control = ControlSubscriber(self.link, client_id, self._on_control)
+        self.control = ControlSubscriber(
+            self.link,
+            client_id,
+            self._on_control,
+            verifier=Verifier(key) if key is not None else None,
+        )
         self.telemetry = (
             TelemetryPublisher(self.link, client_id, telemetry_every, sla_ms=sla_ms)
             if telemetry_every
@@ -182,17 +214,50 @@ class FleetSession:
         deadline = loop.time() + timeout_s
         if await self.link.wait_subscribed(timeout_s):
             await asyncio.sleep(min(_RETAINED_SETTLE_S, max(0.0, deadline - loop.time())))
+        unverified: dict[str, str] = {}  # server id -> why it could not be checked yet
         while True:
             state = self.discovery.select(self.model)
             if state is not None:
-                log.info("chose edge server %s at %s", state.server_id, state.address)
-                return state
+                reason = await self._check_identity(state)
+                if reason is None:
+                    log.info("chose edge server %s at %s", state.server_id, state.address)
+                    return state
+                unverified[state.server_id] = reason
             left_s = deadline - loop.time()
             if left_s <= 0:
-                raise NoServerError(self._no_server_reason(timeout_s))
+                raise NoServerError(self._no_server_reason(timeout_s, unverified))
             await self.discovery.wait_for_change(min(left_s, 0.5))
 
-    def _no_server_reason(self, timeout_s: float) -> str:
+    async def _check_identity(self, state: ServerState) -> str | None:
+        """None when the server at ``state.address`` says it is ``state.server_id``.
+
+        A server that answers with another id is blocked in discovery (never chosen at
+        that address again); one that does not answer is left for a later try. Either
+        way the reason is returned (and logged).
+        """
+        if not self.verify_identity:
+            return None
+        try:
+            async with EdgeTransport(state.address, tls=self.tls) as edge:
+                status = await edge.status(timeout_s=self.identity_timeout_s)
+        except EdgeUnavailable as exc:
+            reason = f"cannot check its identity: {exc}"
+            log.warning("edge %s at %s not used yet: %s", state.server_id, state.address, reason)
+            return reason
+        except ClientError as exc:
+            reason = f"identity check failed: {exc}"
+        else:
+            if status.server_id == state.server_id:
+                return None
+            reason = (
+                f"identity mismatch: its presence names {state.server_id!r}, the server at "
+                f"{state.address} says it is {status.server_id!r}"
+            )
+        assert self.discovery is not None
+        self.discovery.block(state, reason)
+        return reason
+
+    def _no_server_reason(self, timeout_s: float, unverified: dict[str, str]) -> str:
         where = f"mqtt://{self.link.config.host}:{self.link.config.port}"
         if not self.link.connected:
             return f"broker {where} not reachable within {timeout_s:g} s"
@@ -201,9 +266,10 @@ class FleetSession:
             f"{s.server_id}({'online' if s.online else 'offline'})"
             for s in self.discovery.servers()
         ]
+        refused = "".join(f"; {sid}: {why}" for sid, why in unverified.items())
         return (
             f"no online edge server serves model {self.model!r} on {where} within "
-            f"{timeout_s:g} s (known: {', '.join(known) or 'none'})"
+            f"{timeout_s:g} s (known: {', '.join(known) or 'none'}){refused}"
         )
 
     def on_control(self, hook: Callable[[ControlUpdate], None] | None) -> None:
@@ -239,6 +305,10 @@ class FleetSession:
                 continue
             if client is None or new.address == client.server:
                 continue
+            if await self._check_identity(new) is not None:
+                # Blocked: discovery moves on by itself. Unreachable: look again shortly.
+                self._retry_soon()
+                continue
             log.warning("failover: %s -> %s (%s)", client.server, new.address, new.server_id)
             try:
                 await client.switch_server(new.address)
@@ -247,6 +317,14 @@ class FleetSession:
                 continue
             client.server_load = new
             self.switch_count += 1
+
+    def _retry_soon(self) -> None:
+        async def later() -> None:
+            await asyncio.sleep(1.0)
+            if self.discovery is not None:
+                self._moves.put_nowait(self.discovery.select(self.model))
+
+        self._tasks.append(asyncio.create_task(later(), name="fleet-failover-retry"))
 
     # ------------------------------------------------------------ control
 

@@ -121,6 +121,8 @@ def test_bad_host_port(text, reason):
         (["--mqtt-username", "u"], "mqtt.username: set, but mqtt.host is empty"),
         (["--mqtt", "b:1", "--advertise", "nohost"], "mqtt.advertise_address 'nohost'"),
         (["--mqtt", "b:1", "--mqtt-tls-ca", "/no/ca.pem"], "mqtt.tls_ca: file '/no/ca.pem'"),
+        (["--mqtt-key-file", "/no/fleet.key"], "mqtt.key_file: set, but mqtt.host is empty"),
+        (["--mqtt", "b:1", "--mqtt-key-file", "/no/k"], "mqtt.key_file: cannot read '/no/k'"),
     ],
 )
 def test_cli_flag_errors_exit_2_with_one_line(capsys, flags, expected):
@@ -128,6 +130,19 @@ def test_cli_flag_errors_exit_2_with_one_line(capsys, flags, expected):
     err = capsys.readouterr().err
     assert err.startswith(f"splitedge-edge: error: {expected}")
     assert err.count("\n") == 1
+
+
+def test_a_short_fleet_key_is_refused_and_a_good_one_loads(tmp_path, capsys):
+    short = tmp_path / "short.key"
+    short.write_text("abc\n")
+    assert main(["serve", "--model", "echo", "--mqtt", "b:1", "--mqtt-key-file", str(short)]) == 2
+    err = capsys.readouterr().err
+    assert "mqtt.key_file: " in err and "3 bytes, need at least 16" in err
+    assert err.count("\n") == 1
+    good = tmp_path / "fleet.key"
+    good.write_text("0123456789abcdef0123\n")
+    config = load_config(models=ECHO, mqtt_host="b", mqtt_key_file=str(good))
+    assert config.mqtt.key_file == good
 
 
 @pytest.mark.parametrize(

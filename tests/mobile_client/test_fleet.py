@@ -70,6 +70,9 @@ BASE = ["run", "--model", "echo", "--branch", "offload-jpeg90", "--backend", "no
         (["--discover", "mqtt://b", "--client-id", "a/b"], "--client-id: client_id 'a/b' is not"),
         (["--discover", "mqtt://b", "--mqtt-tls-ca", "/no/ca.pem"], "--mqtt-tls-ca: '/no/ca"),
         (["--discover", "mqtt://b", "--mqtt-tls-ca", "/"], "--mqtt-tls-ca: '/' is a directory"),
+        (["--server", "h:1", "--mqtt-key-file", "k"], "--mqtt-key-file needs --discover"),
+        (["--discover", "mqtt://b", "--mqtt-key-file", "/no/k"], "--mqtt-key-file: cannot read"),
+        (["--discover", "mqtt://b", "--mqtt-key-file", "/"], "--mqtt-key-file: '/' is a direc"),
     ],
 )
 def test_cli_mqtt_flag_errors_exit_2_with_one_line(capsys, flags, expected):

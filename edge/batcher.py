@@ -5,9 +5,14 @@ Frames are grouped per (model, branch): the first frame of a batch waits at most
 runs as soon as one of ``tail_workers`` threads is free. One admission count bounds
 the frames waiting across all branches (``queue_capacity``): a frame over it is
 refused at once with RESOURCE_EXHAUSTED, so overload never blocks the event loop.
-A frame whose deadline has passed when its batch is formed is failed with
-DEADLINE_EXCEEDED and never computed. A raising tail fails only its own batch
-(INTERNAL). Tails run in a thread pool, so torch work never blocks asyncio.
+A caller that has costly work to do before its frame can be queued (decoding) takes
+its place first (:meth:`Batcher.reserve`), so a flood is refused before that work,
+not after. A frame whose deadline has passed when its batch is formed is failed with
+DEADLINE_EXCEEDED and never computed. A raising tail costs only the frames that make
+it raise: a failed batch of several frames is run again one frame at a time, so each
+frame gets its own answer (a :class:`RequestError` the tail raises is passed on as
+it is; anything else is INTERNAL). Tails run in a thread pool, so torch work never
+blocks asyncio.
 
 Fast path: with no batching window (``max_queue_delay_ms`` 0 or ``max_batch_size``
 1), a frame that finds no frame waiting (in any branch) and a worker free starts
@@ -113,6 +118,7 @@ class Batcher:
         self._executor: ThreadPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
         self._waiting = 0  # admitted, not yet taken into a batch
+        self._reserved = 0  # admitted by reserve(), not yet submitted (decoding)
         self._in_flight = 0  # admitted, not yet answered
         self._idle: asyncio.Event | None = None
         self._closing = False
@@ -183,24 +189,54 @@ class Batcher:
 
     # ------------------------------------------------------------ requests
 
+    def _check_admission(self) -> None:
+        if not self._started:
+            raise RuntimeError("Batcher.submit() before start() (use `async with`)")
+        if self._closing:
+            raise Unavailable("server is shutting down; send this frame elsewhere")
+        if self._waiting + self._reserved >= self.queue_capacity:
+            raise ResourceExhausted(
+                f"admission queue full ({self.queue_capacity} frames waiting for a tail); "
+                "retry later or lower the frame rate"
+            )
+
+    def reserve(self) -> None:
+        """Admit a frame before its costly preparation (decoding): it holds a place in
+        the admission queue until ``submit(..., reserved=True)`` or :meth:`unreserve`.
+
+        Raises RESOURCE_EXHAUSTED when the queue is full and UNAVAILABLE once closing.
+        """
+        self._check_admission()
+        self._reserved += 1
+
+    def unreserve(self) -> None:
+        """Give back a place taken by :meth:`reserve` whose frame will not be submitted."""
+        if self._reserved <= 0:
+            raise RuntimeError("Batcher.unreserve() without a reserve()")
+        self._reserved -= 1
+
     async def submit(
-        self, model: str, branch: str, item: TailInput, *, deadline_ms: float = 0.0
+        self,
+        model: str,
+        branch: str,
+        item: TailInput,
+        *,
+        deadline_ms: float = 0.0,
+        reserved: bool = False,
     ) -> BatchResult:
         """Queue one frame and wait for its prediction.
 
         ``deadline_ms`` > 0: the frame is dropped (DEADLINE_EXCEEDED) if its batch
         forms later than that many ms from now. Raises RESOURCE_EXHAUSTED when the
-        admission queue is full and UNAVAILABLE once closing.
+        admission queue is full and UNAVAILABLE once closing. ``reserved``: the frame
+        already holds its place (:meth:`reserve`); this call takes it over.
         """
-        if not self._started:
-            raise RuntimeError("Batcher.submit() before start() (use `async with`)")
-        if self._closing:
-            raise Unavailable("server is shutting down; send this frame elsewhere")
-        if self._waiting >= self.queue_capacity:
-            raise ResourceExhausted(
-                f"admission queue full ({self.queue_capacity} frames waiting for a tail); "
-                "retry later or lower the frame rate"
-            )
+        if reserved:
+            self.unreserve()
+            if self._closing:
+                raise Unavailable("server is shutting down; send this frame elsewhere")
+        else:
+            self._check_admission()
         now_result = self.run_now(model, branch, item)
         if now_result is not None:
             return now_result
@@ -274,7 +310,10 @@ class Batcher:
             predictions, cost_ms = self._timed_tail(model, branch, [item])
             self._account(key, predictions, 1, cost_ms)
         except Exception as exc:
-            raise self._tail_failed(key, 1, exc) from exc
+            error = self._tail_failed(key, 1, exc)
+            if error is exc:
+                raise
+            raise error from exc
         end_s = time.monotonic()
         self._observe(key, 1, start_s, end_s)
         return BatchResult(predictions[0], 0.0, (end_s - start_s) * 1000.0, 1)
@@ -355,9 +394,14 @@ class Batcher:
         if len(predictions) != size:
             raise RuntimeError(f"returned {len(predictions)} predictions for {size} inputs")
 
-    def _tail_failed(self, key: tuple[str, str], size: int, exc: Exception) -> InternalError:
+    def _tail_failed(self, key: tuple[str, str], size: int, exc: Exception) -> RequestError:
+        """The error a failed tail run answers: a RequestError the tail raised (a frame it
+        refused: no trace logged), else INTERNAL with the trace logged."""
         self._inline.forget(key)  # its cost is unknown again: the pool
-        log.exception("tail %s/%s failed on a batch of %d", key[0], key[1], size)
+        if isinstance(exc, RequestError):
+            log.debug("tail %s/%s refused a batch of %d: %s", key[0], key[1], size, exc)
+            return exc
+        log.error("tail %s/%s failed on a batch of %d", key[0], key[1], size, exc_info=exc)
         return InternalError(f"tail of {key[0]}/{key[1]} failed: {exc!r}")
 
     def _observe(self, key: tuple[str, str], size: int, start_s: float, end_s: float) -> None:
@@ -375,19 +419,29 @@ class Batcher:
         try:
             start_s = time.monotonic()
             try:
-                predictions, cost_ms = await loop.run_in_executor(
-                    self._executor, self._timed_tail, model, branch, items
-                )
-                self._account(key, predictions, len(items), cost_ms)
+                try:
+                    predictions, cost_ms = await loop.run_in_executor(
+                        self._executor, self._timed_tail, model, branch, items
+                    )
+                    self._account(key, predictions, len(items), cost_ms)
+                except Exception as exc:
+                    if len(batch) == 1:
+                        _fail(batch[0], self._tail_failed(key, 1, exc))
+                    else:
+                        log.debug(
+                            "tail %s/%s failed on a batch of %d (%r); running its frames "
+                            "one by one",
+                            model,
+                            branch,
+                            len(batch),
+                            exc,
+                        )
+                        await self._run_one_by_one(key, batch)
+                    return
             except asyncio.CancelledError:
                 for p in batch:
                     _fail(p, Unavailable("server stopped while this frame's tail was running"))
                 raise
-            except Exception as exc:
-                error = self._tail_failed(key, len(batch), exc)
-                for p in batch:
-                    _fail(p, error)
-                return
             end_s = time.monotonic()
             tail_ms = (end_s - start_s) * 1000.0
             for p, prediction in zip(batch, predictions, strict=True):
@@ -397,6 +451,31 @@ class Batcher:
             self._observe(key, len(batch), start_s, end_s)
         finally:
             self._slots.release()
+
+    async def _run_one_by_one(self, key: tuple[str, str], batch: list[_Pending]) -> None:
+        """A failed batch again, a frame at a time: each frame gets its own answer, so one
+        bad frame cannot fail the frames batched with it (the caller holds the slot)."""
+        assert self._executor is not None
+        loop = asyncio.get_running_loop()
+        for p in batch:
+            if p.future.done():  # its caller went away
+                continue
+            start_s = time.monotonic()
+            try:
+                predictions, cost_ms = await loop.run_in_executor(
+                    self._executor, self._timed_tail, key[0], key[1], [p.item]
+                )
+                self._account(key, predictions, 1, cost_ms)
+            except Exception as exc:
+                _fail(p, self._tail_failed(key, 1, exc))
+                continue
+            end_s = time.monotonic()
+            if not p.future.done():
+                queue_ms = (start_s - p.enqueued_s) * 1000.0
+                p.future.set_result(
+                    BatchResult(predictions[0], queue_ms, (end_s - start_s) * 1000.0, 1)
+                )
+            self._observe(key, 1, start_s, end_s)
 
 
 def _fail(p: _Pending, error: RequestError) -> None:

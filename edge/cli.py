@@ -68,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="NAME[:key=value,...]",
         help="serve this registry model with these builder options, e.g. "
-        "echo:tail_delay_ms=20 (serve_as=NAME sets the name clients use); repeatable; "
-        "replaces the config's [[models]]",
+        "echo:tail_delay_ms=20 (serve_as=NAME sets the name clients use; "
+        "max_input_side=PX and max_input_pixels=N bound the frame sizes it accepts, "
+        "default 4096 and 8388608); repeatable; replaces the config's [[models]]",
     )
     s.add_argument(
         "--metrics-port",

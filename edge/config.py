@@ -82,11 +82,20 @@ class LimitsConfig:
         return CodecLimits(**dataclasses.asdict(self))
 
 
+# A served model's input-size bounds (each [[models]] entry may set its own): a frame whose
+# original or preprocessed size is over them is refused before any decoding or tail work.
+DEFAULT_MAX_INPUT_SIDE = 4096  # height or width, pixels
+DEFAULT_MAX_INPUT_PIXELS = 4096 * 2048  # height * width (8 Mpx: 3840x2160 fits)
+_MODEL_LIMIT_KEYS = ("max_input_side", "max_input_pixels")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str  # the registry name (splitedge-edge list-models)
     options: Mapping[str, Any] = field(default_factory=dict)  # passed to create_model
     serve_as: str | None = None  # the name clients use; default: the model's own name
+    max_input_side: int = DEFAULT_MAX_INPUT_SIDE  # orig/input height or width, pixels
+    max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS  # orig/input height * width
 
 
 @dataclass(frozen=True)
@@ -209,9 +218,17 @@ def parse_model_spec(text: str) -> ModelConfig:
                 f"--model {text!r}: option {key.strip()!r} is not valid JSON ({exc.msg})"
             ) from None
     serve_as = options.pop("serve_as", None)
+    bounds = {key: options.pop(key) for key in _MODEL_LIMIT_KEYS if key in options}
+    for key, value in bounds.items():
+        _check_bound(value, f"--model {text!r}: option {key!r}")
     return ModelConfig(
-        name=name, options=options, serve_as=None if serve_as is None else str(serve_as)
+        name=name, options=options, serve_as=None if serve_as is None else str(serve_as), **bounds
     )
+
+
+def _check_bound(value: Any, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where}: expected an integer >= 1, got {_show(value)}")
 
 
 def parse_host_port(text: str, what: str, default_port: int | None = None) -> tuple[str, int]:
@@ -230,10 +247,11 @@ def _models(raw: Any, base_dir: Path) -> tuple[ModelConfig, ...]:
         key = f"models[{i}]"
         if not isinstance(entry, dict):
             raise ConfigError(f"{key}: expected a table, got {_show(entry)}")
-        unknown = sorted(set(entry) - {"name", "options", "serve_as"})
+        known = ("name", "options", "serve_as", *_MODEL_LIMIT_KEYS)
+        unknown = sorted(set(entry) - set(known))
         if unknown:
             raise ConfigError(
-                f"{key}.{unknown[0]}: unknown key; known keys: name, options, serve_as"
+                f"{key}.{unknown[0]}: unknown key; known keys: {', '.join(sorted(known))}"
             )
         if "name" not in entry:
             raise ConfigError(f"{key}.name: missing")
@@ -247,7 +265,12 @@ def _models(raw: Any, base_dir: Path) -> tuple[ModelConfig, ...]:
         serve_as = entry.get("serve_as")
         if serve_as is not None and (not isinstance(serve_as, str) or not serve_as):
             raise ConfigError(f"{key}.serve_as: expected a non-empty string, got {_show(serve_as)}")
-        models.append(ModelConfig(name=entry["name"], options=dict(options), serve_as=serve_as))
+        bounds = {k: entry[k] for k in _MODEL_LIMIT_KEYS if k in entry}
+        for name, value in bounds.items():
+            _check_bound(value, f"{key}.{name}")
+        models.append(
+            ModelConfig(name=entry["name"], options=dict(options), serve_as=serve_as, **bounds)
+        )
     return tuple(models)
 
 
@@ -313,6 +336,8 @@ def dump_config(config: EdgeConfig) -> str:
         lines += ["", "[[models]]", f"name = {_toml_value(model.name, f'{where}.name')}"]
         if model.serve_as is not None:
             lines.append(f"serve_as = {_toml_value(model.serve_as, f'{where}.serve_as')}")
+        for key in _MODEL_LIMIT_KEYS:
+            lines.append(f"{key} = {_toml_value(getattr(model, key), f'{where}.{key}')}")
         lines.append(f"options = {_toml_value(dict(model.options), f'{where}.options')}")
     return "\n".join(lines) + "\n"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from splitedge.proto.status import StatusCode
 
 __all__ = [
+    "MAX_MESSAGE_CHARS",
     "DeadlineExceeded",
     "InternalError",
     "InvalidArgument",
@@ -19,13 +20,30 @@ __all__ = [
     "RequestError",
     "ResourceExhausted",
     "Unavailable",
+    "shorten",
 ]
+
+# Status details travel as gRPC trailing metadata (16 KiB in all by default) and in logs:
+# a message built from a hostile request (a 6,000-dimension shape) must stay short.
+MAX_MESSAGE_CHARS = 1024
+
+
+def shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` on one line and at most ``limit`` characters (the cut is said)."""
+    text = " ".join(str(text).splitlines())
+    if len(text) <= limit:
+        return text
+    cut = f"... ({len(text) - limit} more characters)"
+    return text[: max(0, limit - len(cut))] + cut
 
 
 class RequestError(Exception):
     """Base: one request failed; the server goes on. ``code`` is its status."""
 
     code: StatusCode = StatusCode.UNKNOWN
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(shorten(message))
 
     @property
     def message(self) -> str:

@@ -6,6 +6,11 @@ examples' shape (``start()`` -> ``wait_for_termination()`` -> ``stop(grace)``) a
 standard health checking (SERVING, NOT_SERVING once stopping), reflection, optional
 TLS and the Prometheus exporter. :func:`serve` runs one until SIGTERM/SIGINT, then
 drains in-flight frames within ``grace_s``.
+
+Requests are parsed by a deserializer that never raises: bytes that are not the
+method's message become an :class:`_Undecodable`, answered INVALID_ARGUMENT (a frame
+of its own inside a Stream, which goes on) and logged at most once per
+``_BAD_REQUEST_LOG_INTERVAL_S`` (grpc would log a traceback and answer UNKNOWN).
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
@@ -26,7 +32,8 @@ from grpc_reflection.v1alpha import reflection
 from splitedge.control_plane.address import BrokerAddress
 from splitedge.edge.config import EdgeConfig
 from splitedge.edge.depth_service import DepthService, serve_depth_request
-from splitedge.edge.errors import RequestError
+from splitedge.edge.errors import InvalidArgument, RequestError, shorten
+from splitedge.edge.log_limit import LogLimiter
 from splitedge.edge.metrics import Metrics
 from splitedge.edge.registry import FrameRequest, ModelRegistry, codec_error, resolve_device
 from splitedge.edge.service import EdgeService, Outcome
@@ -45,6 +52,66 @@ __all__ = ["EdgeInferenceServicer", "EdgeServer", "serve"]
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EdgeInference"].full_name
+
+# A client can send garbage as fast as it likes: one log line per this many seconds.
+_BAD_REQUEST_LOG_INTERVAL_S = 10.0
+
+
+# ---------------------------------------------------------------- requests that do not parse
+
+
+class _Undecodable:
+    """What the deserializer hands on for bytes that are not the method's message."""
+
+    __slots__ = ("message", "size_bytes", "why")
+
+    def __init__(self, message: str, size_bytes: int, why: str) -> None:
+        self.message, self.size_bytes, self.why = message, size_bytes, why
+
+    @property
+    def error(self) -> InvalidArgument:
+        return InvalidArgument(
+            f"request of {self.size_bytes} bytes is not a valid {self.message} message ({self.why})"
+        )
+
+
+def _lenient(message_class: Any) -> Callable[[bytes], Any]:
+    """``message_class.FromString`` that returns an :class:`_Undecodable` instead of raising."""
+    name = message_class.DESCRIPTOR.full_name
+
+    def parse(data: bytes) -> Any:
+        try:
+            return message_class.FromString(data)
+        except (DecodeError, ValueError, RuntimeError) as exc:
+            return _Undecodable(name, len(data), shorten(str(exc) or type(exc).__name__, 200))
+
+    return parse
+
+
+def _add_servicer(servicer: EdgeInferenceServicer, server: grpc.aio.Server) -> None:
+    """``pb_grpc.add_EdgeInferenceServicer_to_server`` with lenient deserializers: an
+    unparsable unary request is refused INVALID_ARGUMENT (with one rate-limited log line)
+    before the method runs; a Stream gets each unparsable message as an
+    :class:`_Undecodable` and answers it as a frame."""
+    makers = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }
+    handlers = {}
+    for method in pb.DESCRIPTOR.services_by_name["EdgeInference"].methods:
+        behaviour = getattr(servicer, method.name)
+        if not method.client_streaming:
+            behaviour = servicer.refusing_undecodable(behaviour)
+        make = makers[method.client_streaming, method.server_streaming]
+        handlers[method.name] = make(
+            behaviour,
+            request_deserializer=_lenient(getattr(pb, method.input_type.name)),
+            response_serializer=getattr(pb, method.output_type.name).SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
 # ---------------------------------------------------------------- translation
@@ -74,10 +141,10 @@ def _internal_error(frame: FrameRequest | pb.FrameRequest, exc: Exception) -> pb
     log.error("frame %d failed", frame.frame_id, exc_info=exc)
     return pb.FrameResult(
         frame_id=frame.frame_id,
-        model=frame.model,
-        branch=frame.branch,
+        model=shorten(frame.model, 256),
+        branch=shorten(frame.branch, 256),
         status_code=StatusCode.INTERNAL,
-        status_message=f"internal error: {exc!r}",
+        status_message=shorten(f"internal error: {exc!r}"),
     )
 
 
@@ -165,6 +232,28 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
         self._service = service
         self._stopping = stopping
         self._depth = depth
+        self._bad_requests = LogLimiter(log, _BAD_REQUEST_LOG_INTERVAL_S)
+
+    def _undecodable(self, method: str, request: _Undecodable) -> InvalidArgument:
+        """The refusal of an unparsable request, logged (rate-limited, per method)."""
+        error = request.error
+        self._bad_requests.warning(f"undecodable:{method}", "%s: %s", method, error)
+        return error
+
+    def refusing_undecodable(
+        self, behaviour: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+    ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+        """A unary method that refuses an unparsable request INVALID_ARGUMENT first."""
+        method = behaviour.__name__
+
+        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, _Undecodable):
+                error = self._undecodable(method, request)
+                await context.abort(error.code.grpc, error.message)
+            return await behaviour(request, context)
+
+        guarded.__name__ = method
+        return guarded
 
     def _frame(self, request: pb.FrameRequest) -> FrameRequest | Outcome:
         """The domain frame, or the refusal (counted) of a request the wire cannot mean."""
@@ -225,6 +314,17 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
         async def read() -> None:
             nonlocal answering
             async for request in request_iterator:
+                if isinstance(request, _Undecodable):  # its own answer; the stream goes on
+                    error = self._undecodable("Stream", request)
+                    result = pb.FrameResult(status_code=error.code, status_message=error.message)
+                    answering = True
+                    try:
+                        await send(result)
+                    finally:
+                        answering = False
+                    if stop_reading:
+                        return
+                    continue
                 # A frame the service can answer without leaving the loop is answered
                 # here: a task per frame would cost more than such a frame's work.
                 try:
@@ -370,9 +470,7 @@ class EdgeServer:
                     ("grpc.max_send_message_length", cfg.max_message_bytes),
                 ]
             )
-            pb_grpc.add_EdgeInferenceServicer_to_server(
-                EdgeInferenceServicer(self.service, self._stopping, self.depth), server
-            )
+            _add_servicer(EdgeInferenceServicer(self.service, self._stopping, self.depth), server)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
             reflection.enable_server_reflection(
                 (

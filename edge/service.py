@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 import sys
@@ -24,10 +25,17 @@ import numpy as np
 
 from splitedge.edge.batcher import Batcher, BatchResult
 from splitedge.edge.config import BatchingConfig
-from splitedge.edge.errors import DeadlineExceeded, InternalError, RequestError, Unavailable
+from splitedge.edge.errors import (
+    DeadlineExceeded,
+    InternalError,
+    InvalidArgument,
+    RequestError,
+    Unavailable,
+)
 from splitedge.edge.metrics import Metrics
-from splitedge.edge.registry import FrameRequest, ModelRegistry
+from splitedge.edge.registry import FrameRequest, ModelRegistry, declared_decoded_bytes
 from splitedge.edge.stats import BranchSnapshot, ServerStats
+from splitedge.models.split_errors import InputError
 from splitedge.models.types import (
     BranchSpec,
     Detections,
@@ -58,7 +66,8 @@ log = logging.getLogger(__name__)
 Output = Detections | EncodedImage | EncodedTensor
 """Detections as they are; masks as PNG images; raw tensors (e.g. depth) encoded."""
 
-# Below this many payload bytes, decoding inline costs less than a thread hop.
+# Below this many decoded bytes (declared: what the payload inflates to, not what
+# crossed the wire), decoding inline costs less than a thread hop.
 _INLINE_DECODE_BYTES = 64 * 1024
 
 
@@ -74,10 +83,16 @@ class Outcome:
     timing: ServerTiming = NO_SERVER_TIMING
 
 
-def _payload_bytes(frame: FrameRequest) -> int:
-    return sum(len(t.data) for t in frame.tensors) + (
-        len(frame.image.data) if frame.image is not None else 0
-    )
+def _decoded_bytes(frame: FrameRequest) -> float:
+    """What decoding ``frame`` produces, from its declared shapes and sizes (a 145-byte
+    zstd frame may declare 64 MiB); infinite for a declaration the codec would refuse."""
+    total: float = 0
+    for t in frame.tensors:
+        size = declared_decoded_bytes(t)
+        total += math.inf if size is None else size
+    if frame.image is not None:
+        total += max(frame.image.width, 0) * max(frame.image.height, 0) * 3
+    return total
 
 
 def _remaining_ms(frame: FrameRequest, arrival: float) -> float:
@@ -173,13 +188,14 @@ class EdgeService:
         event loop, with no thread or task hand-off.
 
         Only for a branch whose last output was detections (they need no encoding)
-        and whose tail the batcher runs inline right now, with a payload small enough
-        to decode inline: then nothing in the pipeline can block the loop for long.
+        and whose tail the batcher runs inline right now, with a payload that declares
+        a decoded size small enough to decode inline: then nothing in the pipeline can
+        block the loop for long.
         """
         return (
             self._accepting
             and (frame.model, frame.branch) in self._plain_outputs
-            and _payload_bytes(frame) < _INLINE_DECODE_BYTES
+            and _decoded_bytes(frame) < _INLINE_DECODE_BYTES
             and self.batcher.can_run_now(frame.model, frame.branch)
         )
 
@@ -203,10 +219,11 @@ class EdgeService:
         """The one pipeline for an edge frame: admit, decode, tail, encode, record.
 
         ``inline``: every stage runs on the caller's stack (:meth:`inline` checked it is
-        cheap), so the coroutine finishes without suspending. Otherwise each stage that
-        may be costly leaves the loop: a large payload's decode and a non-detection
-        output's encoding go to a thread, the tail to the batcher (which still runs it
-        inline when measured cheap).
+        cheap), so the coroutine finishes without suspending. Otherwise the frame takes
+        its place in the batcher's admission queue before it is decoded (a flood is
+        refused before the work, not after), and each stage that may be costly leaves
+        the loop: a large declared decode and a non-detection output's encoding go to a
+        thread, the tail to the batcher (which still runs it inline when measured cheap).
         """
         arrival = time.perf_counter()
         output: Output | None = None
@@ -215,16 +232,23 @@ class EdgeService:
         result: BatchResult | None = None
         try:
             spec = self._admit(frame)
-            t0 = time.perf_counter()
-            if inline or _payload_bytes(frame) < _INLINE_DECODE_BYTES:
-                item = self.registry.decode(frame, spec)
-            else:
-                item = await asyncio.to_thread(self.registry.decode, frame, spec)
-            decode_ms = (time.perf_counter() - t0) * 1000.0
-            deadline_ms = _remaining_ms(frame, arrival)
+            if not inline:
+                self.batcher.reserve()
+            try:
+                t0 = time.perf_counter()
+                if inline or _decoded_bytes(frame) < _INLINE_DECODE_BYTES:
+                    item = self.registry.decode(frame, spec)
+                else:
+                    item = await asyncio.to_thread(self.registry.decode, frame, spec)
+                decode_ms = (time.perf_counter() - t0) * 1000.0
+                deadline_ms = _remaining_ms(frame, arrival)
+            except BaseException:
+                if not inline:
+                    self.batcher.unreserve()
+                raise
             # Inline: can_run_now held and nothing ran since, so this returns unsuspended.
             result = await self.batcher.submit(
-                frame.model, frame.branch, item, deadline_ms=deadline_ms
+                frame.model, frame.branch, item, deadline_ms=deadline_ms, reserved=not inline
             )
             t0 = time.perf_counter()
             if inline or isinstance(result.prediction, Detections):
@@ -279,7 +303,12 @@ class EdgeService:
         self.metrics.observe_request(model, branch, code)
 
     def _tail(self, model: str, branch: str, inputs: list[TailInput]) -> Sequence[Prediction]:
-        return self.registry.model(model).run_tail(branch, inputs)
+        try:
+            return self.registry.model(model).run_tail(branch, inputs)
+        except InputError as exc:
+            # The model refused an input the edge's checks let through: the frame's fault,
+            # not a bug (the batcher reruns a failed batch frame by frame to find it).
+            raise InvalidArgument(str(exc)) from exc
 
     def _observe_batch(
         self, model: str, branch: str, batch_size: int, start_s: float, end_s: float

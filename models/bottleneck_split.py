@@ -192,6 +192,13 @@ class BottleneckSplitModel:
         """The code's height and width for a preprocessed input (the detector pads to 32)."""
         return tuple(-(-int(s) // 32) * 32 // self.config.stride for s in input_size)
 
+    def tensor_shapes(self, branch: str, input_size: Sequence[int]) -> dict[str, tuple[int, ...]]:
+        """The exact shape of each tensor a split branch's head sends for a preprocessed
+        input of ``input_size`` (height, width): what the server can check before decoding."""
+        spec = self._split_spec(branch)
+        channels = spec.tensors[0].shape[1]
+        return {CODE_TENSOR: (1, channels, *self._code_hw(input_size))}
+
     # -- width switching ----------------------------------------------------------------
 
     def set_width(self, width: float) -> None:

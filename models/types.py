@@ -77,7 +77,13 @@ Prediction = Detections | SegmentationMask
 
 
 class SplitModel(Protocol):
-    """A model that knows its branches: head on the device, tail on the server."""
+    """A model that knows its branches: head on the device, tail on the server.
+
+    Optional: ``tensor_shapes(branch, input_size) -> {name: shape}``, the exact shapes a
+    split branch's tensors have for a preprocessed input of ``input_size``; a model
+    that has it lets the edge refuse an inconsistent frame before decoding or batching
+    it (else a spec's -1 dimensions accept any size and the tail finds out).
+    """
 
     name: str
     task: Task

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from splitedge.edge.batcher import Batcher
-from splitedge.edge.errors import DeadlineExceeded, InternalError, ResourceExhausted, Unavailable
+from splitedge.edge.errors import (
+    DeadlineExceeded,
+    InternalError,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
 from splitedge.models.types import Detections, TailInput
 
 
@@ -111,18 +117,35 @@ async def test_expired_deadline_never_reaches_the_tail():
     assert tail.batches == [[0], [2]]
 
 
-async def test_raising_tail_fails_only_its_batch():
+async def test_raising_tail_fails_only_the_frame_that_makes_it_raise():
+    # A batch [13, 14] fails because of 13; 14 must not pay for it (issue 13 item 2).
     tail = RecordingTail(fail_tag=13)
     async with Batcher(tail, max_batch_size=2, max_queue_delay_ms=20) as batcher:
-        bad = [asyncio.create_task(batcher.submit("m", "bad", _item(t))) for t in (13, 14)]
+        bad, fine = (asyncio.create_task(batcher.submit("m", "bad", _item(t))) for t in (13, 14))
         good = asyncio.create_task(batcher.submit("m", "good", _item(1)))
-        for task in bad:
-            with pytest.raises(InternalError, match="poisoned input 13"):
-                await task
+        with pytest.raises(InternalError, match="poisoned input 13"):
+            await bad
+        alone = await fine
+        assert alone.prediction.scores[0] == 14 and alone.batch_size == 1
         assert (await good).prediction.scores[0] == 1
         # The failed branch keeps serving.
         after = await batcher.submit("m", "bad", _item(15))
     assert after.prediction.scores[0] == 15
+    assert [13, 14] in tail.batches and [14] in tail.batches
+
+
+async def test_a_request_error_the_tail_raises_is_passed_on_without_a_trace(caplog):
+    def tail(model, branch, inputs):
+        if any(i.orig_size[0] == 13 for i in inputs):
+            raise InvalidArgument("input 13 does not fit")
+        return [_det(i.orig_size[0]) for i in inputs]
+
+    async with Batcher(tail, max_batch_size=2, max_queue_delay_ms=20) as batcher:
+        bad, fine = (asyncio.create_task(batcher.submit("m", "b", _item(t))) for t in (13, 14))
+        with pytest.raises(InvalidArgument, match="input 13 does not fit"):
+            await bad
+        assert (await fine).prediction.scores[0] == 14
+    assert "Traceback" not in caplog.text and "ERROR" not in caplog.text
 
 
 async def test_close_drains_admitted_frames_then_refuses():
@@ -244,3 +267,19 @@ async def test_frames_queue_behind_a_busy_worker_instead_of_the_fast_path():
 def test_negative_inline_threshold_is_refused():
     with pytest.raises(ValueError, match="tail_inline_below_ms"):
         Batcher(ThreadTail(), tail_inline_below_ms=-1)
+
+
+async def test_a_reserved_place_counts_against_the_queue_until_submitted():
+    async with Batcher(RecordingTail(), max_queue_delay_ms=0, queue_capacity=1) as batcher:
+        batcher.reserve()  # a frame being decoded
+        with pytest.raises(ResourceExhausted, match="admission queue full"):
+            batcher.reserve()
+        with pytest.raises(ResourceExhausted, match="admission queue full"):
+            await batcher.submit("m", "b", _item(1))
+        result = await batcher.submit("m", "b", _item(2), reserved=True)
+        assert result.prediction.scores[0] == 2
+        batcher.reserve()
+        batcher.unreserve()  # its decode failed: the place is free again
+        assert (await batcher.submit("m", "b", _item(3))).prediction.scores[0] == 3
+        with pytest.raises(RuntimeError, match="without a reserve"):
+            batcher.unreserve()

@@ -186,6 +186,21 @@ def test_model_spec_values_are_typed_as_every_key_value_option():
         parse_model_spec("echo:q=[90")
 
 
+def test_model_input_limits_from_the_file_and_the_model_spec(tmp_path):
+    path = _write(
+        tmp_path, '[[models]]\nname = "echo"\nmax_input_side = 640\nmax_input_pixels = 300000\n'
+    )
+    (model,) = load_config(path).models
+    assert (model.max_input_side, model.max_input_pixels) == (640, 300000)
+    spec = parse_model_spec("echo:max_input_side=320,tail_delay_ms=1")
+    assert spec == ModelConfig("echo", {"tail_delay_ms": 1}, max_input_side=320)
+    assert ModelConfig("echo").max_input_side == 4096  # the documented default
+    with pytest.raises(ConfigError, match=r"^models\[0\]\.max_input_side: expected an integer"):
+        load_config(_write(tmp_path, '[[models]]\nname = "echo"\nmax_input_side = 0\n'))
+    with pytest.raises(ConfigError, match="option 'max_input_pixels': expected an integer >= 1"):
+        parse_model_spec("echo:max_input_pixels=big")
+
+
 def test_model_spec_without_equals():
     with pytest.raises(ConfigError, match="option 'fast' is not key=value"):
         parse_model_spec("echo:fast")
@@ -258,7 +273,7 @@ def _configs(tmp_path: Path) -> list[EdgeConfig]:
             log_level="DEBUG",
             models=(
                 ModelConfig("echo", {"tail_delay_ms": 2.5, "q": [90, 50], "o": {"a b": True}}),
-                ModelConfig("zoo:teacher-frcnn-small", {}, serve_as="teacher"),
+                ModelConfig("zoo:teacher-frcnn-small", {}, serve_as="teacher", max_input_side=1024),
             ),
         ),
     ]

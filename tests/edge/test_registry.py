@@ -216,3 +216,70 @@ def test_from_config_passes_options_and_resolves_the_device():
     assert registry.names == ["echo"]
     assert registry.model("echo").tail_delay_ms == 1.0
     assert registry.device == resolve_device("auto") and registry.device != "auto"
+
+
+# ---------------------------------------------------------------- issue 13: bounds before decoding
+
+
+def test_float16_is_bounded_by_its_float32_size_before_decoding(registry):
+    # 1500 values: 3000 bytes as float16 (within 4096), 6000 as the float32 the tail gets.
+    frame = _split("split@3", _z((1, 6, 10, 25), float16=True))
+    message = _message(ResourceExhausted, registry, frame)
+    assert message == (
+        "tensor 'z' of shape [1, 6, 10, 25] decodes to 6000 bytes as float32, "
+        "over the 4096-byte limit"
+    )
+
+
+def test_a_hostile_rank_is_refused_by_its_length_with_a_short_message(registry):
+    t = dataclasses.replace(_z(), shape=(1,) * 6000)
+    message = _message(InvalidArgument, registry, _split("split@3", t))
+    assert message == (
+        "tensor 'z' has 6000 dimensions, at most 8 are accepted (branch 'split@3' expects 4)"
+    )
+
+
+def test_every_request_error_message_is_bounded():
+    long = InvalidArgument("x" * 100_000)
+    assert len(long.message) == 1024 and long.message.endswith("more characters)")
+
+
+def test_default_input_limits_refuse_the_probes_8000x10400_input(registry):
+    frame = FrameRequest(1, "det", "split@3", [_z()], None, (8000, 10400), (8000, 10400))
+    message = _message(InvalidArgument, registry, frame)
+    assert message == (
+        "original size 8000x10400 is over the input limits of model 'det' "
+        "(max_input_side 4096, max_input_pixels 8388608)"
+    )
+
+
+def test_input_limits_come_from_each_models_config():
+    registry = ModelRegistry.from_config(
+        [ModelConfig("echo", max_input_side=32, max_input_pixels=100)], LIMITS
+    )
+    x = codec.encode_tensor(np.ones(4, np.float32), "x")
+    registry.check(FrameRequest(1, "echo", "split@x", [x], None, (10, 10), (10, 10)))
+    for sizes in (((33, 1), (1, 1)), ((1, 1), (11, 10))):
+        frame = FrameRequest(1, "echo", "split@x", [x], None, *sizes)
+        assert "input limits of model 'echo'" in _message(InvalidArgument, registry, frame)
+    image = codec.encode_image(np.zeros((40, 2, 3), np.uint8))
+    offload = FrameRequest(1, "echo", "offload-jpeg90", [], image, (10, 10))
+    assert "image size 40x2" in _message(InvalidArgument, registry, offload)
+
+
+class ExactShapes(SplitAt3):
+    """SplitAt3 that knows the code's exact size for an input (stride 8, padded to 32)."""
+
+    def tensor_shapes(self, branch, input_size):
+        return {"z": (1, 6, *(-(-s // 32) * 32 // 8 for s in input_size))}
+
+
+def test_a_code_that_does_not_fit_its_declared_input_is_refused_before_decoding():
+    registry = ModelRegistry([ExactShapes()], LIMITS)
+    good = FrameRequest(1, "det", "split@3", [_z((1, 6, 8, 8))], None, (48, 64), (48, 64))
+    registry.check(good)
+    bad = FrameRequest(1, "det", "split@3", [_z((1, 6, 8, 9))], None, (48, 64), (48, 64))
+    assert _message(InvalidArgument, registry, bad) == (
+        "tensor 'z' has shape [1, 6, 8, 9], branch 'split@3' expects [1, 6, 8, 8] "
+        "for input size 48x64"
+    )

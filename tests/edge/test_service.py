@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 
 import numpy as np
@@ -307,3 +308,86 @@ async def test_an_inline_pipeline_that_suspends_is_a_loud_bug():
 
     with pytest.raises(RuntimeError, match="suspended"):
         _run_inline(asyncio.sleep(0))  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- issue 13 item 1
+
+
+def _zstd_frame(i: int, values: np.ndarray) -> FrameRequest:
+    tensor = codec.encode_tensor(values, "x")  # zstd: zeros pack to a few dozen bytes
+    return FrameRequest(i, "echo", "split@x", [tensor], None, (3, 4), (3, 4))
+
+
+async def test_the_inline_rule_looks_at_the_declared_decoded_size_not_the_wire_size(monkeypatch):
+    model = ThreadEcho()
+    service = await _service(model)
+    decoded_on: list[int] = []
+    real_decode = service.registry.decode
+
+    def decode(frame, spec):
+        decoded_on.append(threading.get_ident())
+        return real_decode(frame, spec)
+
+    monkeypatch.setattr(service.registry, "decode", decode)
+    try:
+        for i in range(3):
+            await service.process(_frame(i))
+        assert service.inline(_frame(3))  # measured cheap
+        bomb = _zstd_frame(4, np.zeros(200_000, np.float32))  # 800 kB declared
+        assert len(bomb.tensors[0].data) < 1000
+        assert not service.inline(bomb)
+        assert service.process_now(bomb) is None
+        assert (await service.process(bomb)).error is None
+        assert decoded_on[-1] != threading.get_ident()  # decoded off the event loop
+    finally:
+        await service.__aexit__(None, None, None)
+
+
+class GatedEcho(EchoModel):
+    """Echo whose tail waits for ``gate`` (a real thread blocking, as a slow model does)."""
+
+    def __init__(self) -> None:
+        super().__init__("echo")
+        self.started = threading.Event()
+        self.gate = threading.Event()
+
+    def run_tail(self, branch, batch):
+        self.started.set()
+        assert self.gate.wait(10.0)
+        return super().run_tail(branch, batch)
+
+
+async def test_a_full_queue_refuses_a_frame_before_it_is_decoded(monkeypatch):
+    model = GatedEcho()
+    batching = BatchingConfig(max_batch_size=1, max_queue_delay_ms=0.0, queue_capacity=1)
+    service = await _service(model, batching=batching)
+    decoded: list[int] = []
+    real_decode = service.registry.decode
+
+    def decode(frame, spec):
+        decoded.append(frame.frame_id)
+        return real_decode(frame, spec)
+
+    monkeypatch.setattr(service.registry, "decode", decode)
+    try:
+        running = asyncio.create_task(service.process(_frame(1)))
+        await asyncio.to_thread(model.started.wait, 10.0)
+        waiting = asyncio.create_task(service.process(_frame(2)))
+        while service.batcher.queue_depth < 1:
+            await asyncio.sleep(0.001)
+        # Corrupt zstd: decoding it would say INVALID_ARGUMENT; admission comes first.
+        corrupt = _zstd_frame(3, np.arange(64, dtype=np.float32))
+        t = corrupt.tensors[0]
+        corrupt.tensors[0] = dataclasses.replace(t, data=t.data[:-4] + b"\0\0\0\0")
+        refused = await service.process(corrupt)
+        assert refused.error is not None
+        assert refused.error.code == StatusCode.RESOURCE_EXHAUSTED, refused.error.message
+        assert "admission queue full" in refused.error.message
+        assert 3 not in decoded
+        model.gate.set()
+        assert (await running).error is None and (await waiting).error is None
+        assert service.batcher.queue_depth == 0 and service.batcher.in_flight == 0
+        assert (await service.process(corrupt)).error.code == StatusCode.INVALID_ARGUMENT
+    finally:
+        model.gate.set()
+        await service.__aexit__(None, None, None)

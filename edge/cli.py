@@ -7,14 +7,19 @@ With ``--broker mqtt://HOST:PORT`` (older name ``--mqtt``; ``mqtts://`` = TLS) i
 publishes its retained status for discovery (docs/mqtt.md); a broker that is down
 delays nothing.
 SIGTERM/SIGINT drain in-flight frames and exit 0. A bad config or flag prints one
-line on stderr and exits 2.
+line on stderr and exits 2. It binds 127.0.0.1 unless told otherwise; ``[auth]
+tokens`` (hashes printed by ``splitedge-edge hash-token``) make every call carry a
+device token (``splitedge.edge.auth``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
+import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -23,6 +28,7 @@ from splitedge.control_plane.address import (
     BrokerAddressError,
     parse_broker_address,
 )
+from splitedge.edge.auth import hash_token
 from splitedge.edge.config import (
     LOG_LEVELS,
     ConfigError,
@@ -35,6 +41,7 @@ from splitedge.edge.registry import ModelRegistry
 from splitedge.edge.server import EdgeServer, serve
 from splitedge.models.depth.errors import DepthError
 from splitedge.models.registry import list_models
+from splitedge.proto.control import MessageError, check_id
 
 __all__ = ["build_parser", "main"]
 
@@ -59,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--config", type=Path, help="TOML config file (keys in configs/edge.example.toml)"
     )
-    s.add_argument("--host", help=f"address to bind (config default {defaults.host})")
+    s.add_argument(
+        "--host",
+        help=f"address to bind (config default {defaults.host}, this machine only); another "
+        "address without TLS and [auth] tokens logs a warning",
+    )
     s.add_argument(
         "--port", type=int, help=f"gRPC port, 0 = any free port (config default {defaults.port})"
     )
@@ -76,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-port",
         type=int,
         help="Prometheus /metrics port: -1 = off, 0 = any free port (config default -1)",
+    )
+    s.add_argument(
+        "--metrics-host",
+        help="address /metrics binds (config default 127.0.0.1; it is plaintext and "
+        "unauthenticated, so another address logs a warning)",
     )
     s.add_argument("--device", help="auto | cpu | cuda | cuda:N (config default auto)")
     s.add_argument("--tls-cert", type=Path, help="PEM server certificate (needs --tls-key)")
@@ -113,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument(
         "--server-id",
-        help="id on splitedge/v1/edge/<id>/status and in Status (default <hostname>-<port>)",
+        help="id on splitedge/v1/edge/<id>/status and in Status (default <hostname>-<port>; "
+        "without MQTT, Status reports a random edge-<hex> per start)",
     )
     m.add_argument(
         "--advertise",
@@ -140,7 +157,66 @@ def build_parser() -> argparse.ArgumentParser:
         help="logging level (config default INFO)",
     )
     sub.add_parser("list-models", help="print the model names the registry can build")
+    h = sub.add_parser(
+        "hash-token",
+        help="print the SHA-256 of a device token, for [auth] tokens",
+        description="Read a device token (from --token-file, else the first line of stdin) "
+        "and print the SHA-256 that the config's [auth] tokens stores; the server never "
+        "holds the token itself. With --client, print a whole tokens entry. With "
+        "--generate, make a new random token and write it to --token-file (created "
+        "with mode 600; give that file to the device: splitedge-client --token-file).",
+    )
+    h.add_argument("--token-file", type=Path, help="file holding the token (default: stdin)")
+    h.add_argument("--client", help="print {client = NAME, sha256 = ...} for [auth] tokens")
+    h.add_argument(
+        "--generate", action="store_true", help="write a new random token to --token-file"
+    )
     return parser
+
+
+def _hash_token(args: argparse.Namespace) -> int:
+    """``hash-token``: the config entry for a token; ConfigError on bad input."""
+    if args.client is not None:
+        try:
+            check_id("client", args.client)
+        except MessageError:
+            raise ConfigError(
+                f"--client: {args.client!r} is not a valid name: use 1-64 characters of "
+                "[A-Za-z0-9_.-]"
+            ) from None
+    if args.generate:
+        if args.token_file is None:
+            raise ConfigError("--generate: needs --token-file, the file to write the token to")
+        token = secrets.token_urlsafe(32)
+        try:
+            fd = os.open(args.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise ConfigError(
+                f"--token-file: cannot create {str(args.token_file)!r}: {exc.strerror}"
+            ) from None
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+    elif args.token_file is not None:
+        try:
+            token = args.token_file.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"--token-file: cannot read {str(args.token_file)!r}: {exc}"
+            ) from None
+    elif sys.stdin.isatty():
+        token = getpass.getpass("token: ")
+    else:
+        token = sys.stdin.readline()
+    try:
+        digest = hash_token(token)
+    except ValueError as exc:
+        source = "--token-file" if args.token_file is not None else "stdin"
+        raise ConfigError(f"{source}: {exc}") from None
+    if args.client is None:
+        print(digest)
+    else:
+        print(f'{{ client = "{args.client}", sha256 = "{digest}" }}')
+    return 0
 
 
 def _broker_overrides(broker: BrokerAddress | None) -> dict[str, object]:
@@ -158,6 +234,12 @@ def main(argv: list[str] | None = None) -> int:
         for name in list_models():
             print(name)
         return 0
+    if args.command == "hash-token":
+        try:
+            return _hash_token(args)
+        except ConfigError as exc:
+            print(f"splitedge-edge: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     # Logging first, in the format every command uses, so that what flags and config
     # log (a deprecated broker spelling) reads as it does on the client; the level the
     # config file names is set once it is read.
@@ -173,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             host=args.host,
             port=args.port,
             metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
             device=args.device,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
@@ -223,7 +306,9 @@ async def _serve(config: EdgeConfig, registry: ModelRegistry, port_file: Path | 
         if port_file is not None:
             port_file.write_text(f"{server.port}\n")
         if server.metrics is not None:
-            print(f"splitedge-edge metrics on http://{host}:{server.metrics_port}/metrics")
+            mhost = config.metrics_host
+            mhost = f"[{mhost}]" if ":" in mhost and not mhost.startswith("[") else mhost
+            print(f"splitedge-edge metrics on http://{mhost}:{server.metrics_port}/metrics")
         print(f"splitedge-edge listening on {host}:{server.port}", flush=True)
 
     await serve(config, registry, on_ready=ready)

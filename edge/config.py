@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from splitedge.proto.options import FormatError, check_pem, load_toml, parse_val
 from splitedge.proto.schema import Section
 
 __all__ = [
+    "AuthConfig",
     "BatchingConfig",
     "ConfigError",
     "DepthConfig",
@@ -36,6 +38,7 @@ __all__ = [
     "ModelConfig",
     "MqttConfig",
     "ServerConfig",
+    "TokenHash",
     "dump_config",
     "load_config",
     "parse_host_port",
@@ -53,7 +56,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ServerConfig:
-    host: str = "0.0.0.0"
+    # Loopback by default: serving the network is a choice (warned about without TLS/auth).
+    host: str = "127.0.0.1"
     port: int = 50051  # 0 = let the OS pick a free port (printed once listening)
     max_message_bytes: int = 64 * 2**20
     tls_cert: Path | None = None
@@ -132,14 +136,36 @@ class DepthConfig:
 
 
 @dataclass(frozen=True)
+class TokenHash:
+    """One device's token, as the config stores it: its SHA-256, never the token."""
+
+    client: str  # a name for logs, 1-64 of [A-Za-z0-9_.-]
+    sha256: str  # 64 lowercase hex digits (splitedge-edge hash-token)
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Bearer-token authentication of gRPC calls; off while ``tokens`` is empty."""
+
+    tokens: tuple[TokenHash, ...] = ()
+    health_open: bool = True  # the grpc.health.v1 service answers without a token
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tokens)
+
+
+@dataclass(frozen=True)
 class EdgeConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     depth: DepthConfig = field(default_factory=DepthConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     device: str = "auto"  # "auto" -> cuda if available, else cpu
     metrics_port: int = METRICS_OFF  # -1 = off, 0 = a free port (printed), else that port
+    metrics_host: str = "127.0.0.1"  # /metrics is plaintext and open: loopback unless asked
     log_level: str = "INFO"
     models: tuple[ModelConfig, ...] = ()
 
@@ -151,15 +177,16 @@ _SECTIONS: dict[str, type] = {
     "mqtt": MqttConfig,
     "depth": DepthConfig,
 }
-_TOP_LEVEL = {"device", "metrics_port", "log_level", "models", *_SECTIONS}
+_TOP_KEYS = ("device", "metrics_port", "metrics_host", "log_level")
+_TOP_LEVEL = {*_TOP_KEYS, "models", "auth", *_SECTIONS}
 
 
 def load_config(path: Path | str | None = None, **overrides: Any) -> EdgeConfig:
     """Read ``path`` (TOML; None = defaults), apply ``overrides``, validate, return.
 
     ``overrides`` use dotted-free names: ``host``, ``port``, ``grace_s``, ``tls_cert``,
-    ``tls_key`` (server), ``device``, ``metrics_port``, ``log_level``, ``models`` (a
-    list of :class:`ModelConfig`, replacing the file's), and ``mqtt_host``,
+    ``tls_key`` (server), ``device``, ``metrics_port``, ``metrics_host``, ``log_level``,
+    ``models`` (a list of :class:`ModelConfig`, replacing the file's), and ``mqtt_host``,
     ``mqtt_port``, ``mqtt_tls``, ``mqtt_username``, ``mqtt_password``, ``mqtt_tls_ca``,
     ``mqtt_key_file``, ``server_id``, ``advertise_address`` ([mqtt]). ``None`` values are ignored.
     """
@@ -182,11 +209,12 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> EdgeConfig:
         if not isinstance(raw, dict):
             raise ConfigError(f"{key}: expected a table, got {_show(raw)}")
         sections[key] = _build(cls, raw, key, base_dir)
-    top = {k: table[k] for k in ("device", "metrics_port", "log_level") if k in table}
+    top = {k: table[k] for k in _TOP_KEYS if k in table}
     config = EdgeConfig(
         **sections,
         **_check_fields(EdgeConfig, top, "", base_dir),
         models=_models(table.get("models", []), base_dir),
+        auth=_auth(table.get("auth", {})),
     )
     config = _apply_overrides(config, overrides)
     _validate(config)
@@ -239,6 +267,62 @@ def parse_host_port(text: str, what: str, default_port: int | None = None) -> tu
         raise ConfigError(str(exc)) from None
 
 
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _auth(raw: Any) -> AuthConfig:
+    """The ``[auth]`` table: ``tokens`` (an array of ``{client, sha256}``), ``health_open``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"auth: expected a table, got {_show(raw)}")
+    unknown = sorted(set(raw) - {"tokens", "health_open"})
+    if unknown:
+        raise ConfigError(f"auth.{unknown[0]}: unknown key; known keys: health_open, tokens")
+    health_open = raw.get("health_open", True)
+    if not isinstance(health_open, bool):
+        raise ConfigError(f"auth.health_open: expected a boolean, got {_show(health_open)}")
+    entries = raw.get("tokens", [])
+    if not isinstance(entries, list):
+        raise ConfigError(
+            f"auth.tokens: expected an array of tables {{client = ..., sha256 = ...}}, "
+            f"got {_show(entries)}"
+        )
+    tokens: list[TokenHash] = []
+    for i, entry in enumerate(entries):
+        key = f"auth.tokens[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{key}: expected a table {{client = ..., sha256 = ...}}")
+        for name in sorted(set(entry) - {"client", "sha256"}):
+            if name == "token":
+                raise ConfigError(
+                    f"{key}.token: the config stores no plain token; write "
+                    "sha256 = the output of `splitedge-edge hash-token`"
+                )
+            raise ConfigError(f"{key}.{name}: unknown key; known keys: client, sha256")
+        for name in ("client", "sha256"):
+            if name not in entry:
+                raise ConfigError(f"{key}.{name}: missing")
+        client, digest = entry["client"], entry["sha256"]
+        try:
+            check_id("client", client)
+        except MessageError:
+            raise ConfigError(
+                f"{key}.client: {_show(client)} is not a valid name: "
+                "use 1-64 characters of [A-Za-z0-9_.-]"
+            ) from None
+        if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+            raise ConfigError(
+                f"{key}.sha256: expected 64 hex digits (`splitedge-edge hash-token` "
+                f"prints them), got {_show(digest)}"
+            )
+        for j, seen in enumerate(tokens):
+            if seen.client == client:
+                raise ConfigError(f"{key}.client: {client!r} already names auth.tokens[{j}]")
+            if seen.sha256 == digest.lower():
+                raise ConfigError(f"{key}.sha256: the same token as auth.tokens[{j}]")
+        tokens.append(TokenHash(client, digest.lower()))
+    return AuthConfig(tokens=tuple(tokens), health_open=health_open)
+
+
 def _models(raw: Any, base_dir: Path) -> tuple[ModelConfig, ...]:
     if not isinstance(raw, list):
         raise ConfigError(f"models: expected an array of tables ([[models]]), got {_show(raw)}")
@@ -280,7 +364,7 @@ def _build(cls: type, raw: Mapping[str, Any], section: str, base_dir: Path) -> A
 
 def _check_fields(cls: type, raw: Mapping[str, Any], section: str, base_dir: Path) -> dict:
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)} - {"models"}
+    names = {f.name for f in dataclasses.fields(cls)} - {"models", "auth"}
     if cls is EdgeConfig:
         names -= set(_SECTIONS)
     prefix = f"{section}." if section else ""
@@ -324,13 +408,17 @@ def dump_config(config: EdgeConfig) -> str:
     ``None`` values are left out (the loader's default); paths are written absolute, so
     the file reads the same from any folder.
     """
-    top = {k: getattr(config, k) for k in ("device", "metrics_port", "log_level")}
+    top = {k: getattr(config, k) for k in _TOP_KEYS}
     lines = [f"{key} = {_toml_value(value, key)}" for key, value in top.items()]
     for section in _SECTIONS:
         lines += ["", f"[{section}]"]
         for key, value in dataclasses.asdict(getattr(config, section)).items():
             if value is not None:
                 lines.append(f"{key} = {_toml_value(value, f'{section}.{key}')}")
+    auth = config.auth
+    lines += ["", "[auth]", f"health_open = {_toml_value(auth.health_open, 'auth.health_open')}"]
+    tokens = [{"client": t.client, "sha256": t.sha256} for t in auth.tokens]
+    lines.append(f"tokens = {_toml_value(tokens, 'auth.tokens')}")
     for i, model in enumerate(config.models):
         where = f"models[{i}]"
         lines += ["", "[[models]]", f"name = {_toml_value(model.name, f'{where}.name')}"]
@@ -361,7 +449,7 @@ def _toml_value(value: Any, key: str) -> str:
 
 
 _SERVER_OVERRIDES = {"host", "port", "grace_s", "tls_cert", "tls_key", "tls_client_ca"}
-_TOP_OVERRIDES = {"device", "metrics_port", "log_level"}
+_TOP_OVERRIDES = set(_TOP_KEYS)
 # override name -> [mqtt] key
 _MQTT_OVERRIDES = {
     "mqtt_host": "host",
@@ -441,6 +529,7 @@ def _validate(config: EdgeConfig) -> None:
             "metrics_port",
             f"{config.metrics_port} is not -1 (off), 0 (any free port) or a port",
         ),
+        (bool(config.metrics_host.strip()), "metrics_host", "must not be empty"),
         (
             config.log_level.upper() in LOG_LEVELS,
             "log_level",

@@ -4,7 +4,8 @@
 objects of :mod:`splitedge.edge.service`. :class:`EdgeServer` follows the grpc asyncio
 examples' shape (``start()`` -> ``wait_for_termination()`` -> ``stop(grace)``) and adds
 standard health checking (SERVING, NOT_SERVING once stopping), reflection, optional
-TLS and the Prometheus exporter. :func:`serve` runs one until SIGTERM/SIGINT, then
+TLS, device-token authentication of every call (``[auth]``, :mod:`splitedge.edge.auth`)
+and the Prometheus exporter. :func:`serve` runs one until SIGTERM/SIGINT, then
 drains in-flight frames within ``grace_s``.
 
 Requests are parsed by a deserializer that never raises: bytes that are not the
@@ -20,6 +21,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import PurePath
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +32,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from splitedge.control_plane.address import BrokerAddress
+from splitedge.edge.auth import TokenAuthInterceptor, bind_warning, is_loopback
 from splitedge.edge.config import EdgeConfig
 from splitedge.edge.depth_service import DepthService, serve_depth_request
 from splitedge.edge.errors import InvalidArgument, RequestError, shorten
@@ -175,6 +178,12 @@ def result_to_pb(outcome: Outcome) -> pb.FrameResult:
     return result
 
 
+def public_weights(source: str) -> str:
+    """What clients may learn of a model's weights: a checkpoint's file name (never the
+    server's folders), a torchvision weights name or ``random-init`` as they are."""
+    return PurePath(source.replace("\\", "/")).name or source
+
+
 def model_to_pb(model: SplitModel, service: EdgeService) -> pb.ModelInfo:
     info = pb.ModelInfo(
         name=model.name,
@@ -183,7 +192,7 @@ def model_to_pb(model: SplitModel, service: EdgeService) -> pb.ModelInfo:
         class_names=list(model.class_names),
         min_size=model.min_size,
         max_size=model.max_size,
-        weights=model.weights_source,
+        weights=public_weights(model.weights_source),
     )
     # Recorded profiles are optional on a model: ``profiles[branch]`` with any of these.
     records = getattr(model, "profiles", None) or {}
@@ -463,12 +472,21 @@ class EdgeServer:
         self._stopping = asyncio.Event()
         try:
             if self.metrics is not None:
-                self.metrics_port = self.metrics.serve(cfg.host, self.config.metrics_port)
+                host = self.config.metrics_host
+                self.metrics_port = self.metrics.serve(host, self.config.metrics_port)
+                if not is_loopback(host):
+                    log.warning(
+                        "metrics bound to %s: /metrics is plaintext and unauthenticated, "
+                        "anyone who can reach it reads this server's load and models",
+                        host,
+                    )
+            auth = self.config.auth
             server = grpc.aio.server(
+                interceptors=[TokenAuthInterceptor.from_config(auth)] if auth.enabled else None,
                 options=[
                     ("grpc.max_receive_message_length", cfg.max_message_bytes),
                     ("grpc.max_send_message_length", cfg.max_message_bytes),
-                ]
+                ],
             )
             _add_servicer(EdgeInferenceServicer(self.service, self._stopping, self.depth), server)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -481,7 +499,12 @@ class EdgeServer:
                 server,
             )
             address = f"{_bracket(cfg.host)}:{cfg.port}"
-            if cfg.tls_cert is not None and cfg.tls_key is not None:
+            tls = cfg.tls_cert is not None and cfg.tls_key is not None
+            warning = bind_warning(cfg.host, tls=tls, auth=auth.enabled)
+            if warning is not None:
+                log.warning("%s", warning)
+            if tls:
+                assert cfg.tls_cert is not None and cfg.tls_key is not None
                 ca = cfg.tls_client_ca.read_bytes() if cfg.tls_client_ca else None
                 credentials = grpc.ssl_server_credentials(
                     [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())],

@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
-import socket
+import secrets
 import sys
 import time
 from collections.abc import Coroutine, Sequence
@@ -142,7 +141,9 @@ class EdgeService:
     ) -> None:
         self.registry = registry
         self.device = device
-        self.server_id = server_id or f"{socket.gethostname()}:{os.getpid()}"
+        # A fresh random id per start: Status must not tell callers the host name or pid
+        # (an MQTT-publishing server reports its configured or published id instead).
+        self.server_id = server_id or f"edge-{secrets.token_hex(4)}"
         self.metrics = metrics
         self.stats = ServerStats(tail_workers=batching.tail_workers)
         self.batcher = Batcher(

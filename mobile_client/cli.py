@@ -31,8 +31,10 @@ from splitedge.mobile_client.transport import (
     EdgeTransport,
     EdgeUnavailable,
     add_tls_flags,
+    add_token_flags,
     check_file,
     tls_from_flags,
+    token_from_args,
 )
 from splitedge.proto.address import parse_host_port
 from splitedge.proto.codec import check_zstd_level
@@ -65,6 +67,7 @@ def _check_run_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--in-flight must be at least 1, got {args.in_flight}")
     check_zstd_level(args.zstd_level)
     tls_from_flags(args.tls_ca, args.tls_cert, args.tls_key)
+    args.edge_token = token_from_args(args)
     if args.out != "-" and Path(args.out).is_dir():
         raise ValueError(f"--out: {args.out!r} is a directory; name a file")
 
@@ -219,12 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
         "they are recorded as dropped with reason prefiltered",
     )
     add_tls_flags(run)
+    add_token_flags(run)
     run.add_argument("--out", default="-", help="JSON lines output file (default stdout)")
     _add_mqtt_flags(run)
 
     models = sub.add_parser("models", help="list the models and branches a server offers")
     models.add_argument("--server", required=True, help="edge server address HOST:PORT")
     add_tls_flags(models)
+    add_token_flags(models)
     add_depth_parser(sub)
     add_profile_parser(sub)
     return parser
@@ -316,6 +321,7 @@ def add_profile_parser(subparsers: Any) -> None:
         "measured (Describe) into the profile; the server must serve --model",
     )
     add_tls_flags(p)
+    add_token_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_profile)
 
@@ -484,6 +490,7 @@ async def _stream(
         tls_ca=args.tls_ca,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        token=getattr(args, "edge_token", None),
         prefilter=getattr(args, "prefilter_fn", None),
     ) as client:
         if fleet is not None:
@@ -541,11 +548,12 @@ async def _models(args: argparse.Namespace) -> int:
     try:
         parse_host_port(args.server, "--server", example=_EXAMPLE_SERVER)
         tls = tls_from_flags(args.tls_ca, args.tls_cert, args.tls_key)
+        token = token_from_args(args)
     except ValueError as exc:
         print(f"splitedge-client: error: {exc}", file=sys.stderr)
         return 2
     try:
-        async with EdgeTransport(args.server, tls=tls) as edge:
+        async with EdgeTransport(args.server, tls=tls, token=token) as edge:
             models = await edge.list_models(timeout_s=5.0)
     except (EdgeRefused, EdgeUnavailable) as exc:
         print(f"splitedge-client: error: {args.server}: {exc.code}: {exc.details}", file=sys.stderr)

@@ -45,6 +45,7 @@ from splitedge.mobile_client.transport import (
 )
 from splitedge.models.types import BranchSpec
 from splitedge.proto import codec
+from splitedge.proto.auth import check_token
 from splitedge.proto.inline import InlineRule
 from splitedge.proto.status import StatusCode
 
@@ -134,6 +135,8 @@ class Client:
     while the measured link makes it pay (see :mod:`~splitedge.mobile_client.compression`),
     ``zstd`` always, ``raw`` never. ``tls_ca`` (PEM) reaches a TLS edge; ``tls_cert`` and
     ``tls_key`` (PEM) are this device's certificate for one that wants mutual TLS.
+    ``token`` is this device's token for an edge with ``[auth] tokens``, sent on every
+    call (a wrong or missing one: :class:`EdgeRefused` ``UNAUTHENTICATED`` on entry).
     :meth:`switch_server` moves the session to another server; ``server_load`` holds
     the current server's last published state (set by whoever follows discovery)
     for a policy's latency model. ``prefilter(image) -> bool`` gates every branch:
@@ -161,6 +164,7 @@ class Client:
         tls_ca: str | Path | None = None,
         tls_cert: str | Path | None = None,
         tls_key: str | Path | None = None,
+        token: str | None = None,
         connect_timeout_s: float = 5.0,
         max_backoff_s: float = 8.0,
         prefilter: Callable[[np.ndarray], bool] | None = None,
@@ -186,6 +190,7 @@ class Client:
         self.branches: dict[str, BranchSpec] = {}
         self.server_load: ServerState | None = None
         self._tls = TlsConfig.from_paths(tls_ca or None, tls_cert or None, tls_key or None)
+        self._token = check_token(token) if token is not None else None
         self._retiring: set[asyncio.Task[None]] = set()
         self._transport: EdgeTransport | None = None
         self._stream: _Stream | None = None
@@ -204,7 +209,7 @@ class Client:
     # ------------------------------------------------------------ lifetime
 
     def _connect(self) -> None:
-        self._transport = EdgeTransport(self.server, tls=self._tls)
+        self._transport = EdgeTransport(self.server, tls=self._tls, token=self._token)
 
     async def __aenter__(self) -> Client:
         self._connect()

@@ -36,9 +36,11 @@ from splitedge.mobile_client.transport import (
     FocalStackMessage,
     TlsConfig,
     add_tls_flags,
+    add_token_flags,
     edge_session,
     focal_stack_request,
     tls_from_flags,
+    token_from_args,
 )
 from splitedge.models.depth.errors import DepthError
 from splitedge.models.depth.io import load_focal_stack
@@ -161,6 +163,7 @@ async def request_depth(
     deadline_ms: float = DEFAULT_DEADLINE_MS,
     unit: FocusUnit = "m",
     tls: TlsConfig | None = None,
+    token: str | None = None,
 ) -> DepthResponse:
     """Send ``stack`` to an edge server's ``DepthFromFocus`` RPC; metric depth back.
 
@@ -168,14 +171,15 @@ async def request_depth(
     :func:`splitedge.models.depth.depth_from_focus`.
 
     ``edge`` is an :class:`EdgeTransport`, an open ``grpc.aio`` channel, or
-    ``"host:port"`` (a channel, over TLS with ``tls``, is opened and closed here).
+    ``"host:port"`` (a channel, over TLS with ``tls``, is opened and closed here);
+    ``token`` is the device token for an edge with ``[auth] tokens``.
     ``deadline_ms`` bounds the whole call and is sent along, so the server drops work
     nobody waits for. Raises :class:`DepthRpcError` (with the status name) when the
     server refuses the stack or cannot be reached.
     """
     _check_options(image_format, unit)
     try:
-        async with edge_session(edge, tls=tls) as session:
+        async with edge_session(edge, tls=tls, token=token) as session:
             reply = await session.depth_from_focus(
                 stack,
                 image_format=image_format,
@@ -323,6 +327,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"budget for the whole call in ms, 0 = none (default {DEFAULT_DEADLINE_MS:.0f})",
     )
     add_tls_flags(parser)
+    add_token_flags(parser)
 
 
 def add_depth_parser(subparsers: Any) -> None:
@@ -352,6 +357,7 @@ def run_depth(args: argparse.Namespace) -> int:
         return 2
     try:
         tls = tls_from_flags(args.tls_ca, args.tls_cert, args.tls_key)
+        token = token_from_args(args)
     except ValueError as exc:
         _fail(str(exc))
         return 2
@@ -372,6 +378,7 @@ def run_depth(args: argparse.Namespace) -> int:
                 deadline_ms=args.deadline_ms,
                 unit=args.unit,
                 tls=tls,
+                token=token,
             )
         )
     except DepthRpcError as exc:

@@ -63,10 +63,15 @@ def tail_by_batch_size(info: ModelInfo) -> dict[str, dict[int, float]]:
 
 
 async def fetch_tail_profile(
-    server: str, model: str, timeout_s: float = 5.0, *, tls: TlsConfig | None = None
+    server: str,
+    model: str,
+    timeout_s: float = 5.0,
+    *,
+    tls: TlsConfig | None = None,
+    token: str | None = None,
 ) -> dict[str, dict[int, float]]:
-    """Call ``Describe(model)`` on ``server`` (``host:port``; over TLS with ``tls``) and
-    return :func:`tail_by_batch_size` of the answer.
+    """Call ``Describe(model)`` on ``server`` (``host:port``; over TLS with ``tls``, with
+    the device ``token`` when given) and return :func:`tail_by_batch_size` of the answer.
 
     Raises :class:`ModelNotServedError` (an ``UnknownModelError``) if the server does
     not serve ``model`` and :class:`ServerUnreachableError` if it does not answer
@@ -79,7 +84,7 @@ async def fetch_tail_profile(
     if not timeout_s > 0:
         raise ServerProfileError(f"timeout_s must be > 0, got {timeout_s}")
     try:
-        async with EdgeTransport(server, tls=tls) as edge:
+        async with EdgeTransport(server, tls=tls, token=token) as edge:
             info = await edge.describe(model, timeout_s=timeout_s)
     except (EdgeRefused, EdgeUnavailable) as exc:
         if exc.code == "NOT_FOUND":

@@ -8,8 +8,10 @@ frozen dataclasses below (the server's load, timing and status codes are
 :mod:`splitedge.proto.status`'s, shared with the edge and the MQTT plane), and
 :func:`rpc_error` turns a ``grpc.aio.AioRpcError`` into :class:`EdgeRefused` or
 :class:`EdgeUnavailable` (as aiomqtt converts foreign errors once, at its boundary).
-Nothing above this module sees a protobuf message or a gRPC exception. The server
-has no token authentication, so there is none here.
+Nothing above this module sees a protobuf message or a gRPC exception. A device
+token (``token=``; ``--token``/``--token-file``/``SPLITEDGE_TOKEN`` on every command,
+read by :func:`token_from_flags`) travels as ``authorization: Bearer`` metadata on
+every call (:mod:`splitedge.proto.auth`), over TLS or plaintext alike.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -40,6 +43,7 @@ from splitedge.models.types import (
 from splitedge.proto import codec, wire
 from splitedge.proto import splitedge_pb2 as pb
 from splitedge.proto import splitedge_pb2_grpc as pb_grpc
+from splitedge.proto.auth import bearer_metadata, check_token
 from splitedge.proto.options import check_pem
 from splitedge.proto.status import (
     BatchLatency,
@@ -71,6 +75,7 @@ __all__ = [
     "StatusCode",
     "TlsConfig",
     "add_tls_flags",
+    "add_token_flags",
     "check_file",
     "edge_session",
     "focal_stack_request",
@@ -79,6 +84,8 @@ __all__ = [
     "open_channel",
     "rpc_error",
     "tls_from_flags",
+    "token_from_args",
+    "token_from_flags",
 ]
 
 MAX_MESSAGE_BYTES = 64 * 2**20
@@ -224,6 +231,52 @@ def tls_from_flags(
     if (cert is None) != (key is None):
         raise ValueError("--tls-cert and --tls-key: give both or neither")
     return TlsConfig.from_paths(ca, cert, key)
+
+
+TOKEN_ENV = "SPLITEDGE_TOKEN"
+
+
+def add_token_flags(parser: argparse.ArgumentParser) -> None:
+    """``--token``, ``--token-file``: the device token, the same on every command that
+    reaches an edge server (read them with :func:`token_from_flags`)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--token",
+        default=None,
+        help=f"device token for an edge with [auth] tokens (argv is public: prefer "
+        f"--token-file or the {TOKEN_ENV} environment variable)",
+    )
+    group.add_argument(
+        "--token-file",
+        default=None,
+        metavar="FILE",
+        help="file holding the device token (splitedge-edge hash-token --generate writes one)",
+    )
+
+
+def token_from_flags(
+    token: str | None, token_file: str | None = None, env_token: str | None = None
+) -> str | None:
+    """The device token: ``--token``, else ``--token-file``'s content, else ``env_token``
+    (the caller passes ``os.environ.get("SPLITEDGE_TOKEN")``); None = send none. A
+    ValueError names the flag for an unreadable file or a value no header can carry."""
+    if token is not None:
+        return check_token(token, "--token")
+    if token_file is not None:
+        check_file(token_file, "--token-file")
+        try:
+            text = Path(token_file).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"--token-file: cannot read {str(token_file)!r}: {exc}") from None
+        return check_token(text, f"--token-file {str(token_file)!r}")
+    if env_token:
+        return check_token(env_token, TOKEN_ENV)
+    return None
+
+
+def token_from_args(args: argparse.Namespace) -> str | None:
+    """:func:`token_from_flags` for a command's parsed flags and this process's env."""
+    return token_from_flags(args.token, args.token_file, os.environ.get(TOKEN_ENV))
 
 
 # ---------------------------------------------------------------- domain types
@@ -545,7 +598,7 @@ class EdgeTransport:
     info = await edge.describe("echo", timeout_s=5)``. Every call returns domain
     types and raises :class:`EdgeRefused` / :class:`EdgeUnavailable` only.
     ``channel`` wraps a channel someone else opened (and closes): this transport
-    then leaves it open.
+    then leaves it open. ``token`` is sent as ``authorization: Bearer`` on every call.
     """
 
     def __init__(
@@ -554,8 +607,11 @@ class EdgeTransport:
         *,
         tls: TlsConfig | None = None,
         channel: grpc.aio.Channel | None = None,
+        token: str | None = None,
     ) -> None:
         self.address = address
+        # Checked before a channel exists, so a bad token leaves nothing to close.
+        self._metadata = bearer_metadata(token) if token is not None else None
         self._owns_channel = channel is None
         self._channel = open_channel(address, tls) if channel is None else channel
         self._stub = pb_grpc.EdgeInferenceStub(self._channel)
@@ -578,7 +634,9 @@ class EdgeTransport:
     async def describe(self, model: str, *, timeout_s: float | None) -> ModelInfo:
         """The server's description of ``model`` (branches, tensor specs, profiles)."""
         try:
-            info = await self._stub.Describe(pb.DescribeRequest(model=model), timeout=timeout_s)
+            info = await self._stub.Describe(
+                pb.DescribeRequest(model=model), timeout=timeout_s, metadata=self._metadata
+            )
         except grpc.aio.AioRpcError as exc:
             raise rpc_error(exc, self.address) from exc
         return model_info_from_pb(info)
@@ -586,7 +644,9 @@ class EdgeTransport:
     async def list_models(self, *, timeout_s: float | None) -> tuple[ModelInfo, ...]:
         """Every model the server serves."""
         try:
-            reply = await self._stub.ListModels(pb.ListModelsRequest(), timeout=timeout_s)
+            reply = await self._stub.ListModels(
+                pb.ListModelsRequest(), timeout=timeout_s, metadata=self._metadata
+            )
         except grpc.aio.AioRpcError as exc:
             raise rpc_error(exc, self.address) from exc
         return tuple(model_info_from_pb(m) for m in reply.models)
@@ -594,14 +654,16 @@ class EdgeTransport:
     async def status(self, *, timeout_s: float | None) -> ServerStatus:
         """The server's load and per-branch latency right now."""
         try:
-            reply = await self._stub.Status(pb.StatusRequest(), timeout=timeout_s)
+            reply = await self._stub.Status(
+                pb.StatusRequest(), timeout=timeout_s, metadata=self._metadata
+            )
         except grpc.aio.AioRpcError as exc:
             raise rpc_error(exc, self.address) from exc
         return wire.status_from_pb(reply)
 
     def open_stream(self) -> FrameStream:
         """A new bidirectional frame stream (it connects on first use)."""
-        return FrameStream(self._stub.Stream())
+        return FrameStream(self._stub.Stream(metadata=self._metadata))
 
     async def depth_from_focus(
         self,
@@ -629,7 +691,9 @@ class EdgeTransport:
         t1 = time.perf_counter()
         try:
             result = await self._stub.DepthFromFocus(
-                request, timeout=deadline_ms / 1e3 if deadline_ms > 0 else None
+                request,
+                timeout=deadline_ms / 1e3 if deadline_ms > 0 else None,
+                metadata=self._metadata,
             )
         except grpc.aio.AioRpcError as exc:
             raise rpc_error(exc, self.address) from exc
@@ -659,14 +723,18 @@ class EdgeTransport:
 
 @contextlib.asynccontextmanager
 async def edge_session(
-    target: EdgeTransport | grpc.aio.Channel | str, *, tls: TlsConfig | None = None
+    target: EdgeTransport | grpc.aio.Channel | str,
+    *,
+    tls: TlsConfig | None = None,
+    token: str | None = None,
 ) -> AsyncIterator[EdgeTransport]:
     """An :class:`EdgeTransport` for ``target``: one given is used as is, a channel is
-    wrapped (left open), an address (``host:port``) is opened here and closed after."""
+    wrapped (left open), an address (``host:port``) is opened here and closed after;
+    ``token`` goes with the calls of the last two."""
     if isinstance(target, EdgeTransport):
         yield target
     elif isinstance(target, str):
-        async with EdgeTransport(target, tls=tls) as edge:
+        async with EdgeTransport(target, tls=tls, token=token) as edge:
             yield edge
     else:
-        yield EdgeTransport("(given channel)", channel=target)
+        yield EdgeTransport("(given channel)", channel=target, token=token)

@@ -42,7 +42,7 @@ from splitedge.mobile_client.profile import (
 )
 from splitedge.mobile_client.server_profile import fetch_tail_profile
 from splitedge.mobile_client.sources import SourceError, open_source, resize_short_side
-from splitedge.mobile_client.transport import tls_from_flags
+from splitedge.mobile_client.transport import tls_from_flags, token_from_args
 from splitedge.models.registry import create_model
 from splitedge.proto.options import parse_options
 
@@ -227,7 +227,8 @@ def run_profile(args: argparse.Namespace) -> int:
         tails = None
         if getattr(args, "server", None):
             tls = tls_from_flags(args.tls_ca, args.tls_cert, args.tls_key)
-            tails = asyncio.run(fetch_tail_profile(args.server, args.model, tls=tls))
+            token = token_from_args(args)
+            tails = asyncio.run(fetch_tail_profile(args.server, args.model, tls=tls, token=token))
         validate = None
         if args.accuracy_frames:
             # Synthetic video and COCO evaluation (pycocotools, OpenCV): only when asked.

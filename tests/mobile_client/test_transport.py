@@ -183,6 +183,54 @@ async def test_mutual_tls_needs_the_device_certificate(edge_factory, pki):
             await anonymous.describe("echo", timeout_s=2.0)
 
 
+@needs_openssl
+async def test_every_command_takes_mutual_tls_and_the_token_to_an_auth_edge(
+    edge_factory, pki, capsys, tmp_path, monkeypatch
+):
+    from splitedge.edge.auth import hash_token
+    from splitedge.models.depth.io import save_focal_stack
+
+    token = "device-token-7"
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        '[[models]]\nname = "echo"\n[auth]\n'
+        f'tokens = [{{ client = "dev", sha256 = "{hash_token(token)}" }}]\n'
+    )
+    edge = edge_factory(
+        "--config", str(config),
+        "--tls-cert", str(pki["server_pem"]), "--tls-key", str(pki["server_key"]),
+        "--tls-client-ca", str(pki["ca_pem"]),
+    )  # fmt: skip
+    token_file = tmp_path / "dev.token"
+    token_file.write_text(token + "\n")
+    monkeypatch.delenv("SPLITEDGE_TOKEN", raising=False)
+    tls = ["--tls-ca", str(pki["ca_pem"]), "--tls-cert", str(pki["device_pem"]),
+           "--tls-key", str(pki["device_key"])]  # fmt: skip
+    stack = save_focal_stack(
+        FocalStack(np.zeros((2, 16, 16, 3), np.uint8), np.array([0.5, 1.0])), tmp_path / "stack"
+    )
+    depth = ["depth", "--server", edge.address, "--stack", str(stack), "--out-dir",
+             str(tmp_path / "out"), *tls]  # fmt: skip
+    # Past TLS, refused by the token check; with it, the server's own answer (no depth here).
+    assert await asyncio.to_thread(main, depth) == 1
+    assert "UNAUTHENTICATED: missing token" in capsys.readouterr().err
+    assert await asyncio.to_thread(main, [*depth, "--token-file", str(token_file)]) == 1
+    assert "UNIMPLEMENTED: this server does not serve depth" in capsys.readouterr().err
+    out = tmp_path / "profile.json"
+    profile = [
+        "profile", "--model", "echo", "--branches", "offload-jpeg90", "--frames", "1",
+        "--levels", "0", "--size", "64x48", "--server", edge.address, "--output", str(out),
+        "--no-progress", *tls,
+    ]  # fmt: skip
+    assert await asyncio.to_thread(main, profile) == 2
+    assert "UNAUTHENTICATED" in capsys.readouterr().err and not out.exists()
+    assert await asyncio.to_thread(main, [*profile, "--token-file", str(token_file)]) == 0
+    assert out.is_file()
+    assert await asyncio.to_thread(main, ["models", "--server", edge.address, *tls,
+                                          "--token", token]) == 0  # fmt: skip
+    assert "offload-jpeg90" in capsys.readouterr().out
+
+
 def test_tls_flags_are_checked_before_connecting(tmp_path, capsys):
     pem = tmp_path / "device.pem"
     pem.write_text("-----BEGIN CERTIFICATE-----\nnot parsed here\n")

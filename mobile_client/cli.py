@@ -468,6 +468,7 @@ def _fleet_session(args: argparse.Namespace, address: BrokerAddress) -> FleetSes
             sla_ms=args.deadline_ms if args.deadline_ms > 0 else None,
             key=key,
             tls=tls_from_flags(args.tls_ca, args.tls_cert, args.tls_key),
+            token=getattr(args, "edge_token", None),
         )
     except MessageError as exc:
         raise ValueError(f"--client-id: {exc}") from exc

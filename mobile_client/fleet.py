@@ -103,8 +103,9 @@ class FleetSession:
     telemetry still work). ``telemetry_every`` = 0 turns telemetry off. ``sla_ms``
     is the initial SLA (= the client's deadline) until a control message changes it.
     ``on_control`` hears every effective control change after it was applied.
-    ``key``: the fleet key (status and control must be signed with it); ``tls``: how
-    to reach the edge servers, for the identity check (``verify_identity``).
+    ``key``: the fleet key (status and control must be signed with it); ``tls`` and
+    ``token``: how to reach the edge servers, for the identity check
+    (``verify_identity``).
     """
 
     def __init__(
@@ -120,6 +121,7 @@ class FleetSession:
         on_control: Callable[[ControlUpdate], None] | None = None,
         key: FleetKey | None = None,
         tls: TlsConfig | None = None,
+        token: str | None = None,
         verify_identity: bool = True,
         identity_timeout_s: float = 3.0,
     ) -> None:
@@ -140,6 +142,7 @@ class FleetSession:
                 "announce edge servers (docs/mqtt.md)"
             )
         self.tls = tls
+        self.token = token
         self.verify_identity = verify_identity
         self.identity_timeout_s = identity_timeout_s
         self.discovery = (
@@ -238,7 +241,7 @@ class FleetSession:
         if not self.verify_identity:
             return None
         try:
-            async with EdgeTransport(state.address, tls=self.tls) as edge:
+            async with EdgeTransport(state.address, tls=self.tls, token=self.token) as edge:
                 status = await edge.status(timeout_s=self.identity_timeout_s)
         except EdgeUnavailable as exc:
             reason = f"cannot check its identity: {exc}"

@@ -21,6 +21,7 @@ import pytest
 
 from splitedge.control_plane.link import BrokerConfig, MqttLink
 from splitedge.control_plane.signing import FleetKey, Signer
+from splitedge.edge.auth import hash_token
 from splitedge.mobile_client import Client
 from splitedge.mobile_client.fleet import FleetSession, NoServerError
 from splitedge.proto.control import (
@@ -214,6 +215,35 @@ async def test_an_edge_answering_as_another_is_never_chosen(mosquitto, edges) ->
         async with fleet:
             with pytest.raises(NoServerError, match=r"edge-a: identity mismatch: .* says it is"):
                 await fleet.wait_for_server(10)
+
+
+async def test_the_identity_check_carries_the_devices_token_to_an_auth_edge(
+    mosquitto, edges, key_file, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    token = "cam-1-token-0123456789"
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        f'[auth]\ntokens = [{{ client = "cam-1", sha256 = "{hash_token(token)}" }}]\n'
+    )
+    edges(
+        "--config", str(config), "--model", "echo",
+        "--broker", f"mqtt://127.0.0.1:{mosquitto.port}",
+        "--server-id", "edge-t", "--mqtt-key-file", str(key_file),
+    )  # fmt: skip
+    # Without the token the edge's Status refuses the check: the edge is not used.
+    anonymous = FleetSession(
+        _broker(mosquitto.port, "cam-0"), "echo", "cam-0", telemetry_every=0, key=KEY
+    )
+    async with anonymous:
+        with pytest.raises(
+            NoServerError, match=r"edge-t: identity check failed: .*UNAUTHENTICATED: missing token"
+        ):
+            await anonymous.wait_for_server(10)
+    fleet = FleetSession(
+        _broker(mosquitto.port, "cam-1"), "echo", "cam-1", telemetry_every=0, key=KEY, token=token
+    )
+    async with fleet:
+        assert (await fleet.wait_for_server(20)).server_id == "edge-t"
 
 
 # ------------------------------------------------------------------ broker ACLs

@@ -39,6 +39,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.overhead --quick
 	$(BIN)/python -m benchmarks.batching --quick
+	$(BIN)/python -m benchmarks.overload --quick
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

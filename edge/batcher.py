@@ -3,11 +3,11 @@
 Frames are grouped per (model, branch): the first frame of a batch waits at most
 ``max_queue_delay_ms`` for up to ``max_batch_size - 1`` companions, then the batch
 runs as soon as one of ``tail_workers`` threads is free. One admission count bounds
-the frames waiting across all branches (``queue_capacity``): a frame over it is
-refused at once with RESOURCE_EXHAUSTED, so overload never blocks the event loop.
-A caller that has costly work to do before its frame can be queued (decoding) takes
-its place first (:meth:`Batcher.reserve`), so a flood is refused before that work,
-not after. A frame whose deadline has passed when its batch is formed is failed with
+the frames waiting across all branches (``queue_capacity``), counted from
+:meth:`Batcher.admit`, before their payload is decoded: a frame over it is refused at
+once with RESOURCE_EXHAUSTED, having cost no decoding, so overload never blocks the
+event loop; :meth:`Batcher.wait_for_room` lets a refused stream wait for a place.
+A frame whose deadline has passed when its batch is formed is failed with
 DEADLINE_EXCEEDED and never computed. A raising tail costs only the frames that make
 it raise: a failed batch of several frames is run again one frame at a time, so each
 frame gets its own answer (a :class:`RequestError` the tail raises is passed on as
@@ -51,7 +51,7 @@ from splitedge.edge.errors import (
 from splitedge.models.types import Prediction, TailInput
 from splitedge.proto.inline import InlineRule
 
-__all__ = ["BatchObserver", "BatchResult", "Batcher", "TailFn"]
+__all__ = ["Admission", "BatchObserver", "BatchResult", "Batcher", "TailFn"]
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,8 @@ class Batcher:
         self._executor: ThreadPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
         self._waiting = 0  # admitted, not yet taken into a batch
-        self._reserved = 0  # admitted by reserve(), not yet submitted (decoding)
+        self._reserved = 0  # admitted (see admit), still decoding: not yet submitted
+        self._room_waiters: list[asyncio.Future[None]] = []  # see wait_for_room
         self._in_flight = 0  # admitted, not yet answered
         self._idle: asyncio.Event | None = None
         self._closing = False
@@ -153,6 +154,7 @@ class Batcher:
         if not self._started or self._executor is None:
             return
         self._closing = True
+        self._notify_room(closing=True)
         assert self._idle is not None
         await self._idle.wait()
         # A tail whose callers all went away still runs in a thread: let it finish.
@@ -183,15 +185,45 @@ class Batcher:
         """Frames admitted and not yet answered (waiting or in a running tail)."""
         return self._in_flight
 
-    def depth(self, model: str, branch: str) -> int:
-        queue = self._queues.get((model, branch))
-        return 0 if queue is None else len(queue.items)
+    @property
+    def full(self) -> bool:
+        """True when a new frame would be refused (queue full or closing)."""
+        return self._closing or self._waiting + self._reserved >= self.queue_capacity
 
-    # ------------------------------------------------------------ requests
+    def admit(self) -> Admission:
+        """Take a frame's place in the admission queue before any work is spent on it.
 
-    def _check_admission(self) -> None:
-        if not self._started:
-            raise RuntimeError("Batcher.submit() before start() (use `async with`)")
+        Refuses at once (RESOURCE_EXHAUSTED when full, UNAVAILABLE once closing), so
+        under overload a refusal costs no decoding. The place counts against
+        ``queue_capacity`` until :meth:`submit` takes it (``admission=``) or the
+        returned :class:`Admission` is closed (``with batcher.admit() as a: ...``).
+        """
+        self._refuse_if_full()
+        self._reserved += 1
+        return Admission(self)
+
+    async def wait_for_room(self, timeout_s: float) -> None:
+        """Return once a frame could be admitted again (or closing begins), at the latest
+        after ``timeout_s``: a stream just refused waits here before its next frame."""
+        if not self.full or self._closing:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._room_waiters.append(waiter)
+        try:
+            await asyncio.wait((waiter,), timeout=timeout_s)
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+                self._room_waiters.remove(waiter)
+
+    def _notify_room(self, closing: bool = False) -> None:
+        if self._room_waiters and (closing or not self.full):
+            waiters, self._room_waiters = self._room_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _refuse_if_full(self) -> None:
         if self._closing:
             raise Unavailable("server is shutting down; send this frame elsewhere")
         if self._waiting + self._reserved >= self.queue_capacity:
@@ -200,20 +232,11 @@ class Batcher:
                 "retry later or lower the frame rate"
             )
 
-    def reserve(self) -> None:
-        """Admit a frame before its costly preparation (decoding): it holds a place in
-        the admission queue until ``submit(..., reserved=True)`` or :meth:`unreserve`.
+    def depth(self, model: str, branch: str) -> int:
+        queue = self._queues.get((model, branch))
+        return 0 if queue is None else len(queue.items)
 
-        Raises RESOURCE_EXHAUSTED when the queue is full and UNAVAILABLE once closing.
-        """
-        self._check_admission()
-        self._reserved += 1
-
-    def unreserve(self) -> None:
-        """Give back a place taken by :meth:`reserve` whose frame will not be submitted."""
-        if self._reserved <= 0:
-            raise RuntimeError("Batcher.unreserve() without a reserve()")
-        self._reserved -= 1
+    # ------------------------------------------------------------ requests
 
     async def submit(
         self,
@@ -222,21 +245,22 @@ class Batcher:
         item: TailInput,
         *,
         deadline_ms: float = 0.0,
-        reserved: bool = False,
+        admission: Admission | None = None,
     ) -> BatchResult:
         """Queue one frame and wait for its prediction.
 
         ``deadline_ms`` > 0: the frame is dropped (DEADLINE_EXCEEDED) if its batch
         forms later than that many ms from now. Raises RESOURCE_EXHAUSTED when the
-        admission queue is full and UNAVAILABLE once closing. ``reserved``: the frame
-        already holds its place (:meth:`reserve`); this call takes it over.
+        admission queue is full and UNAVAILABLE once closing, unless ``admission``
+        (from :meth:`admit`) already holds the frame's place.
         """
-        if reserved:
-            self.unreserve()
+        if not self._started:
+            raise RuntimeError("Batcher.submit() before start() (use `async with`)")
+        if admission is not None and admission.take():
             if self._closing:
                 raise Unavailable("server is shutting down; send this frame elsewhere")
         else:
-            self._check_admission()
+            self._refuse_if_full()
         now_result = self.run_now(model, branch, item)
         if now_result is not None:
             return now_result
@@ -351,6 +375,7 @@ class Batcher:
                     queue.items.popleft() for _ in range(min(self.max_batch_size, len(queue.items)))
                 ]
                 self._waiting -= len(batch)
+                self._notify_room()
                 live = self._drop_dead(key, batch)
             except BaseException:
                 self._slots.release()
@@ -476,6 +501,33 @@ class Batcher:
                     BatchResult(predictions[0], queue_ms, (end_s - start_s) * 1000.0, 1)
                 )
             self._observe(key, 1, start_s, end_s)
+
+
+class Admission:
+    """A frame's place in the admission queue, held from :meth:`Batcher.admit` until
+    :meth:`Batcher.submit` takes it or the ``with`` block ends without submitting."""
+
+    __slots__ = ("_batcher",)
+
+    def __init__(self, batcher: Batcher) -> None:
+        self._batcher: Batcher | None = batcher
+
+    def take(self) -> bool:
+        """Give the place back to the queue's count (True if it was still held)."""
+        if self._batcher is None:
+            return False
+        self._batcher._reserved -= 1
+        self._batcher = None
+        return True
+
+    def __enter__(self) -> Admission:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        batcher = self._batcher
+        if self.take():  # not submitted (a decode failed): its place is free again
+            assert batcher is not None
+            batcher._notify_room()
 
 
 def _fail(p: _Pending, error: RequestError) -> None:

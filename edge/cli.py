@@ -7,9 +7,10 @@ With ``--broker mqtt://HOST:PORT`` (older name ``--mqtt``; ``mqtts://`` = TLS) i
 publishes its retained status for discovery (docs/mqtt.md); a broker that is down
 delays nothing.
 SIGTERM/SIGINT drain in-flight frames and exit 0. A bad config or flag prints one
-line on stderr and exits 2. It binds 127.0.0.1 unless told otherwise; ``[auth]
-tokens`` (hashes printed by ``splitedge-edge hash-token``) make every call carry a
-device token (``splitedge.edge.auth``).
+line on stderr and exits 2; a port it cannot listen on (another server has it) one
+line and exits 1. It binds 127.0.0.1 unless told otherwise; ``[auth] tokens`` (hashes
+printed by ``splitedge-edge hash-token``) make every call carry a device token
+(``splitedge.edge.auth``).
 """
 
 from __future__ import annotations
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     except DepthError as exc:  # the depth prior's checkpoint loads as the server starts
         print(f"splitedge-edge: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except RuntimeError as exc:  # grpc: "Failed to bind to address ..."
+    except RuntimeError as exc:  # ListenError: the gRPC or metrics port is taken
         print(f"splitedge-edge: error: {exc}", file=sys.stderr)
         return 1
 

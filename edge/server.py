@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import PurePath
 from types import TracebackType
@@ -50,7 +51,7 @@ from splitedge.proto.status import StatusCode
 if TYPE_CHECKING:
     from splitedge.control_plane.publisher import StatusPublisher
 
-__all__ = ["EdgeInferenceServicer", "EdgeServer", "serve"]
+__all__ = ["EdgeInferenceServicer", "EdgeServer", "ListenError", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -294,9 +295,12 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
         (:meth:`EdgeService.process_now`) is answered by the stream's reader before it
         reads the next; any other frame runs in its own task, concurrently, and writes
         its own result (one write at a time), so an answer leaves as soon as it
-        exists. Once the server stops, frames already read are answered, then the
-        stream ends with OK, so a draining server does not wait for idle clients to
-        hang up.
+        exists. A frame refused because the admission queue is full is answered at
+        once, before any decoding; the stream's next frame is then read once there is
+        room again (:meth:`EdgeService.pause_after_refusal`), so refusals cannot
+        take the CPU the admitted frames need. Once the server stops, frames already
+        read are answered, then the stream ends with OK, so a draining server does not
+        wait for idle clients to hang up.
         """
         frames: set[asyncio.Task[None]] = set()
         write_lock = asyncio.Lock()
@@ -336,6 +340,7 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
                     continue
                 # A frame the service can answer without leaving the loop is answered
                 # here: a task per frame would cost more than such a frame's work.
+                outcome = None
                 try:
                     frame = self._frame(request)
                     outcome = (
@@ -352,6 +357,8 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
                         answering = False
                     if stop_reading:
                         return
+                    if outcome is not None:
+                        await self._service.pause_after_refusal(outcome)
                     continue
                 assert isinstance(frame, FrameRequest)  # a refusal always has its result
                 task = asyncio.create_task(answer(frame), name=f"frame:{frame.frame_id}")
@@ -428,6 +435,31 @@ def _depth_service(config: EdgeConfig) -> DepthService:
     )
 
 
+class ListenError(RuntimeError):
+    """A port the server cannot listen on (in use by another server, not permitted ...)."""
+
+    def __init__(self, host: str, port: int, what: str, reason: OSError | str) -> None:
+        if isinstance(reason, OSError):
+            reason = reason.strerror or str(reason)
+        super().__init__(f"cannot listen on {_bracket(host)}:{port} ({what}): {reason}")
+
+
+def _bind_error(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be bound, as the OS says it (grpc only says that it
+    failed, in a log line of its own); None when a probe binds it. The probe reuses
+    addresses as grpc does, so a port a stopped server left in TIME_WAIT is free."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 class EdgeServer:
     """``async with EdgeServer(config, registry) as server: server.port``.
 
@@ -473,7 +505,10 @@ class EdgeServer:
         try:
             if self.metrics is not None:
                 host = self.config.metrics_host
-                self.metrics_port = self.metrics.serve(host, self.config.metrics_port)
+                try:
+                    self.metrics_port = self.metrics.serve(host, self.config.metrics_port)
+                except OSError as exc:
+                    raise ListenError(host, self.config.metrics_port, "metrics", exc) from exc
                 if not is_loopback(host):
                     log.warning(
                         "metrics bound to %s: /metrics is plaintext and unauthenticated, "
@@ -486,6 +521,9 @@ class EdgeServer:
                 options=[
                     ("grpc.max_receive_message_length", cfg.max_message_bytes),
                     ("grpc.max_send_message_length", cfg.max_message_bytes),
+                    # grpc's default SO_REUSEPORT would let a second server bind a port in
+                    # use and silently take half its connections.
+                    ("grpc.so_reuseport", 0),
                 ],
             )
             _add_servicer(EdgeInferenceServicer(self.service, self._stopping, self.depth), server)
@@ -503,17 +541,26 @@ class EdgeServer:
             warning = bind_warning(cfg.host, tls=tls, auth=auth.enabled)
             if warning is not None:
                 log.warning("%s", warning)
-            if tls:
-                assert cfg.tls_cert is not None and cfg.tls_key is not None
-                ca = cfg.tls_client_ca.read_bytes() if cfg.tls_client_ca else None
-                credentials = grpc.ssl_server_credentials(
-                    [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())],
-                    root_certificates=ca,
-                    require_client_auth=ca is not None,
-                )
-                self.port = server.add_secure_port(address, credentials)
-            else:
-                self.port = server.add_insecure_port(address)
+            busy = _bind_error(cfg.host, cfg.port) if cfg.port else None
+            if busy is not None:  # refused here, before grpc logs its own error line
+                raise ListenError(cfg.host, cfg.port, "gRPC", busy)
+            try:
+                if tls:
+                    assert cfg.tls_cert is not None and cfg.tls_key is not None
+                    ca = cfg.tls_client_ca.read_bytes() if cfg.tls_client_ca else None
+                    credentials = grpc.ssl_server_credentials(
+                        [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())],
+                        root_certificates=ca,
+                        require_client_auth=ca is not None,
+                    )
+                    self.port = server.add_secure_port(address, credentials)
+                else:
+                    self.port = server.add_insecure_port(address)
+            except RuntimeError:  # "Failed to bind"; older grpc returned port 0 instead
+                self.port = 0
+            if self.port == 0:
+                reason = _bind_error(cfg.host, cfg.port) or "grpc could not bind it"
+                raise ListenError(cfg.host, cfg.port, "gRPC", reason)
             await server.start()
         except BaseException:
             await self.service.__aexit__(None, None, None)

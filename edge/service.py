@@ -29,6 +29,7 @@ from splitedge.edge.errors import (
     InternalError,
     InvalidArgument,
     RequestError,
+    ResourceExhausted,
     Unavailable,
 )
 from splitedge.edge.metrics import Metrics
@@ -68,6 +69,8 @@ Output = Detections | EncodedImage | EncodedTensor
 # Below this many decoded bytes (declared: what the payload inflates to, not what
 # crossed the wire), decoding inline costs less than a thread hop.
 _INLINE_DECODE_BYTES = 64 * 1024
+# A stream refused for want of room reads its next frame once there is room, or after this.
+_ROOM_WAIT_S = 1.0
 
 
 @dataclass
@@ -211,10 +214,19 @@ class EdgeService:
 
     def process_now(self, frame: FrameRequest) -> Outcome | None:
         """The whole answer without leaving the event loop when :meth:`inline` allows it,
-        else None (then await :meth:`process`). Refusals count as answers."""
-        if not self.inline(frame):
+        else None (then await :meth:`process`). Refusals count as answers: with the
+        admission queue full, the refusal is answered here, before any decoding."""
+        if not (self.inline(frame) or self.batcher.full):
             return None
         return _run_inline(self._pipeline(frame, inline=True))
+
+    async def pause_after_refusal(self, outcome: Outcome) -> None:
+        """After ``outcome`` was refused for want of room, wait until a frame could be
+        admitted again (at most ``_ROOM_WAIT_S``). A stream that reads its next frame
+        only then sends one refusal per freed place, not one per round trip: under
+        overload, refusals would otherwise take the CPU the admitted frames' tails need."""
+        if isinstance(outcome.error, ResourceExhausted) and self.batcher.full:
+            await self.batcher.wait_for_room(_ROOM_WAIT_S)
 
     async def _pipeline(self, frame: FrameRequest, *, inline: bool) -> Outcome:
         """The one pipeline for an edge frame: admit, decode, tail, encode, record.
@@ -233,9 +245,8 @@ class EdgeService:
         result: BatchResult | None = None
         try:
             spec = self._admit(frame)
-            if not inline:
-                self.batcher.reserve()
-            try:
+            # Admission before decoding: under overload a refusal must cost next to nothing.
+            with self.batcher.admit() as admission:
                 t0 = time.perf_counter()
                 if inline or _decoded_bytes(frame) < _INLINE_DECODE_BYTES:
                     item = self.registry.decode(frame, spec)
@@ -243,14 +254,10 @@ class EdgeService:
                     item = await asyncio.to_thread(self.registry.decode, frame, spec)
                 decode_ms = (time.perf_counter() - t0) * 1000.0
                 deadline_ms = _remaining_ms(frame, arrival)
-            except BaseException:
-                if not inline:
-                    self.batcher.unreserve()
-                raise
-            # Inline: can_run_now held and nothing ran since, so this returns unsuspended.
-            result = await self.batcher.submit(
-                frame.model, frame.branch, item, deadline_ms=deadline_ms, reserved=not inline
-            )
+                # Inline: can_run_now held and nothing ran since, so this returns unsuspended.
+                result = await self.batcher.submit(
+                    frame.model, frame.branch, item, deadline_ms=deadline_ms, admission=admission
+                )
             t0 = time.perf_counter()
             if inline or isinstance(result.prediction, Detections):
                 output = self._encode(result.prediction, frame)

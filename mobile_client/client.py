@@ -83,9 +83,52 @@ class _Stream:
         # Their bytes may still be crossing the link, ahead of anything sent now.
         self.unanswered: dict[int, tuple[int, int]] = {}
         self.on_late_answer = on_late_answer
-        self.write_lock = asyncio.Lock()
+        # Frames to write, in order, by write_loop: a write waits on HTTP/2 flow control
+        # (a slow or stalled edge), so it runs apart from the frame, whose deadline keeps
+        # counting; cancelling a write half-done would cancel the whole call instead.
+        self.outbox: deque[tuple[OutgoingFrame, asyncio.Future[tuple[ArrivedReply, int]]] | None]
+        self.outbox = deque()
+        self.wake = asyncio.Event()
         self.reader: asyncio.Task[None] | None = None
+        self.writer: asyncio.Task[None] | None = None
         self.broken: EdgeUnavailable | None = None
+
+    def send(
+        self, outgoing: OutgoingFrame, future: asyncio.Future[tuple[ArrivedReply, int]]
+    ) -> None:
+        """Queue ``outgoing`` for writing; a write error lands on ``future``."""
+        self.outbox.append((outgoing, future))
+        self.wake.set()
+
+    def finish_writing(self) -> None:
+        """Half-close once the frames queued so far are written."""
+        self.outbox.append(None)
+        self.wake.set()
+
+    async def write_loop(self) -> None:
+        while True:
+            if not self.outbox:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            item = self.outbox.popleft()
+            if item is None:
+                await self.stream.done_writing()
+                return
+            outgoing, future = item
+            if future.done():  # its deadline passed (or it was cancelled) while it queued
+                self.unanswered.pop(outgoing.frame_id, None)
+                continue
+            try:
+                await self.stream.write(outgoing)
+            except Exception as exc:  # the writer must outlive a failed write
+                self.unanswered.pop(outgoing.frame_id, None)
+                if not future.done():
+                    future.set_exception(
+                        exc
+                        if isinstance(exc, EdgeUnavailable)
+                        else EdgeUnavailable(f"edge stream write failed: {exc!r}")
+                    )
 
     def backlog_bytes(self, now_ns: int) -> int:
         """Payload bytes of the frames still unanswered (an answer lost for over
@@ -118,6 +161,7 @@ class _Stream:
             raise
         finally:
             self.broken = error
+            self.finish_writing()  # the writer ends too (what it still holds fails fast)
             self.unanswered.clear()
             for future in self.pending.values():
                 if not future.done():
@@ -456,28 +500,24 @@ class Client:
     ) -> tuple[ArrivedReply, int, int]:
         stream = await self._open_stream()
         frame_id = outgoing.frame_id
-        future: asyncio.Future[tuple[ArrivedReply, int]] = (
-            asyncio.get_running_loop().create_future()
-        )
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[ArrivedReply, int]] = loop.create_future()
         stream.pending[frame_id] = future
+        # The deadline covers the write too: a large frame's write waits on HTTP/2 flow
+        # control, which a stalled edge never opens. The frame's own future times out
+        # (asyncio.wait_for would wrap it in another future and callbacks on every
+        # frame, ~4% of a loopback round trip).
+        expiry = (
+            loop.call_later(remaining_ms / 1000.0, _expire, future) if remaining_ms > 0 else None
+        )
         try:
             sent_ns = time.perf_counter_ns()
             stream.unanswered[frame_id] = (sent_ns, outgoing.payload_bytes)
-            async with stream.write_lock:
-                await stream.stream.write(outgoing)
-            # The frame's own future times out (asyncio.wait_for would wrap it in another
-            # future and callbacks on every frame, ~4% of a loopback round trip).
-            expiry = (
-                asyncio.get_running_loop().call_later(remaining_ms / 1000.0, _expire, future)
-                if remaining_ms > 0
-                else None
-            )
-            try:
-                result, arrived_ns = await future
-            finally:
-                if expiry is not None:
-                    expiry.cancel()
+            stream.send(outgoing, future)
+            result, arrived_ns = await future
         finally:
+            if expiry is not None:
+                expiry.cancel()
             stream.pending.pop(frame_id, None)
         self._failures = 0
         return result, sent_ns, arrived_ns
@@ -501,6 +541,7 @@ class Client:
                     raise
             stream = _Stream(self._transport.open_stream(), self._late_answer)
             stream.reader = asyncio.create_task(stream.read_loop(), name="edge-stream-reader")
+            stream.writer = asyncio.create_task(stream.write_loop(), name="edge-stream-writer")
             self._stream = stream
             return stream
 
@@ -535,12 +576,14 @@ class Client:
     async def _end_stream(stream: _Stream | None) -> None:
         if stream is None:
             return
-        await stream.stream.done_writing()
-        if stream.reader is not None:
-            try:
-                await asyncio.wait_for(stream.reader, 2.0)
-            except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
-                stream.reader.cancel()
+        stream.finish_writing()  # after the frames already queued
+        until = time.monotonic() + 2.0
+        for task in (stream.writer, stream.reader):
+            if task is not None:
+                try:
+                    await asyncio.wait_for(task, max(0.0, until - time.monotonic()))
+                except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                    task.cancel()
         stream.stream.cancel()
 
     async def _run_local(

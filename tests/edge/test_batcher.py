@@ -267,19 +267,3 @@ async def test_frames_queue_behind_a_busy_worker_instead_of_the_fast_path():
 def test_negative_inline_threshold_is_refused():
     with pytest.raises(ValueError, match="tail_inline_below_ms"):
         Batcher(ThreadTail(), tail_inline_below_ms=-1)
-
-
-async def test_a_reserved_place_counts_against_the_queue_until_submitted():
-    async with Batcher(RecordingTail(), max_queue_delay_ms=0, queue_capacity=1) as batcher:
-        batcher.reserve()  # a frame being decoded
-        with pytest.raises(ResourceExhausted, match="admission queue full"):
-            batcher.reserve()
-        with pytest.raises(ResourceExhausted, match="admission queue full"):
-            await batcher.submit("m", "b", _item(1))
-        result = await batcher.submit("m", "b", _item(2), reserved=True)
-        assert result.prediction.scores[0] == 2
-        batcher.reserve()
-        batcher.unreserve()  # its decode failed: the place is free again
-        assert (await batcher.submit("m", "b", _item(3))).prediction.scores[0] == 3
-        with pytest.raises(RuntimeError, match="without a reserve"):
-            batcher.unreserve()

@@ -474,7 +474,12 @@ class _Endpoint(asyncio.Protocol):
     def _write_eof(self) -> None:
         self.eof_out = True
         if self.transport is not None and self.transport.can_write_eof():
-            self.transport.write_eof()
+            try:
+                self.transport.write_eof()
+            except OSError:  # the far end reset meanwhile (ENOTCONN): the pipe is over
+                self.close()
+                self.peer.close()
+                return
         if self.eof_in and self.peer.eof_in and self.peer.eof_out:
             self.close()
             self.peer.close()

@@ -25,7 +25,7 @@ from splitedge.models.registry import ZOO_PREFIX
 from splitedge.proto import address
 from splitedge.proto.codec import CodecLimits
 from splitedge.proto.control import MessageError, check_id
-from splitedge.proto.options import FormatError, check_pem, load_toml, parse_value, split_items
+from splitedge.proto.options import FormatError, check_pem, load_toml, parse_option, split_items
 from splitedge.proto.schema import Section
 
 __all__ = [
@@ -224,7 +224,7 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> EdgeConfig:
 def parse_model_spec(text: str) -> ModelConfig:
     """``"echo:tail_delay_ms=20,serve_as=e2"`` -> ModelConfig.
 
-    Values are typed as every KEY=VALUE option is (:func:`splitedge.proto.options.parse_value`);
+    Each option is read as every KEY=VALUE option is (:func:`splitedge.proto.options.parse_option`);
     commas separate the options here, so a list value is written in JSON brackets
     (``qualities=[90,50]``). ``serve_as`` is not a builder option: it names the served
     model. Trained zoo entries keep their prefix: ``zoo:teacher-frcnn-small:score_thresh=0.3``.
@@ -234,17 +234,12 @@ def parse_model_spec(text: str) -> ModelConfig:
     name = prefix + name.strip() if name.strip() else ""
     if not name:
         raise ConfigError(f"--model {text!r}: expected NAME[:key=value,...]")
-    options: dict[str, Any] = {}
-    for item in split_items(rest):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--model {text!r}: option {item!r} is not key=value")
-        try:
-            options[key.strip()] = parse_value(value)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"--model {text!r}: option {key.strip()!r} is not valid JSON ({exc.msg})"
-            ) from None
+    try:
+        options = dict(
+            parse_option(item, f"--model {text!r}: option") for item in split_items(rest)
+        )
+    except FormatError as exc:
+        raise ConfigError(str(exc)) from None
     serve_as = options.pop("serve_as", None)
     bounds = {key: options.pop(key) for key in _MODEL_LIMIT_KEYS if key in options}
     for key, value in bounds.items():

@@ -557,7 +557,8 @@ async def _models(args: argparse.Namespace) -> int:
         async with EdgeTransport(args.server, tls=tls, token=token) as edge:
             models = await edge.list_models(timeout_s=5.0)
     except (EdgeRefused, EdgeUnavailable) as exc:
-        print(f"splitedge-client: error: {args.server}: {exc.code}: {exc.details}", file=sys.stderr)
+        code = exc.code.name if exc.code is not None else "UNAVAILABLE"
+        print(f"splitedge-client: error: {args.server}: {code}: {exc.details}", file=sys.stderr)
         return 1
     for model in models:
         print(f"{model.name}  ({model.task}, weights: {model.weights})")

@@ -30,7 +30,7 @@ from splitedge.mobile_client.messages import (
     encode_split,
     head_tensors,
 )
-from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
+from splitedge.mobile_client.outcome import EDGE_UNAVAILABLE, FrameOutcome, FrameTiming
 from splitedge.mobile_client.sources import CameraFrame
 from splitedge.mobile_client.transport import (
     ArrivedReply,
@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # discovery needs aiomqtt; a client without the MQTT plane mu
 __all__ = ["Client", "ClientError", "EdgeUnavailable", "detections_count"]
 
 log = logging.getLogger(__name__)
+_LATE = StatusCode.DEADLINE_EXCEEDED.reason  # a frame past its deadline, on either side
 
 _FORGET_UNANSWERED_S = 30.0
 _FORGET_NS = int(_FORGET_UNANSWERED_S * 1e9)
@@ -386,7 +387,7 @@ class Client:
         remaining_ms = budget_ms - spent_ms if budget_ms > 0 else 0.0
         if budget_ms > 0 and remaining_ms <= 0:
             return await self._fallback(
-                frame, branch, "deadline", timing, start_ns, payload_bytes, fallback
+                frame, branch, _LATE, timing, start_ns, payload_bytes, fallback
             )
         t0 = time.perf_counter_ns()
         outgoing = OutgoingFrame.build(
@@ -402,12 +403,12 @@ class Client:
             arrived, sent_ns, arrived_ns = await self._exchange(outgoing, remaining_ms)
         except asyncio.TimeoutError:
             return await self._fallback(
-                frame, branch, "deadline", timing, start_ns, payload_bytes, fallback
+                frame, branch, _LATE, timing, start_ns, payload_bytes, fallback
             )
         except EdgeUnavailable as exc:
             log.debug("frame %d: %s", frame.index, exc)
             return await self._fallback(
-                frame, branch, "edge-unavailable", timing, start_ns, payload_bytes, fallback
+                frame, branch, EDGE_UNAVAILABLE, timing, start_ns, payload_bytes, fallback
             )
 
         result = arrived.decode()

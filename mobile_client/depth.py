@@ -46,6 +46,7 @@ from splitedge.models.depth.errors import DepthError
 from splitedge.models.depth.io import load_focal_stack
 from splitedge.models.depth.types import FocalStack
 from splitedge.proto import codec
+from splitedge.proto.status import StatusCode
 
 if TYPE_CHECKING:
     import grpc
@@ -75,10 +76,10 @@ class DepthClientError(Exception):
 
 
 class DepthRpcError(DepthClientError):
-    """The server refused or failed the call; ``code`` is its gRPC status name."""
+    """The server refused or failed the call; ``code`` is its :class:`StatusCode`."""
 
-    def __init__(self, code: str, details: str) -> None:
-        super().__init__(f"{code}: {details}")
+    def __init__(self, code: StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
         self.code = code
         self.details = details
 
@@ -190,7 +191,8 @@ async def request_depth(
                 unit=unit,
             )
     except (EdgeRefused, EdgeUnavailable) as exc:
-        raise DepthRpcError(exc.code or "UNAVAILABLE", exc.details) from exc
+        code = StatusCode.UNAVAILABLE if exc.code is None else exc.code
+        raise DepthRpcError(code, exc.details) from exc
     except ClientError as exc:
         raise DepthClientError(str(exc)) from exc
     t0 = time.perf_counter()
@@ -383,7 +385,7 @@ def run_depth(args: argparse.Namespace) -> int:
         )
     except DepthRpcError as exc:
         _fail(f"{args.server}: {exc}")
-        return 2 if exc.code == "INVALID_ARGUMENT" else 1
+        return 2 if exc.code is StatusCode.INVALID_ARGUMENT else 1
     except DepthClientError as exc:
         _fail(str(exc))
         return 1

@@ -20,8 +20,6 @@ __all__ = [
     "encode_offload",
     "encode_split",
     "head_tensors",
-    "offload_request",
-    "split_request",
 ]
 
 
@@ -85,18 +83,3 @@ def encode_offload(image: np.ndarray, branch: BranchSpec) -> EncodedFrame:
         image, format=branch.image_format or "jpeg", quality=branch.image_quality or 90
     )
     return EncodedFrame(orig_size=(image.shape[0], image.shape[1]), image=encoded)
-
-
-# The profiler (mobile_client.profile) sizes payloads through these two names.
-def split_request(
-    head: HeadOutput, *, bits: int, zstd_level: int | None, float16: bool = False
-) -> tuple[EncodedFrame, int]:
-    """:func:`encode_head` and its payload size in bytes."""
-    frame = encode_head(head, bits=bits, zstd_level=zstd_level, float16=float16)
-    return frame, frame.payload_bytes
-
-
-def offload_request(image: np.ndarray, branch: BranchSpec) -> tuple[EncodedFrame, int]:
-    """:func:`encode_offload` and its payload size in bytes."""
-    frame = encode_offload(image, branch)
-    return frame, frame.payload_bytes

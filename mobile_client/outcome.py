@@ -6,10 +6,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from splitedge.models.types import Detections, Prediction, SegmentationMask
-from splitedge.proto.status import NO_SERVER_TIMING, ServerTiming
+from splitedge.proto.status import NO_SERVER_TIMING, ServerTiming, StatusCode
 
 # Where a frame's result came from; "dropped" frames carry a reason instead.
 Source = Literal["edge", "local", "dropped"]
+
+# The reason of a frame whose edge could not be reached (no status came back). Reasons
+# the edge gave are its StatusCode's (:attr:`StatusCode.reason`: "deadline",
+# "edge-error:NAME"); the device's own are "prefiltered", "tracked", "busy".
+EDGE_UNAVAILABLE = "edge-unavailable"
 
 
 @dataclass
@@ -59,6 +64,19 @@ class FrameOutcome:
     prediction: Prediction | None = None
     timing: FrameTiming = field(default_factory=FrameTiming)
     payload_bytes: int = 0
+
+    @property
+    def status(self) -> StatusCode | None:
+        """The status :attr:`reason` spells (DEADLINE_EXCEEDED for a late frame, whichever
+        side ran out of time); None for the device's own reasons and edge-unavailable."""
+        return StatusCode.from_reason(self.reason)
+
+    @property
+    def edge_failed(self) -> bool:
+        """Whether the edge failed this frame: unreachable, or it answered an error (a
+        late frame, ``"deadline"``, is not a failure of the edge)."""
+        status = self.status
+        return self.reason == EDGE_UNAVAILABLE or (status is not None and status.edge_error)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (one line of the client's output)."""

@@ -742,9 +742,7 @@ class Scheduler:
             if profiled > 0 and observed > 0:
                 self._tracker_ratio += 0.2 * (observed / profiled - self._tracker_ratio)
             return
-        edge_failed = outcome.reason == "edge-unavailable" or outcome.reason.startswith(
-            "edge-error"
-        )
+        edge_failed = outcome.edge_failed
         if t.total_ms > 0 and decision.predicted_latency_ms > 0 and not shadow:
             if t.total_ms > self._sla_ms:
                 self.violations += 1

@@ -17,6 +17,7 @@ from splitedge.mobile_client.transport import (
     TlsConfig,
 )
 from splitedge.models.registry import UnknownModelError
+from splitedge.proto.status import StatusCode
 
 __all__ = [
     "ModelNotServedError",
@@ -87,12 +88,12 @@ async def fetch_tail_profile(
         async with EdgeTransport(server, tls=tls, token=token) as edge:
             info = await edge.describe(model, timeout_s=timeout_s)
     except (EdgeRefused, EdgeUnavailable) as exc:
-        if exc.code == "NOT_FOUND":
+        if exc.code is StatusCode.NOT_FOUND:
             raise ModelNotServedError(
                 f"server {server} does not serve model {model!r}: {exc.details}"
             ) from exc
         raise ServerUnreachableError(
             f"server {server} did not answer Describe within {timeout_s:g} s: "
-            f"{exc.code}: {exc.details}"
+            f"{exc.code.name if exc.code is not None else 'UNAVAILABLE'}: {exc.details}"
         ) from exc
     return tail_by_batch_size(info)

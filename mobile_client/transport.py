@@ -120,11 +120,11 @@ class ClientError(Exception):
 class EdgeUnavailable(ClientError):
     """The edge server cannot be reached right now (trying again later may work).
 
-    ``code`` is the gRPC status name when a call failed (``"UNAVAILABLE"``,
-    ``"DEADLINE_EXCEEDED"`` ...), None when a stream broke or was closed.
+    ``code`` is the call's :class:`StatusCode` when a call failed (``UNAVAILABLE``,
+    ``DEADLINE_EXCEEDED`` ...), None when a stream broke or was closed.
     """
 
-    def __init__(self, message: str, code: str | None = None, details: str = "") -> None:
+    def __init__(self, message: str, code: StatusCode | None = None, details: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.details = details
@@ -132,9 +132,10 @@ class EdgeUnavailable(ClientError):
 
 class EdgeRefused(ClientError):
     """The edge server answered with a status that the same call will always get
-    (``NOT_FOUND``, ``INVALID_ARGUMENT``, ``UNIMPLEMENTED`` ...); ``code`` is its name."""
+    (``NOT_FOUND``, ``INVALID_ARGUMENT``, ``UNIMPLEMENTED`` ...); ``code`` is that
+    :class:`StatusCode`."""
 
-    def __init__(self, message: str, code: str, details: str) -> None:
+    def __init__(self, message: str, code: StatusCode, details: str) -> None:
         super().__init__(message)
         self.code = code
         self.details = details
@@ -143,12 +144,11 @@ class EdgeRefused(ClientError):
 def rpc_error(exc: grpc.aio.AioRpcError, server: str) -> EdgeRefused | EdgeUnavailable:
     """The domain error for a failed call to ``server``: the one place gRPC errors map."""
     status = exc.code()
+    code = StatusCode.from_grpc(status)
     details = exc.details() or ""
     if status in _REFUSALS:
-        return EdgeRefused(f"server {server}: {status.name}: {details}", status.name, details)
-    return EdgeUnavailable(
-        f"server {server} unreachable: {status.name}: {details}", status.name, details
-    )
+        return EdgeRefused(f"server {server}: {code.name}: {details}", code, details)
+    return EdgeUnavailable(f"server {server} unreachable: {code.name}: {details}", code, details)
 
 
 # ---------------------------------------------------------------- channels
@@ -579,8 +579,10 @@ class FrameStream:
             async for result in self._call:
                 yield ArrivedReply(result)
         except grpc.aio.AioRpcError as exc:
-            code, details = exc.code().name, exc.details() or ""
-            raise EdgeUnavailable(f"edge stream failed: {code}: {details}", code, details) from exc
+            code, details = StatusCode.from_grpc(exc.code()), exc.details() or ""
+            raise EdgeUnavailable(
+                f"edge stream failed: {code.name}: {details}", code, details
+            ) from exc
 
     async def done_writing(self) -> None:
         """Half-close: no more frames (whatever state the call is in)."""

@@ -64,6 +64,17 @@ class StatusCode(enum.IntEnum):
         except ValueError:
             return cls.UNKNOWN
 
+    @classmethod
+    def from_grpc(cls, code: grpc.StatusCode) -> StatusCode:
+        """The code grpc's enum names (a failed call's ``AioRpcError.code()``)."""
+        return cls[code.name]
+
+    @property
+    def edge_error(self) -> bool:
+        """Whether a frame answered with this code failed at the edge (its reason reads
+        ``"edge-error:NAME"``): neither answered (OK) nor late (DEADLINE_EXCEEDED)."""
+        return self not in (StatusCode.OK, StatusCode.DEADLINE_EXCEEDED)
+
     @property
     def reason(self) -> str:
         """The device's ``FrameOutcome.reason`` for a frame answered with this code:
@@ -87,7 +98,7 @@ def _reason(code: StatusCode) -> str:
         return ""
     if code is StatusCode.DEADLINE_EXCEEDED:
         return "deadline"
-    return EDGE_ERROR_PREFIX + code.name
+    return EDGE_ERROR_PREFIX + code.name  # the one place this output spelling is made
 
 
 _REASONS = {code: _reason(code) for code in StatusCode}

@@ -63,6 +63,7 @@ __all__ = [
 
 PolicyFactory = Callable[[int, Callable[[], float]], Policy]
 """``factory(client_index, clock)`` -> that client's policy (``clock``: simulated seconds)."""
+_LATE = StatusCode.DEADLINE_EXCEEDED.reason  # a frame past its deadline, as the device says
 
 
 @dataclass(frozen=True)
@@ -386,9 +387,9 @@ class _Simulation:
         if frame.done:
             return
         if frame.probe:
-            self.probe_done(c, frame, "local", "deadline")
+            self.probe_done(c, frame, "local", _LATE)
             return
-        self.fallback(c, frame, "deadline")
+        self.fallback(c, frame, _LATE)
 
     def probe_done(self, c: _Client, frame: _Frame, source: str, reason: str) -> None:
         """A probe's outcome goes to its policy only: nobody waited for it."""
@@ -410,10 +411,11 @@ class _Simulation:
         local_ms = self.draw(self.local.device_ms, self.local.device_ms_samples)
         self.at(self.now + local_ms / 1000, self.finish, c, frame, "local", reason, local_ms)
 
-    def result_at_client(self, frame: _Frame, error: str) -> None:
+    def result_at_client(self, frame: _Frame, status: StatusCode) -> None:
         c = self.clients[frame.client]
         if frame.done:
             return  # the client gave up on it already
+        error = status.reason  # as the device records an edge's status
         if frame.probe:
             self.probe_done(c, frame, "dropped" if error else "edge", error)
             return
@@ -496,7 +498,7 @@ class _Simulation:
 
     def admit(self, frame: _Frame) -> None:
         if self.waiting >= self.cfg.queue_capacity:
-            self.reply(frame, StatusCode.RESOURCE_EXHAUSTED.reason)
+            self.reply(frame, StatusCode.RESOURCE_EXHAUSTED)
             return
         self.waiting += 1
         frame.enqueued_s = self.now
@@ -536,7 +538,8 @@ class _Simulation:
             live = []
             for f in batch:
                 if self.now >= f.server_deadline_s:
-                    self.reply(f, "deadline")  # failed uncomputed, as the edge does
+                    # Failed uncomputed, as the edge does.
+                    self.reply(f, StatusCode.DEADLINE_EXCEEDED)
                 else:
                     live.append(f)
             if live:
@@ -560,16 +563,16 @@ class _Simulation:
         for f in batch:
             encode_s = f.profile.server_encode_ms / 1000
             f.server_ms = (self.now + encode_s - f.arrived_s) * 1000
-            self.at(self.now + encode_s, self.reply, f, "")
+            self.at(self.now + encode_s, self.reply, f, StatusCode.OK)
         self.grant()
 
-    def reply(self, frame: _Frame, error: str) -> None:
+    def reply(self, frame: _Frame, status: StatusCode) -> None:
         c = self.clients[frame.client]
-        if error:
+        if status is not StatusCode.OK:
             frame.server_ms = (self.now - frame.arrived_s) * 1000
         down_done = c.downlink.send(self.now, frame.profile.downlink_wire_bytes)
         self.at(
-            down_done + self.delay_s + self.overhead_half_s, self.result_at_client, frame, error
+            down_done + self.delay_s + self.overhead_half_s, self.result_at_client, frame, status
         )
 
 

@@ -4,7 +4,10 @@ Subscribes to ``splitedge/v1/client/+/telemetry`` and appends every valid summar
 one JSON line (``{"received_at", "topic", "summary"}``, see docs/mqtt.md) for later
 plots; invalid messages are counted and logged, never written. Runs for
 ``--seconds`` or until SIGINT/SIGTERM; a broker that is down is waited for
-(reconnects with backoff), not an error.
+(reconnects with backoff), not an error. Its broker flags are the edge's and the
+client's: ``--broker mqtt://HOST:PORT`` (``mqtts://`` = TLS), ``--mqtt-username``,
+``--mqtt-password``, ``--mqtt-tls-ca``; the older ``--username``, ``--password`` and
+``--tls-ca`` still work and log one deprecation line.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -23,6 +27,24 @@ if TYPE_CHECKING:
     from splitedge.control_plane.link import BrokerConfig
 
 __all__ = ["add_parser", "main"]
+
+log = logging.getLogger(__name__)
+
+# (flag, its older name): the same broker flags as splitedge-edge and splitedge-client.
+_RENAMED = (
+    ("--mqtt-username", "--username"),
+    ("--mqtt-password", "--password"),
+    ("--mqtt-tls-ca", "--tls-ca"),
+)
+_HELP = {
+    "--mqtt-username": "broker username",
+    "--mqtt-password": "broker password",
+    "--mqtt-tls-ca": "PEM CA of the broker: connect over TLS",
+}
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,21 +65,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rec.add_argument(
         "--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)"
     )
-    rec.add_argument("--username", help="broker username")
-    rec.add_argument("--password", help="broker password")
-    rec.add_argument("--tls-ca", help="PEM CA of the broker: connect over TLS")
+    for flag, old in _RENAMED:
+        either = rec.add_mutually_exclusive_group()
+        either.add_argument(flag, help=_HELP[flag])
+        either.add_argument(old, help=f"older name of {flag}")
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the recorder; 0 on a clean stop, 2 on bad flags (one line on stderr)."""
     from splitedge.control_plane.link import BrokerConfig
 
+    given = {}  # new flag -> the spelling used, when given
+    for flag, old in _RENAMED:
+        if getattr(args, _dest(old)) is not None:
+            log.warning("%s is deprecated; write %s", old, flag)
+            setattr(args, _dest(flag), getattr(args, _dest(old)))
+            given[flag] = old
+        elif getattr(args, _dest(flag)) is not None:
+            given[flag] = flag
     try:
         address = parse_broker_address(args.broker, "--broker")
         if args.seconds is not None and args.seconds <= 0:
             raise ValueError(f"--seconds must be > 0, got {args.seconds:g}")
-        if args.tls_ca is not None and not Path(args.tls_ca).is_file():
-            raise ValueError(f"--tls-ca: file {args.tls_ca!r} does not exist")
+        if args.mqtt_tls_ca is not None and not Path(args.mqtt_tls_ca).is_file():
+            raise ValueError(f"{given['--mqtt-tls-ca']}: file {args.mqtt_tls_ca!r} does not exist")
+        if args.mqtt_password is not None and args.mqtt_username is None:
+            raise ValueError(f"{given['--mqtt-password']} needs --mqtt-username")
         if not args.out.parent.is_dir():
             raise ValueError(f"--out: folder {str(args.out.parent)!r} does not exist")
     except ValueError as exc:
@@ -66,10 +99,10 @@ def main(args: argparse.Namespace) -> int:
     broker = BrokerConfig(
         host=address.host,
         port=address.port,
-        username=args.username,
-        password=args.password,
+        username=args.mqtt_username,
+        password=args.mqtt_password,
         tls=address.tls,
-        tls_ca=args.tls_ca,
+        tls_ca=args.mqtt_tls_ca,
     )
     recorded, rejected = asyncio.run(_record(broker, args.out, args.seconds))
     print(

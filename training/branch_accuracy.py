@@ -14,10 +14,10 @@ exactly them. For every config each frame really crosses the branch's path:
 
 - ``local``: ``model.run_local`` on the device;
 - ``offload``: the frame JPEG- (or PNG-) encoded at the branch's format and quality
-  by :func:`splitedge.proto.codec.encode_image` (what ``offload_request`` sends),
+  by :func:`splitedge.proto.codec.encode_image` (what ``encode_offload`` sends),
   decoded as the server does, then ``model.run_tail``;
 - ``split``: ``model.run_head`` -> :func:`codec.encode_tensor` at the config's
-  ``bits`` (+ zstd, what ``split_request`` sends) -> :func:`codec.decode_tensor`
+  ``bits`` (+ zstd, what ``encode_head`` sends) -> :func:`codec.decode_tensor`
   -> ``model.run_tail``.
 
 A slimmable model is set to the config's width first (its split branches fix

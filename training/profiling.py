@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from splitedge.mobile_client.heads import TorchHeadBackend
-from splitedge.mobile_client.messages import offload_request, split_request
+from splitedge.mobile_client.messages import encode_head, encode_offload
 from splitedge.mobile_client.profile import (
     BranchConfig,
     BranchProfile,
@@ -142,10 +142,10 @@ def measure_profile(
             backend.local(image)
             size = 0
         elif spec.kind == "offload":
-            _, size = offload_request(image, spec)
+            size = encode_offload(image, spec).payload_bytes
         else:
             head = backend.head(spec, image)
-            _, size = split_request(head, bits=cfg.bits, zstd_level=zstd_level)
+            size = encode_head(head, bits=cfg.bits, zstd_level=zstd_level).payload_bytes
         return (time.perf_counter() - start) * 1000.0, size
 
     # Detection interval changes accuracy, not the head: time each distinct head once.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -182,7 +183,7 @@ def test_model_spec_parsing():
 def test_model_spec_values_are_typed_as_every_key_value_option():
     spec = parse_model_spec('echo:q=[90,50],o={"a":1,"b":[2]},name=x,off=FALSE')
     assert spec.options == {"q": [90, 50], "o": {"a": 1, "b": [2]}, "name": "x", "off": False}
-    with pytest.raises(ConfigError, match=r"option 'q' is not valid JSON \("):
+    with pytest.raises(ConfigError, match=r"^--model 'echo:q=\[90': option q: not valid JSON \("):
         parse_model_spec("echo:q=[90")
 
 
@@ -202,7 +203,8 @@ def test_model_input_limits_from_the_file_and_the_model_spec(tmp_path):
 
 
 def test_model_spec_without_equals():
-    with pytest.raises(ConfigError, match="option 'fast' is not key=value"):
+    expected = "--model 'echo:fast': option: expected KEY=VALUE, got 'fast'"
+    with pytest.raises(ConfigError, match=f"^{re.escape(expected)}$"):
         parse_model_spec("echo:fast")
 
 

@@ -34,6 +34,7 @@ from splitedge.models.echo import EchoModel
 from splitedge.models.types import BranchSpec
 from splitedge.proto import splitedge_pb2 as pb
 from splitedge.proto import splitedge_pb2_grpc as pb_grpc
+from splitedge.proto.status import StatusCode
 from splitedge.simulations.processes import EdgeProcess
 
 pytestmark = pytest.mark.integration
@@ -125,7 +126,7 @@ async def test_every_rpc_needs_a_configured_token_and_health_stays_open():
         async with EdgeTransport(address) as anonymous:
             with pytest.raises(EdgeRefused) as info:
                 await anonymous.status(timeout_s=10)
-        assert info.value.code == "UNAUTHENTICATED"
+        assert info.value.code is StatusCode.UNAUTHENTICATED
         assert info.value.details.startswith("missing token: send metadata 'authorization: Bearer")
         # The device runtime: token on Describe (at connect), Stream and Status.
         frame = next(open_source("synthetic", max_frames=1, size=(32, 32)))

@@ -18,7 +18,7 @@ from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
 from splitedge.mobile_client.profile import BranchConfig, BranchProfile, Profile, Quantiles
 from splitedge.mobile_client.scheduler import Decision, Scheduler, SchedulerError, pareto_frontier
 from splitedge.models.types import Detections
-from splitedge.proto.status import ServerTiming
+from splitedge.proto.status import ServerTiming, StatusCode
 
 
 def entry(
@@ -215,6 +215,24 @@ def test_edge_loss_falls_back_to_local_and_retries_later() -> None:
     assert not sched.edge_down
     sched.set_edge_available(False)  # discovery says the edge left
     assert sched.pick(5.2).branch == "local"
+
+
+@pytest.mark.parametrize(
+    ("reason", "down"),
+    [
+        (StatusCode.RESOURCE_EXHAUSTED.reason, True),  # the edge answered an error
+        (StatusCode.INTERNAL.reason, True),
+        ("edge-unavailable", True),  # no answer at all
+        (StatusCode.DEADLINE_EXCEEDED.reason, False),  # late: the link, not the edge
+    ],
+)
+def test_an_edge_error_marks_the_edge_down_and_a_late_frame_does_not(reason, down) -> None:  # type: ignore[no-untyped-def]
+    sched = warmed(profile(LOCAL, SPLIT), Env(), sla_ms=100.0)
+    d = sched.pick(2.0)
+    assert d.branch == "split@a"
+    t = FrameTiming(head_ms=10.0, local_ms=50.0, total_ms=61.0)
+    sched.observe(d, FrameOutcome(d.frame_index, d.branch, "local", reason, None, t, 12_500))
+    assert sched.edge_down is down
 
 
 def test_contention_sensed_from_slowed_heads_changes_the_branch() -> None:

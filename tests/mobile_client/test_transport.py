@@ -111,7 +111,7 @@ async def test_client_reports_domain_types_and_the_edge_refusal_precisely(edge_f
     with pytest.raises(EdgeRefused) as refused:
         async with Client(edge.address, "nosuch"):
             pass
-    assert refused.value.code == "NOT_FOUND"
+    assert refused.value.code is StatusCode.NOT_FOUND
     assert str(refused.value) == (
         f"server {edge.address}: NOT_FOUND: unknown model 'nosuch'; this server serves: echo"
     )
@@ -123,7 +123,7 @@ async def test_an_unreachable_server_is_edge_unavailable_with_its_status():
     async with EdgeTransport(address) as edge:
         with pytest.raises(EdgeUnavailable, match=rf"^server {address} unreachable: ") as info:
             await edge.describe("echo", timeout_s=1.0)
-        assert info.value.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+        assert info.value.code in (StatusCode.UNAVAILABLE, StatusCode.DEADLINE_EXCEEDED)
         with pytest.raises(EdgeUnavailable):
             await edge.status(timeout_s=1.0)
 

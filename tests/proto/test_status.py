@@ -9,6 +9,7 @@ import pytest
 from splitedge.edge import errors
 from splitedge.edge.server import result_to_pb
 from splitedge.edge.service import Outcome
+from splitedge.mobile_client.outcome import EDGE_UNAVAILABLE, FrameOutcome
 from splitedge.mobile_client.transport import _frame_reply
 from splitedge.proto import splitedge_pb2 as pb
 from splitedge.proto.status import EDGE_ERROR_PREFIX, StatusCode
@@ -35,6 +36,23 @@ def test_every_code_round_trips_through_the_wire_and_the_outcome_reason(code):
 @pytest.mark.parametrize("code", list(StatusCode))
 def test_the_numbers_are_grpcs(code):
     assert code.grpc.name == code.name and code.grpc.value[0] == int(code)
+    assert StatusCode.from_grpc(code.grpc) is code
+
+
+@pytest.mark.parametrize("code", list(StatusCode))
+def test_an_outcome_reads_its_code_back_from_its_reason(code):
+    # The reason string is the output format; readers match on the code behind it.
+    outcome = FrameOutcome(1, "split", "local", code.reason)
+    assert outcome.status is code
+    failed = code not in (StatusCode.OK, StatusCode.DEADLINE_EXCEEDED)
+    assert code.edge_error is failed and outcome.edge_failed is failed
+
+
+def test_reasons_no_edge_gave_carry_no_code():
+    assert FrameOutcome(1, "split", "local", EDGE_UNAVAILABLE).edge_failed
+    for reason in ("prefiltered", "tracked", "busy"):
+        outcome = FrameOutcome(1, "split", "dropped", reason)
+        assert outcome.status is None and not outcome.edge_failed
 
 
 def test_grpc_has_no_code_the_vocabulary_lacks():

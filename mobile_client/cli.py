@@ -22,6 +22,13 @@ from splitedge.control_plane.address import BrokerAddress, parse_broker_address
 from splitedge.mobile_client.client import Client, ClientError
 from splitedge.mobile_client.compression import COMPRESSION_MODES
 from splitedge.mobile_client.depth import add_depth_parser, run_depth
+from splitedge.mobile_client.flags import (
+    add_tls_flags,
+    add_token_flags,
+    check_file,
+    tls_from_flags,
+    token_from_args,
+)
 from splitedge.mobile_client.heads import HeadBackend, LocalUnavailable, make_backend
 from splitedge.mobile_client.outcome import FrameOutcome
 from splitedge.mobile_client.sinks import JsonLinesSink
@@ -30,11 +37,6 @@ from splitedge.mobile_client.transport import (
     EdgeRefused,
     EdgeTransport,
     EdgeUnavailable,
-    add_tls_flags,
-    add_token_flags,
-    check_file,
-    tls_from_flags,
-    token_from_args,
 )
 from splitedge.proto.address import parse_host_port
 from splitedge.proto.codec import check_zstd_level

@@ -28,6 +28,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from PIL import Image
 
+from splitedge.mobile_client.flags import (
+    add_tls_flags,
+    add_token_flags,
+    tls_from_flags,
+    token_from_args,
+)
 from splitedge.mobile_client.transport import (
     ClientError,
     EdgeRefused,
@@ -35,12 +41,8 @@ from splitedge.mobile_client.transport import (
     EdgeUnavailable,
     FocalStackMessage,
     TlsConfig,
-    add_tls_flags,
-    add_token_flags,
     edge_session,
     focal_stack_request,
-    tls_from_flags,
-    token_from_args,
 )
 from splitedge.models.depth.errors import DepthError
 from splitedge.models.depth.io import load_focal_stack

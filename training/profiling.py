@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from splitedge.mobile_client.flags import tls_from_flags, token_from_args
 from splitedge.mobile_client.heads import TorchHeadBackend
 from splitedge.mobile_client.messages import encode_head, encode_offload
 from splitedge.mobile_client.profile import (
@@ -42,7 +43,6 @@ from splitedge.mobile_client.profile import (
 )
 from splitedge.mobile_client.server_profile import fetch_tail_profile
 from splitedge.mobile_client.sources import SourceError, open_source, resize_short_side
-from splitedge.mobile_client.transport import tls_from_flags, token_from_args
 from splitedge.models.registry import create_model
 from splitedge.proto.options import parse_options
 

@@ -21,7 +21,7 @@ from splitedge.edge.config import (
     load_config,
 )
 from splitedge.mobile_client.cli import main as client_main
-from splitedge.mobile_client.transport import token_from_flags
+from splitedge.mobile_client.flags import token_from_flags
 
 TOKEN = "dev-token-42"
 DIGEST = hashlib.sha256(TOKEN.encode()).hexdigest()

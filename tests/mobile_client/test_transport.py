@@ -25,6 +25,7 @@ from splitedge.mobile_client import (
 )
 from splitedge.mobile_client.cli import main
 from splitedge.mobile_client.depth import DepthRpcError, request_depth
+from splitedge.mobile_client.flags import tls_from_flags
 from splitedge.mobile_client.messages import EncodedFrame, encode_offload
 from splitedge.mobile_client.server_profile import fetch_tail_profile
 from splitedge.mobile_client.transport import (
@@ -34,7 +35,6 @@ from splitedge.mobile_client.transport import (
     ModelInfo,
     ServerStatus,
     frame_request,
-    tls_from_flags,
 )
 from splitedge.models.depth.types import FocalStack
 from splitedge.models.types import BranchSpec

@@ -1,7 +1,7 @@
 """Hostile traffic against a real edge process: fuzz (``--requests N``) and soak (``--minutes M``).
 
     python -m benchmarks.fuzz --requests 2000 [--model echo|zoo:ghnd-frcnn-small-c12]
-                              [--seed S] [--streams K] [--quick]
+                              [--seed S] [--streams K] [--quick] [--no-auth | --token T]
     python -m benchmarks.fuzz --minutes 10      # soak: the same mix for 10 min, RSS slope
 
 Starts ``python -m splitedge.edge.cli serve`` (a real process, port 0) and sends a
@@ -10,7 +10,11 @@ frames interleaved with every class of malformed frame the edge must refuse clea
 (wrong dtype, shape/size mismatch, zstd bombs, corrupt zstd, truncated data, bad
 bits, bad quantization parameters, unknown model/branch, huge rank, a code whose
 spatial size disagrees with its input size, a consistent but huge input), random
-bytes as raw gRPC bodies, abandoned streams, and (with ``--token``) bad tokens.
+bytes as raw gRPC bodies (to ``Infer``, ``Stream``, ``Health/Check`` and reflection),
+abandoned streams, and bad tokens (unknown, malformed, missing). The edge is started
+with a generated token (an ``[auth] tokens`` config written for the run) that every
+other request carries; ``--no-auth`` runs without tokens (and without ``bad_token``),
+``--token T`` uses an edge you configured (``--edge-arg=--config=...``).
 Request ``i`` of seed ``S`` is the same on every run (its own generator, seeded
 ``[S, i]``), so a failure found once can be replayed.
 
@@ -23,8 +27,9 @@ Prints one table row per class (sent, answer codes) with an example of each
 INTERNAL/UNKNOWN answer, then ``crashes=… hangs=… internal_unknown=… valid_failed=…
 health_p99_ms=… rss_growth_mb=…`` (soak adds ``rss_slope_mb_per_min=… flat=…``).
 Exits 1 unless: 0 crashes, 0 hangs, 0 INTERNAL/UNKNOWN, every valid frame answered
-correctly, health p99 < 100 ms, RSS growth < 64 MB (soak: slope under
-``--max-slope-mb-per-min`` over the second half).
+correctly, no hostile request accepted (random bytes answered OK, a bad token not
+answered UNAUTHENTICATED: ``accepted_hostile``), health p99 < 100 ms, RSS growth
+< 64 MB (soak: slope under ``--max-slope-mb-per-min`` over the second half).
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import secrets
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -44,8 +51,10 @@ import grpc
 import numpy as np
 import zstandard
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 
 from benchmarks._stats import machine, pct, table
+from splitedge.edge.auth import hash_token
 from splitedge.mobile_client.messages import encode_head
 from splitedge.mobile_client.transport import frame_request
 from splitedge.models.types import HeadOutput
@@ -55,6 +64,15 @@ from splitedge.proto import splitedge_pb2_grpc as pb_grpc
 from splitedge.simulations.processes import EdgeProcess
 
 SERVICE = "/splitedge.v1.EdgeInference"
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+# Where random bytes go (relative frequencies): the edge's own methods and the standard
+# services beside them, all of which must answer INVALID_ARGUMENT.
+RANDOM_BYTES_METHODS = ("Infer", "Stream", "Infer", "Stream", "Check", "Reflection")
+_RAW_MESSAGES = {
+    "Check": health_pb2.HealthCheckRequest,
+    "Reflection": reflection_pb2.ServerReflectionRequest,
+}
 # Classes of request; weights are relative frequencies in the mix.
 WEIGHTS: dict[str, float] = {
     "valid": 8.0,
@@ -154,7 +172,8 @@ class Item:
     cls: str
     request: pb.FrameRequest | None = None
     raw: bytes = b""
-    token: str | None = None
+    method: str = ""  # random_bytes: where they go (RANDOM_BYTES_METHODS)
+    metadata: tuple[tuple[str, str], ...] | None = None  # bad_token: instead of the good one
 
 
 def _tensor(x: np.ndarray, name: str, bits: int, zstd: bool = True) -> pb.Tensor:
@@ -258,17 +277,36 @@ def make_item(t: Templates, seed: int, index: int, cls: str, *, huge: bool = Tru
     elif cls == "random_bytes":
         size = int(rng.integers(0, 4096))
         body = rng.bytes(size)
-        if choice % 3 == 0:  # a valid message cut short, then noise
+        method = RANDOM_BYTES_METHODS[int(rng.integers(len(RANDOM_BYTES_METHODS)))]
+        if method in ("Infer", "Stream") and choice % 3 == 0:  # a frame cut short, then noise
             good = req.SerializeToString()
             body = good[: int(rng.integers(len(good)))] + body[:64]
-        return Item(index, cls, raw=body)
+        elif method not in ("Infer", "Stream") and _parses(method, body):
+            # A health or reflection request that parses is a real one (b"" is "is the
+            # server SERVING?"): one more byte, a tag of wire type 7, makes it garbage.
+            body += b"\x0f"
+        return Item(index, cls, raw=body, method=method)
     elif cls == "abandoned":
         return Item(index, cls, request=req)
     elif cls == "bad_token":
-        return Item(index, cls, request=req, token=rng.bytes(12).hex())
+        metadata = [
+            (("authorization", f"Bearer {rng.bytes(12).hex()}"),),  # a token not configured
+            (("authorization", f"Basic {rng.bytes(12).hex()}"),),  # not a bearer token
+            (),  # none at all
+        ][choice % 3]
+        return Item(index, cls, request=req, metadata=metadata)
     else:
         raise ValueError(f"unknown request class {cls!r}")
     return Item(index, cls, request=req)
+
+
+def _parses(method: str, body: bytes) -> bool:
+    """Whether ``body`` is a valid request of the standard service ``method``."""
+    try:
+        _RAW_MESSAGES[method].FromString(body)
+    except Exception:  # DecodeError and whatever else the parser raises: not a request
+        return False
+    return True
 
 
 def _spread(count: int, like: tuple[int, ...]) -> list[int]:
@@ -300,6 +338,8 @@ class Report:
     valid_sent: int = 0
     valid_failed: int = 0
     valid_example: str = ""
+    accepted_hostile: int = 0  # random bytes answered OK, bad tokens not UNAUTHENTICATED
+    accepted_example: str = ""
     crashed: bool = False
     crash_output: str = ""
     hangs: int = 0
@@ -354,6 +394,13 @@ class Report:
         self.codes.setdefault(item.cls, Counter())[code] += 1
         if code in BAD_CODES and item.cls not in self.examples:
             self.examples[item.cls] = f"#{item.index}: {code}: {detail[:160]}"
+        if (item.cls == "random_bytes" and code == "OK") or (
+            item.cls == "bad_token" and code != "UNAUTHENTICATED"
+        ):
+            self.accepted_hostile += 1
+            self.accepted_example = self.accepted_example or (
+                f"#{item.index} {item.cls}: {code}: {detail[:160]}"
+            )
         if item.cls == "valid":
             self.valid_sent += 1
             if code != "OK" or not ok_answer:
@@ -410,7 +457,7 @@ class Fuzzer:
         self.report = Report()
         classes = tuple(c for c in CLASSES if c != "bad_token" or token)
         if not token:
-            self.report.skipped.append("bad_token (no --token configured)")
+            self.report.skipped.append("bad_token (--no-auth: the edge takes no tokens)")
         self.cls = schedule(seed, classes)
         self.queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=4 * streams)
         self._meta = (("authorization", f"Bearer {token}"),) if token else ()
@@ -427,7 +474,7 @@ class Fuzzer:
         )
 
     def _metadata(self, item: Item) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {item.token}"),) if item.token else self._meta
+        return self._meta if item.metadata is None else item.metadata
 
     # -- side task: health, status, RSS, crash ----------------------------------------
 
@@ -473,24 +520,7 @@ class Fuzzer:
     async def _special(self, channel: grpc.aio.Channel, item: Item) -> bool:
         """Items that need their own call; True when handled."""
         if item.cls == "random_bytes":
-            method = "Infer" if item.index % 2 else "Stream"
-            try:
-                if method == "Infer":
-                    await channel.unary_unary(f"{SERVICE}/Infer")(
-                        item.raw, timeout=ANSWER_TIMEOUT_S, metadata=self._meta
-                    )
-                else:
-                    call = channel.stream_stream(f"{SERVICE}/Stream")(
-                        timeout=ANSWER_TIMEOUT_S, metadata=self._meta
-                    )
-                    await call.write(item.raw)
-                    await call.done_writing()
-                    async for _ in call:
-                        pass
-                    await call.code()
-                self.report.record(item, "OK")
-            except grpc.aio.AioRpcError as e:
-                self.report.record(item, e.code().name, f"{method}: {e.details()}")
+            await self._send_raw(channel, item)
             return True
         if item.cls == "abandoned":
             call = pb_grpc.EdgeInferenceStub(channel).Stream(metadata=self._meta)
@@ -502,6 +532,35 @@ class Fuzzer:
             self.report.record(item, "ABANDONED")
             return True
         return False
+
+    async def _send_raw(self, channel: grpc.aio.Channel, item: Item) -> None:
+        """Random bytes as the body of ``item.method``: every answer they get is recorded
+        (a Stream's own per-frame status, not the stream's OK)."""
+        method, timeout = item.method, ANSWER_TIMEOUT_S
+        try:
+            if method == "Infer":
+                await channel.unary_unary(f"{SERVICE}/Infer")(
+                    item.raw, timeout=timeout, metadata=self._meta
+                )
+            elif method == "Check":
+                await channel.unary_unary(HEALTH_CHECK)(item.raw, timeout=timeout)
+            else:
+                path = f"{SERVICE}/Stream" if method == "Stream" else REFLECTION
+                call = channel.stream_stream(path)(timeout=timeout, metadata=self._meta)
+                await call.write(item.raw)
+                await call.done_writing()
+                answers = [answer async for answer in call]
+                await call.code()
+                if method == "Stream":  # one FrameResult, with the frame's own status
+                    results = [pb.FrameResult.FromString(a) for a in answers]
+                    if not results:
+                        self.report.record(item, "NO_ANSWER", "Stream: ended without a result")
+                    for r in results:
+                        self.report.record(item, _code_name(r.status_code), r.status_message)
+                    return
+            self.report.record(item, "OK", method)
+        except grpc.aio.AioRpcError as e:
+            self.report.record(item, e.code().name, f"{method}: {e.details()}")
 
     async def infer_worker(self) -> None:
         async with self._channel() as channel:
@@ -534,7 +593,7 @@ class Fuzzer:
                         break
                     if await self._special(channel, item):
                         continue
-                    if item.token:  # a bad token is a call of its own
+                    if item.metadata is not None:  # a bad token is a call of its own
                         await self._stream_once(stub, item)
                         continue
                     burst.append(item)
@@ -549,9 +608,18 @@ class Fuzzer:
                 call.cancel()
 
     async def _stream_once(self, stub: pb_grpc.EdgeInferenceStub, item: Item) -> None:
-        call = stub.Stream(metadata=self._metadata(item), timeout=ANSWER_TIMEOUT_S)
-        await self._stream_burst(call, [item])
-        call.cancel()
+        """A Stream with a bad token, half-closed at once: the edge refuses it on its
+        headers. (A frame written meanwhile can race the refusal, and grpc's aio client
+        then ends the call INTERNAL "Internal error from Core" on its own side: a failed
+        local write, not the edge's answer.) An edge that took the token would end the
+        empty stream OK: counted as accepted."""
+        call = stub.Stream(iter(()), metadata=self._metadata(item), timeout=ANSWER_TIMEOUT_S)
+        try:
+            async for _ in call:
+                pass
+            self.report.record(item, (await call.code()).name, "Stream")
+        except grpc.aio.AioRpcError as e:
+            self.report.record(item, e.code().name, f"Stream: {e.details()}")
 
     async def _stream_burst(
         self, call: grpc.aio.StreamStreamCall, burst: list[Item]
@@ -675,15 +743,30 @@ def run_fuzz(
     streams: int = 4,
     minutes: float | None = None,
     token: str | None = None,
+    auth: bool = True,
     edge_args: tuple[str, ...] = (),
     progress: bool = False,
     huge: bool = True,
 ) -> Report:
-    """Start an edge process serving ``model``, fuzz it, stop it; the report."""
+    """Start an edge process serving ``model``, fuzz it, stop it; the report.
+
+    ``token``: one the edge accepts (``edge_args`` configure it); else, with ``auth``,
+    the edge is started with a generated token (an ``[auth] tokens`` config of its
+    SHA-256, the way ``splitedge-edge hash-token`` writes it); without, no tokens at
+    all (and no ``bad_token`` class)."""
     templates = build_templates(model, seed)
-    with EdgeProcess(["--model", model, *edge_args]) as edge:
-        fuzzer = Fuzzer(edge, templates, seed=seed, streams=streams, token=token, huge=huge)
-        return asyncio.run(fuzzer.run(requests, minutes, progress))
+    with tempfile.TemporaryDirectory(prefix="splitedge-fuzz-") as folder:
+        args = ["--model", model, *edge_args]
+        if token is None and auth:
+            token = secrets.token_urlsafe(32)
+            config = Path(folder) / "edge.toml"
+            config.write_text(
+                f'[auth]\ntokens = [{{ client = "fuzz", sha256 = "{hash_token(token)}" }}]\n'
+            )
+            args += ["--config", str(config)]
+        with EdgeProcess(args) as edge:
+            fuzzer = Fuzzer(edge, templates, seed=seed, streams=streams, token=token, huge=huge)
+            return asyncio.run(fuzzer.run(requests, minutes, progress))
 
 
 # ---------------------------------------------------------------- output
@@ -714,6 +797,8 @@ def verdict(
         failed.append("internal_unknown")
     if report.valid_failed:
         failed.append("valid_failed")
+    if report.accepted_hostile:
+        failed.append("accepted_hostile")
     if report.health_p99_ms >= TARGET_HEALTH_P99_MS:
         failed.append("health_p99_ms")
     if report.rss_growth_mb >= TARGET_RSS_GROWTH_MB:
@@ -721,6 +806,7 @@ def verdict(
     line = (
         f"crashes={int(report.crashed)} hangs={report.hangs} "
         f"internal_unknown={report.internal_unknown} valid_failed={report.valid_failed} "
+        f"accepted_hostile={report.accepted_hostile} "
         f"health_p99_ms={report.health_p99_ms:.1f} rss_growth_mb={report.rss_growth_mb:.1f}"
     )
     if soak:
@@ -744,6 +830,8 @@ def print_report(report: Report, args: argparse.Namespace) -> list[str]:
         print(f"# {cls}: {example}")
     if report.valid_example:
         print(f"# valid frame not answered correctly: {report.valid_example}")
+    if report.accepted_example:
+        print(f"# hostile request accepted: {report.accepted_example}")
     for skipped in report.skipped:
         print(f"# skipped: {skipped}")
     if report.crashed:
@@ -781,8 +869,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="500 requests, no 23-million-dimension shape"
     )
-    parser.add_argument(
-        "--token", help="a valid token the edge was started with (enables the bad_token class)"
+    auth = parser.add_mutually_exclusive_group()
+    auth.add_argument(
+        "--token",
+        help="a token the edge accepts, for an edge you configure with --edge-arg=--config=FILE "
+        "(default: a generated token and config)",
+    )
+    auth.add_argument(
+        "--no-auth", action="store_true", help="an edge without tokens (no bad_token class)"
     )
     parser.add_argument(
         "--edge-arg", action="append", default=[], metavar="ARG",
@@ -804,6 +898,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--minutes must be > 0, got {args.minutes}")
     if args.streams < 1:
         parser.error(f"--streams must be at least 1, got {args.streams}")
+    if (
+        args.token is None
+        and not args.no_auth
+        and any(a.startswith("--config") for a in args.edge_arg)
+    ):
+        parser.error(
+            "--edge-arg --config: the fuzz writes its own config with a generated token; "
+            "give --token (one your config accepts) or --no-auth"
+        )
     requests = (
         None if args.minutes is not None else (args.requests or (500 if args.quick else 5000))
     )
@@ -814,6 +917,7 @@ def main(argv: list[str] | None = None) -> int:
         streams=args.streams,
         minutes=args.minutes,
         token=args.token,
+        auth=not args.no_auth,
         edge_args=tuple(args.edge_arg),
         progress=not args.no_progress and sys.stderr.isatty(),
         huge=not args.quick and args.minutes is None,

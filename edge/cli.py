@@ -38,6 +38,7 @@ from splitedge.edge.config import (
     load_config,
     parse_model_spec,
 )
+from splitedge.edge.memory import fix_mmap_threshold
 from splitedge.edge.registry import ModelRegistry
 from splitedge.edge.server import EdgeServer, serve
 from splitedge.models.depth.errors import DepthError
@@ -244,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     # Logging first, in the format every command uses, so that what flags and config
     # log (a deprecated broker spelling) reads as it does on the client; the level the
     # config file names is set once it is read.
+    # Before any model or frame allocates: large transient buffers (a big frame's
+    # decode) go back to the OS once freed, instead of ratcheting RSS up.
+    fix_mmap_threshold()
     logging.basicConfig(
         level=args.log_level or "INFO",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

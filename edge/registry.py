@@ -182,6 +182,10 @@ class ModelRegistry:
             return self._models[name]
         except KeyError:
             known = ", ".join(self._models) or "none"
+            if not name:  # a request that names nothing is malformed, not a lookup miss
+                raise InvalidArgument(
+                    f"no model named (empty 'model'); this server serves: {known}"
+                ) from None
             raise NotFound(f"unknown model {name[:64]!r}; this server serves: {known}") from None
 
     def branch(self, model_name: str, branch_name: str) -> BranchSpec:
@@ -190,6 +194,11 @@ class ModelRegistry:
         spec = model.branches.get(branch_name)
         if spec is None:
             served = ", ".join(b.name for b in model.branches.values() if b.kind != "local")
+            if not branch_name:
+                raise InvalidArgument(
+                    f"no branch named (empty 'branch') for model {model_name!r}; served "
+                    f"branches: {served}"
+                )
             raise NotFound(
                 f"model {model_name!r} has no branch {branch_name[:64]!r}; served branches: "
                 f"{served}"

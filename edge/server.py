@@ -8,20 +8,23 @@ TLS, device-token authentication of every call (``[auth]``, :mod:`splitedge.edge
 and the Prometheus exporter. :func:`serve` runs one until SIGTERM/SIGINT, then
 drains in-flight frames within ``grace_s``.
 
-Requests are parsed by a deserializer that never raises: bytes that are not the
-method's message become an :class:`_Undecodable`, answered INVALID_ARGUMENT (a frame
-of its own inside a Stream, which goes on) and logged at most once per
-``_BAD_REQUEST_LOG_INTERVAL_S`` (grpc would log a traceback and answer UNKNOWN).
+Requests of every service the server holds (EdgeInference, health, reflection) are
+parsed by a deserializer that never raises: bytes that are not the method's message
+become an :class:`_Undecodable`, answered INVALID_ARGUMENT (a frame of its own inside
+an EdgeInference Stream, which goes on; the end of a reflection stream) and logged at
+most once per ``_BAD_REQUEST_LOG_INTERVAL_S`` per method (grpc would log a traceback
+and answer UNKNOWN).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import signal
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import PurePath
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -30,7 +33,7 @@ import grpc
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from splitedge.control_plane.address import BrokerAddress
 from splitedge.edge.auth import TokenAuthInterceptor, bind_warning, is_loopback
@@ -79,43 +82,162 @@ class _Undecodable:
         )
 
 
-def _lenient(message_class: Any) -> Callable[[bytes], Any]:
-    """``message_class.FromString`` that returns an :class:`_Undecodable` instead of raising."""
-    name = message_class.DESCRIPTOR.full_name
+def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """``parse`` (a message's ``FromString``) that returns an :class:`_Undecodable`
+    instead of raising."""
+    message_class = getattr(parse, "__self__", None)
+    name = getattr(getattr(message_class, "DESCRIPTOR", None), "full_name", "request")
 
-    def parse(data: bytes) -> Any:
+    def lenient(data: bytes) -> Any:
         try:
-            return message_class.FromString(data)
+            return parse(data)
         except (DecodeError, ValueError, RuntimeError) as exc:
             return _Undecodable(name, len(data), shorten(str(exc) or type(exc).__name__, 200))
 
-    return parse
+    return lenient
+
+
+Refuse = Callable[[str, _Undecodable], InvalidArgument]
+_MAKERS = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def _refusing_unary(behaviour: Callable[..., Any], method: str, refuse: Refuse) -> Any:
+    """``behaviour`` (unary request) refusing an :class:`_Undecodable` INVALID_ARGUMENT
+    first; of the same kind (coroutine or async generator) so grpc serves it alike."""
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def guarded_gen(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, _Undecodable):
+                error = refuse(method, request)
+                await context.abort(error.code.grpc, error.message)
+            async for response in behaviour(request, context):
+                yield response
+
+        return guarded_gen
+
+    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, _Undecodable):
+            error = refuse(method, request)
+            await context.abort(error.code.grpc, error.message)
+        return await behaviour(request, context)
+
+    return guarded
+
+
+def _refusing_stream(behaviour: Callable[..., Any], method: str, refuse: Refuse) -> Any:
+    """``behaviour`` (request stream) whose stream ends INVALID_ARGUMENT at the first
+    :class:`_Undecodable`, so the servicer never sees one."""
+
+    async def checked(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+        async for request in requests:
+            if isinstance(request, _Undecodable):
+                error = refuse(method, request)
+                await context.abort(error.code.grpc, error.message)
+            yield request
+
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def guarded_gen(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            async for response in behaviour(checked(requests, context), context):
+                yield response
+
+        return guarded_gen
+
+    async def guarded(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await behaviour(checked(requests, context), context)
+
+    return guarded
+
+
+def _lenient_handler(
+    handler: grpc.RpcMethodHandler, method: str, refuse: Refuse, *, stream_answers: bool
+) -> grpc.RpcMethodHandler:
+    """``handler`` with a never-raising request parser. A unary request that does not
+    parse is refused before the method runs; in a request stream it ends the call,
+    unless ``stream_answers`` (the method answers :class:`_Undecodable` itself)."""
+    streaming = handler.request_streaming, handler.response_streaming
+    behaviour = {
+        (False, False): handler.unary_unary,
+        (False, True): handler.unary_stream,
+        (True, False): handler.stream_unary,
+        (True, True): handler.stream_stream,
+    }[streaming]
+    if not handler.request_streaming:
+        behaviour = _refusing_unary(behaviour, method, refuse)
+    elif not stream_answers:
+        behaviour = _refusing_stream(behaviour, method, refuse)
+    return _MAKERS[streaming](
+        behaviour,
+        request_deserializer=_lenient(handler.request_deserializer),
+        response_serializer=handler.response_serializer,
+    )
+
+
+class _LenientRegistrar:
+    """Stands in for the server while a generated ``add_*Servicer_to_server`` runs, and
+    registers its method handlers with never-raising request parsers (grpc's own
+    parser answers bytes that are no message UNKNOWN, with a logged traceback)."""
+
+    def __init__(self, server: grpc.aio.Server, refuse: Refuse, stream_answers: bool) -> None:
+        self._server, self._refuse, self._stream_answers = server, refuse, stream_answers
+        self._generic: list[Any] = []
+        self.registered = False
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        self._generic.extend(handlers)  # the same handlers come to the method below
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        lenient = {
+            name: _lenient_handler(
+                h, f"/{service}/{name}", self._refuse, stream_answers=self._stream_answers
+            )
+            for name, h in handlers.items()
+        }
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service, lenient),)
+        )
+        self._server.add_registered_method_handlers(service, lenient)
+        self.registered = True
+
+    def finish(self) -> None:
+        if not self.registered:  # generated by a grpcio-tools older than 1.62: as it is
+            self._server.add_generic_rpc_handlers(tuple(self._generic))
+
+
+def _add_lenient(
+    add: Callable[[Any, Any], None],
+    servicer: Any,
+    server: grpc.aio.Server,
+    refuse: Refuse,
+    *,
+    stream_answers: bool = False,
+) -> None:
+    """``add(servicer, server)`` (a generated ``add_*Servicer_to_server``) with
+    never-raising request parsers (see :func:`_lenient_handler`)."""
+    registrar = _LenientRegistrar(server, refuse, stream_answers)
+    add(servicer, registrar)
+    registrar.finish()
 
 
 def _add_servicer(servicer: EdgeInferenceServicer, server: grpc.aio.Server) -> None:
-    """``pb_grpc.add_EdgeInferenceServicer_to_server`` with lenient deserializers: an
-    unparsable unary request is refused INVALID_ARGUMENT (with one rate-limited log line)
-    before the method runs; a Stream gets each unparsable message as an
-    :class:`_Undecodable` and answers it as a frame."""
-    makers = {
-        (False, False): grpc.unary_unary_rpc_method_handler,
-        (False, True): grpc.unary_stream_rpc_method_handler,
-        (True, False): grpc.stream_unary_rpc_method_handler,
-        (True, True): grpc.stream_stream_rpc_method_handler,
-    }
-    handlers = {}
-    for method in pb.DESCRIPTOR.services_by_name["EdgeInference"].methods:
-        behaviour = getattr(servicer, method.name)
-        if not method.client_streaming:
-            behaviour = servicer.refusing_undecodable(behaviour)
-        make = makers[method.client_streaming, method.server_streaming]
-        handlers[method.name] = make(
-            behaviour,
-            request_deserializer=_lenient(getattr(pb, method.input_type.name)),
-            response_serializer=getattr(pb, method.output_type.name).SerializeToString,
-        )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
-    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+    """The EdgeInference service with lenient parsers: an unparsable unary request is
+    refused INVALID_ARGUMENT (with one rate-limited log line) before the method runs; a
+    Stream gets each unparsable message as an :class:`_Undecodable` and answers it as a
+    frame."""
+    _add_lenient(
+        pb_grpc.add_EdgeInferenceServicer_to_server,
+        servicer,
+        server,
+        servicer.undecodable,
+        stream_answers=True,
+    )
 
 
 # ---------------------------------------------------------------- translation
@@ -244,26 +366,11 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
         self._depth = depth
         self._bad_requests = LogLimiter(log, _BAD_REQUEST_LOG_INTERVAL_S)
 
-    def _undecodable(self, method: str, request: _Undecodable) -> InvalidArgument:
+    def undecodable(self, method: str, request: _Undecodable) -> InvalidArgument:
         """The refusal of an unparsable request, logged (rate-limited, per method)."""
         error = request.error
         self._bad_requests.warning(f"undecodable:{method}", "%s: %s", method, error)
         return error
-
-    def refusing_undecodable(
-        self, behaviour: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
-    ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
-        """A unary method that refuses an unparsable request INVALID_ARGUMENT first."""
-        method = behaviour.__name__
-
-        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if isinstance(request, _Undecodable):
-                error = self._undecodable(method, request)
-                await context.abort(error.code.grpc, error.message)
-            return await behaviour(request, context)
-
-        guarded.__name__ = method
-        return guarded
 
     def _frame(self, request: pb.FrameRequest) -> FrameRequest | Outcome:
         """The domain frame, or the refusal (counted) of a request the wire cannot mean."""
@@ -328,7 +435,7 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
             nonlocal answering
             async for request in request_iterator:
                 if isinstance(request, _Undecodable):  # its own answer; the stream goes on
-                    error = self._undecodable("Stream", request)
+                    error = self.undecodable("Stream", request)
                     result = pb.FrameResult(status_code=error.code, status_message=error.message)
                     answering = True
                     try:
@@ -526,15 +633,21 @@ class EdgeServer:
                     ("grpc.so_reuseport", 0),
                 ],
             )
-            _add_servicer(EdgeInferenceServicer(self.service, self._stopping, self.depth), server)
-            health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-            reflection.enable_server_reflection(
-                (
-                    SERVICE_NAME,
-                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                    reflection.SERVICE_NAME,
-                ),
+            inference = EdgeInferenceServicer(self.service, self._stopping, self.depth)
+            _add_servicer(inference, server)
+            # Health and reflection too: bytes that are no request get INVALID_ARGUMENT.
+            refuse = inference.undecodable
+            _add_lenient(health_pb2_grpc.add_HealthServicer_to_server, self.health, server, refuse)
+            names = (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            )
+            _add_lenient(
+                reflection_pb2_grpc.add_ServerReflectionServicer_to_server,
+                reflection.aio.ReflectionServicer(names),
                 server,
+                refuse,
             )
             address = f"{_bracket(cfg.host)}:{cfg.port}"
             tls = cfg.tls_cert is not None and cfg.tls_key is not None

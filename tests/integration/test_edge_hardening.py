@@ -15,6 +15,7 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from splitedge.proto import codec, wire
 from splitedge.proto import splitedge_pb2 as pb
@@ -197,6 +198,59 @@ async def test_bytes_that_are_no_frame_inside_a_stream_cost_only_their_own_answe
     assert [_code(r.status_code) for r in errors] == [INVALID, INVALID]
     assert all("not a valid splitedge.v1.FrameRequest" in r.status_message for r in errors)
     assert [r.frame_id for r in answered] == [7, 7]
+
+
+async def test_an_empty_request_names_nothing_and_is_invalid(edge):
+    # b"" parses as a FrameRequest with every field at its default: random bytes can
+    # be one. It was NOT_FOUND ("unknown model ''"), as if it had named a model.
+    async with grpc.aio.insecure_channel(edge.address) as channel:
+        infer = channel.unary_unary("/splitedge.v1.EdgeInference/Infer")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await infer(b"")
+        assert info.value.code() == INVALID, info.value.details()
+        assert "no model named (empty 'model'); this server serves: echo" in info.value.details()
+        stub = pb_grpc.EdgeInferenceStub(channel)
+        code, details = await _infer_code(stub, pb.FrameRequest(model="echo"))
+        assert code == INVALID and "no branch named (empty 'branch')" in details, details
+        call = stub.Stream(iter([pb.FrameRequest(), _frame(5)]))
+        results = [r async for r in call]
+        assert await call.code() == OK
+    assert [(_code(r.status_code), r.frame_id) for r in results] == [(INVALID, 0), (OK, 5)]
+
+
+async def test_bytes_that_are_no_request_to_health_or_reflection_are_invalid(edge):
+    # The standard services used grpc's own parser: UNKNOWN and a logged traceback.
+    async with grpc.aio.insecure_channel(edge.address) as channel:
+        check = channel.unary_unary("/grpc.health.v1.Health/Check")
+        watch = channel.unary_stream("/grpc.health.v1.Health/Watch")
+        reflect = channel.stream_stream(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+        )
+        for garbage in _GARBAGE:
+            for name, call in [
+                ("Check", check(garbage)),
+                ("Watch", watch(garbage)),
+                ("ServerReflectionInfo", reflect(iter([garbage]))),
+            ]:
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    if name == "Check":
+                        await call
+                    else:
+                        [_ async for _ in call]
+                assert info.value.code() == INVALID, (name, info.value.details())
+                assert "is not a valid grpc." in info.value.details()
+        # The services still answer real requests.
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = await health.Check(health_pb2.HealthCheckRequest())
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        listed = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        )
+        answers = [r async for r in listed]
+        names = [s.name for r in answers for s in r.list_services_response.service]
+        assert "splitedge.v1.EdgeInference" in names
+    await asyncio.sleep(0.2)  # let the server's last lines reach its output
+    assert "Traceback" not in "\n".join(edge.output)
 
 
 # ---------------------------------------------------------------- items 2 and 3 on a student

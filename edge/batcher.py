@@ -384,6 +384,9 @@ class Batcher:
                 self._spawn(self._tails, self._run_tail(key, live), f"tail:{key[0]}/{key[1]}")
             else:
                 self._slots.release()
+            # The loop now waits for the next frame, maybe for long: it must not keep
+            # this batch's inputs (decoded tensors, up to max_tensor_bytes each) alive.
+            del batch, live
 
     def _drop_dead(self, key: tuple[str, str], batch: list[_Pending]) -> list[_Pending]:
         """Skip cancelled frames; fail expired ones without computing them."""

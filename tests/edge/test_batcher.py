@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -267,3 +269,19 @@ async def test_frames_queue_behind_a_busy_worker_instead_of_the_fast_path():
 def test_negative_inline_threshold_is_refused():
     with pytest.raises(ValueError, match="tail_inline_below_ms"):
         Batcher(ThreadTail(), tail_inline_below_ms=-1)
+
+
+async def test_an_answered_batch_leaves_no_reference_to_its_inputs():
+    # The branch loop waits for the next frame, maybe for a long time: it must not keep
+    # the last batch's decoded tensors (up to max_tensor_bytes each) alive meanwhile.
+    tensor = np.zeros((4, 8), np.float32)
+    gone = weakref.ref(tensor)
+    item = TailInput(orig_size=(1, 1), input_size=(1, 1), tensors={"z": tensor})
+    del tensor
+    async with Batcher(RecordingTail(), max_batch_size=4, max_queue_delay_ms=5) as batcher:
+        result = await batcher.submit("m", "b", item)
+        assert result.batch_size == 1
+        del item, result
+        await asyncio.sleep(0.05)  # the branch loop is back to waiting for frames
+        gc.collect()
+        assert gone() is None, gc.get_referrers(gone())

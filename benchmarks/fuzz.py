@@ -500,7 +500,8 @@ class Fuzzer:
                     if n % 2:
                         stub.Status(pb.StatusRequest(), timeout=5, metadata=self._meta)
                     else:
-                        health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+                        request = health_pb2.HealthCheckRequest()
+                        health.Check(request, timeout=5, metadata=self._meta)
                     ms = (time.perf_counter() - t0) * 1000
                 except grpc.RpcError:
                     ms = (time.perf_counter() - t0) * 1000
@@ -543,7 +544,7 @@ class Fuzzer:
                     item.raw, timeout=timeout, metadata=self._meta
                 )
             elif method == "Check":
-                await channel.unary_unary(HEALTH_CHECK)(item.raw, timeout=timeout)
+                await channel.unary_unary(HEALTH_CHECK)(item.raw, timeout=timeout, metadata=self._meta)
             else:
                 path = f"{SERVICE}/Stream" if method == "Stream" else REFLECTION
                 call = channel.stream_stream(path)(timeout=timeout, metadata=self._meta)

@@ -7,8 +7,8 @@ A device sends ``authorization: Bearer <token>`` metadata on each call
 :class:`TokenAuthInterceptor` checks every call, reflection included, before its
 handler runs: a call with no token, a malformed header or a token whose hash is not
 configured ends with ``UNAUTHENTICATED`` and never reaches a servicer. The standard
-health service can be left open (``health_open``, the default) so that load balancer
-and orchestrator probes, which carry no token, keep working; it reveals only
+health service is left open only when configured (``health_open = true``), for load
+balancer and orchestrator probes that carry no token; it reveals only
 SERVING/NOT_SERVING.
 
 Tokens are random secrets (``secrets.token_urlsafe(32)``), not passwords, so one

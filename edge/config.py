@@ -148,7 +148,7 @@ class AuthConfig:
     """Bearer-token authentication of gRPC calls; off while ``tokens`` is empty."""
 
     tokens: tuple[TokenHash, ...] = ()
-    health_open: bool = True  # the grpc.health.v1 service answers without a token
+    health_open: bool = False  # True: the grpc.health.v1 service answers without a token
 
     @property
     def enabled(self) -> bool:
@@ -272,7 +272,7 @@ def _auth(raw: Any) -> AuthConfig:
     unknown = sorted(set(raw) - {"tokens", "health_open"})
     if unknown:
         raise ConfigError(f"auth.{unknown[0]}: unknown key; known keys: health_open, tokens")
-    health_open = raw.get("health_open", True)
+    health_open = raw.get("health_open", False)
     if not isinstance(health_open, bool):
         raise ConfigError(f"auth.health_open: expected a boolean, got {_show(health_open)}")
     entries = raw.get("tokens", [])

@@ -43,11 +43,11 @@ def _error(tmp_path: Path, auth: str) -> str:
 
 def test_the_config_holds_token_hashes_and_auth_is_off_without_them(tmp_path):
     config = _load(tmp_path, f'tokens = [{{ client = "cam-1", sha256 = "{DIGEST.upper()}" }}]\n')
-    assert config.auth == AuthConfig((TokenHash("cam-1", DIGEST),), health_open=True)
+    assert config.auth == AuthConfig((TokenHash("cam-1", DIGEST),), health_open=False)
     assert config.auth.enabled
     assert not load_config(None, models=[ModelConfig("echo")]).auth.enabled
-    closed = _load(tmp_path, "health_open = false\n")
-    assert closed.auth == AuthConfig((), health_open=False)
+    opened = _load(tmp_path, "health_open = true\n")
+    assert opened.auth == AuthConfig((), health_open=True)
 
 
 def test_a_config_with_auth_dumps_and_loads_back_equal(tmp_path):

@@ -43,7 +43,7 @@ TOKEN = "cam-1-token-Zm9vYmFy"
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 
 
-def _auth(health_open: bool = True) -> AuthConfig:
+def _auth(health_open: bool = False) -> AuthConfig:
     return AuthConfig((TokenHash("cam-1", hash_token(TOKEN)),), health_open=health_open)
 
 
@@ -105,8 +105,8 @@ async def _codes(channel: grpc.aio.Channel, metadata) -> dict[str, grpc.StatusCo
     return codes
 
 
-async def test_every_rpc_needs_a_configured_token_and_health_stays_open():
-    async with _serving(auth=_auth()) as edge:
+async def test_every_rpc_needs_a_configured_token_and_health_is_open_only_if_configured():
+    async with _serving(auth=_auth(health_open=True)) as edge:
         address = f"127.0.0.1:{edge.port}"
         async with grpc.aio.insecure_channel(address) as channel:
             missing = await _codes(channel, None)
@@ -118,7 +118,7 @@ async def test_every_rpc_needs_a_configured_token_and_health_stays_open():
             assert {k: codes[k] for k in [*guarded, "Reflection"]} == dict.fromkeys(
                 [*guarded, "Reflection"], UNAUTHENTICATED
             )
-            assert codes["Health"] == grpc.StatusCode.OK  # probes carry no token
+            assert codes["Health"] == grpc.StatusCode.OK  # health_open: probes carry no token
         # The right token gets every answer the server has (no depth on this one).
         assert right == {**dict.fromkeys(right, grpc.StatusCode.OK),
                          "DepthFromFocus": grpc.StatusCode.UNIMPLEMENTED}  # fmt: skip
@@ -139,9 +139,9 @@ async def test_every_rpc_needs_a_configured_token_and_health_stays_open():
                 pass
 
 
-async def test_health_needs_the_token_too_when_not_left_open():
+async def test_health_needs_the_token_too_by_default():
     async with (
-        _serving(auth=_auth(health_open=False)) as edge,
+        _serving(auth=_auth()) as edge,
         grpc.aio.insecure_channel(f"127.0.0.1:{edge.port}") as channel,
     ):
         health = health_pb2_grpc.HealthStub(channel)

@@ -544,7 +544,8 @@ class Fuzzer:
                     item.raw, timeout=timeout, metadata=self._meta
                 )
             elif method == "Check":
-                await channel.unary_unary(HEALTH_CHECK)(item.raw, timeout=timeout, metadata=self._meta)
+                check = channel.unary_unary(HEALTH_CHECK)
+                await check(item.raw, timeout=timeout, metadata=self._meta)
             else:
                 path = f"{SERVICE}/Stream" if method == "Stream" else REFLECTION
                 call = channel.stream_stream(path)(timeout=timeout, metadata=self._meta)

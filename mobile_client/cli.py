@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import math
 import sys
@@ -29,7 +30,7 @@ from splitedge.mobile_client.flags import (
     tls_from_flags,
     token_from_args,
 )
-from splitedge.mobile_client.heads import HeadBackend, LocalUnavailable, make_backend
+from splitedge.mobile_client.heads import HeadBackend, LocalUnavailable, make_backend, why_not
 from splitedge.mobile_client.outcome import FrameOutcome
 from splitedge.mobile_client.sinks import JsonLinesSink
 from splitedge.mobile_client.sources import SourceError, open_source
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from splitedge.mobile_client.fleet import FleetSession
+    from splitedge.mobile_client.profile import Profile
     from splitedge.mobile_client.scheduler import Scheduler
 
 log = logging.getLogger("splitedge.client")
@@ -266,7 +268,9 @@ def add_profile_parser(subparsers: Any) -> None:
         "is measured on N frames of fixed-seed synthetic validation video, run through the "
         "branch's real path (codec included) with the entry's detection interval; without it "
         "accuracy stays empty. --accuracy-seed and --accuracy-clip-frames pick the video, e.g. "
-        "the one a scenario run plays, so that both score the same frames.",
+        "the one a scenario run plays, so that both score the same frames. Without torch, "
+        "offload branches are measured (JPEG encode time and bytes; --server lists the "
+        "branches) and head branches are left out with a note.",
     )
     p.add_argument("--model", required=True, help="registry model name")
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE")
@@ -324,6 +328,13 @@ def add_profile_parser(subparsers: Any) -> None:
     )
     add_tls_flags(p)
     add_token_flags(p)
+    p.add_argument(
+        "--backend",
+        choices=("auto", "torch", "none"),
+        default="auto",
+        help="head backend (as for run): branches it cannot run are left out with a note; "
+        "without torch, offload branches are measured and --server lists the branches",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_profile)
 
@@ -395,7 +406,8 @@ def _make_scheduler(args: argparse.Namespace, branches: Any = None) -> Scheduler
     """``--branch auto``: a scheduler over ``--profile`` at the ``--sla-ms`` SLA.
 
     Called once before connecting (to refuse a bad profile at once) and again with
-    the branches the server and this device offer, which filter the profile.
+    the branches the server and this device offer, which filter the profile. Without
+    OpenCV there is no tracker, so the tracked entries (detection interval > 1) go.
     """
     from splitedge.mobile_client.profile import ProfileError, load_profile
     from splitedge.mobile_client.scheduler import Scheduler, SchedulerError
@@ -413,7 +425,11 @@ def _make_scheduler(args: argparse.Namespace, branches: Any = None) -> Scheduler
                 "profile %s was measured for %s, not %s", args.profile, profile.model, args.model
             )
         return Scheduler(
-            profile, args.deadline_ms, latency_weight=args.latency_weight, branches=branches
+            profile,
+            args.deadline_ms,
+            latency_weight=args.latency_weight,
+            branches=branches,
+            tracking=tracker_available(),
         )
     except (ProfileError, SchedulerError) as exc:
         raise ValueError(f"--profile: {exc}") from None
@@ -515,6 +531,43 @@ async def _stream(
     return 0
 
 
+def tracker_available() -> bool:
+    """The on-device tracker (:mod:`~splitedge.mobile_client.tracker`) needs OpenCV."""
+    return importlib.util.find_spec("cv2") is not None
+
+
+def _skipped_entries(profile: Profile, client: Client, usable: list[str]) -> list[str]:
+    """One line per reason that ``--profile`` entries will not be scheduled here."""
+    notes = []
+    by_reason: dict[str, list[str]] = {}
+    for entry in profile.entries:
+        name = entry.config.branch
+        spec = client.branches.get(name)
+        if entry.kind == "local" and not client.backend.has_local:
+            reason = f"no local model: {getattr(client.backend, 'reason', client.backend.name)}"
+        elif spec is None:
+            reason = f"the edge does not serve them for {client.model!r}"
+        elif name not in usable:
+            reason = why_not(client.backend, spec).split(", but ")[-1]
+        else:
+            continue
+        names = by_reason.setdefault(reason, [])
+        if name not in names:
+            names.append(name)
+    for reason, names in by_reason.items():
+        listed = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        notes.append(f"profile entries for {listed} skipped: {reason}")
+    tracked = [
+        e for e in profile.entries if e.config.detection_interval > 1 and e.config.branch in usable
+    ]
+    if tracked and not tracker_available():
+        notes.append(
+            f"{len(tracked)} tracked profile entries (detection interval > 1) skipped: the "
+            "tracker needs OpenCV, which is not installed (pip install 'splitedge[video]')"
+        )
+    return notes
+
+
 async def _stream_adaptive(
     args: argparse.Namespace, client: Client, frames: Any, fleet: FleetSession | None
 ) -> int:
@@ -522,6 +575,8 @@ async def _stream_adaptive(
 
     try:  # only branches the server serves and this device can run
         usable = [b for b, spec in client.branches.items() if client.backend.can_run(spec)]
+        for note in _skipped_entries(args.scheduler.profile, client, usable):
+            print(f"splitedge-client: note: {note}", file=sys.stderr)
         args.scheduler = _make_scheduler(args, usable)
     except ValueError as exc:
         print(f"splitedge-client: error: {exc}", file=sys.stderr)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from splitedge.mobile_client.compression import CompressionChooser
-from splitedge.mobile_client.heads import HeadBackend, LocalUnavailable, NoHeadBackend
+from splitedge.mobile_client.heads import HeadBackend, LocalUnavailable, NoHeadBackend, why_not
 from splitedge.mobile_client.messages import (
     EncodedFrame,
     encode_offload,
@@ -374,7 +374,7 @@ class Client:
             return await self._run_local(frame, branch, "", timing, start_ns)
         fallback = self.local_fallback if local_fallback is None else local_fallback
         if not self.backend.can_run(spec):
-            raise ClientError(f"branch {branch!r} needs a head this device does not have")
+            raise ClientError(why_not(self.backend, spec))
 
         bits = self.bits if bits is None else bits
         if self._inline.inline(branch):

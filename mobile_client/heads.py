@@ -19,6 +19,9 @@ from splitedge.models.types import BranchSpec, HeadOutput, Prediction
 
 log = logging.getLogger(__name__)
 
+_REMEDY = "install splitedge[torch] or use an offload branch"
+_AUTO_NONE = "torch is not installed (backend auto chose none)"
+
 
 class LocalUnavailable(RuntimeError):
     """This backend cannot run that part of the model on the device."""
@@ -42,22 +45,30 @@ class HeadBackend(Protocol):
 
 
 class NoHeadBackend:
-    """No DNN on the device: offload branches only, no local fallback."""
+    """No DNN on the device: offload branches only, no local fallback.
+
+    ``reason`` says why, in the words the messages use ("torch is not installed
+    (backend auto chose none)", or that ``--backend none`` was asked for).
+    """
 
     name = "none"
     has_local = False
 
+    def __init__(self, reason: str = "this client runs with --backend none") -> None:
+        self.reason = reason
+
     def can_run(self, branch: BranchSpec) -> bool:
         return branch.kind == "offload"
 
+    def why_not(self, branch: BranchSpec) -> str:
+        """One line: why ``branch`` cannot run here and what to do about it."""
+        return f"branch {branch.name!r} runs its head on this device, but {self.reason}; {_REMEDY}"
+
     def head(self, branch: BranchSpec, image: np.ndarray) -> HeadOutput:
-        raise LocalUnavailable(
-            f"branch {branch.name!r} needs the model's head on the device; "
-            "this client runs with --backend none (install splitedge[torch])"
-        )
+        raise LocalUnavailable(self.why_not(branch))
 
     def local(self, image: np.ndarray) -> Prediction:
-        raise LocalUnavailable("no model on this device (--backend none)")
+        raise LocalUnavailable(f"no local model: {self.reason}; {_REMEDY}")
 
 
 class TorchHeadBackend:
@@ -74,6 +85,12 @@ class TorchHeadBackend:
     def can_run(self, branch: BranchSpec) -> bool:
         return branch.kind == "offload" or branch.name in self.model.branches
 
+    def why_not(self, branch: BranchSpec) -> str:
+        return (
+            f"branch {branch.name!r} is not a branch of the model on this device "
+            f"(it has {', '.join(sorted(self.model.branches))}); check --model-option"
+        )
+
     def head(self, branch: BranchSpec, image: np.ndarray) -> HeadOutput:
         return self.model.run_head(branch.name, image)
 
@@ -82,12 +99,34 @@ class TorchHeadBackend:
 
 
 def make_backend(kind: str, model: str, options: dict[str, Any] | None = None) -> HeadBackend:
-    """``kind`` is ``torch``, ``none`` or ``auto`` (torch when installed, else none)."""
+    """``kind`` is ``torch``, ``none`` or ``auto`` (torch when installed, else none).
+
+    Raises ValueError (one line) for ``torch`` on a device without it.
+    """
     if kind == "none":
         return NoHeadBackend()
     if kind == "auto" and importlib.util.find_spec("torch") is None:
         log.info("torch is not installed: offload branches only, no local fallback")
-        return NoHeadBackend()
+        return NoHeadBackend(_AUTO_NONE)
     if kind in ("torch", "auto"):
-        return TorchHeadBackend(model, options)
+        if importlib.util.find_spec("torch") is None:
+            raise ValueError(
+                "--backend torch: torch is not installed on this device; install "
+                "splitedge[torch], or use --backend auto or none (offload branches only)"
+            )
+        try:
+            return TorchHeadBackend(model, options)
+        except ModuleNotFoundError as exc:  # torch without torchvision, say
+            raise ValueError(
+                f"--backend {kind}: the model needs {exc.name!r}, which is not installed; "
+                "install splitedge[torch]"
+            ) from None
     raise ValueError(f"unknown head backend {kind!r}; choose auto, torch or none")
+
+
+def why_not(backend: HeadBackend, branch: BranchSpec) -> str:
+    """One line: why ``backend`` cannot run ``branch`` (its own words when it has them)."""
+    explain = getattr(backend, "why_not", None)
+    if explain is not None:
+        return str(explain(branch))
+    return f"branch {branch.name!r} needs a head the {backend.name} backend does not have"

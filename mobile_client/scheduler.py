@@ -172,13 +172,14 @@ class Scheduler:
         initial_bandwidth_mbps: float = 10.0,
         initial_rtt_ms: float = 20.0,
         branches: Collection[str] | None = None,
+        tracking: bool = True,
         frame_hw: tuple[int, int] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         entries = [e for e in profile.entries if branches is None or e.config.branch in branches]
-        if not profile.tracker_latency_ms:
-            # No tracker was measured (no OpenCV on the device): it cannot track, so the
-            # detect-every-k-th-frame candidates are not for it.
+        if not tracking or not profile.tracker_latency_ms:
+            # No tracker here (``tracking=False``: no OpenCV on this device) or none was
+            # measured: the detect-every-k-th-frame candidates are not for it.
             entries = [e for e in entries if e.config.detection_interval == 1]
         if not entries:
             raise SchedulerError(

@@ -24,6 +24,7 @@ __all__ = [
     "ServerProfileError",
     "ServerUnreachableError",
     "UnknownModelError",
+    "fetch_model_info",
     "fetch_tail_profile",
     "tail_by_batch_size",
 ]
@@ -78,6 +79,22 @@ async def fetch_tail_profile(
     not serve ``model`` and :class:`ServerUnreachableError` if it does not answer
     within ``timeout_s``.
     """
+    info = await fetch_model_info(server, model, timeout_s, tls=tls, token=token)
+    return tail_by_batch_size(info)
+
+
+async def fetch_model_info(
+    server: str,
+    model: str,
+    timeout_s: float = 5.0,
+    *,
+    tls: TlsConfig | None = None,
+    token: str | None = None,
+) -> ModelInfo:
+    """``Describe(model)`` on ``server``: its branches, tensor specs and tail profile.
+
+    The errors are :func:`fetch_tail_profile`'s.
+    """
     if not server.strip():
         raise ServerProfileError("server address is empty; expected host:port")
     if not model:
@@ -86,7 +103,7 @@ async def fetch_tail_profile(
         raise ServerProfileError(f"timeout_s must be > 0, got {timeout_s}")
     try:
         async with EdgeTransport(server, tls=tls, token=token) as edge:
-            info = await edge.describe(model, timeout_s=timeout_s)
+            return await edge.describe(model, timeout_s=timeout_s)
     except (EdgeRefused, EdgeUnavailable) as exc:
         if exc.code is StatusCode.NOT_FOUND:
             raise ModelNotServedError(
@@ -96,4 +113,3 @@ async def fetch_tail_profile(
             f"server {server} did not answer Describe within {timeout_s:g} s: "
             f"{exc.code.name if exc.code is not None else 'UNAVAILABLE'}: {exc.details}"
         ) from exc
-    return tail_by_batch_size(info)

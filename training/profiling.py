@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from splitedge.mobile_client.flags import tls_from_flags, token_from_args
-from splitedge.mobile_client.heads import TorchHeadBackend
+from splitedge.mobile_client.heads import HeadBackend, TorchHeadBackend, make_backend
 from splitedge.mobile_client.messages import encode_head, encode_offload
 from splitedge.mobile_client.profile import (
     BranchConfig,
@@ -41,9 +41,10 @@ from splitedge.mobile_client.profile import (
     Validator,
     save_profile,
 )
-from splitedge.mobile_client.server_profile import fetch_tail_profile
+from splitedge.mobile_client.server_profile import fetch_model_info, tail_by_batch_size
 from splitedge.mobile_client.sources import SourceError, open_source, resize_short_side
 from splitedge.models.registry import create_model
+from splitedge.models.types import BranchSpec
 from splitedge.proto.options import parse_options
 
 __all__ = ["cpu_contention", "measure_profile", "run_profile"]
@@ -94,6 +95,8 @@ def measure_profile(
     model_options: Mapping[str, Any] | None = None,
     zstd_level: int = 3,
     tail_latency_ms: Mapping[str, Mapping[int, float]] | None = None,
+    backend: HeadBackend | None = None,
+    specs: Mapping[str, BranchSpec] | None = None,
 ) -> Profile:
     """Measure a profile of ``branches`` of ``model_name`` on this device.
 
@@ -104,6 +107,13 @@ def measure_profile(
     one, is recorded as the profile's); ``tail_latency_ms`` (branch -> batch size ->
     ms, as the server reports) is copied in. The time to build the model is the
     switch cost into its load group from any other.
+
+    ``backend`` (default: the model under torch, built here) runs the heads:
+    ``backend.head(spec, image)`` for split branches, ``backend.local(image)`` for
+    ``local``; offload branches need only the JPEG encoder. ``specs`` are the
+    branches' specs (default: the backend's model's); a device without the model
+    takes them from the edge (``Describe``). Every config must be one the backend
+    can run (:func:`runnable`).
     """
     try:  # the tracker needs OpenCV; a device without it profiles detection only
         from splitedge.mobile_client.tracker import measure_tracker_ms
@@ -118,16 +128,23 @@ def measure_profile(
     if not levels or min(levels) < 0 or len(set(levels)) != len(levels):
         raise ProfileError(f"contention levels must be distinct integers >= 0, got {list(levels)}")
     t0 = time.perf_counter()
-    backend = TorchHeadBackend(model_name, dict(model_options or {}))
+    if backend is None:
+        backend = TorchHeadBackend(model_name, dict(model_options or {}))
     load_ms = (time.perf_counter() - t0) * 1000.0
-    specs = backend.model.branches
+    model = getattr(backend, "model", None)  # None: no whole model on this device
+    if specs is None:
+        if model is None:
+            raise ProfileError("measure_profile needs the branch specs (specs=) for this backend")
+        specs = model.branches
     for cfg in branches:
         if cfg.branch not in specs:
             raise ProfileError(
                 f"model {model_name!r} has no branch {cfg.branch!r}; "
                 f"known: {', '.join(sorted(specs))}"
             )
-        if cfg.width != 1.0 and not hasattr(backend.model, "set_width"):
+        if not runnable(backend, specs[cfg.branch]):
+            raise ProfileError(f"{cfg.key}: the {backend.name} backend cannot run this branch")
+        if cfg.width != 1.0 and model is not None and not hasattr(model, "set_width"):
             raise ProfileError(
                 f"{cfg.key}: model {model_name!r} is not slimmable (width must be 1.0)"
             )
@@ -135,8 +152,8 @@ def measure_profile(
     def run_once(cfg: BranchConfig, image: np.ndarray) -> tuple[float, int]:
         spec = specs[cfg.branch]
         image = resize_short_side(image, cfg.input_size)
-        if hasattr(backend.model, "set_width"):
-            backend.model.set_width(cfg.width)
+        if hasattr(model, "set_width"):
+            model.set_width(cfg.width)
         start = time.perf_counter()
         if spec.kind == "local":
             backend.local(image)
@@ -212,6 +229,16 @@ def measure_profile(
     )
 
 
+def runnable(backend: HeadBackend, spec: BranchSpec) -> bool:
+    """Whether this device can measure ``spec``: offload needs only the JPEG encoder,
+    ``local`` the whole model, a split branch its head (``backend.can_run``)."""
+    if spec.kind == "offload":
+        return True
+    if spec.kind == "local":
+        return bool(backend.has_local)
+    return backend.can_run(spec)
+
+
 # ---------------------------------------------------------------- command line
 
 
@@ -221,14 +248,37 @@ def run_profile(args: argparse.Namespace) -> int:
         size = _check_profile_args(args)
         options = parse_options(args.model_option, "--model-option")
         frames = [f.image for f in open_source(args.source, max_frames=args.frames, size=size)]
-        # Branch kinds come from the model itself (built once more here, before timing).
-        model = create_model(args.model, **options)
-        configs = _configs(args, model)
+        backend = make_backend(getattr(args, "backend", "auto"), args.model, options)
+        # Branch kinds come from the model itself, or from the edge where it is not here.
+        model: Any = getattr(backend, "model", None)
+        if args.accuracy_frames and (model is None or not backend.has_local):
+            raise ValueError(
+                "--accuracy-frames runs the whole model on this device and needs torch; "
+                f"here {_backend_reason(backend)}"
+            )
         tails = None
+        specs = None
         if getattr(args, "server", None):
             tls = tls_from_flags(args.tls_ca, args.tls_cert, args.tls_key)
             token = token_from_args(args)
-            tails = asyncio.run(fetch_tail_profile(args.server, args.model, tls=tls, token=token))
+            info = asyncio.run(fetch_model_info(args.server, args.model, tls=tls, token=token))
+            tails = tail_by_batch_size(info)
+            specs = {b.name: b.spec for b in info.branches}
+        if model is not None:  # the model on this device knows its own branches
+            specs = model.branches
+        elif specs is None:
+            specs = _model_without_torch(args.model, options).branches
+        configs = _configs(args, model if model is not None else _Branches(specs))
+        kept = [c for c in configs if runnable(backend, specs[c.branch])]
+        skipped = sorted({c.branch for c in configs} - {c.branch for c in kept})
+        if skipped:
+            print(
+                f"splitedge-client profile: note: {', '.join(skipped)} not measured: head "
+                f"branches need torch or the onnx backend; here {_backend_reason(backend)}",
+                file=sys.stderr,
+            )
+        if not kept:
+            raise ProfileError("no branch of the selection can be measured on this device")
         validate = None
         if args.accuracy_frames:
             # Synthetic video and COCO evaluation (pycocotools, OpenCV): only when asked.
@@ -242,13 +292,16 @@ def run_profile(args: argparse.Namespace) -> int:
             )
         profile = measure_profile(
             args.model,
-            configs,
+            kept,
             frames,
             contention_levels=args.levels,
             progress=not args.no_progress,
             validate=validate,
             model_options=options,
             tail_latency_ms=tails,
+            # torch: measure_profile builds the model itself, timing the load (switch cost)
+            backend=None if isinstance(backend, TorchHeadBackend) else backend,
+            specs=None if model is not None else specs,
         )
         save_profile(profile, args.output)
     except (ProfileError, SourceError, ValueError, KeyError, OSError) as exc:
@@ -259,6 +312,30 @@ def run_profile(args: argparse.Namespace) -> int:
         f"contention levels {list(profile.contention_levels)}"
     )
     return 0
+
+
+class _Branches:
+    """A model's branches without the model: what ``_configs`` reads (specs from the edge)."""
+
+    def __init__(self, specs: Mapping[str, BranchSpec]) -> None:
+        self.branches = dict(specs)
+
+
+def _backend_reason(backend: HeadBackend) -> str:
+    return str(getattr(backend, "reason", f"backend {backend.name}"))
+
+
+def _model_without_torch(name: str, options: Mapping[str, Any]) -> Any:
+    """The model's branches where no head backend holds the model: a torch-free model
+    (echo) builds; any other needs the edge to describe it."""
+    try:
+        return create_model(name, **options)
+    except ModuleNotFoundError as exc:
+        raise ValueError(
+            f"model {name!r} needs {exc.name!r} to be built here; pass --server HOST:PORT "
+            "so that the edge lists its branches (offload branches are measured, head "
+            "branches need torch or the onnx backend)"
+        ) from None
 
 
 def _check_profile_args(args: argparse.Namespace) -> tuple[int, int]:

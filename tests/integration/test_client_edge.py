@@ -203,7 +203,7 @@ async def test_unknown_model_and_branch_are_refused(edge_factory):
         with pytest.raises(ClientError, match=r"unknown branch 'split@nowhere'.*offload-jpeg90"):
             await client.submit(frame, "split@nowhere")
         # With no head on this device, a split branch cannot be prepared.
-        with pytest.raises(ClientError, match="needs a head"):
+        with pytest.raises(ClientError, match="runs its head on this device, but this client"):
             await client.submit(frame, "split@x")
 
 

@@ -10,7 +10,9 @@ SIGTERM/SIGINT drain in-flight frames and exit 0. A bad config or flag prints on
 line on stderr and exits 2; a port it cannot listen on (another server has it) one
 line and exits 1. It binds 127.0.0.1 unless told otherwise; ``[auth] tokens`` (hashes
 printed by ``splitedge-edge hash-token``) make every call carry a device token
-(``splitedge.edge.auth``).
+(``splitedge.edge.auth``). ``splitedge-edge export --model M [--out DIR]`` writes the
+model's split heads as ONNX + pre-processing spec + SHA-256 (:mod:`splitedge.edge.export`)
+for devices that run them without torch.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import hashlib
 import logging
 import os
 import secrets
 import sys
+import tempfile
 from pathlib import Path
 
 from splitedge.control_plane.address import (
@@ -38,6 +42,7 @@ from splitedge.edge.config import (
     load_config,
     parse_model_spec,
 )
+from splitedge.edge.errors import RequestError
 from splitedge.edge.memory import fix_mmap_threshold
 from splitedge.edge.registry import ModelRegistry
 from splitedge.edge.server import EdgeServer, serve
@@ -158,6 +163,33 @@ def build_parser() -> argparse.ArgumentParser:
         choices=LOG_LEVELS,
         help="logging level (config default INFO)",
     )
+    e = sub.add_parser(
+        "export",
+        help="export a model's split heads to ONNX for devices without torch",
+        description="Write, for every split branch of the model, its head as ONNX (one graph "
+        "per head: branches that differ only in quantization bits share one, so a bottleneck "
+        "student has one per slimmable width), its pre-processing spec as JSON (resize rule "
+        "min_size/max_size, mean/std, size_divisible, output tensor names, orig_size and "
+        "input_size semantics) and SHA256SUMS. Without --out they go to the head cache the "
+        "server hands out with GetHead ([heads] cache_dir of --config, default "
+        "~/.cache/splitedge/edge-heads); the server also exports a missing head when a "
+        "device first asks (unless [heads] export = false). Devices fetch them with "
+        "splitedge-client run --backend onnx.",
+    )
+    e.add_argument(
+        "--model",
+        required=True,
+        metavar="NAME[:key=value,...]",
+        help="the registry model and builder options, as serve takes it (serve_as=NAME sets "
+        "the name devices ask for), e.g. zoo:ghnd-frcnn-small-c12",
+    )
+    e.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="write <graph>.onnx, <graph>.json and SHA256SUMS into DIR",
+    )
+    e.add_argument("--config", type=Path, help="TOML config file (its [heads] cache_dir)")
     sub.add_parser("list-models", help="print the model names the registry can build")
     h = sub.add_parser(
         "hash-token",
@@ -221,6 +253,39 @@ def _hash_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """``export``: every head graph of one model, to --out or the server's head cache."""
+    from splitedge.edge.export import HeadStore
+
+    spec = parse_model_spec(args.model)
+    config = load_config(args.config, models=[spec])
+    registry = ModelRegistry.from_config(config.models, config.limits.codec_limits(), device="cpu")
+    (name,) = registry.names
+    with tempfile.TemporaryDirectory() as scratch:
+        # --out gets the files alone; the server's cache is left as it is.
+        store = HeadStore(Path(scratch) if args.out is not None else config.heads.cache_dir)
+        exported = store.export_all(name, registry.model(name))
+    sums = []
+    for artifact, path in exported:
+        if args.out is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+            path = args.out / f"{artifact.spec.graph}.onnx"
+            path.write_bytes(artifact.onnx)
+            spec_bytes = artifact.spec_json.encode()
+            path.with_suffix(".json").write_bytes(spec_bytes)
+            sums.append(f"{artifact.sha256}  {path.name}")
+            sums.append(
+                f"{hashlib.sha256(spec_bytes).hexdigest()}  {path.with_suffix('.json').name}"
+            )
+        print(
+            f"{artifact.spec.graph}: {', '.join(artifact.spec.branches)} -> {path} "
+            f"({len(artifact.onnx)} bytes, sha256 {artifact.sha256})"
+        )
+    if args.out is not None:
+        (args.out / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    return 0
+
+
 def _broker_overrides(broker: BrokerAddress | None) -> dict[str, object]:
     """The config overrides a broker address makes: all of it, its scheme included (an
     ``mqtt://`` address turns off a ``tls = true`` from the config file)."""
@@ -240,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return _hash_token(args)
         except ConfigError as exc:
+            print(f"splitedge-edge: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    if args.command == "export":
+        try:
+            return _export(args)
+        except (ConfigError, RequestError, OSError) as exc:
             print(f"splitedge-edge: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
     # Logging first, in the format every command uses, so that what flags and config

@@ -34,6 +34,7 @@ __all__ = [
     "ConfigError",
     "DepthConfig",
     "EdgeConfig",
+    "HeadsConfig",
     "LimitsConfig",
     "ModelConfig",
     "MqttConfig",
@@ -136,6 +137,14 @@ class DepthConfig:
 
 
 @dataclass(frozen=True)
+class HeadsConfig:
+    """Heads as artifacts: split heads exported to ONNX for torch-free devices (GetHead)."""
+
+    cache_dir: Path | None = None  # None = ~/.cache/splitedge/edge-heads ($XDG_CACHE_HOME)
+    export: bool = True  # export a head on demand when a device asks and none is cached
+
+
+@dataclass(frozen=True)
 class TokenHash:
     """One device's token, as the config stores it: its SHA-256, never the token."""
 
@@ -162,6 +171,7 @@ class EdgeConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     depth: DepthConfig = field(default_factory=DepthConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     device: str = "auto"  # "auto" -> cuda if available, else cpu
     metrics_port: int = METRICS_OFF  # -1 = off, 0 = a free port (printed), else that port
@@ -176,6 +186,7 @@ _SECTIONS: dict[str, type] = {
     "limits": LimitsConfig,
     "mqtt": MqttConfig,
     "depth": DepthConfig,
+    "heads": HeadsConfig,
 }
 _TOP_KEYS = ("device", "metrics_port", "metrics_host", "log_level")
 _TOP_LEVEL = {*_TOP_KEYS, "models", "auth", *_SECTIONS}

@@ -40,6 +40,7 @@ from splitedge.edge.auth import TokenAuthInterceptor, bind_warning, is_loopback
 from splitedge.edge.config import EdgeConfig
 from splitedge.edge.depth_service import DepthService, serve_depth_request
 from splitedge.edge.errors import InvalidArgument, RequestError, shorten
+from splitedge.edge.export import HeadStore
 from splitedge.edge.log_limit import LogLimiter
 from splitedge.edge.metrics import Metrics
 from splitedge.edge.registry import FrameRequest, ModelRegistry, codec_error, resolve_device
@@ -360,10 +361,12 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
         service: EdgeService,
         stopping: asyncio.Event,
         depth: DepthService | None = None,
+        heads: HeadStore | None = None,
     ) -> None:
         self._service = service
         self._stopping = stopping
         self._depth = depth
+        self._heads = heads if heads is not None else HeadStore()
         self._bad_requests = LogLimiter(log, _BAD_REQUEST_LOG_INTERVAL_S)
 
     def undecodable(self, method: str, request: _Undecodable) -> InvalidArgument:
@@ -516,6 +519,32 @@ class EdgeInferenceServicer(pb_grpc.EdgeInferenceServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
         return await serve_depth_request(self._depth, request, context)
 
+    async def GetHead(
+        self, request: pb.HeadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.HeadResponse:
+        """A split branch's head as ONNX + its spec (exported on first demand, in a thread)."""
+        try:
+            model = self._service.registry.model(request.model)
+            artifact = await asyncio.to_thread(
+                self._heads.get, request.model, model, request.branch
+            )
+        except RequestError as error:
+            await context.abort(error.code.grpc, error.message)
+        except Exception as exc:  # a failed export costs this request, not the server
+            log.error("GetHead %s/%s failed", request.model[:64], request.branch[:64], exc_info=exc)
+            await context.abort(
+                grpc.StatusCode.INTERNAL, shorten(f"exporting the head failed: {exc!r}")
+            )
+        current = request.known_sha256 == artifact.sha256
+        return pb.HeadResponse(
+            model=request.model,
+            branch=request.branch,
+            spec_json=artifact.spec_json,
+            onnx=b"" if current else artifact.onnx,
+            sha256=artifact.sha256,
+            not_modified=current,
+        )
+
     async def Status(
         self, request: pb.StatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.StatusResponse:
@@ -589,6 +618,7 @@ class EdgeServer:
         self.publisher: StatusPublisher | None = None
         # Built now, so a missing prior checkpoint fails at start, not on a request.
         self.depth = _depth_service(config) if config.depth.enabled else None
+        self.heads = HeadStore(config.heads.cache_dir, export_missing=config.heads.export)
         self._server: grpc.aio.Server | None = None
         self._stopping: asyncio.Event | None = None
         self._stopped = False
@@ -633,7 +663,7 @@ class EdgeServer:
                     ("grpc.so_reuseport", 0),
                 ],
             )
-            inference = EdgeInferenceServicer(self.service, self._stopping, self.depth)
+            inference = EdgeInferenceServicer(self.service, self._stopping, self.depth, self.heads)
             _add_servicer(inference, server)
             # Health and reflection too: bytes that are no request get INVALID_ARGUMENT.
             refuse = inference.undecodable

@@ -200,9 +200,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--in-flight", type=int, default=4, help="frames pipelined at once")
     run.add_argument(
         "--backend",
-        choices=("auto", "torch", "none"),
+        choices=("auto", "torch", "onnx", "none"),
         default="auto",
-        help="head backend: torch, none (offload branches only), auto (torch if installed)",
+        help="head backend: torch (the registry model, local branch and fallback too), onnx "
+        "(the split heads the edge exports, fetched with GetHead, cached by SHA-256 in "
+        "--head-cache and run with onnxruntime: no torch, no local branch), none (offload "
+        "branches only), auto (torch if installed, else onnx if onnxruntime is, else none)",
+    )
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads of the head backend (torch.set_num_threads, onnxruntime intra-op "
+        "threads; default: the runtime's own)",
+    )
+    run.add_argument(
+        "--head-cache",
+        metavar="DIR",
+        default=None,
+        help="--backend onnx: where downloaded heads are kept by SHA-256 "
+        "(default ~/.cache/splitedge/heads)",
     )
     run.add_argument(
         "--model-option",
@@ -384,7 +402,16 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         options = parse_options(args.model_option, "--model-option")
         _check_run_args(args)
-        backend = make_backend(args.backend, args.model, options)
+        if args.threads is not None and args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        backend = make_backend(
+            args.backend,
+            args.model,
+            options,
+            threads=args.threads,
+            head_cache=args.head_cache,
+            branches=None if args.branch == "auto" else [args.branch],
+        )
         args.prefilter_fn = _load_prefilter(args.prefilter) if args.prefilter else None
         args.scheduler = _make_scheduler(args) if args.branch == "auto" else None
         broker = _check_mqtt_flags(args)

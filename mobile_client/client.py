@@ -320,6 +320,12 @@ class Client:
         info = await self._transport.describe(self.model, timeout_s=self.connect_timeout_s)
         self.model_info = info
         self.branches.update({b.name: b.spec for b in info.branches})
+        # A backend that gets its heads from the edge (onnx) fetches them now; it never
+        # raises, a head it cannot get only leaves its branch out.
+        prepare = getattr(self.backend, "prepare", None)
+        if prepare is not None:
+            specs = [b.spec for b in info.branches]
+            await prepare(self._transport, self.model, specs, server=self.server)
         return info
 
     def _add_local_branches(self) -> None:
@@ -327,7 +333,9 @@ class Client:
         if model is not None:
             for name, spec in model.branches.items():
                 self.branches.setdefault(name, spec)
-        if self.backend.has_local:
+        # A backend with heads only (onnx) knows the local branch too, to say in each
+        # frame's record why it cannot run it.
+        if self.backend.has_local or getattr(self.backend, "no_local_reason", ""):
             self.branches.setdefault("local", BranchSpec("local", "local"))
 
     async def status(self) -> ServerStatus:
@@ -371,6 +379,10 @@ class Client:
                 timing.total_ms = timing.prefilter_ms
                 return FrameOutcome(frame.index, branch, "dropped", "prefiltered", None, timing)
         if spec.kind == "local":
+            if not self.backend.has_local:
+                timing.total_ms = _ms(start_ns, time.perf_counter_ns())
+                why = getattr(self.backend, "no_local_reason", "") or "no local model"
+                return FrameOutcome(frame.index, branch, "dropped", f"local: {why}", None, timing)
             return await self._run_local(frame, branch, "", timing, start_ns)
         fallback = self.local_fallback if local_fallback is None else local_fallback
         if not self.backend.can_run(spec):

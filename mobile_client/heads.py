@@ -2,9 +2,10 @@
 
 A backend runs the head of split branches and, when it holds the whole model, the
 ``local`` branch (also used as fallback when the edge cannot answer in time).
-``torch`` wraps a model from :mod:`splitedge.models.registry`; ``none`` is for
-devices without a DNN runtime (offload branches only). ONNX Runtime plugs in here
-as one more backend.
+``torch`` wraps a model from :mod:`splitedge.models.registry`; ``onnx`` runs the
+split heads the edge exports with ONNX Runtime, no torch
+(:mod:`splitedge.mobile_client.onnx_heads`); ``none`` is for devices without a DNN
+runtime (offload branches only).
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ from splitedge.models.types import BranchSpec, HeadOutput, Prediction
 log = logging.getLogger(__name__)
 
 _REMEDY = "install splitedge[torch] or use an offload branch"
-_AUTO_NONE = "torch is not installed (backend auto chose none)"
+_HEAD_REMEDY = (
+    "install splitedge[device] (ONNX heads from the edge) or splitedge[torch], "
+    "or use an offload branch"
+)
+_AUTO_NONE = "neither torch nor onnxruntime is installed (backend auto chose none)"
 
 
 class LocalUnavailable(RuntimeError):
@@ -62,7 +67,10 @@ class NoHeadBackend:
 
     def why_not(self, branch: BranchSpec) -> str:
         """One line: why ``branch`` cannot run here and what to do about it."""
-        return f"branch {branch.name!r} runs its head on this device, but {self.reason}; {_REMEDY}"
+        return (
+            f"branch {branch.name!r} runs its head on this device, but {self.reason}; "
+            f"{_HEAD_REMEDY}"
+        )
 
     def head(self, branch: BranchSpec, image: np.ndarray) -> HeadOutput:
         raise LocalUnavailable(self.why_not(branch))
@@ -77,9 +85,17 @@ class TorchHeadBackend:
     name = "torch"
     has_local = True
 
-    def __init__(self, model: str, options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, model: str, options: dict[str, Any] | None = None, *, threads: int | None = None
+    ) -> None:
+        import torch
+
         from splitedge.models.registry import create_model
 
+        if threads is not None:
+            if threads < 1:
+                raise ValueError(f"threads must be at least 1, got {threads}")
+            torch.set_num_threads(threads)
         self.model = create_model(model, **(options or {}))
 
     def can_run(self, branch: BranchSpec) -> bool:
@@ -98,30 +114,56 @@ class TorchHeadBackend:
         return self.model.run_local(image)
 
 
-def make_backend(kind: str, model: str, options: dict[str, Any] | None = None) -> HeadBackend:
-    """``kind`` is ``torch``, ``none`` or ``auto`` (torch when installed, else none).
+def make_backend(
+    kind: str,
+    model: str,
+    options: dict[str, Any] | None = None,
+    *,
+    threads: int | None = None,
+    head_cache: str | None = None,
+    branches: list[str] | None = None,
+) -> HeadBackend:
+    """``kind`` is ``torch``, ``onnx``, ``none`` or ``auto`` (torch when installed, else
+    onnx when onnxruntime is, else none). ``threads`` sets the runtime's intra-op
+    threads; ``head_cache`` and ``branches`` (the split branches whose heads to fetch;
+    None = all) are the onnx backend's.
 
-    Raises ValueError (one line) for ``torch`` on a device without it.
+    Raises ValueError (one line) for ``torch`` or ``onnx`` on a device without it.
     """
+    if kind == "auto":
+        if importlib.util.find_spec("torch") is not None:
+            kind = "torch"
+        elif importlib.util.find_spec("onnxruntime") is not None:
+            log.info("torch is not installed: split heads run with onnxruntime (--backend onnx)")
+            kind = "onnx"
+        else:
+            log.info("neither torch nor onnxruntime is installed: offload branches only")
+            return NoHeadBackend(_AUTO_NONE)
     if kind == "none":
         return NoHeadBackend()
-    if kind == "auto" and importlib.util.find_spec("torch") is None:
-        log.info("torch is not installed: offload branches only, no local fallback")
-        return NoHeadBackend(_AUTO_NONE)
-    if kind in ("torch", "auto"):
+    if kind == "torch":
         if importlib.util.find_spec("torch") is None:
             raise ValueError(
                 "--backend torch: torch is not installed on this device; install "
-                "splitedge[torch], or use --backend auto or none (offload branches only)"
+                "splitedge[torch], or use --backend auto, onnx or none"
             )
         try:
-            return TorchHeadBackend(model, options)
+            return TorchHeadBackend(model, options, threads=threads)
         except ModuleNotFoundError as exc:  # torch without torchvision, say
             raise ValueError(
-                f"--backend {kind}: the model needs {exc.name!r}, which is not installed; "
+                f"--backend torch: the model needs {exc.name!r}, which is not installed; "
                 "install splitedge[torch]"
             ) from None
-    raise ValueError(f"unknown head backend {kind!r}; choose auto, torch or none")
+    if kind == "onnx":
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise ValueError(
+                "--backend onnx: onnxruntime is not installed on this device; install "
+                "splitedge[device] (or python-onnxruntime under Termux)"
+            )
+        from splitedge.mobile_client.onnx_heads import OnnxHeadBackend
+
+        return OnnxHeadBackend(threads=threads, cache_dir=head_cache, branches=branches)
+    raise ValueError(f"unknown head backend {kind!r}; choose auto, torch, onnx or none")
 
 
 def why_not(backend: HeadBackend, branch: BranchSpec) -> str:

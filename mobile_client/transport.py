@@ -66,6 +66,7 @@ __all__ = [
     "FocalStackMessage",
     "FrameReply",
     "FrameStream",
+    "HeadDownload",
     "ModelInfo",
     "OutgoingFrame",
     "ServerStatus",
@@ -257,6 +258,20 @@ class FrameReply:
     message: str
     prediction: Prediction | None
     timing: ServerTiming
+
+
+@dataclass(frozen=True)
+class HeadDownload:
+    """A split branch's head as the edge handed it out (``GetHead``): the spec JSON, the
+    ONNX graph (empty when ``not_modified``: the device's copy is current) and the
+    graph's SHA-256 as the edge states it (the caller checks the bytes against it)."""
+
+    model: str
+    branch: str
+    spec_json: str
+    onnx: bytes
+    sha256: str
+    not_modified: bool
 
 
 @dataclass(frozen=True)
@@ -551,6 +566,28 @@ class EdgeTransport:
         except grpc.aio.AioRpcError as exc:
             raise rpc_error(exc, self.address) from exc
         return model_info_from_pb(info)
+
+    async def get_head(
+        self, model: str, branch: str, *, known_sha256: str = "", timeout_s: float | None
+    ) -> HeadDownload:
+        """The head of a split branch as ONNX + spec; with ``known_sha256`` the graph's
+        bytes come only if the edge's differs (:attr:`HeadDownload.not_modified`)."""
+        try:
+            reply = await self._stub.GetHead(
+                pb.HeadRequest(model=model, branch=branch, known_sha256=known_sha256),
+                timeout=timeout_s,
+                metadata=self._metadata,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise rpc_error(exc, self.address) from exc
+        return HeadDownload(
+            model=reply.model,
+            branch=reply.branch,
+            spec_json=reply.spec_json,
+            onnx=bytes(reply.onnx),
+            sha256=reply.sha256,
+            not_modified=reply.not_modified,
+        )
 
     async def list_models(self, *, timeout_s: float | None) -> tuple[ModelInfo, ...]:
         """Every model the server serves."""

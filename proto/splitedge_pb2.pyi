@@ -387,3 +387,29 @@ class DepthResult(_message.Message):
     shift: float
     confident_pixels: int
     def __init__(self, request_id: _Optional[int] = ..., depth: _Optional[_Union[Tensor, _Mapping]] = ..., confidence: _Optional[_Union[Tensor, _Mapping]] = ..., timing: _Optional[_Union[DepthTiming, _Mapping]] = ..., alignment_residual_px: _Optional[float] = ..., scale: _Optional[float] = ..., shift: _Optional[float] = ..., confident_pixels: _Optional[int] = ...) -> None: ...
+
+class HeadRequest(_message.Message):
+    __slots__ = ("model", "branch", "known_sha256")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    BRANCH_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_SHA256_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    branch: str
+    known_sha256: str
+    def __init__(self, model: _Optional[str] = ..., branch: _Optional[str] = ..., known_sha256: _Optional[str] = ...) -> None: ...
+
+class HeadResponse(_message.Message):
+    __slots__ = ("model", "branch", "spec_json", "onnx", "sha256", "not_modified")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    BRANCH_FIELD_NUMBER: _ClassVar[int]
+    SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
+    ONNX_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    NOT_MODIFIED_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    branch: str
+    spec_json: str
+    onnx: bytes
+    sha256: str
+    not_modified: bool
+    def __init__(self, model: _Optional[str] = ..., branch: _Optional[str] = ..., spec_json: _Optional[str] = ..., onnx: _Optional[bytes] = ..., sha256: _Optional[str] = ..., not_modified: _Optional[bool] = ...) -> None: ...

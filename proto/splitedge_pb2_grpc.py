@@ -64,6 +64,11 @@ class EdgeInferenceStub:
                 request_serializer=splitedge_dot_proto_dot_splitedge__pb2.FocalStackRequest.SerializeToString,
                 response_deserializer=splitedge_dot_proto_dot_splitedge__pb2.DepthResult.FromString,
                 _registered_method=True)
+        self.GetHead = channel.unary_unary(
+                '/splitedge.v1.EdgeInference/GetHead',
+                request_serializer=splitedge_dot_proto_dot_splitedge__pb2.HeadRequest.SerializeToString,
+                response_deserializer=splitedge_dot_proto_dot_splitedge__pb2.HeadResponse.FromString,
+                _registered_method=True)
 
 
 class EdgeInferenceServicer:
@@ -105,6 +110,12 @@ class EdgeInferenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetHead(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EdgeInferenceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +148,11 @@ def add_EdgeInferenceServicer_to_server(servicer, server):
                     servicer.DepthFromFocus,
                     request_deserializer=splitedge_dot_proto_dot_splitedge__pb2.FocalStackRequest.FromString,
                     response_serializer=splitedge_dot_proto_dot_splitedge__pb2.DepthResult.SerializeToString,
+            ),
+            'GetHead': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHead,
+                    request_deserializer=splitedge_dot_proto_dot_splitedge__pb2.HeadRequest.FromString,
+                    response_serializer=splitedge_dot_proto_dot_splitedge__pb2.HeadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -301,6 +317,33 @@ class EdgeInference:
             '/splitedge.v1.EdgeInference/DepthFromFocus',
             splitedge_dot_proto_dot_splitedge__pb2.FocalStackRequest.SerializeToString,
             splitedge_dot_proto_dot_splitedge__pb2.DepthResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/splitedge.v1.EdgeInference/GetHead',
+            splitedge_dot_proto_dot_splitedge__pb2.HeadRequest.SerializeToString,
+            splitedge_dot_proto_dot_splitedge__pb2.HeadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -82,6 +82,7 @@ async def _codes(channel: grpc.aio.Channel, metadata) -> dict[str, grpc.StatusCo
         "Describe": (stub.Describe, pb.DescribeRequest(model="echo")),
         "Status": (stub.Status, pb.StatusRequest()),
         "DepthFromFocus": (stub.DepthFromFocus, pb.FocalStackRequest()),
+        "GetHead": (stub.GetHead, pb.HeadRequest(model="echo", branch="nope")),
         "Health": (health.Check, health_pb2.HealthCheckRequest()),
     }
     streams = {
@@ -114,6 +115,7 @@ async def test_every_rpc_needs_a_configured_token_and_health_is_open_only_if_con
             not_bearer = await _codes(channel, (("authorization", TOKEN),))
             right = await _codes(channel, (("authorization", f"Bearer {TOKEN}"),))
         guarded = ["Infer", "Stream", "ListModels", "Describe", "Status", "DepthFromFocus"]
+        guarded.append("GetHead")
         for codes in (missing, wrong, not_bearer):
             assert {k: codes[k] for k in [*guarded, "Reflection"]} == dict.fromkeys(
                 [*guarded, "Reflection"], UNAUTHENTICATED
@@ -121,7 +123,8 @@ async def test_every_rpc_needs_a_configured_token_and_health_is_open_only_if_con
             assert codes["Health"] == grpc.StatusCode.OK  # health_open: probes carry no token
         # The right token gets every answer the server has (no depth on this one).
         assert right == {**dict.fromkeys(right, grpc.StatusCode.OK),
-                         "DepthFromFocus": grpc.StatusCode.UNIMPLEMENTED}  # fmt: skip
+                         "DepthFromFocus": grpc.StatusCode.UNIMPLEMENTED,
+                         "GetHead": grpc.StatusCode.NOT_FOUND}  # fmt: skip
         # The refusal says what to do, in one line.
         async with EdgeTransport(address) as anonymous:
             with pytest.raises(EdgeRefused) as info:

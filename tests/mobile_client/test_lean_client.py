@@ -14,7 +14,7 @@ from splitedge.mobile_client.profile import PROFILE_VERSION
 # Make both imports fail in the child process, as on a device without them.
 _BLOCK = (
     "import sys\n"
-    "for name in ('torch', 'torchvision', 'cv2'): sys.modules[name] = None\n"
+    "for name in ('torch', 'torchvision', 'cv2', 'onnxruntime'): sys.modules[name] = None\n"
     "from splitedge.mobile_client.cli import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
@@ -89,15 +89,18 @@ def test_head_branch_without_torch_says_why_and_what_to_install(edge_factory):
     )  # fmt: skip
     line = _one_line_error(proc)
     assert "'split@x' runs its head on this device" in line
-    assert "torch is not installed (backend auto chose none)" in line
-    assert "install splitedge[torch] or use an offload branch" in line
+    assert "neither torch nor onnxruntime is installed (backend auto chose none)" in line
+    assert "install splitedge[device] (ONNX heads from the edge) or splitedge[torch]" in line
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize(
     ("backend", "why"),
     [
-        ("auto", "no local model: torch is not installed (backend auto chose none)"),
+        (
+            "auto",
+            "no local model: neither torch nor onnxruntime is installed (backend auto chose none)",
+        ),
         ("none", "no local model: this client runs with --backend none"),
     ],
 )
@@ -168,7 +171,8 @@ def test_profile_without_torch_measures_the_offload_branches(edge_factory, tmp_p
     note = proc.stderr.strip().splitlines()
     assert note == [
         "splitedge-client profile: note: local, split@x not measured: head branches need "
-        "torch or the onnx backend; here torch is not installed (backend auto chose none)"
+        "torch or the onnx backend; here neither torch nor onnxruntime is installed "
+        "(backend auto chose none)"
     ]
     doc = json.loads(out.read_text())
     assert [e["branch"] for e in doc["entries"]] == ["offload-jpeg90"]

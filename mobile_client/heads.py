@@ -75,8 +75,13 @@ class NoHeadBackend:
     def head(self, branch: BranchSpec, image: np.ndarray) -> HeadOutput:
         raise LocalUnavailable(self.why_not(branch))
 
+    @property
+    def no_local_reason(self) -> str:
+        """What each ``local`` frame's record says: why there is no model, and the fix."""
+        return f"no local model: {self.reason}; {_REMEDY}"
+
     def local(self, image: np.ndarray) -> Prediction:
-        raise LocalUnavailable(f"no local model: {self.reason}; {_REMEDY}")
+        raise LocalUnavailable(self.no_local_reason)
 
 
 class TorchHeadBackend:

@@ -110,7 +110,11 @@ def test_local_branch_without_a_model_says_why(edge_factory, backend, why):
         "run", "--server", edge.address, "--model", "echo", "--branch", "local",
         "--backend", backend, "--frames", "1", "--size", "32x32",
     )  # fmt: skip
-    assert why in _one_line_error(proc)
+    # Each frame's record says why (issue 15: "a clear reason in each frame's record").
+    assert proc.returncode == 0, proc.stderr
+    (record,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert record["source"] == "dropped"
+    assert record["reason"] == f"local: {why}; install splitedge[torch] or use an offload branch"
 
 
 def _echo_profile_file(tmp_path: Path) -> Path:
@@ -150,8 +154,8 @@ def test_branch_auto_without_torch_or_opencv_names_every_skipped_entry(edge_fact
     assert proc.returncode == 0, proc.stderr
     notes = [line for line in proc.stderr.splitlines() if "note:" in line]
     assert len(notes) == 3, proc.stderr
-    assert "entries for local skipped: no local model: torch is not installed" in notes[0]
-    assert "entries for split@x skipped: torch is not installed (backend auto chose" in notes[1]
+    assert "entries for local skipped: no local model: neither torch nor onnxruntime" in notes[0]
+    assert "entries for split@x skipped: neither torch nor onnxruntime is installed" in notes[1]
     assert "tracked profile entries (detection interval > 1) skipped" in notes[2]
     assert "pip install 'splitedge[video]'" in notes[2]
     records = [json.loads(line) for line in out.read_text().splitlines()]

@@ -674,10 +674,23 @@ class Fuzzer:
             await self.queue.put(None)
 
     async def warm_up(self) -> None:
+        """Valid frames before the RSS baseline: one at a time, then bursts as wide as the
+        fuzz's own concurrency, so that the model's first runs at every batch size
+        (allocator pools, per-thread scratch of a torch tail) count as the baseline,
+        not as growth the hostile traffic caused."""
         async with self._channel() as channel:
             stub = pb_grpc.EdgeInferenceStub(channel)
             for request in self.t.valid * 2:
                 await stub.Infer(request, timeout=120, metadata=self._meta)
+            width = 4 * (self.streams + max(1, self.streams // 2))
+            for _ in range(3):
+                await asyncio.gather(
+                    *(
+                        stub.Infer(self.t.valid[i % len(self.t.valid)], timeout=120,
+                                   metadata=self._meta)
+                        for i in range(width)
+                    )
+                )  # fmt: skip
 
     async def run(self, requests: int | None, minutes: float | None, progress: bool) -> Report:
         await self.warm_up()

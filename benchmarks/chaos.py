@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,7 +41,13 @@ from splitedge.mobile_client.heads import TorchHeadBackend
 from splitedge.mobile_client.outcome import FrameOutcome
 from splitedge.mobile_client.sources import CameraFrame
 from splitedge.simulations.link import EmulatedLink
-from splitedge.simulations.processes import EdgeProcess
+from splitedge.simulations.processes import (
+    EdgeProcess,
+    Mosquitto,
+    free_port,
+    mosquitto_binary,
+    wait_listening,
+)
 from splitedge.simulations.traces import constant
 
 BRANCH = "offload-jpeg90"
@@ -52,54 +56,33 @@ CUT_S = 3.0
 DOWN_S = 2.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_listening(port: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-        except OSError:
-            time.sleep(0.02)
-    return False
-
-
 class Broker:
     """mosquitto (or the embedded broker) on a fixed port; ``stop()``/``start()`` keep it."""
 
     def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        binary = shutil.which("mosquitto") or shutil.which(
-            "mosquitto", path="/usr/sbin:/usr/local/sbin"
-        )
-        if binary is not None:
-            conf = workdir / "mosquitto.conf"
-            conf.write_text(
-                f"listener {self.port} 127.0.0.1\nuser root\npersistence false\n"
-                "allow_anonymous true\n"
-            )
-            self.cmd = [binary, "-c", str(conf)]
-            self.kind = "mosquitto"
-        else:
-            self.cmd = [sys.executable, "-m", "splitedge.control_plane.broker",
-                        "--listen", f"mqtt://127.0.0.1:{self.port}"]  # fmt: skip
-            self.kind = "embedded broker"
+        binary = mosquitto_binary()
+        self.mosquitto = Mosquitto(binary, workdir, timeout_s=20.0) if binary else None
+        self.port = self.mosquitto.port if self.mosquitto else free_port()
+        self.kind = "mosquitto" if self.mosquitto else "embedded broker"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        if self.mosquitto is not None:
+            self.mosquitto.start()
+            return
         self.proc = subprocess.Popen(
-            self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        if not _wait_listening(self.port, 20.0):
+            [sys.executable, "-m", "splitedge.control_plane.broker",
+             "--listen", f"mqtt://127.0.0.1:{self.port}"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        if not wait_listening(self.port, 20.0):
             self.stop()
             raise RuntimeError(f"{self.kind} did not listen on port {self.port}")
 
     def stop(self) -> None:
+        if self.mosquitto is not None:
+            self.mosquitto.stop()
+            return
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

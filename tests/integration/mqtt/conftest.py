@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,85 +18,19 @@ from pathlib import Path
 
 import pytest
 
+from splitedge.simulations.processes import (
+    Mosquitto,
+    mosquitto_binary,
+)
+
 HERE = Path(__file__).parent
 PUBLISHER_SCRIPT = HERE / "publisher_proc.py"
-
-
-def _mosquitto_binary() -> str | None:
-    # Debian installs it in /usr/sbin, which is not on every user's PATH.
-    return shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_listening(port: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-        except OSError:
-            time.sleep(0.02)
-    return False
-
-
-class Mosquitto:
-    """One mosquitto process on 127.0.0.1:``port``; ``stop()``/``start()`` keep the port."""
-
-    def __init__(self, binary: str, workdir: Path, extra_conf: str = "") -> None:
-        self.binary = binary
-        self.port = free_port()
-        self.conf = workdir / "mosquitto.conf"
-        self.log = workdir / "mosquitto.log"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            # As root, mosquitto would drop to user "mosquitto", who cannot read tmp_path.
-            "user root\n"
-            "persistence false\n"
-            f"log_dest file {self.log}\n"
-            "log_type error\nlog_type warning\nlog_type notice\n"
-            + (extra_conf or "allow_anonymous true\n")
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Mosquitto:
-        self.proc = subprocess.Popen(
-            [self.binary, "-c", str(self.conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        if not wait_listening(self.port, 5.0):
-            self.stop()
-            raise RuntimeError(f"mosquitto did not listen on {self.port}: {self._tail()}")
-        return self
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
-        self.proc = None
-
-    def _tail(self) -> str:
-        return self.log.read_text()[-500:] if self.log.exists() else ""
 
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     """A running mosquitto for this test only."""
-    binary = _mosquitto_binary()
+    binary = mosquitto_binary()
     if binary is None:
         pytest.skip("mosquitto binary not found (apt-get install -y mosquitto)")
     broker = Mosquitto(binary, tmp_path).start()
@@ -128,7 +61,7 @@ def make_tls_files(workdir: Path) -> dict[str, Path]:
 @pytest.fixture
 def secure_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     """A mosquitto that wants TLS and username/password (user ``cam``, password ``s3cret``)."""
-    binary = _mosquitto_binary()
+    binary = mosquitto_binary()
     if binary is None:
         pytest.skip("mosquitto binary not found (apt-get install -y mosquitto)")
     passwd = shutil.which("mosquitto_passwd")

@@ -31,9 +31,7 @@ from splitedge.proto.control import (
     edge_status_topic,
     offline_status,
 )
-from splitedge.simulations.processes import EdgeProcess
-
-from .conftest import Mosquitto, _mosquitto_binary
+from splitedge.simulations.processes import EdgeProcess, Mosquitto, mosquitto_binary
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker, pytest.mark.timeout(90)]
 
@@ -252,7 +250,7 @@ async def test_the_identity_check_carries_the_devices_token_to_an_auth_edge(
 @pytest.fixture
 def acl_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     """mosquitto with configs/mosquitto/acl and a password file: operator, cam-1, cam-2."""
-    binary = _mosquitto_binary()
+    binary = mosquitto_binary()
     passwd = shutil.which("mosquitto_passwd") or shutil.which(
         "mosquitto_passwd", path="/usr/bin:/usr/sbin"
     )

@@ -10,6 +10,7 @@ recorded as dropped with the reason; no frame is ever lost silently.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import random
@@ -114,7 +115,10 @@ class _Stream:
                 continue
             item = self.outbox.popleft()
             if item is None:
-                await self.stream.done_writing()
+                # The read loop may have ended the call already (a broken stream): then
+                # there is nothing left to half-close, and no task error to leave behind.
+                with contextlib.suppress(Exception):
+                    await self.stream.done_writing()
                 return
             outgoing, future = item
             if future.done():  # its deadline passed (or it was cancelled) while it queued

@@ -84,7 +84,7 @@ class GraphPlan:
     branches: list[str]
     make_module: Callable[[], Any]
     outputs: tuple[str, ...]
-    transform: Any  # the model's GeneralizedRCNNTransform
+    facts: dict[str, Any]  # the head's pre-processing as data (see _preprocess_facts)
     weights_sha256: str
 
 
@@ -106,29 +106,42 @@ def _module_sha256(*modules: Any, extra: Any = None) -> str:
     return digest.hexdigest()
 
 
-def _rcnn_transform(preprocess: Any, model_name: str, what: str) -> Any:
+def _preprocess_facts(preprocess: Any, model_name: str, what: str) -> dict[str, Any]:
+    """The head's pre-processing as data the device replays in numpy: detection heads
+    (torchvision's GeneralizedRCNNTransform: resize, normalize, pad) or segmentation
+    heads (:class:`~splitedge.models.segmentation.SegmentationPreprocess`: antialiased
+    resize, normalize). ExportError for anything else."""
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
+    from splitedge.models.segmentation import SegmentationPreprocess
+
     transform = getattr(preprocess, "transform", None)
-    if not isinstance(transform, GeneralizedRCNNTransform):
-        raise ExportError(
-            f"model {model_name!r} {what}: its pre-processing ({type(preprocess).__name__}) has "
-            "no device-side equivalent yet; only detection heads with "
-            "GeneralizedRCNNTransform export to ONNX"
-        )
-    return transform
-
-
-def _transform_facts(transform: Any) -> dict[str, Any]:
-    fixed = transform.fixed_size
-    return {
-        "min_size": int(transform.min_size[-1]),
-        "max_size": int(transform.max_size),
-        "mean": [float(v) for v in transform.image_mean],
-        "std": [float(v) for v in transform.image_std],
-        "size_divisible": int(transform.size_divisible),
-        "fixed_size": [int(fixed[1]), int(fixed[0])] if fixed is not None else None,
-    }
+    if isinstance(transform, GeneralizedRCNNTransform):
+        fixed = transform.fixed_size
+        return {
+            "preprocess": "rcnn",
+            "min_size": int(transform.min_size[-1]),
+            "max_size": int(transform.max_size),
+            "mean": [float(v) for v in transform.image_mean],
+            "std": [float(v) for v in transform.image_std],
+            "size_divisible": int(transform.size_divisible),
+            "fixed_size": [int(fixed[1]), int(fixed[0])] if fixed is not None else None,
+        }
+    if isinstance(preprocess, SegmentationPreprocess):
+        return {
+            "preprocess": "seg",
+            "min_size": int(preprocess.min_size),
+            "max_size": int(preprocess.max_size),
+            "mean": [float(v) for v in preprocess.mean.flatten()],
+            "std": [float(v) for v in preprocess.std.flatten()],
+            "size_divisible": 1,
+            "fixed_size": None,
+        }
+    raise ExportError(
+        f"model {model_name!r} {what}: its pre-processing ({type(preprocess).__name__}) has "
+        "no device-side equivalent yet; detection heads (GeneralizedRCNNTransform) and "
+        "segmentation heads (SegmentationPreprocess) export to ONNX"
+    )
 
 
 def _tuple_head(head: Any, names: tuple[str, ...]) -> Any:
@@ -159,8 +172,7 @@ def plan_heads(model: SplitModel, model_name: str | None = None) -> dict[str, Gr
         raise ExportError(f"model {name!r} has no split branches; it has no head to export")
     plans: dict[str, GraphPlan] = {}
     if isinstance(model, BottleneckSplitModel):
-        transform = _rcnn_transform(model.preprocess, name, "bottleneck head")
-        facts = _transform_facts(transform)
+        facts = _preprocess_facts(model.preprocess, name, "bottleneck head")
         weights = _module_sha256(model.student.head, extra=[model.student.config.to_json(), facts])
         for spec in split:
             width = model.branch_width(spec.name)
@@ -172,7 +184,7 @@ def plan_heads(model: SplitModel, model_name: str | None = None) -> dict[str, Gr
                     head.set_width(width)
                     return head
 
-                plans[key] = GraphPlan(key, [], make, (CODE_TENSOR,), transform, weights)
+                plans[key] = GraphPlan(key, [], make, (CODE_TENSOR,), facts, weights)
             plans[key].branches.append(spec.name)
         return plans
     head_module = getattr(model, "head_module", None)
@@ -180,15 +192,14 @@ def plan_heads(model: SplitModel, model_name: str | None = None) -> dict[str, Gr
         raise ExportError(f"model {name!r} ({type(model).__name__}) exposes no head modules")
     for spec in split:
         head = head_module(spec.name)
-        transform = _rcnn_transform(head.preprocess, name, f"branch {spec.name!r}")
-        facts = _transform_facts(transform)
+        facts = _preprocess_facts(head.preprocess, name, f"branch {spec.name!r}")
         outputs = tuple(t.name for t in spec.tensors)
         weights = _module_sha256(head, extra=[spec.name, facts])
 
         def make(head: Any = head, outputs: tuple[str, ...] = outputs) -> Any:
             return _tuple_head(copy.deepcopy(head).cpu().eval(), outputs)
 
-        plans[spec.name] = GraphPlan(spec.name, [spec.name], make, outputs, transform, weights)
+        plans[spec.name] = GraphPlan(spec.name, [spec.name], make, outputs, facts, weights)
     return plans
 
 
@@ -213,7 +224,7 @@ def export_graph(model_name: str, plan: GraphPlan) -> HeadArtifact:
             dynamo=False,
         )
     data = buffer.getvalue()
-    facts = _transform_facts(plan.transform)
+    facts = plan.facts
     spec = HeadSpec(
         model=model_name,
         graph=plan.key,
@@ -229,6 +240,7 @@ def export_graph(model_name: str, plan: GraphPlan) -> HeadArtifact:
         input_name=INPUT_NAME,
         outputs=plan.outputs,
         opset=OPSET,
+        preprocess=facts["preprocess"],
     )
     return HeadArtifact(spec, spec.to_json(), data)
 

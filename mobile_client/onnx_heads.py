@@ -87,11 +87,49 @@ def _resize_planes(planes: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
+def _aa_axis(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """torch's antialiased bilinear weights on one axis (``_upsample_bilinear2d_aa``,
+    align_corners=False): (indices [out, K], weights [out, K]) over a window of K input
+    pixels per output pixel; the triangle filter widens with the scale when shrinking."""
+    scale = in_size / out_size
+    support = scale if scale >= 1.0 else 1.0
+    invscale = 1.0 / scale if scale >= 1.0 else 1.0
+    centers = scale * (np.arange(out_size) + 0.5)
+    xmin = np.maximum((centers - support + 0.5).astype(np.int64), 0)
+    xmax = np.minimum((centers + support + 0.5).astype(np.int64), in_size)
+    k = int((xmax - xmin).max())
+    offsets = np.arange(k)
+    idx = xmin[:, None] + offsets[None, :]
+    valid = idx < xmax[:, None]
+    weights = np.clip(1.0 - np.abs((idx - centers[:, None] + 0.5) * invscale), 0.0, None)
+    weights = np.where(valid, weights, 0.0)
+    total = weights.sum(axis=1, keepdims=True)
+    weights = np.where(total > 0, weights / np.where(total > 0, total, 1.0), 0.0)
+    return np.minimum(idx, in_size - 1), weights.astype(np.float32)
+
+
+def _resize_planes_aa(planes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """CxHxW -> C x height x width float32, as torch's bilinear interpolate with
+    ``antialias=True`` (segmentation heads): a weighted sum over each output pixel's
+    window, rows first, then columns."""
+    rows_idx, rows_w = _aa_axis(planes.shape[1], height)
+    cols_idx, cols_w = _aa_axis(planes.shape[2], width)
+    x = planes.astype(np.float32)
+    rows = np.zeros((x.shape[0], height, x.shape[2]), dtype=np.float32)
+    for j in range(rows_idx.shape[1]):
+        rows += x[:, rows_idx[:, j], :] * rows_w[None, :, j, None]
+    out = np.zeros((x.shape[0], height, width), dtype=np.float32)
+    for j in range(cols_idx.shape[1]):
+        out += rows[:, :, cols_idx[:, j]] * cols_w[None, None, :, j]
+    return out
+
+
 def preprocess(spec: HeadSpec, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     """HxWx3 uint8 RGB -> ([1, 3, H', W'] float32 batch, (height, width) before padding).
 
-    What the head's torch pre-processing does (``kind`` ``rcnn``, see
-    :mod:`splitedge.proto.head_spec`): /255, normalize, bilinear resize, zero pad.
+    What the head's torch pre-processing does (see :mod:`splitedge.proto.head_spec`):
+    ``rcnn`` /255, normalize, bilinear resize, zero pad; ``seg`` /255, antialiased
+    bilinear resize, normalize (no padding: ``size_divisible`` 1).
     """
     if (
         not isinstance(image, np.ndarray)
@@ -114,7 +152,8 @@ def preprocess(spec: HeadSpec, image: np.ndarray) -> tuple[np.ndarray, tuple[int
     # torch normalizes, then resizes; bilinear weights sum to 1, so resizing first gives
     # the same values (to float rounding) for less work on a frame that shrinks.
     if (height, width) != image.shape[:2]:
-        view[...] = _resize_planes(np.ascontiguousarray(planes), height, width)
+        resize = _resize_planes_aa if spec.preprocess == "seg" else _resize_planes
+        view[...] = resize(np.ascontiguousarray(planes), height, width)
     else:
         view[...] = planes
     view *= gain[:, None, None]

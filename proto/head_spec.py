@@ -27,7 +27,7 @@ from typing import Any
 __all__ = ["FORMAT", "HeadSpec", "HeadSpecError", "sha256_hex_ok"]
 
 FORMAT = "splitedge-head-v1"
-PREPROCESS_KINDS = ("rcnn",)
+PREPROCESS_KINDS = ("rcnn", "seg")
 SIZES = {
     "orig_size": "(height, width) of the camera frame, sent as orig_height/orig_width",
     "input_size": "(height, width) after the resize, before padding, sent as "
@@ -100,6 +100,8 @@ class HeadSpec:
         if self.fixed_size is not None:
             return int(self.fixed_size[0]), int(self.fixed_size[1])
         scale = min(self.min_size / min(height, width), self.max_size / max(height, width))
+        if self.preprocess == "seg":  # models.segmentation.resized_size
+            return max(1, round(height * scale)), max(1, round(width * scale))
         return math.floor(height * scale), math.floor(width * scale)
 
     def padded_size(self, height: int, width: int) -> tuple[int, int]:

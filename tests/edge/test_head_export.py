@@ -152,3 +152,49 @@ def test_onnx_head_matches_the_torch_head_through_the_codec(student, store):
                 qa = codec.unpack_bits(a.data, code.size, bits)
                 qb = codec.unpack_bits(b.data, code.size, bits)
                 assert np.mean(qa == qb) >= 0.999, (key, image.shape, bits)
+
+
+# ------------------------------------------------ segmentation heads (antialiased resize)
+
+SEG_MODEL = "zoo:ghnd-lraspp-small-c12"
+
+
+@pytest.fixture(scope="module")
+def seg_student():
+    return create_model(SEG_MODEL)
+
+
+def test_a_segmentation_heads_numpy_preprocessing_matches_torch(seg_student, tmp_path):
+    import torch
+
+    from splitedge.models.split import image_to_tensor
+
+    store = HeadStore(tmp_path)
+    spec = store.get(SEG_MODEL, seg_student, "bottleneck-12-w1-8bit").spec
+    assert spec.preprocess == "seg" and spec.size_divisible == 1
+    for image in _frames():
+        batch, size = preprocess(spec, image)
+        with torch.inference_mode():
+            ref, sizes = seg_student.preprocess([image_to_tensor(image, torch.device("cpu"))])
+        assert size == tuple(sizes[0])
+        assert batch.shape == tuple(ref.shape)
+        assert np.abs(batch - ref.numpy()).max() < 1e-4
+
+
+def test_a_segmentation_onnx_head_matches_the_torch_head_through_the_codec(seg_student, tmp_path):
+    store = HeadStore(tmp_path)
+    for artifact, _ in store.export_all(SEG_MODEL, seg_student):
+        spec = artifact.spec
+        session = ort.InferenceSession(artifact.onnx, providers=["CPUExecutionProvider"])
+        for image in _frames():
+            ref = seg_student.run_head(spec.branches[0], image)
+            batch, size = preprocess(spec, image)
+            (code,) = session.run(list(spec.outputs), {spec.input_name: batch})
+            want = ref.tensors[spec.outputs[0]]
+            assert size == ref.input_size and code.shape == want.shape
+            assert np.abs(code - want).max() < 1e-4
+            a = codec.encode_tensor(code, "z", bits=8, compression="raw")
+            b = codec.encode_tensor(want, "z", bits=8, compression="raw")
+            qa = codec.unpack_bits(a.data, code.size, 8)
+            qb = codec.unpack_bits(b.data, code.size, 8)
+            assert np.mean(qa == qb) >= 0.999, (spec.graph, image.shape)

@@ -174,3 +174,30 @@ def test_onnx_backend_gives_the_torch_backend_detections_end_to_end(edge_factory
     (record,) = _records(local_out)
     assert record["source"] == "dropped"
     assert record["reason"] == "local: no local model on this device (backend onnx has heads only)"
+
+
+def test_a_segmentation_code_from_an_onnx_head_gives_the_torch_heads_masks(edge_factory, tmp_path):
+    seg_model = "zoo:ghnd-lraspp-small-c12"
+    config = tmp_path / "edge.toml"
+    config.write_text(f'[heads]\ncache_dir = "{tmp_path / "edge-heads"}"\n')
+    edge = edge_factory("--config", str(config), "--model", seg_model, "--device", "cpu")
+    common = ["run", "--server", edge.address, "--model", seg_model, "--frames", "3"]
+    common += ["--size", "320x240", "--deadline-ms", "0", "--threads", "1"]
+    common += ["--branch", "bottleneck-12-w0.5-8bit"]
+    onnx_out, torch_out = tmp_path / "onnx", tmp_path / "torch"
+    onnx = _client(
+        [*common, "--backend", "onnx", "--head-cache", str(tmp_path / "heads"),
+         "--out", str(onnx_out)],
+        block_torch=True,
+    )  # fmt: skip
+    assert onnx.returncode == 0, onnx.stderr
+    reference = _client([*common, "--backend", "torch", "--out", str(torch_out)], block_torch=False)
+    assert reference.returncode == 0, reference.stderr
+    got, want = _records(onnx_out), _records(torch_out)
+    assert [r["source"] for r in got] == ["edge"] * 3 == [r["source"] for r in want]
+    for a, b in zip(got, want, strict=True):
+        assert a["segmentation"]["shape"] == b["segmentation"]["shape"] == [240, 320]
+        # Per class pixel counts: the same masks but for a few boundary pixels.
+        pa, pb = a["segmentation"]["class_pixels"], b["segmentation"]["class_pixels"]
+        differ = sum(abs(pa.get(c, 0) - pb.get(c, 0)) for c in set(pa) | set(pb))
+        assert differ <= 0.001 * 240 * 320, (pa, pb)

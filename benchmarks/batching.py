@@ -105,7 +105,7 @@ def _config(path: Path, model: str, batching: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 s per point instead of 15 s")
-    parser.add_argument("--model", default="fasterrcnn_mobilenet_v3_large_fpn")
+    parser.add_argument("--model", default="fasterrcnn_mobilenet_v3_large_320_fpn")
     parser.add_argument("--branch", default=None, help="split branch (default: the first)")
     parser.add_argument(
         "--size", type=size_arg(), default=(320, 240), help="frame size WIDTHxHEIGHT"

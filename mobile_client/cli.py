@@ -646,6 +646,8 @@ async def _models(args: argparse.Namespace) -> int:
         return 1
     for model in models:
         print(f"{model.name}  ({model.task}, weights: {model.weights})")
+        if model.class_names:  # index i names class i; 0 is background
+            print(f"    classes ({len(model.class_names)}): {', '.join(model.class_names)}")
         for branch in model.branches:
             shapes = "; ".join(f"{t.name}{list(t.shape)}" for t in branch.tensors)
             print(f"    {branch.name:<28} {branch.kind:<8} {shapes}")

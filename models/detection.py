@@ -37,14 +37,17 @@ from splitedge.models.split import (
 )
 from splitedge.models.split_errors import SplitModelError
 
-# torchvision's fasterrcnn_mobilenet_v3_large_320_fpn settings: small input for CPU speed.
-MOBILENET_320_DEFAULTS: dict[str, Any] = {
-    "min_size": 320,
-    "max_size": 640,
-    "rpn_pre_nms_top_n_test": 150,
-    "rpn_post_nms_top_n_test": 150,
-    "rpn_score_thresh": 0.05,
+# The transform sizes each torchvision builder applies by default, used only to check a
+# user's min_size/max_size before building: the builders are given nothing but the options
+# a user set, so every other setting (RPN proposal counts and thresholds of the large and
+# the 320 MobileNet variants, ...) stays torchvision's own for that family.
+TORCHVISION_SIZES: dict[str, dict[str, int]] = {
+    "fasterrcnn_mobilenet_v3_large_fpn": {"min_size": 800, "max_size": 1333},
+    "fasterrcnn_mobilenet_v3_large_320_fpn": {"min_size": 320, "max_size": 640},
+    "fasterrcnn_resnet50_fpn": {"min_size": 800, "max_size": 1333},
+    "retinanet_resnet50_fpn": {"min_size": 800, "max_size": 1333},
 }
+_MOBILENET_320_WEIGHTS = "FasterRCNN_MobileNet_V3_Large_320_FPN_Weights"
 SSDLITE_SIZE = 320
 
 
@@ -169,6 +172,7 @@ def _ssdlite_stages(model: SSD) -> list[Stage]:
 
 
 def _sizes(min_size: int | None, max_size: int | None, defaults: dict[str, Any]) -> dict[str, Any]:
+    """``defaults`` with the sizes a user set, checked (for models built here from parts)."""
     kwargs = dict(defaults)
     if min_size is not None:
         kwargs["min_size"] = int(min_size)
@@ -179,6 +183,24 @@ def _sizes(min_size: int | None, max_size: int | None, defaults: dict[str, Any])
             f"need 0 < min_size <= max_size, got min_size={kwargs['min_size']} "
             f"max_size={kwargs['max_size']}"
         )
+    return kwargs
+
+
+def _overrides(min_size: int | None, max_size: int | None, builder: str) -> dict[str, Any]:
+    """Only the sizes a user set, for a torchvision builder (which keeps its own defaults
+    for the rest), checked against that builder's default for the one left out."""
+    defaults = TORCHVISION_SIZES[builder]
+    try:
+        _sizes(min_size, max_size, defaults)
+    except SplitModelError as exc:
+        raise SplitModelError(
+            f"{exc} ({builder} defaults to {defaults['min_size']}/{defaults['max_size']})"
+        ) from None
+    kwargs: dict[str, Any] = {}
+    if min_size is not None:
+        kwargs["min_size"] = int(min_size)
+    if max_size is not None:
+        kwargs["max_size"] = int(max_size)
     return kwargs
 
 
@@ -212,6 +234,24 @@ def _set_score_thresh(model: nn.Module, score_thresh: float | None) -> None:
         model.score_thresh = float(score_thresh)
 
 
+def _mobilenet_parts(
+    builder: Any,
+    *,
+    weights: Any,
+    num_classes: int,
+    min_size: int | None,
+    max_size: int | None,
+    score_thresh: float | None,
+) -> FamilyParts:
+    kwargs = _overrides(min_size, max_size, builder.__name__)
+    model = builder(weights=weights, weights_backbone=None, num_classes=num_classes, **kwargs)
+    _set_score_thresh(model, score_thresh)
+    stages = stages_from_layer_getter(model.backbone.body, "backbone.body")
+    return _detection_parts(
+        model, stages, RCNNFinisher(model), ("features.3", "features.6", "features.12")
+    )
+
+
 def fasterrcnn_mobilenet_parts(
     *,
     weights: Any,
@@ -220,18 +260,39 @@ def fasterrcnn_mobilenet_parts(
     max_size: int | None,
     score_thresh: float | None,
 ) -> FamilyParts:
-    # The 320 weights need torchvision's 320 builder (its verify() accepts only its enum).
+    """The large-FPN model at torchvision's settings for it (800/1333); given the 320
+    variant's weights, the 320 model (its verify() accepts only its enum) at its own."""
     builder = (
         fasterrcnn_mobilenet_v3_large_320_fpn
-        if type(weights).__name__ == "FasterRCNN_MobileNet_V3_Large_320_FPN_Weights"
+        if type(weights).__name__ == _MOBILENET_320_WEIGHTS
         else fasterrcnn_mobilenet_v3_large_fpn
     )
-    kwargs = _sizes(min_size, max_size, MOBILENET_320_DEFAULTS)
-    model = builder(weights=weights, weights_backbone=None, num_classes=num_classes, **kwargs)
-    _set_score_thresh(model, score_thresh)
-    stages = stages_from_layer_getter(model.backbone.body, "backbone.body")
-    return _detection_parts(
-        model, stages, RCNNFinisher(model), ("features.3", "features.6", "features.12")
+    return _mobilenet_parts(
+        builder,
+        weights=weights,
+        num_classes=num_classes,
+        min_size=min_size,
+        max_size=max_size,
+        score_thresh=score_thresh,
+    )
+
+
+def fasterrcnn_mobilenet_320_parts(
+    *,
+    weights: Any,
+    num_classes: int,
+    min_size: int | None,
+    max_size: int | None,
+    score_thresh: float | None,
+) -> FamilyParts:
+    """torchvision's low-resolution variant: 320/640, 150 RPN proposals, RPN threshold 0.05."""
+    return _mobilenet_parts(
+        fasterrcnn_mobilenet_v3_large_320_fpn,
+        weights=weights,
+        num_classes=num_classes,
+        min_size=min_size,
+        max_size=max_size,
+        score_thresh=score_thresh,
     )
 
 
@@ -243,7 +304,7 @@ def fasterrcnn_resnet50_parts(
     max_size: int | None,
     score_thresh: float | None,
 ) -> FamilyParts:
-    kwargs = _sizes(min_size, max_size, {"min_size": 800, "max_size": 1333})
+    kwargs = _overrides(min_size, max_size, "fasterrcnn_resnet50_fpn")
     model = fasterrcnn_resnet50_fpn(
         weights=weights, weights_backbone=None, num_classes=num_classes, **kwargs
     )
@@ -260,7 +321,7 @@ def retinanet_resnet50_parts(
     max_size: int | None,
     score_thresh: float | None,
 ) -> FamilyParts:
-    kwargs = _sizes(min_size, max_size, {"min_size": 800, "max_size": 1333})
+    kwargs = _overrides(min_size, max_size, "retinanet_resnet50_fpn")
     model = retinanet_resnet50_fpn(
         weights=weights, weights_backbone=None, num_classes=num_classes, **kwargs
     )

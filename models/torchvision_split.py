@@ -45,6 +45,12 @@ FAMILIES: dict[str, Family] = {
         ),
         COCO_NUM_CLASSES,
     ),
+    "fasterrcnn_mobilenet_v3_large_320_fpn": Family(
+        _DETECTION,
+        "fasterrcnn_mobilenet_320_parts",
+        ("FasterRCNN_MobileNet_V3_Large_320_FPN_Weights",),
+        COCO_NUM_CLASSES,
+    ),
     "fasterrcnn_resnet50_fpn": Family(
         _DETECTION,
         "fasterrcnn_resnet50_parts",
@@ -73,15 +79,19 @@ FAMILIES: dict[str, Family] = {
 }
 
 
-def _class_names(num_classes: int, categories: tuple[str, ...] | None) -> tuple[str, ...]:
-    if categories is not None:
-        return categories
-    from torchvision.models import _meta
+def _given_class_names(
+    class_names: Sequence[str] | None, classes_from: str | None
+) -> tuple[str, ...] | None:
+    from splitedge.models.class_names import check_class_names, read_coco_categories
+    from splitedge.models.split_errors import SplitModelError
 
-    for known in (_meta._COCO_CATEGORIES, _meta._VOC_CATEGORIES):
-        if len(known) == num_classes:
-            return tuple(known)
-    return tuple(f"class_{i}" for i in range(num_classes))
+    if class_names is not None and classes_from is not None:
+        raise SplitModelError("give class_names or classes_from, not both")
+    if class_names is not None:
+        return check_class_names(class_names)
+    if classes_from is not None:
+        return read_coco_categories(classes_from)
+    return None
 
 
 def build(
@@ -94,6 +104,8 @@ def build(
     split_points: Sequence[str] | None = None,
     jpeg_qualities: Sequence[int] = (90,),
     score_thresh: float | None = None,
+    class_names: Sequence[str] | None = None,
+    classes_from: str | None = None,
     device: str = "cpu",
     init_seed: int = 0,
 ) -> SplitModel:
@@ -102,11 +114,19 @@ def build(
     Weights the builder initialises at random come from ``init_seed`` (without
     touching the caller's RNG), so a device and a server that build the same
     random-init model hold the same weights and a split head matches its tail.
+
+    The model is built with torchvision's own settings for ``family`` (input size, RPN
+    proposal counts and thresholds); ``min_size``/``max_size``/``score_thresh`` override
+    them. Class names (index 0 is background) come from ``class_names`` (a list), else
+    ``classes_from`` (a COCO annotation JSON's ``categories``), else the torchvision
+    weights' ``meta["categories"]``, else COCO/VOC names when the count fits, else
+    ``class_<i>``; given names fix ``num_classes`` when it is not given.
     """
     import torch
 
+    from splitedge.models.class_names import default_class_names
     from splitedge.models.split import TorchvisionSplitModel
-    from splitedge.models.split_errors import WeightsError
+    from splitedge.models.split_errors import SplitModelError, WeightsError
     from splitedge.models.weights import (
         download_errors,
         load_checkpoint,
@@ -122,10 +142,18 @@ def build(
             f"weights {choice.source} have {len(categories)} classes, "
             f"num_classes={num_classes} given"
         )
+    names = _given_class_names(class_names, classes_from)
     if num_classes is None:
-        num_classes = len(categories) if categories is not None else recipe.default_num_classes
+        known = categories if categories is not None else names
+        num_classes = len(known) if known is not None else recipe.default_num_classes
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2 (background included), got {num_classes}")
+    if names is not None and len(names) != num_classes:
+        given = "class_names" if class_names is not None else f"classes_from {classes_from!r}"
+        raise SplitModelError(
+            f"{given} has {len(names)} names but the model has {num_classes} classes "
+            "(background included: name it first)"
+        )
     parts_fn = getattr(importlib.import_module(recipe.module), recipe.parts)
     with download_errors(choice), torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
@@ -147,7 +175,7 @@ def build(
         family,
         parts,
         num_classes=num_classes,
-        class_names=_class_names(num_classes, categories),
+        class_names=names or categories or default_class_names(num_classes),
         weights_source=choice.source,
         split_points=split_points,
         jpeg_qualities=tuple(jpeg_qualities),

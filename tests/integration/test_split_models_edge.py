@@ -20,7 +20,7 @@ from splitedge.proto import codec
 pytestmark = pytest.mark.integration
 
 FAMILIES = [
-    ("fasterrcnn_mobilenet_v3_large_fpn", {"score_thresh": 0.0}),
+    ("fasterrcnn_mobilenet_v3_large_320_fpn", {"score_thresh": 0.0}),
     ("ssdlite320_mobilenet_v3_large", {"score_thresh": 0.0}),
     ("lraspp_mobilenet_v3_large", {"min_size": 160, "max_size": 256}),
 ]

@@ -21,7 +21,7 @@ from splitedge.models.registry import create_model
 from splitedge.models.split import TorchvisionSplitModel
 from splitedge.models.types import Detections, Prediction, SegmentationMask
 
-FAST_DETECTION = ("fasterrcnn_mobilenet_v3_large_fpn", "ssdlite320_mobilenet_v3_large")
+FAST_DETECTION = ("fasterrcnn_mobilenet_v3_large_320_fpn", "ssdlite320_mobilenet_v3_large")
 FAST_SEGMENTATION = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
 FAST_FAMILIES = FAST_DETECTION + FAST_SEGMENTATION
 FRAME_HW = (160, 200)

@@ -15,7 +15,7 @@ from splitedge.proto.codec import decode_tensor, encode_tensor
 # One mid-backbone cut per family: on a random network the earliest cuts amplify
 # quantization noise far more than a trained one does.
 CASES = (
-    ("fasterrcnn_mobilenet_v3_large_fpn", "split@features.6"),
+    ("fasterrcnn_mobilenet_v3_large_320_fpn", "split@features.6"),
     ("ssdlite320_mobilenet_v3_large", "split@features.6"),
     ("lraspp_mobilenet_v3_large", "split@features.4"),
     ("deeplabv3_mobilenet_v3_large", "split@features.6"),

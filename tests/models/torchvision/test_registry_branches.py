@@ -20,13 +20,14 @@ from splitedge.models.types import TailInput
 
 FAMILIES = (
     "deeplabv3_mobilenet_v3_large",
+    "fasterrcnn_mobilenet_v3_large_320_fpn",
     "fasterrcnn_mobilenet_v3_large_fpn",
     "fasterrcnn_resnet50_fpn",
     "lraspp_mobilenet_v3_large",
     "retinanet_resnet50_fpn",
     "ssdlite320_mobilenet_v3_large",
 )
-DETECTOR = "fasterrcnn_mobilenet_v3_large_fpn"
+DETECTOR = "fasterrcnn_mobilenet_v3_large_320_fpn"
 
 
 def test_list_models_lists_the_families():

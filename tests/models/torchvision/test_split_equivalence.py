@@ -9,7 +9,7 @@ import torch
 from splitedge.models.types import Detections, SegmentationMask, TailInput
 
 FAST_FAMILIES = (
-    "fasterrcnn_mobilenet_v3_large_fpn",
+    "fasterrcnn_mobilenet_v3_large_320_fpn",
     "ssdlite320_mobilenet_v3_large",
     "lraspp_mobilenet_v3_large",
     "deeplabv3_mobilenet_v3_large",
@@ -119,7 +119,7 @@ def test_tail_batch_equals_single_runs(name, calibrated, frame, close_detections
 
 def test_head_module_is_standalone(calibrated, frame, tmp_path):
     """The device can hold (and load) a head without the tail's weights."""
-    model = calibrated("fasterrcnn_mobilenet_v3_large_fpn")
+    model = calibrated("fasterrcnn_mobilenet_v3_large_320_fpn")
     branch = "split@features.6"
     head, tail = model.head_module(branch), model.tail_module(branch)
     head_params = {id(p) for p in head.parameters()}
@@ -130,7 +130,7 @@ def test_head_module_is_standalone(calibrated, frame, tmp_path):
 
     from splitedge.models.registry import create_model
 
-    fresh = create_model("fasterrcnn_mobilenet_v3_large_fpn", score_thresh=0.0)
+    fresh = create_model("fasterrcnn_mobilenet_v3_large_320_fpn", score_thresh=0.0)
     fresh_head = fresh.head_module(branch)
     image = frame(4)
     before = fresh.run_head(branch, image).tensors["x"]

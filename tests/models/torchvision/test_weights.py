@@ -13,7 +13,7 @@ from splitedge.models.registry import create_model
 from splitedge.models.split_errors import WeightsError
 from splitedge.models.weights import RANDOM_INIT
 
-NAME = "fasterrcnn_mobilenet_v3_large_fpn"
+NAME = "fasterrcnn_mobilenet_v3_large_320_fpn"
 
 
 @pytest.fixture(scope="module")

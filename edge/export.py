@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
-import json
 import logging
 import os
 import re
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from splitedge.edge.errors import InvalidArgument, NotFound, RequestError
+from splitedge.models.fingerprint import head_fingerprints, preprocess_facts
 from splitedge.models.types import SplitModel
 from splitedge.proto.head_spec import HeadSpec
 from splitedge.proto.status import StatusCode
@@ -94,54 +94,16 @@ def default_cache_dir() -> Path:
     return Path(base) / "splitedge" / "edge-heads"
 
 
-def _module_sha256(*modules: Any, extra: Any = None) -> str:
-    """SHA-256 over the modules' state (names, dtypes, shapes, bytes) and ``extra``."""
-    digest = hashlib.sha256()
-    for i, module in enumerate(modules):
-        for name, tensor in sorted(module.state_dict().items()):
-            t = tensor.detach().cpu().contiguous()
-            digest.update(f"{i}:{name}:{t.dtype}:{tuple(t.shape)}\0".encode())
-            digest.update(t.numpy().tobytes() if t.numel() else b"")
-    digest.update(json.dumps(extra, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
-
-
 def _preprocess_facts(preprocess: Any, model_name: str, what: str) -> dict[str, Any]:
-    """The head's pre-processing as data the device replays in numpy: detection heads
-    (torchvision's GeneralizedRCNNTransform: resize, normalize, pad) or segmentation
-    heads (:class:`~splitedge.models.segmentation.SegmentationPreprocess`: antialiased
-    resize, normalize). ExportError for anything else."""
-    from torchvision.models.detection.transform import GeneralizedRCNNTransform
-
-    from splitedge.models.segmentation import SegmentationPreprocess
-
-    transform = getattr(preprocess, "transform", None)
-    if isinstance(transform, GeneralizedRCNNTransform):
-        fixed = transform.fixed_size
-        return {
-            "preprocess": "rcnn",
-            "min_size": int(transform.min_size[-1]),
-            "max_size": int(transform.max_size),
-            "mean": [float(v) for v in transform.image_mean],
-            "std": [float(v) for v in transform.image_std],
-            "size_divisible": int(transform.size_divisible),
-            "fixed_size": [int(fixed[1]), int(fixed[0])] if fixed is not None else None,
-        }
-    if isinstance(preprocess, SegmentationPreprocess):
-        return {
-            "preprocess": "seg",
-            "min_size": int(preprocess.min_size),
-            "max_size": int(preprocess.max_size),
-            "mean": [float(v) for v in preprocess.mean.flatten()],
-            "std": [float(v) for v in preprocess.std.flatten()],
-            "size_divisible": 1,
-            "fixed_size": None,
-        }
-    raise ExportError(
-        f"model {model_name!r} {what}: its pre-processing ({type(preprocess).__name__}) has "
-        "no device-side equivalent yet; detection heads (GeneralizedRCNNTransform) and "
-        "segmentation heads (SegmentationPreprocess) export to ONNX"
-    )
+    """:func:`~splitedge.models.fingerprint.preprocess_facts`, or ExportError."""
+    facts = preprocess_facts(preprocess)
+    if facts is None:
+        raise ExportError(
+            f"model {model_name!r} {what}: its pre-processing ({type(preprocess).__name__}) "
+            "has no device-side equivalent yet; detection heads (GeneralizedRCNNTransform) "
+            "and segmentation heads (SegmentationPreprocess) export to ONNX"
+        )
+    return facts
 
 
 def _tuple_head(head: Any, names: tuple[str, ...]) -> Any:
@@ -173,7 +135,8 @@ def plan_heads(model: SplitModel, model_name: str | None = None) -> dict[str, Gr
     plans: dict[str, GraphPlan] = {}
     if isinstance(model, BottleneckSplitModel):
         facts = _preprocess_facts(model.preprocess, name, "bottleneck head")
-        weights = _module_sha256(model.student.head, extra=[model.student.config.to_json(), facts])
+        # The same hash Describe states for each branch (the device checks its own).
+        weights = head_fingerprints(model)[split[0].name]
         for spec in split:
             width = model.branch_width(spec.name)
             key = f"w{width:g}"
@@ -190,11 +153,12 @@ def plan_heads(model: SplitModel, model_name: str | None = None) -> dict[str, Gr
     head_module = getattr(model, "head_module", None)
     if head_module is None:
         raise ExportError(f"model {name!r} ({type(model).__name__}) exposes no head modules")
+    fingerprints = head_fingerprints(model)
     for spec in split:
         head = head_module(spec.name)
         facts = _preprocess_facts(head.preprocess, name, f"branch {spec.name!r}")
         outputs = tuple(t.name for t in spec.tensors)
-        weights = _module_sha256(head, extra=[spec.name, facts])
+        weights = fingerprints[spec.name]
 
         def make(head: Any = head, outputs: tuple[str, ...] = outputs) -> Any:
             return _tuple_head(copy.deepcopy(head).cpu().eval(), outputs)

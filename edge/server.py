@@ -24,6 +24,7 @@ import inspect
 import logging
 import signal
 import socket
+import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import PurePath
 from types import TracebackType
@@ -45,6 +46,7 @@ from splitedge.edge.log_limit import LogLimiter
 from splitedge.edge.metrics import Metrics
 from splitedge.edge.registry import FrameRequest, ModelRegistry, codec_error, resolve_device
 from splitedge.edge.service import EdgeService, Outcome
+from splitedge.models.fingerprint import head_fingerprints
 from splitedge.models.types import Detections, SplitModel
 from splitedge.proto import splitedge_pb2 as pb
 from splitedge.proto import splitedge_pb2_grpc as pb_grpc
@@ -308,6 +310,22 @@ def public_weights(source: str) -> str:
     return PurePath(source.replace("\\", "/")).name or source
 
 
+# Served models do not change their weights: each one's head fingerprints, hashed once.
+_FINGERPRINTS: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def model_fingerprints(model: SplitModel) -> dict[str, str]:
+    """Split branch -> SHA-256 of its head's weights (:mod:`splitedge.models.fingerprint`)."""
+    try:
+        return _FINGERPRINTS[model]
+    except KeyError:
+        pass
+    except TypeError:  # a model that cannot be weakly referenced: hash every time
+        return head_fingerprints(model)
+    fingerprints = _FINGERPRINTS[model] = head_fingerprints(model)
+    return fingerprints
+
+
 def model_to_pb(model: SplitModel, service: EdgeService) -> pb.ModelInfo:
     info = pb.ModelInfo(
         name=model.name,
@@ -320,6 +338,7 @@ def model_to_pb(model: SplitModel, service: EdgeService) -> pb.ModelInfo:
     )
     # Recorded profiles are optional on a model: ``profiles[branch]`` with any of these.
     records = getattr(model, "profiles", None) or {}
+    fingerprints = model_fingerprints(model)
     for spec in model.branches.values():
         stats = service.branch_stats(model.name, spec.name)
         record = records.get(spec.name)
@@ -345,6 +364,7 @@ def model_to_pb(model: SplitModel, service: EdgeService) -> pb.ModelInfo:
                     accuracy_metric=str(getattr(record, "accuracy_metric", "")),
                     by_batch_size=wire.batch_latency_to_pb(stats.by_batch_size),
                 ),
+                head_weights_sha256=fingerprints.get(spec.name, ""),
             )
         )
     return info

@@ -236,6 +236,7 @@ class Client:
         self.connect_timeout_s = connect_timeout_s
         self.max_backoff_s = max_backoff_s
         self.model_info: ModelInfo | None = None
+        self._warned_unchecked_weights = False
         self.branches: dict[str, BranchSpec] = {}
         self.server_load: ServerState | None = None
         self._tls = TlsConfig.from_paths(tls_ca or None, tls_cert or None, tls_key or None)
@@ -267,6 +268,11 @@ class Client:
         except EdgeUnavailable as exc:
             log.warning("%s; starting without the edge (local/offline only)", exc)
             self._note_failure()
+        except BaseException:
+            # Refused (unknown model, other head weights): no __aexit__ will close it.
+            assert self._transport is not None
+            await self._transport.close()
+            raise
         self._add_local_branches()
         return self
 
@@ -322,6 +328,7 @@ class Client:
         if it does not answer."""
         assert self._transport is not None, "use Client inside 'async with'"
         info = await self._transport.describe(self.model, timeout_s=self.connect_timeout_s)
+        self._check_head_weights(info)
         self.model_info = info
         self.branches.update({b.name: b.spec for b in info.branches})
         # A backend that gets its heads from the edge (onnx) fetches them now; it never
@@ -331,6 +338,34 @@ class Client:
             specs = [b.spec for b in info.branches]
             await prepare(self._transport, self.model, specs, server=self.server)
         return info
+
+    def _check_head_weights(self, info: ModelInfo) -> None:
+        """Refuse (ClientError) a server whose split branches expect other head weights
+        than this device's torch heads hold; the tail would decode their codes into
+        wrong boxes without any error. An edge that states none (older) gets one warning."""
+        fingerprints = getattr(self.backend, "head_fingerprints", None)
+        ours = fingerprints() if fingerprints is not None else {}
+        checked = [b for b in info.branches if b.kind == "split" and b.name in ours]
+        unstated = [b.name for b in checked if not b.head_weights_sha256]
+        if unstated and not self._warned_unchecked_weights:
+            self._warned_unchecked_weights = True
+            log.warning(
+                "edge %s states no head weights fingerprint for %s (an older server): "
+                "cannot check that this device's head weights are the edge's",
+                self.server,
+                ", ".join(unstated),
+            )
+        wrong = [b for b in checked if b.head_weights_sha256 not in ("", ours[b.name])]
+        if wrong:
+            first = wrong[0]
+            more = f" (and {len(wrong) - 1} more branches)" if len(wrong) > 1 else ""
+            raise ClientError(
+                f"branch {first.name!r}{more} of model {info.name!r}: this device's head "
+                f"weights (sha256 {ours[first.name][:12]}) are not the edge's "
+                f"({first.head_weights_sha256[:12]}); load the edge's weights with "
+                "--model-option weights=..., or use --backend onnx to fetch the head "
+                "from the edge"
+            )
 
     def _add_local_branches(self) -> None:
         model = getattr(self.backend, "model", None)

@@ -102,6 +102,17 @@ class TorchHeadBackend:
                 raise ValueError(f"threads must be at least 1, got {threads}")
             torch.set_num_threads(threads)
         self.model = create_model(model, **(options or {}))
+        self._fingerprints: dict[str, str] | None = None
+
+    def head_fingerprints(self) -> dict[str, str]:
+        """Split branch -> SHA-256 of this device's head weights (hashed once), to
+        compare with the edge's (``Describe``): a head whose weights differ from those
+        the edge's tail was trained with sends codes the tail decodes wrong."""
+        if self._fingerprints is None:
+            from splitedge.models.fingerprint import head_fingerprints
+
+            self._fingerprints = head_fingerprints(self.model)
+        return self._fingerprints
 
     def can_run(self, branch: BranchSpec) -> bool:
         return branch.kind == "offload" or branch.name in self.model.branches

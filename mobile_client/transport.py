@@ -212,6 +212,8 @@ class BranchInfo:
 
     spec: BranchSpec
     profile: EdgeBranchStats
+    # SHA-256 of the head weights a split branch's tail expects ("" from older servers).
+    head_weights_sha256: str = ""
 
     @property
     def name(self) -> str:
@@ -331,6 +333,7 @@ def _branch_info(info: pb.BranchInfo) -> BranchInfo:
             accuracy_metric=p.accuracy_metric,
             by_batch_size=wire.batch_latency_from_pb(p.by_batch_size),
         ),
+        head_weights_sha256=info.head_weights_sha256,
     )
 
 

@@ -18,7 +18,9 @@ them). Public API, by module:
   slimmable bottlenecks (HND/GHND students).
 - :mod:`~splitedge.models.zoo`: trained entries (builder, checkpoint, recipe, metrics)
   under ``models/zoo/``; :mod:`~splitedge.models.weights`: loading user or
-  torchvision weights.
+  torchvision weights; :mod:`~splitedge.models.fingerprint`: ``head_fingerprints``,
+  the SHA-256 of each split branch's head weights (stated by the edge, checked by
+  the device).
 - :mod:`~splitedge.models.prefilter`: the on-device frame prefilter.
 - :mod:`splitedge.models.data`: procedural datasets (COCO format) and COCO evaluation;
   :mod:`splitedge.models.depth`: HybridDepth's maths (depth from focus, fusion).

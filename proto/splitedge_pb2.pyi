@@ -219,7 +219,7 @@ class BranchProfile(_message.Message):
     def __init__(self, tail_latency_ms_p50: _Optional[float] = ..., tail_latency_ms_p95: _Optional[float] = ..., tail_samples: _Optional[int] = ..., bytes_per_frame: _Optional[float] = ..., head_latency_ms: _Optional[float] = ..., accuracy: _Optional[float] = ..., accuracy_metric: _Optional[str] = ..., by_batch_size: _Optional[_Iterable[_Union[BatchLatency, _Mapping]]] = ...) -> None: ...
 
 class BranchInfo(_message.Message):
-    __slots__ = ("name", "kind", "tensors", "default_bits", "image_format", "image_quality", "split_point", "profile")
+    __slots__ = ("name", "kind", "tensors", "default_bits", "image_format", "image_quality", "split_point", "profile", "head_weights_sha256")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     TENSORS_FIELD_NUMBER: _ClassVar[int]
@@ -228,6 +228,7 @@ class BranchInfo(_message.Message):
     IMAGE_QUALITY_FIELD_NUMBER: _ClassVar[int]
     SPLIT_POINT_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_WEIGHTS_SHA256_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: str
     tensors: _containers.RepeatedCompositeFieldContainer[TensorSpec]
@@ -236,7 +237,8 @@ class BranchInfo(_message.Message):
     image_quality: int
     split_point: str
     profile: BranchProfile
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., tensors: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., default_bits: _Optional[int] = ..., image_format: _Optional[_Union[ImageFormat, str]] = ..., image_quality: _Optional[int] = ..., split_point: _Optional[str] = ..., profile: _Optional[_Union[BranchProfile, _Mapping]] = ...) -> None: ...
+    head_weights_sha256: str
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., tensors: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., default_bits: _Optional[int] = ..., image_format: _Optional[_Union[ImageFormat, str]] = ..., image_quality: _Optional[int] = ..., split_point: _Optional[str] = ..., profile: _Optional[_Union[BranchProfile, _Mapping]] = ..., head_weights_sha256: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("name", "task", "num_classes", "class_names", "min_size", "max_size", "branches", "weights")

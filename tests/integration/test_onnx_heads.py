@@ -62,6 +62,10 @@ async def test_get_head_cache_hit_and_corrupted_copy(registry, tmp_path, caplog)
         assert hashlib.sha256(reply.onnx).hexdigest() == reply.sha256
         spec = json.loads(reply.spec_json)
         assert spec["onnx_sha256"] == reply.sha256 and BRANCH in spec["branches"]
+        # The head's weights hash is the one Describe states for the branch (what a
+        # device running torch heads compares with its own).
+        described = {b.name: b.head_weights_sha256 for b in info.branches}
+        assert len(spec["weights_sha256"]) == 64 and spec["weights_sha256"] == described[BRANCH]
         same = await transport.get_head(MODEL, BRANCH, known_sha256=reply.sha256, timeout_s=60)
         assert same.not_modified and same.onnx == b"" and same.sha256 == reply.sha256
         with pytest.raises(EdgeRefused) as info_:

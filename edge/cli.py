@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve this registry model with these builder options, e.g. "
         "echo:tail_delay_ms=20 (serve_as=NAME sets the name clients use; "
         "max_input_side=PX and max_input_pixels=N bound the frame sizes it accepts, "
-        "default 4096 and 8388608); repeatable; replaces the config's [[models]]",
+        "default 4096 and 8388608); a list option takes a;b or one value "
+        "(fasterrcnn_mobilenet_v3_large_fpn:split_points=features.9;features.12); "
+        "repeatable; replaces the config's [[models]]",
     )
     s.add_argument(
         "--metrics-port",

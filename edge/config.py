@@ -236,9 +236,11 @@ def parse_model_spec(text: str) -> ModelConfig:
     """``"echo:tail_delay_ms=20,serve_as=e2"`` -> ModelConfig.
 
     Each option is read as every KEY=VALUE option is (:func:`splitedge.proto.options.parse_option`);
-    commas separate the options here, so a list value is written in JSON brackets
-    (``qualities=[90,50]``). ``serve_as`` is not a builder option: it names the served
-    model. Trained zoo entries keep their prefix: ``zoo:teacher-frcnn-small:score_thresh=0.3``.
+    commas separate the options here, so a list value is written ``a;b``
+    (``split_points=features.9;features.12``) or in JSON brackets (``jpeg_qualities=[90,50]``);
+    a single value for a list option is a one-item list (``split_points=features.9``).
+    ``serve_as`` is not a builder option: it names the served model. Trained zoo entries
+    keep their prefix: ``zoo:teacher-frcnn-small:score_thresh=0.3``.
     """
     prefix = ZOO_PREFIX if text.startswith(ZOO_PREFIX) else ""
     name, _, rest = text[len(prefix) :].partition(":")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from splitedge.control_plane.address import BrokerAddress, parse_broker_address
 from splitedge.mobile_client.client import Client, ClientError
 from splitedge.mobile_client.compression import COMPRESSION_MODES
+from splitedge.mobile_client.config import ClientConfigError, load_client_config
 from splitedge.mobile_client.depth import add_depth_parser, run_depth
 from splitedge.mobile_client.flags import (
     add_tls_flags,
@@ -60,6 +61,16 @@ _EXAMPLE_SERVER = "edge.lan:50051"
 
 def _check_run_args(args: argparse.Namespace) -> None:
     """Everything about ``run``'s flags checkable before connecting (ValueError)."""
+    if args.server is None and args.discover is None:
+        raise ValueError(
+            "give --server HOST:PORT or --discover mqtt://HOST:PORT (or server in --config)"
+        )
+    for flag, value, key in (
+        ("--model", args.model, "[model] name"),
+        ("--branch", args.branch, "branch"),
+    ):
+        if not value:
+            raise ValueError(f"{flag} is required (or {key} in --config)")
     if args.server is not None:
         parse_host_port(args.server, "--server", example=_EXAMPLE_SERVER)
     for flag, value in (("--fps", args.fps), ("--deadline-ms", args.deadline_ms)):
@@ -112,6 +123,12 @@ def _add_mqtt_flags(run: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    return _build_parsers()[0]
+
+
+def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The ``splitedge-client`` parser and its ``run`` subparser (``--config`` sets the
+    latter's defaults)."""
     parser = argparse.ArgumentParser(
         prog="splitedge-client",
         description="The splitedge device runtime: run a model's head on this device, "
@@ -134,21 +151,30 @@ def build_parser() -> argparse.ArgumentParser:
         "answer in time runs locally when this device holds the model, else it is recorded as "
         "dropped with the reason.",
     )
-    where = run.add_mutually_exclusive_group(required=True)
-    where.add_argument("--server", help="edge server address HOST:PORT")
+    run.add_argument(
+        "--config",
+        metavar="TOML",
+        default=None,
+        help="client config file (every key in configs/client.example.toml: server, "
+        "branch, [model] name and options as on the edge, [tls], [mqtt], ...); flags "
+        "given here override it",
+    )
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--server", help="edge server address HOST:PORT (or server in --config)")
     where.add_argument(
         "--discover",
         metavar="mqtt://HOST:PORT",
         help="find the least-loaded edge server for --model via this MQTT broker and "
         "follow failovers (mqtts:// = TLS); also takes control and publishes telemetry",
     )
-    run.add_argument("--model", required=True, help="model name as the server lists it")
+    run.add_argument(
+        "--model", help="model name as the server lists it (or [model] name in --config)"
+    )
     run.add_argument(
         "--branch",
-        required=True,
         help="branch to run: local, split@<layer>, offload-jpeg<q>, ... "
         "(`splitedge-client models --server ...` lists them), or auto: the adaptive "
-        "scheduler picks one per frame from --profile",
+        "scheduler picks one per frame from --profile; or branch in --config",
     )
     run.add_argument(
         "--profile",
@@ -227,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="option for the local model builder (e.g. weights=ckpt.pt, num_classes=7); "
-        "must match the server's",
+        help="option for the local model builder (e.g. weights=ckpt.pt, num_classes=7, "
+        "split_points=features.9; a list is a;b or a,b); must match the server's; "
+        "overrides that key of --config's [model] options",
     )
     run.add_argument(
         "--no-local-fallback",
@@ -247,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_token_flags(run)
     run.add_argument("--out", default="-", help="JSON lines output file (default stdout)")
     _add_mqtt_flags(run)
+    run.set_defaults(config_model_options={})
 
     models = sub.add_parser("models", help="list the models and branches a server offers")
     models.add_argument("--server", required=True, help="edge server address HOST:PORT")
@@ -254,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_token_flags(models)
     add_depth_parser(sub)
     add_profile_parser(sub)
-    return parser
+    return parser, run
 
 
 def _int_list(text: str) -> list[int]:
@@ -400,8 +428,11 @@ def _check_mqtt_flags(args: argparse.Namespace) -> BrokerAddress | None:
 
 async def _run(args: argparse.Namespace) -> int:
     try:
-        options = parse_options(args.model_option, "--model-option")
         _check_run_args(args)
+        options = {
+            **args.config_model_options,
+            **parse_options(args.model_option, "--model-option"),
+        }
         if args.threads is not None and args.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
         backend = make_backend(
@@ -654,8 +685,31 @@ async def _models(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``; for ``run --config FILE``, the file's settings become the flags'
+    defaults and the command line is parsed again, so a flag given overrides the file.
+    A ClientConfigError (one line) for a bad file."""
     args = build_parser().parse_args(argv)
+    if args.command != "run" or args.config is None:
+        return args
+    settings = load_client_config(args.config)
+    # the file's choice gives way to the flag's side of an either-or
+    if args.server is not None or args.discover is not None:
+        settings.pop("server", None)
+        settings.pop("discover", None)
+    if args.token is not None:
+        settings.pop("token_file", None)
+    parser, run = _build_parsers()
+    run.set_defaults(**settings)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except ClientConfigError as exc:
+        print(f"splitedge-client: error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -39,7 +39,7 @@ from splitedge.models.bottleneck_split import (
     read_profiles,
     student_parts,
 )
-from splitedge.models.registry import create_model
+from splitedge.models.registry import create_model, typed_options
 from splitedge.models.split import Size, stages_from_layer_getter
 from splitedge.models.types import SplitModel
 
@@ -144,6 +144,7 @@ class SegBottleneckSplitModel(BottleneckSplitModel):
         return self.finisher(self.rest(self.student.decoder(code)), image_sizes, orig_sizes)
 
 
+@typed_options
 def build_bottleneck_seg(
     *,
     weights: str | None = None,

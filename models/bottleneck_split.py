@@ -40,7 +40,7 @@ from splitedge.models.bottleneck import (
     Student,
     load_student,
 )
-from splitedge.models.registry import create_model
+from splitedge.models.registry import create_model, typed_options
 from splitedge.models.split import Size, image_to_tensor, stages_from_layer_getter, to_prediction
 from splitedge.models.split_errors import BranchKindError, InputError, UnknownBranchError
 from splitedge.models.types import (
@@ -337,6 +337,7 @@ def read_profiles(
     return out
 
 
+@typed_options
 def build_bottleneck(
     *,
     weights: str | None = None,

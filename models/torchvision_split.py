@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from splitedge.models.registry import Builder, register_model
+from splitedge.models.registry import Builder, register_model, typed_options
 from splitedge.models.types import SplitModel
 
 
@@ -94,6 +94,7 @@ def _given_class_names(
     return None
 
 
+@typed_options
 def build(
     family: str,
     *,

@@ -7,7 +7,8 @@ They are pure parsing; :func:`load_toml` reads the one file it is given, nothing
 - A size is ``WIDTHxHEIGHT`` (``320x240``) on every ``--size`` flag, device and training
   alike, and :func:`parse_size` returns ``(width, height)``.
 - A ``KEY=VALUE`` option's value is typed by one rule (:func:`parse_value`), the same
-  for ``--model-option``, ``--teacher-option`` and the edge's ``--model NAME:k=v,...``.
+  for ``--model-option``, ``--teacher-option`` and the edge's ``--model NAME:k=v,...``;
+  lists are ``a;b;c`` everywhere.
 
 Errors are :class:`FormatError`, one line naming the flag or file.
 """
@@ -86,19 +87,28 @@ def parse_size_hw(
 
 
 def parse_value(text: str) -> Any:
-    """Type an option value, one rule for every flag.
+    """Type an option value, one rule for every flag and config file.
 
     ``true``/``false`` (any case) -> bool; an integer -> int; a number -> float;
     ``[...]`` or ``{...}`` -> that JSON; ``"..."`` or ``'...'`` -> the string inside the
-    quotes, as it is (how to pass ``a,b.pt`` or ``7`` as a string); ``a,b,c`` -> a list,
-    each item typed by this rule; anything else -> the string, stripped. ``""`` stays
-    ``""``.
+    quotes, as it is (how to pass ``a,b.pt``, ``a;b`` or ``7`` as a string); ``a;b;c`` ->
+    a list, each item typed by this rule (a trailing ``;`` makes a one-item list:
+    ``features.9;``); ``a,b,c`` -> a list too, where commas do not already separate options
+    (``--model-option``; in the edge's ``--model NAME:k=v,k2=v2`` write ``a;b``);
+    anything else -> the string, stripped. ``""`` stays ``""``.
+
+    A single value is never wrong for a list option: the builder's annotations decide
+    (:func:`splitedge.models.registry.typed_options`), so ``split_points=features.9`` and
+    ``jpeg_qualities=50`` arrive as one-item lists, and an item of the wrong type is a
+    one-line error naming the option.
     """
     value = text.strip()
     if _quoted(value):
         return value[1:-1]
     if value[:1] in ("[", "{"):
         return json.loads(value)  # json.JSONDecodeError (a ValueError) for the caller
+    if ";" in value:
+        return [_scalar(item) for item in split_items(value, ";")]
     if "," in value:
         return [_scalar(item) for item in split_items(value)]
     return _scalar(value)
@@ -121,8 +131,8 @@ def _scalar(value: str) -> Any:
     return value
 
 
-def split_items(text: str) -> list[str]:
-    """Split on the commas outside ``[...]``, ``{...}`` and quotes; blank items dropped."""
+def split_items(text: str, sep: str = ",") -> list[str]:
+    """Split on the ``sep`` outside ``[...]``, ``{...}`` and quotes; blank items dropped."""
     items, depth, quote, start = [], 0, "", 0
     for i, ch in enumerate(text):
         if quote:
@@ -133,7 +143,7 @@ def split_items(text: str) -> list[str]:
             depth += 1
         elif ch in "]}":
             depth -= 1
-        elif ch == "," and depth == 0:
+        elif ch == sep and depth == 0:
             items.append(text[start:i])
             start = i + 1
     items.append(text[start:])

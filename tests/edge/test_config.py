@@ -187,6 +187,16 @@ def test_model_spec_values_are_typed_as_every_key_value_option():
         parse_model_spec("echo:q=[90")
 
 
+def test_a_list_option_in_a_model_spec_is_written_with_semicolons():
+    # Commas separate a spec's options, so a list is a;b (or JSON); a single value is
+    # left as it is, for the builder to make a one-item list (models.registry.typed_options).
+    spec = parse_model_spec(
+        "fasterrcnn_mobilenet_v3_large_fpn:split_points=features.9;features.12,min_size=160"
+    )
+    assert spec.options == {"split_points": ["features.9", "features.12"], "min_size": 160}
+    assert parse_model_spec("x:split_points=features.9").options == {"split_points": "features.9"}
+
+
 def test_model_input_limits_from_the_file_and_the_model_spec(tmp_path):
     path = _write(
         tmp_path, '[[models]]\nname = "echo"\nmax_input_side = 640\nmax_input_pixels = 300000\n'

@@ -96,6 +96,10 @@ def test_argparse_shows_the_detail_after_its_own_flag_name(capsys):
         ("'7'", "7"),  # a number as a string
         ('"p,q",x', ["p,q", "x"]),
         ('"', '"'),
+        ("features.9;features.12", ["features.9", "features.12"]),
+        ("features.9;", ["features.9"]),  # a trailing ; makes a one-item list
+        ("90;50", [90, 50]),
+        ('"a;b"', "a;b"),  # quotes keep a semicolon
     ],
 )
 def test_one_typing_rule_for_every_option_value(text, expected):
@@ -133,6 +137,10 @@ def test_items_split_on_commas_outside_brackets_and_quotes():
         'c={"x":1,"y":2}',
         'd="p,q"',
     ]
+
+
+def test_items_split_on_another_separator():
+    assert split_items('a;[1;2];"p;q";;b', ";") == ["a", "[1;2]", '"p;q"', "b"]
 
 
 def test_toml_loads_and_each_failure_names_the_file(tmp_path: Path):

@@ -22,7 +22,6 @@ import io
 import logging
 import os
 import re
-import tempfile
 import threading
 import warnings
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from typing import Any
 from splitedge.edge.errors import InvalidArgument, NotFound, RequestError
 from splitedge.models.fingerprint import head_fingerprints, preprocess_facts
 from splitedge.models.types import SplitModel
-from splitedge.proto.head_spec import HeadSpec
+from splitedge.proto.head_spec import HeadSpec, write_atomic
 from splitedge.proto.status import StatusCode
 
 __all__ = [
@@ -215,18 +214,6 @@ def _safe(name: str) -> str:
     return f"{cleaned}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class HeadStore:
     """Exported heads of served models, cached under ``cache_dir``.
 
@@ -285,8 +272,8 @@ class HeadStore:
                 log.info("exporting head %s/%s to ONNX", model_name, plan.key)
                 artifact = export_graph(model_name, plan)
                 onnx_path, spec_path = self.paths(model_name, plan)
-                _write_atomic(onnx_path, artifact.onnx)
-                _write_atomic(spec_path, artifact.spec_json.encode())
+                write_atomic(onnx_path, artifact.onnx)
+                write_atomic(spec_path, artifact.spec_json.encode())
         with self._lock:
             self._memory[key] = artifact
         return artifact

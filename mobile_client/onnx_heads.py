@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from splitedge.models.types import BranchSpec, HeadOutput, Prediction
-from splitedge.proto.head_spec import HeadSpec, HeadSpecError, sha256_hex_ok
+from splitedge.proto.head_spec import HeadSpec, HeadSpecError, sha256_hex_ok, write_atomic
 
 __all__ = [
     "HeadCache",
@@ -164,17 +163,6 @@ def preprocess(spec: HeadSpec, image: np.ndarray) -> tuple[np.ndarray, tuple[int
 # ---------------------------------------------------------------- the disk cache
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class HeadCache:
     """Heads on the device's disk: ``<sha256>.onnx`` + ``<sha256>.json`` (the spec), and
     ``index.json`` (model/branch -> the sha256 last fetched, to ask the edge whether it
@@ -230,8 +218,8 @@ class HeadCache:
             )
         self.directory.mkdir(parents=True, exist_ok=True)
         onnx_path, spec_path = self.paths(sha256)
-        _write_atomic(onnx_path, onnx)
-        _write_atomic(spec_path, spec_json.encode("utf-8"))
+        write_atomic(onnx_path, onnx)
+        write_atomic(spec_path, spec_json.encode("utf-8"))
         self.remember(model, branch, sha256)
         return spec
 
@@ -239,7 +227,7 @@ class HeadCache:
         index = self._index()
         index[f"{model}/{branch}"] = sha256
         self.directory.mkdir(parents=True, exist_ok=True)
-        _write_atomic(
+        write_atomic(
             self.directory / "index.json", json.dumps(index, indent=1, sort_keys=True).encode()
         )
 

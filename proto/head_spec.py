@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import tempfile
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-__all__ = ["FORMAT", "HeadSpec", "HeadSpecError", "sha256_hex_ok"]
+__all__ = ["FORMAT", "HeadSpec", "HeadSpecError", "sha256_hex_ok", "write_atomic"]
 
 FORMAT = "splitedge-head-v1"
 PREPROCESS_KINDS = ("rcnn", "seg")
@@ -135,3 +138,18 @@ class HeadSpec:
             raise
         except (TypeError, ValueError) as exc:
             raise HeadSpecError(f"head spec: {exc}") from None
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all (a temporary file in the same
+    folder, then ``os.replace``): how both head stores, the edge's and the device's,
+    keep a crash from leaving a half-written graph under a hash-checked name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -94,6 +94,11 @@ class BandwidthEstimator:
         return len(self._samples)
 
     @property
+    def window(self) -> int:
+        """How many samples the harmonic mean is taken over."""
+        return self._samples.maxlen or 0
+
+    @property
     def harmonic_mbps(self) -> float:
         """The undiscounted prediction (``initial_mbps`` before any sample)."""
         return self._harmonic if self._samples else self.initial_mbps

@@ -43,7 +43,10 @@ cost of the switch (switches within a load group are free) and a predicted
 latency inside ``SLA x margin x (1 - hysteresis_band)``. A switch's load cost
 is also amortised over the decision period in the latency it must fit. After a
 regime change (the bandwidth estimator replaced its window: a fade ended;
-the edge came back) the next decision is a fresh start's, without hysteresis. When
+the edge came back) the next decision is a fresh start's, without hysteresis, and so
+are the decisions made while a faster regime's window fills and the first with it
+full: the estimates right after a fade are still settling (a round trip restarts
+with a wide spread), and hysteresis would keep a choice made on them. When
 the edge is unreachable only local candidates are eligible until a retry time
 (exponential backoff) passes.
 
@@ -65,6 +68,10 @@ within a second or two, on tracked remote branches too. A payload whose transfer
 shorter than the round trip's jitter (``jitter_sigmas`` x its spread, capped at half
 the path's floor) is RTT-dominated: it only bounds the rate from below, lifts a lower
 estimate and never lowers one (large payloads measure the rate; small ones cannot).
+When the sample that triggers that check was such a lower bound, the check sends the
+largest payload (of the free remote branches) that, at the bound, crosses within
+``probe_share`` of the SLA: a step up a ladder of payload sizes, each affordable at
+what the last one proved, until one is large enough to time.
 
 ``pick(now_s) -> Decision`` and ``observe(decision, outcome)``: the same shape
 as :class:`~splitedge.mobile_client.policy.RateRule`. ``set_sla`` and
@@ -258,6 +265,12 @@ class Scheduler:
         self.probes = 0  # frames sent to the edge only to measure the link
         self._force = True
         self._fresh = False  # the link changed regime: the next decision starts afresh
+        # A faster regime's window is still filling: its decisions start afresh too.
+        self._settling = False
+        # The last sample far above the estimate was a lower bound (an RTT-dominated
+        # payload), of this many Mbps: the check on the next frame sends a larger one.
+        self._bound_mbps = 0.0
+        self._sample_is_bound = False  # the last transfer sample was a lower bound
         self._now_s = 0.0
         self._edge_down = False
         self._edge_failures = 0
@@ -553,7 +566,10 @@ class Scheduler:
                     for i in np.flatnonzero(allowed)[:12]
                 ),
             )  # fmt: skip
-        fresh, self._fresh = self._fresh, False
+        fresh, self._fresh = self._fresh or self._settling, False
+        if self._settling and self.bandwidth.samples >= self.bandwidth.window:
+            # The new regime's window is full: this is its last decision without hysteresis.
+            self._settling = False
         if cur is None or fresh or not allowed[cur] or latency[cur] > budget[cur]:
             # No choice yet, or the link changed regime (a fade ended, the edge came
             # back): pick as a fresh start would, without the hysteresis that keeps a
@@ -662,16 +678,18 @@ class Scheduler:
             return None  # the link still carries earlier bytes: a probe would queue behind
         if self._last_remote_s is None:
             self._last_remote_s = now  # the clock of "no remote frame for a while" starts
+        free = self._switch_ms_from[self._group[cur]] <= 0.0
+        same = np.flatnonzero(self._remote & free)
         if self._remote[cur]:
             if not self._reprobe:
                 return None
             self._reprobe = False
-            return cur
-        free = self._switch_ms_from[self._group[cur]] <= 0.0
-        same = np.flatnonzero(self._remote & free)
+            return self._upward(cur, same)
         if len(same) == 0:
             return None
         target = int(same[np.argmin(self._bytes_q[same])])
+        if self._reprobe:
+            target = self._upward(target, same)
         if not self._reprobe:
             idle_s = now - self._last_remote_s
             bw = self.bandwidth.harmonic_mbps
@@ -684,6 +702,24 @@ class Scheduler:
         self._since_remote = 0
         self._reprobe = False
         return target
+
+    def _upward(self, target: int, free: np.ndarray) -> int:
+        """The check after a transfer far faster than the estimate: ``target``, unless
+        that transfer was a lower bound (RTT-dominated). Then the largest payload among
+        the ``free`` remote candidates whose bytes, at that bound, cross within
+        ``probe_share`` of the SLA: on a link as fast as the bound, or faster, it costs
+        that little, and it is large enough to time (a bound only lifts the estimate a
+        step at a time, keeping full frames off a recovered link for seconds)."""
+        bound, self._bound_mbps = self._bound_mbps, 0.0
+        if bound <= 0 or len(free) == 0:
+            return target
+        cheap = free[self._kbits_q[free] / bound <= self.probe_share * self._sla_ms]
+        if len(cheap) == 0:
+            return target
+        # The largest payload; among equals the most accurate, then a detection every frame.
+        best = int(cheap[np.lexsort((self._interval[cheap], -self._acc[cheap],
+                                      -self._bytes_q[cheap]))[0]])  # fmt: skip
+        return best if self._bytes_q[best] > self._bytes_q[target] else target
 
     # ------------------------------------------------------------ feedback
 
@@ -710,7 +746,7 @@ class Scheduler:
             sample = self._transfer_sample(payload_bytes, transfer_ms)
             if self.bandwidth.resets > resets:
                 self.rtt.restart()  # the fade's round trips were queueing
-                self._force = self._fresh = True
+                self._force = self._fresh = self._settling = True
             if sample is not None and sample > self.bandwidth.jump_ratio * before:
                 # Cut by its deadline on a fading link, answered at once on a recovered
                 # one (a probe whose deadline was tight): check the link on the next frame.
@@ -785,7 +821,7 @@ class Scheduler:
                 self.rtt.restart()
                 carried_ms = outcome.payload_bytes * 8.0 / (rate * 1e3)
                 self.rtt.add(max(self._known_floor_ms(), t.network_ms - carried_ms))
-                self._force = self._fresh = True
+                self._force = self._fresh = self._settling = True
             self._reprobe_after(sample, before, self._acc[decision.index])
             return
         if edge_failed:
@@ -821,6 +857,10 @@ class Scheduler:
         if faster and self._burst < 4:
             self._reprobe = True
             self._burst += 1
+            # Small payloads cross a fast link within the round trip's jitter: they only
+            # bound the rate from below, and more of them would lift the estimate a bound
+            # at a time. The check sends a payload large enough to time, if it is cheap.
+            self._bound_mbps = (sample or 0.0) if self._sample_is_bound else 0.0
         elif not faster:
             self._burst = 0
 
@@ -842,7 +882,8 @@ class Scheduler:
         # trips that queue behind a backlog inflate it, and a small payload that takes
         # 100 ms on a 0.1 Mbit/s link must still read as the slow link it shows.
         band_ms = min(self.jitter_sigmas * self.rtt.std_ms, 0.5 * self.rtt.min_ms)
-        if transfer_ms >= max(1.0, band_ms):
+        self._sample_is_bound = transfer_ms < max(1.0, band_ms)
+        if not self._sample_is_bound:
             self.bandwidth.add_transfer(payload_bytes, transfer_ms)
             return payload_bytes * 8.0 / (transfer_ms * 1000.0)
         bound = payload_bytes * 8.0 / (max(transfer_ms, 1.0) * 1000.0)

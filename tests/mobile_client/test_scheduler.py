@@ -407,6 +407,69 @@ def test_after_a_regime_change_the_choice_is_a_fresh_starts_without_hysteresis()
     assert known.current is not None and known.current.config.branch == "offload-jpeg50"
 
 
+def test_the_decisions_while_a_new_regime_settles_start_afresh() -> None:
+    # A 100 ms path: after a fade the round trip restarts with a spread of a tenth of it,
+    # which keeps the big JPEG out of the first decision on the recovered link. The
+    # spread then settles within a few frames and the big JPEG fits, though not with
+    # the hysteresis band's room to spare. The decisions made while the new regime's
+    # window fills (and the first with it full) pick as a fresh start would: the big
+    # JPEG, not the mid one the first post-fade decision took on unsettled estimates.
+    mid = entry("offload-jpeg50", "offload", head_ms=(2.0, 4.0), size_bytes=30_000, accuracy=0.7)
+    big = replace(OFFLOAD, bytes_per_frame=Quantiles(330_000, 330_000, 330_000))  # 66 ms at 40
+    p = profile(LOCAL, mid, big)
+    sched = Scheduler(p, 180.0, learn_margin=False, margin=1.0, hysteresis_band=0.2)
+    for _ in range(20):
+        sched.observe_rtt(100.0)  # a steady path
+    run(sched, Env(bandwidth_mbps=10.0, rtt_ms=100.0), 60)
+    assert sched.current is not None and sched.current.config.branch == "offload-jpeg50"
+    resets = sched.bandwidth.resets
+    fast = Env(bandwidth_mbps=40.0, rtt_ms=100.0)
+    first = run(sched, fast, 3, t0=2.0)
+    assert sched.bandwidth.resets == resets + 1
+    assert first[-1].branch == "offload-jpeg50"  # the big one does not fit yet
+    detect, _, _ = sched.predict()
+    assert detect[sched.candidates.index(big)] > 180.0
+    after = run(sched, fast, 12, t0=2.1)
+    detect, _, _ = sched.predict()
+    assert 0.8 * 180.0 < detect[sched.candidates.index(big)] <= 180.0  # fits, not comfortably
+    assert sched.current is not None and sched.current.config.branch == "offload-jpeg90"
+    assert after[-1].branch == "offload-jpeg90"
+
+
+def test_a_faster_link_seen_through_a_small_payload_is_checked_with_a_larger_one() -> None:
+    # The device held a small code through a fade. On the recovered link its 1.5 kB
+    # cross within the round trip's jitter: a lower bound on the rate, which lifts the
+    # estimate a bound at a time. The check on the next frame sends the largest payload
+    # that, at that bound, costs at most probe_share of the SLA: large enough to time.
+    small = entry("split@small", "split", size_bytes=1500, accuracy=0.62, interval=4)
+    jpeg20 = entry("offload-jpeg20", "offload", head_ms=(2.0, 4.0), size_bytes=3000, accuracy=0.6)
+    jpeg90 = replace(OFFLOAD, bytes_per_frame=Quantiles(28_000, 28_000, 30_000))  # 320x240
+    huge = entry("offload-png", "offload", head_ms=(2.0, 4.0), size_bytes=400_000, accuracy=0.81)
+    p = profile(replace(LOCAL, accuracy=0.5), small, jpeg20, jpeg90, huge)
+
+    def checks(sla_ms: float) -> list[Decision]:
+        sched = Scheduler(p, sla_ms, frame_period_ms=200.0)
+        sched.observe_rtt(20.0)
+        env = Env(bandwidth_mbps=0.1)
+        run(sched, env, 50, fps=5.0)  # 10 s of fade
+        assert sched.current is not None and sched.current.config.branch == "split@small"
+        env.bandwidth_mbps = 40.0
+        after = run(sched, env, 10, t0=10.0, fps=5.0)
+        # Beside a device frame, or in a frame's place.
+        return [d.probe or d for d in after if d.probe is not None or d.reason == "probe"]
+
+    probes = checks(150.0)
+    assert probes, "no check after the faster sample"
+    # 30 kB at the bound (1.5 kB in under a ms: >= 12 Mbit/s) is at most 20 ms, within a
+    # quarter of the SLA; the 400 kB PNG would be 270 ms at that bound: not a cheap check.
+    assert probes[0].branch == "offload-jpeg90"
+    # With an SLA so tight that 30 kB at that bound costs more than its quarter (15 ms),
+    # the check climbs: the 3 kB JPEG first, whose bound (>= 24 Mbit/s) makes 30 kB cheap.
+    tight = checks(60.0)
+    assert [d.branch for d in tight[:2]] == ["offload-jpeg20", "offload-jpeg90"]
+    assert all(d.branch != "offload-png" for d in probes + tight)
+
+
 def test_a_small_payload_late_by_round_trip_jitter_does_not_lower_the_rate() -> None:
     # A 40 Mbit/s link whose round trips wander by several ms (a busy host). A 3 kB frame
     # takes 0.6 ms to cross; answered 6 ms over the floor it would read as 4 Mbit/s. That

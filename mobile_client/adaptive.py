@@ -30,7 +30,18 @@ edge, the device's head and local model, the prefilter) and a
   (``observe_late_answer``); and an MQTT-discovered server's
   published load (``client.server_load``) is reported to the scheduler as it changes.
 
-Frames run one at a time: the scheduler's latency model is one frame in flight.
+Frames run one at a time: the scheduler's latency model is one frame in flight. One
+exception keeps a slow device from losing camera frames: a detection by the device's
+own model, once there are boxes to track, goes on in the *background*. Its frame waits
+for it up to :func:`background_wait_ms` (the SLA or the camera period, whichever is
+shorter, less the tracker's time); if it is not done by then, the tracker answers the
+frame (``reason="tracked"``) and the detection carries on. Frames that come while it
+runs and would need the device's model (local or a split head) are tracked too; JPEG
+offloads go on as planned. When it ends, its boxes restart the tracker on its own
+frame (the next update follows them to the newest) and its outcome goes to the
+scheduler as an unwaited one (``observe_probe``: it teaches the device's speed, no
+SLA miss). A device slower than its camera (a Pi-class detector at 5 frames/s) so
+answers every frame, as Glimpse and ApproxDet do with a tracker in the foreground.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -94,6 +106,27 @@ def detection_budget(
     return budget, "local"
 
 
+def background_wait_ms(
+    scheduler: Scheduler, decision: Decision, *, kind: str, can_track: bool
+) -> float | None:
+    """How long a frame waits for the device's own detection before the tracker answers
+    it and the detection goes on in the background; None: it runs in the foreground
+    (a remote branch, a tracked frame, or nothing to track yet). The real session and the
+    DES both use this rule. ``kind``: the decision's branch kind."""
+    if decision.track or kind != "local" or not can_track:
+        return None
+    sla = scheduler.sla_ms
+    budget = min(sla, scheduler.frame_period_ms or sla)
+    _, tracker_ms = scheduler.fallback_ms()
+    return max(0.0, budget - (1.25 * tracker_ms + _HANDOVER_MS))
+
+
+def needs_device_model(kind: str) -> bool:
+    """A frame of this branch kind runs the device's model (its own or a split head): it
+    waits for a background detection to end, so it is tracked meanwhile."""
+    return kind in ("local", "split")
+
+
 class AdaptiveSession:
     """``async for decision, outcome in AdaptiveSession(client, scheduler).run(frames)``."""
 
@@ -118,6 +151,13 @@ class AdaptiveSession:
         self._load_seen: ServerState | None = None
         self._status_task: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()  # probes beside frames, in flight
+        # A detection by the device's own model going on in the background: its task, the
+        # frame it detects on (as captured, as sent) and its decision.
+        self._background: (
+            tuple[asyncio.Task[FrameOutcome], CameraFrame, CameraFrame, Decision] | None
+        ) = None
+        self.background_detections = 0  # detections whose frame the tracker answered
+        self._detected_index = -1  # the newest frame whose detection restarted the tracker
         self.switches: list[tuple[int, str, str]] = []  # (frame, branch key, reason)
         client.on_late_answer = scheduler.observe_late_answer
 
@@ -133,6 +173,7 @@ class AdaptiveSession:
     async def process(self, frame: CameraFrame) -> tuple[Decision, FrameOutcome]:
         """One frame: the scheduler's decision and what came of it."""
         await self._refresh_server_state()
+        self._absorb_background()
         sched = self.scheduler
         sched.frame_hw = (int(frame.image.shape[0]), int(frame.image.shape[1]))
         sched.set_backlog(self.client.backlog_bytes())
@@ -143,8 +184,16 @@ class AdaptiveSession:
             task = asyncio.create_task(self._probe(frame, decision.probe), name="link-probe")
             self._probes.add(task)
             task.add_done_callback(self._probes.discard)
+        kind = self._kind(decision)
+        if not decision.track and self._background is not None and needs_device_model(kind):
+            decision = replace(decision, track=True)  # the device's model is busy
+        wait = None
+        if not decision.track and self._background is None:
+            wait = background_wait_ms(sched, decision, kind=kind, can_track=self._can_track())
         if decision.track:
             outcome = await asyncio.to_thread(self._track, frame, decision)
+        elif wait is not None:
+            decision, outcome = await self._detect_or_track(frame, decision, wait)
         else:
             outcome = await self._detect(frame, decision)
         if outcome.reason != "prefiltered":  # a gate's verdict says nothing about latency
@@ -175,7 +224,9 @@ class AdaptiveSession:
     async def aclose(self) -> None:
         """Stop the background Status poll (``run`` does this when it ends)."""
         task, self._status_task = self._status_task, None
-        pending = [t for t in (task, *self._probes) if t is not None and not t.done()]
+        background = self._background[0] if self._background is not None else None
+        self._background = None
+        pending = [t for t in (task, background, *self._probes) if t is not None and not t.done()]
         for t in pending:
             t.cancel()
         for t in pending:
@@ -189,10 +240,11 @@ class AdaptiveSession:
         spec = self.client.branches.get(decision.branch)
         return spec.kind if spec is not None else "split"
 
+    def _can_track(self) -> bool:
+        return self.tracker is not None and self._tracked is not None
+
     async def _detect(self, frame: CameraFrame, decision: Decision) -> FrameOutcome:
-        image = frame.image
         sent, bits = _prepared(frame, decision, self._kind(decision))
-        small = sent.image
         deadline, plan = self._deadline(decision)
         outcome = await self.client.submit(
             sent, decision.branch, deadline_ms=deadline, bits=bits, local_fallback=False
@@ -202,11 +254,58 @@ class AdaptiveSession:
                 return await asyncio.to_thread(self._track, frame, decision, outcome)
             if self.client.local_fallback:
                 outcome = await self.client.fall_back_locally(sent, outcome)
+        return self._adopt(frame, sent, outcome)
+
+    async def _detect_or_track(
+        self, frame: CameraFrame, decision: Decision, wait_ms: float
+    ) -> tuple[Decision, FrameOutcome]:
+        """The device's own detection, waited for ``wait_ms``; past that the tracker
+        answers the frame (the decision becomes a tracked one) and the detection goes on
+        in the background (:meth:`_absorb_background` takes its result)."""
+        start = time.perf_counter_ns()
+        sent, bits = _prepared(frame, decision, self._kind(decision))
+        task = asyncio.create_task(
+            self.client.submit(sent, decision.branch, bits=bits, local_fallback=False),
+            name="background-detection",
+        )
+        done, _ = await asyncio.wait({task}, timeout=wait_ms / 1000.0)
+        if task in done:
+            return decision, self._adopt(frame, sent, task.result())
+        self._background = (task, frame, sent, decision)
+        self.background_detections += 1
+        tracked = replace(decision, track=True)
+        outcome = await asyncio.to_thread(self._track, frame, tracked)
+        # The frame's latency: the wait for the detection, then the tracker (local_ms).
+        outcome.timing.total_ms = (time.perf_counter_ns() - start) / 1e6
+        return tracked, outcome
+
+    def _absorb_background(self) -> None:
+        """A background detection that has ended: its boxes restart the tracker on its own
+        frame, its outcome teaches the scheduler (no one waited for it)."""
+        if self._background is None or not self._background[0].done():
+            return
+        task, frame, sent, decision = self._background
+        self._background = None
+        try:
+            outcome = task.result()
+        except Exception:  # the frame was answered; the next detection says what is wrong
+            log.warning("background detection on frame %d failed", frame.index, exc_info=True)
+            return
+        if frame.index > self._detected_index:  # else a newer detection (remote) came first
+            outcome = self._adopt(frame, sent, outcome)
+        if outcome.reason != "prefiltered":
+            self.scheduler.observe_probe(decision, outcome)
+
+    def _adopt(self, frame: CameraFrame, sent: CameraFrame, outcome: FrameOutcome) -> FrameOutcome:
+        """A detection's outcome for ``frame`` (sent as ``sent``): boxes mapped back to the
+        captured frame, and the tracker restarted on them."""
+        image, small = frame.image, sent.image
         pred = outcome.prediction
         if isinstance(pred, Detections) and small is not image:
             sy, sx = image.shape[0] / small.shape[0], image.shape[1] / small.shape[1]
             boxes = np.asarray(pred.boxes, np.float32) * np.array([sx, sy, sx, sy], np.float32)
             outcome.prediction = pred = Detections(boxes, pred.scores, pred.labels)
+        self._detected_index = max(self._detected_index, frame.index)
         if self.tracker is not None:
             if isinstance(pred, Detections):
                 self.tracker.init(image, np.asarray(pred.boxes, np.float32))

@@ -775,7 +775,9 @@ class Scheduler:
             if not entry.remote:
                 self._since_remote += 1  # probing counts frames, tracked ones too
             profiled = self._tracker_ms() / max(self._tracker_ratio, 1e-9)
-            observed = t.total_ms or t.local_ms
+            # The tracker's own time (a frame that first waited for a background
+            # detection has a longer total).
+            observed = t.local_ms or t.total_ms
             if profiled > 0 and observed > 0:
                 self._tracker_ratio += 0.2 * (observed / profiled - self._tracker_ratio)
             return

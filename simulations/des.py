@@ -164,7 +164,10 @@ class _Frame:
 
 
 class _Client:
-    __slots__ = ("busy", "downlink", "index", "next_frame", "policy", "up_rates", "uplink")
+    __slots__ = (
+        "busy", "detecting_until", "downlink", "index", "next_frame", "policy", "up_rates",
+        "uplink",
+    )  # fmt: skip
 
     def __init__(self, index: int, policy: Policy, uplink: LinkModel, downlink: LinkModel) -> None:
         self.index = index
@@ -173,6 +176,7 @@ class _Client:
         self.downlink = downlink
         self.next_frame = 0
         self.busy = False
+        self.detecting_until = -math.inf  # a detection by the device's model in the background
 
 
 class _Branch:
@@ -337,6 +341,12 @@ class _Simulation:
     def start_frame(self, c: _Client) -> None:
         k = c.next_frame
         candidate = c.policy.pick(k, self.now)
+        if self.now < c.detecting_until:
+            # The device's model is busy with a background detection: a frame that needs it
+            # is tracked instead (the adaptive session's rule, ``track_instead``).
+            swap = getattr(c.policy, "track_instead", None)
+            tracked = swap(k) if swap is not None else None
+            candidate = tracked if tracked is not None else candidate
         cp = self.profile.get(candidate)
         if candidate.track:  # the on-device tracker: nothing crosses the link
             device_ms = self.cfg.tracker_ms
@@ -368,10 +378,30 @@ class _Simulation:
                     deadline_s=self.now + self.cfg.sla_ms / 1000, probe=True,
                 ),
             )  # fmt: skip
+        background = getattr(c.policy, "background_wait", None)
+        wait_ms = (
+            background(k) if background is not None and self.now >= c.detecting_until else None
+        )
+        if wait_ms is not None and device_ms > wait_ms:
+            # The device's own detection outlasts what its frame may wait: the tracker answers
+            # the frame after that wait, the detection goes on in the background.
+            c.detecting_until = self.now + device_ms / 1000
+            self.at(c.detecting_until, self.background_done, c, frame)
+            tracked = c.policy.to_background(k)  # type: ignore[attr-defined]
+            answer = replace(frame, candidate=tracked, profile=self.profile.get(tracked))
+            answer.device_ms = self.cfg.tracker_ms
+            done_s = self.now + (wait_ms + self.cfg.tracker_ms) / 1000
+            self.at(done_s, self.finish, c, answer, "local", "", 0.0)
+            return
         if not candidate.uses_link:
             self.at(self.now + device_ms / 1000, self.finish, c, frame, "local", "", 0.0)
             return
         self._send(c, frame)
+
+    def background_done(self, c: _Client, frame: _Frame) -> None:
+        """A background detection ended: its outcome teaches the policy (no one waited)."""
+        frame.done = True
+        c.policy.observe_background(frame.index, self._outcome(frame, "local", "", 0.0))  # type: ignore[attr-defined]
 
     def _send(self, c: _Client, frame: _Frame) -> None:
         cp = frame.profile

@@ -40,7 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from splitedge.mobile_client.adaptive import detection_budget
+from splitedge.mobile_client.adaptive import (
+    background_wait_ms,
+    detection_budget,
+    needs_device_model,
+)
 from splitedge.mobile_client.outcome import FrameOutcome
 from splitedge.mobile_client.policy import Candidate
 from splitedge.mobile_client.profile import Profile
@@ -209,12 +213,57 @@ class SessionPolicy(AdaptivePolicy):
     its prediction, at most k x the SLA) less the predicted local run and a
     hand-over when the local model takes at most half of it (fallback ``local``),
     else less the tracker's time once there is a result to track (``track``).
+
+    Background detection, as the session runs it: ``background_wait`` is how long a
+    frame waits for the device's own detection before the tracker answers it
+    (:func:`~splitedge.mobile_client.adaptive.background_wait_ms`); the DES then calls
+    ``to_background`` (the frame is recorded as tracked), ``track_instead`` for frames
+    that need the device's model while that detection runs, and ``observe_background``
+    when it ends (an unwaited outcome, as the session's ``observe_probe``).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._budgets: dict[int, tuple[float, str]] = {}
         self._has_result = False
+        self._background: dict[int, Decision] = {}  # detections going on in the background
+
+    def _kind(self, decision: Decision) -> str:
+        return self.scheduler.candidates[decision.index].kind
+
+    def _can_track(self) -> bool:
+        return self._has_result and bool(self.scheduler.profile.tracker_latency_ms)
+
+    def track_instead(self, frame_index: int) -> Candidate | None:
+        """While a background detection runs: frame ``frame_index``'s tracked twin when
+        its decision needs the device's model (the session tracks it), else None."""
+        decision = self._pending.get(frame_index)
+        if decision is None or decision.track or not needs_device_model(self._kind(decision)):
+            return None
+        self._pending[frame_index] = replace(decision, track=True)
+        return replace(self.candidates[decision.key], track=True)
+
+    def background_wait(self, frame_index: int) -> float | None:
+        """How long the frame waits for the device's own detection before the tracker
+        answers it (:func:`~splitedge.mobile_client.adaptive.background_wait_ms`)."""
+        decision = self._pending.get(frame_index)
+        if decision is None:
+            return None
+        kind = self._kind(decision)
+        return background_wait_ms(self.scheduler, decision, kind=kind, can_track=self._can_track())
+
+    def to_background(self, frame_index: int) -> Candidate:
+        """The detection of ``frame_index`` goes on in the background; the frame's answer
+        is the tracker's: the candidate it is recorded under."""
+        decision = self._pending[frame_index]
+        self._background[frame_index] = decision
+        self._pending[frame_index] = replace(decision, track=True)
+        return replace(self.candidates[decision.key], track=True)
+
+    def observe_background(self, frame_index: int, outcome: FrameOutcome) -> None:
+        decision = self._background.pop(frame_index, None)
+        if decision is not None:
+            self.scheduler.observe_probe(decision, outcome)
 
     def pick(self, frame_index: int, now_s: float) -> Candidate:
         candidate = super().pick(frame_index, now_s)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from splitedge.mobile_client.profile import (
     save_profile,
 )
 from splitedge.mobile_client.scheduler import Scheduler
+from splitedge.mobile_client.tracker import BoxTracker
 from splitedge.models.types import Detections
 from splitedge.simulations.link import EmulatedLink
 from splitedge.simulations.traces import BandwidthTrace, constant
@@ -144,3 +146,58 @@ def test_cli_branch_auto_bad_input(extra, message, tmp_path):
     )
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+class _SlowLocal(TorchHeadBackend):
+    """A device whose own detector takes at least ``local_s`` (a Pi-class one), whatever
+    this machine's speed: the run's work, then a sleep for the rest."""
+
+    local_s = 0.6
+
+    def local(self, image):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        out = super().local(image)
+        time.sleep(max(0.0, self.local_s - (time.perf_counter() - start)))
+        return out
+
+
+async def test_a_device_slower_than_its_camera_tracks_while_it_detects(edge_factory):
+    # The device's detector takes 0.6 s, the camera gives a frame every 0.2 s and the SLA
+    # is 0.2 s. Once a detection has given boxes, the next detections go on in the
+    # background: each frame is answered (the tracker's boxes, from the newest finished
+    # detection), none waits for a detection past its SLA budget, and the finished
+    # detections restart the tracker and reach the scheduler.
+    model = "zoo:teacher-frcnn-small"
+    frames = [f.image for f in open_source("synthetic", max_frames=3, size=(320, 240), seed=2)]
+    configs = [BranchConfig("local", 0, 1.0, 0, 1)]
+    profile = measure_profile(
+        model, configs, frames, contention_levels=(0,), progress=False,
+        validate=lambda c: AccuracyRecord(0.6),
+    )  # fmt: skip
+    assert profile.tracker_latency_ms  # the tracker's cost is measured with the profile
+    edge = edge_factory("--model", model)
+    backend = _SlowLocal(model)
+    async with Client(edge.address, model, backend=backend) as client:
+        sched = Scheduler(profile, 200.0)
+        session = AdaptiveSession(client, sched, status_every_s=0, tracker=BoxTracker())
+        profiled_ms, _ = sched.fallback_ms()
+        stream = open_source("synthetic", max_frames=12, size=(320, 240), seed=2)
+        results = [r async for r in session.run(stream, fps=5.0)]
+    assert [o.frame_id for _, o in results] == list(range(12))  # every frame answered
+    assert all(o.source == "local" for _, o in results)
+    first, rest = results[0], results[1:]
+    # Nothing to track yet: the first detection is waited for, its boxes start the tracker.
+    assert not first[0].track and first[1].reason == "" and len(first[1].prediction.boxes)
+    tracked = [(d, o) for d, o in rest if d.track]
+    detected = [(d, o) for d, o in rest if not d.track]
+    assert session.background_detections >= 2
+    assert len(tracked) >= 2 * len(detected)  # a 0.6 s detection spans three frames
+    for d, o in tracked:
+        assert d.branch == "local" and o.reason == "tracked" and o.payload_bytes == 0
+        assert o.timing.local_ms > 0 and o.timing.total_ms >= o.timing.local_ms
+        assert set(o.prediction.labels.tolist()) <= set(first[1].prediction.labels.tolist())
+    # The background detections' own times reached the scheduler: it knows the device is
+    # slower than its profile says (no frame waited for them, so none is an SLA miss).
+    local_ms, _ = sched.fallback_ms()
+    assert local_ms > 2 * profiled_ms
+    assert sched.violations <= 1  # only the first frame could have waited for the model

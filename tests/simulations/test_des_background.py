@@ -1,0 +1,57 @@
+"""The DES runs the adaptive session's background detection as the real session does: a
+device slower than its camera answers every frame (the tracker) while it detects."""
+
+from __future__ import annotations
+
+from splitedge.mobile_client.profile import BranchConfig, BranchProfile, Profile, Quantiles
+from splitedge.simulations.des import DesConfig, policy_factory, simulate
+from splitedge.simulations.des_adaptive import sim_profile
+from splitedge.simulations.policies import scheduler_candidates
+from splitedge.simulations.scenario import PolicyConfig
+from splitedge.simulations.traces import constant
+
+
+def _slow_device(tracker: bool) -> Profile:
+    local = BranchProfile(
+        config=BranchConfig("local", 0, 1.0, 0, 1),
+        kind="local",
+        load_group="m",
+        head_latency_ms={0: Quantiles(500.0, 500.0, 520.0)},  # a Pi-class detector
+        bytes_per_frame=Quantiles(0, 0, 0),
+        accuracy=0.6,
+    )
+    return Profile("m", "pi", (0,), [local], tracker_latency_ms={0: 3.0} if tracker else {})
+
+
+def _run(tracker: bool):
+    profile = _slow_device(tracker)
+    costs = sim_profile(profile, scheduler_candidates(profile))
+    link = constant(10.0, 30.0)
+    des = DesConfig(
+        clients=1, duration_s=20.0, fps=5.0, sla_ms=200.0, deadline_ms=200.0,
+        uplink=link, downlink=link, tracker_ms=3.0 if tracker else 0.0,
+    )  # fmt: skip
+    config = PolicyConfig("adaptive", "adaptive", scheduler_profile=profile)
+    return simulate(des, costs, policy_factory(config, [], des, costs), name="adaptive")
+
+
+def test_a_device_slower_than_its_camera_tracks_every_frame_while_it_detects():
+    rows = _run(tracker=True).rows
+    assert len(rows) == 100
+    # The first detection is waited for (nothing to track yet) and costs the frames
+    # captured meanwhile; from then on every frame is answered in time by the tracker
+    # while the 500 ms detections go on in the background.
+    busy = [r for r in rows if r.source == "dropped"]
+    assert all(r.reason == "busy" and r.t_s < 0.6 for r in busy)
+    later = [r for r in rows if r.t_s >= 0.6]
+    assert all(r.source == "local" and r.sla_met for r in later)
+    assert all(r.candidate.endswith("+track") for r in later)
+    assert sum(not r.sla_met for r in rows) <= 1 + len(busy)
+
+
+def test_without_a_tracker_the_slow_device_loses_the_frames_it_detects_through():
+    rows = _run(tracker=False).rows
+    busy = [r for r in rows if r.reason == "busy"]
+    # Each 500 ms detection costs the frames captured while it runs (one or two).
+    assert len(busy) > len(rows) - len(busy)
+    assert not any(r.candidate.endswith("+track") for r in rows)

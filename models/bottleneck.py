@@ -6,11 +6,14 @@ student ends in an *encoder* to a few channels (the code that crosses the
 network) and the server's *decoder* rebuilds the teacher's split-point feature,
 which then feeds the rest of the frozen teacher unchanged.
 
-Here the split point is the teacher's first FPN level (``features.3`` of the small
-MobileNetV3 detector, stride 8, 24 channels), so the decoder's output is at once
-the FPN's ``"0"`` input and the input of the remaining backbone stages. The code is
-``channels`` wide at its widest, slimmable down to ``widths`` (:mod:`.slimmable`),
-at ``stride`` 8 (the split point's own) or 16 (the decoder upsamples).
+The split point is a teacher backbone stage at stride 4, 8 or 16 (``split_stride``,
+``split_channels``): for the small MobileNetV3 detector its first FPN level
+(``features.3``, stride 8, 24 channels), so the decoder's output is at once the FPN's
+``"0"`` input and the input of the remaining backbone stages; for a ResNet-50 family
+``layer1`` (stride 4, 256 channels), as HND/GHND place it. The code is ``channels``
+wide at its widest, slimmable down to ``widths`` (:mod:`.slimmable`), at ``stride``
+4, 8 or 16, never finer than the split point (the decoder upsamples by
+``stride // split_stride``).
 
 Quantization is in the loop: :func:`fake_quantize` is the codec's per-tensor
 min/max quantize-dequantize (:mod:`splitedge.proto.codec`), one tensor per frame,
@@ -42,6 +45,7 @@ CHECKPOINT_FORMAT = "splitedge-bottleneck-v1"
 CODE_TENSOR = "z"  # wire name of the bottleneck code
 SUPPORTED_BITS = (2, 4, 6, 8)  # what the codec's packer carries
 EARLY_CHANNELS = 24  # the head's stride-4 features (the prefilter reads them)
+CODE_STRIDES = (4, 8, 16)  # code (and split point) strides the student supports
 
 
 class BottleneckError(Exception):
@@ -64,7 +68,7 @@ class BottleneckConfig:
     widths: tuple[float, ...] = DEFAULT_WIDTHS
     stride: int = 8  # code stride in input pixels: 8 (= split point) or 16
     split_channels: int = 24  # teacher feature channels at the split point
-    split_stride: int = 8
+    split_stride: int = 8  # the split point's stride in input pixels: 4, 8 or 16
     decoder_channels: int = 64
     train_bits: tuple[int, ...] = (8, 4)  # bit depths seen during training
 
@@ -75,10 +79,18 @@ class BottleneckConfig:
             check_widths(self.widths, self.channels)
         except ValueError as exc:
             raise BottleneckConfigError(f"widths: {exc}") from exc
-        if self.stride not in (8, 16) or self.split_stride != 8:
+        if (
+            self.stride not in CODE_STRIDES
+            or self.split_stride not in CODE_STRIDES
+            or self.stride < self.split_stride
+        ):
             raise BottleneckConfigError(
-                f"code stride must be 8 or 16 over a stride-8 split point, got "
-                f"stride={self.stride} split_stride={self.split_stride}"
+                f"code stride must be 4, 8 or 16 and at least the split point's (4, 8 or 16), "
+                f"got stride={self.stride} split_stride={self.split_stride}"
+            )
+        if not 1 <= self.split_channels <= 4096:
+            raise BottleneckConfigError(
+                f"split_channels must be in 1..4096, got {self.split_channels}"
             )
         bad = [b for b in self.train_bits if b not in SUPPORTED_BITS]
         if bad or not self.train_bits:
@@ -134,7 +146,8 @@ def _conv_bn(cin: int, cout: int, stride: int, act: type[nn.Module]) -> nn.Seque
 
 
 class StudentHead(nn.Module):
-    """Device side: four small convs to stride 8 (16 if asked), then the slimmable encoder.
+    """Device side: four small convs to stride 8 (4 or 16 if asked), then the slimmable
+    encoder.
 
     ``early`` (stride 4, :data:`EARLY_CHANNELS` channels) is exposed for the prefilter,
     which sits in front of the encoder as in the paper's design.
@@ -146,7 +159,8 @@ class StudentHead(nn.Module):
         self.early = nn.Sequential(
             _conv_bn(3, 16, 2, nn.Hardswish), _conv_bn(16, EARLY_CHANNELS, 2, nn.ReLU)
         )
-        layers = [_conv_bn(EARLY_CHANNELS, 32, 2, nn.ReLU), _conv_bn(32, 48, 1, nn.ReLU)]
+        first_stride = 1 if config.stride == 4 else 2
+        layers = [_conv_bn(EARLY_CHANNELS, 32, first_stride, nn.ReLU), _conv_bn(32, 48, 1, nn.ReLU)]
         if config.stride == 16:
             layers.append(_conv_bn(48, 48, 2, nn.ReLU))
         self.body = nn.Sequential(*layers)

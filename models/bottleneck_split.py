@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from splitedge.models.bottleneck import (
+    CODE_STRIDES,
     CODE_TENSOR,
     BottleneckConfig,
     BottleneckConfigError,
@@ -41,7 +42,7 @@ from splitedge.models.bottleneck import (
     load_student,
 )
 from splitedge.models.registry import create_model, typed_options
-from splitedge.models.split import Size, image_to_tensor, stages_from_layer_getter, to_prediction
+from splitedge.models.split import FamilyParts, Size, Stage, image_to_tensor, to_prediction
 from splitedge.models.split_errors import BranchKindError, InputError, UnknownBranchError
 from splitedge.models.types import (
     BranchSpec,
@@ -54,7 +55,6 @@ from splitedge.models.types import (
 
 MODEL_NAME = "bottleneck"
 DEFAULT_TEACHER = "zoo:teacher-frcnn-small"
-SPLIT_STAGE = "features.3"  # the small detector's first FPN level (stride 8, 24 channels)
 DEFAULT_BRANCH_BITS = (8, 4)
 
 
@@ -73,25 +73,122 @@ class BranchProfile:
     accuracy_metric: str = ""
 
 
-class TeacherRest(nn.Module):
-    """The frozen teacher after the split: remaining backbone stages -> FPN input dict."""
+# Where a student replaces the teacher's head by default, per family: early in the
+# backbone, at or before the first level the neck/classifier reads (as HND/GHND place it:
+# ResNet-50's layer1; MobileNetV3's end of the stride-8 stage; the small teachers' first
+# FPN level / LR-ASPP low feature). Families not named here get DEFAULT_RULE.
+DEFAULT_SPLIT_AT: dict[str, str] = {
+    "fasterrcnn_mobilenet_v3_small_fpn_lite": "features.3",
+    "lraspp_mobilenet_v3_small": "features.2",
+    "fasterrcnn_mobilenet_v3_large_fpn": "features.6",
+    "fasterrcnn_mobilenet_v3_large_320_fpn": "features.6",
+    "ssdlite320_mobilenet_v3_large": "features.6",
+    "fasterrcnn_resnet50_fpn": "layer1",
+    "fasterrcnn_resnet50_fpn_v2": "layer1",
+    "retinanet_resnet50_fpn": "layer1",
+    "retinanet_resnet50_fpn_v2": "layer1",
+    "fcos_resnet50_fpn": "layer1",
+    "lraspp_mobilenet_v3_large": "features.4",
+    "deeplabv3_mobilenet_v3_large": "features.4",
+    "deeplabv3_resnet50": "layer1",
+}
+DEFAULT_RULE = "the deepest stage at stride <= 8 at or before the first level the tail reads"
+_PROBE_HW = (128, 128)
 
-    def __init__(self, teacher_model: nn.Module, split_stage: str = SPLIT_STAGE) -> None:
+
+@dataclass(frozen=True)
+class SplitStage:
+    """A backbone stage a student can stand in for (output channels and stride measured)."""
+
+    name: str
+    path: str
+    channels: int
+    stride: int
+
+
+def teacher_parts(teacher: SplitModel) -> FamilyParts:
+    """The teacher's :class:`FamilyParts` (its stages, preprocess and finisher)."""
+    parts = getattr(teacher, "_parts", None)
+    if not isinstance(parts, FamilyParts):
+        raise BottleneckConfigError(
+            f"teacher {teacher.name!r} is not a torchvision split model; a student needs its "
+            "backbone stages"
+        )
+    return parts
+
+
+def teacher_family(teacher: SplitModel) -> str:
+    """The registry family a teacher was built as (also for a ``zoo:`` teacher)."""
+    return str(getattr(teacher, "family", teacher.name))
+
+
+def split_stages(parts: FamilyParts) -> list[SplitStage]:
+    """Stages a student can replace the head up to: those at or before the first level the
+    tail reads (a level computed before the cut would have to cross the network too) whose
+    output stride is 4, 8 or 16. Measured with one forward pass of a blank frame."""
+    first_emit = next(i for i, s in enumerate(parts.stages) if s.emits is not None)
+    probe_hw = parts.fixed_input_size or _PROBE_HW
+    param = next(parts.model.parameters())
+    x = torch.zeros(1, 3, *probe_hw, device=param.device, dtype=param.dtype)
+    found = []
+    with torch.no_grad():
+        for stage in parts.stages[: first_emit + 1]:
+            x = stage.module(x)
+            stride = round(probe_hw[0] / x.shape[-2])
+            if stride in CODE_STRIDES:
+                found.append(SplitStage(stage.name, stage.path, int(x.shape[1]), stride))
+    return found
+
+
+def default_split_stage(family: str, choices: Sequence[SplitStage]) -> SplitStage:
+    """The family's default split stage (:data:`DEFAULT_SPLIT_AT`, else :data:`DEFAULT_RULE`)."""
+    by_name = {c.name: c for c in choices}
+    if DEFAULT_SPLIT_AT.get(family) in by_name:
+        return by_name[DEFAULT_SPLIT_AT[family]]
+    fine = [c for c in choices if c.stride <= 8]
+    if not fine and not choices:
+        raise BottleneckConfigError(f"{family} has no backbone stage at stride 4, 8 or 16")
+    return fine[-1] if fine else choices[0]
+
+
+def resolve_split_stage(teacher: SplitModel, split_at: str | None) -> SplitStage:
+    """``split_at`` (a stage name or module path) checked against the teacher, or its
+    family's default; an unknown or unusable stage is one line listing the valid ones."""
+    family = teacher_family(teacher)
+    choices = split_stages(teacher_parts(teacher))
+    default = default_split_stage(family, choices)
+    if split_at is None:
+        return default
+    for choice in choices:
+        if split_at in (choice.name, choice.path):
+            return choice
+    raise BottleneckConfigError(
+        f"split stage {split_at!r} is not one a student of {family} can replace; valid "
+        f"(stride 4-16, at or before the first level the tail reads): "
+        f"{', '.join(c.name for c in choices)} (default {default.name})"
+    )
+
+
+class TeacherRest(nn.Module):
+    """The frozen teacher after the split: remaining backbone stages -> the levels the
+    finisher reads (every FPN input, the segmentation head's inputs), keyed as it expects."""
+
+    def __init__(self, stages: Sequence[Stage], split: SplitStage) -> None:
         super().__init__()
-        stages = stages_from_layer_getter(teacher_model.backbone.body, "backbone.body")
         names = [s.name for s in stages]
-        if split_stage not in names:
-            raise BottleneckConfigError(
-                f"split stage {split_stage!r} is not a teacher stage; known: {', '.join(names)}"
-            )
-        index = names.index(split_stage)
-        self.split_index = index
+        index = names.index(split.name)
+        last = max(i for i, s in enumerate(stages) if s.emits is not None)
+        self.split_stage = split.name
+        self.split_channels = split.channels
+        self.split_stride = split.stride
         self.split_emit = stages[index].emits
-        if self.split_emit is None:
-            raise BottleneckConfigError(f"split stage {split_stage!r} is not an FPN level")
         self.front = nn.ModuleList(s.module for s in stages[: index + 1])
-        self.stages = nn.ModuleList(s.module for s in stages[index + 1 :])
-        self.emits = [s.emits for s in stages[index + 1 :]]
+        self.stages = nn.ModuleList(s.module for s in stages[index + 1 : last + 1])
+        self.emits = [s.emits for s in stages[index + 1 : last + 1]]
+        # What GHND matches: the split feature and every level computed after it.
+        self.feature_paths = [stages[index].path] + [
+            s.path for s in stages[index + 1 : last + 1] if s.emits is not None
+        ]
 
     def teacher_split_feature(self, batch: Tensor) -> Tensor:
         """The teacher's own split-point feature (the HND target)."""
@@ -101,8 +198,10 @@ class TeacherRest(nn.Module):
         return x
 
     def forward(self, split_feature: Tensor) -> OrderedDict[str, Tensor]:
-        """Split-point feature -> every FPN input, keyed as the FPN expects."""
-        features: OrderedDict[str, Tensor] = OrderedDict([(self.split_emit, split_feature)])
+        """Split-point feature -> every level the finisher reads, in its order."""
+        features: OrderedDict[str, Tensor] = OrderedDict()
+        if self.split_emit is not None:
+            features[self.split_emit] = split_feature
         x = split_feature
         for module, emit in zip(self.stages, self.emits, strict=True):
             x = module(x)
@@ -111,21 +210,21 @@ class TeacherRest(nn.Module):
         return features
 
 
-def teacher_rest(teacher: SplitModel, split_stage: str = SPLIT_STAGE) -> TeacherRest:
-    """:class:`TeacherRest` of a built Faster R-CNN teacher (a torchvision split model)."""
-    torch_model = getattr(teacher, "torch_model", None)
-    if torch_model is None or not hasattr(getattr(torch_model, "backbone", None), "body"):
-        raise BottleneckConfigError(
-            f"teacher {teacher.name!r} is not a torchvision Faster R-CNN with an FPN backbone"
-        )
-    return TeacherRest(torch_model, split_stage).eval()
+def teacher_rest(teacher: SplitModel, split_at: str | None = None) -> TeacherRest:
+    """:class:`TeacherRest` of a built torchvision teacher, cut at ``split_at`` (a stage
+    name; None: the family's default, :func:`resolve_split_stage`)."""
+    split = resolve_split_stage(teacher, split_at)
+    return TeacherRest(teacher_parts(teacher).stages, split).eval()
 
 
-def build_teacher(teacher: str, teacher_options: dict[str, Any] | None = None) -> SplitModel:
-    """A teacher by registry name or ``zoo:<entry>`` (seeded random init when untrained)."""
+def build_teacher(
+    teacher: str, teacher_options: dict[str, Any] | None = None, task: str | None = "detection"
+) -> SplitModel:
+    """A teacher by registry name or ``zoo:<entry>`` (seeded random init when untrained);
+    ``task`` (None: any) is the task it must have."""
     model = create_model(teacher, **dict(teacher_options or {}))
-    if model.task != "detection":
-        raise BottleneckConfigError(f"teacher {teacher!r} is a {model.task} model, not detection")
+    if task is not None and model.task != task:
+        raise BottleneckConfigError(f"teacher {teacher!r} is a {model.task} model, not {task}")
     return model
 
 
@@ -144,8 +243,10 @@ class BottleneckSplitModel:
         prefilter: Any = None,
         profiles: dict[str, BranchProfile] | None = None,
         name: str = MODEL_NAME,
+        split_at: str | None = None,
     ) -> None:
         self.name = name
+        self.split_at = split_at
         self.teacher = teacher
         self.student = student.eval()
         self.config: BottleneckConfig = student.config
@@ -181,16 +282,26 @@ class BottleneckSplitModel:
         self.branches: dict[str, BranchSpec] = {b.name: b for b in branches}
 
     def _task_parts(self, teacher: SplitModel) -> tuple[Any, Any, Any, str]:
-        """(preprocess, frozen teacher after the split, finisher, split stage) of the task."""
-        from splitedge.models.detection import DetectionPreprocess, RCNNFinisher
-
-        torch_model = teacher.torch_model  # type: ignore[attr-defined]
-        preprocess = DetectionPreprocess(torch_model.transform)
-        return preprocess, teacher_rest(teacher), RCNNFinisher(torch_model), SPLIT_STAGE
+        """(preprocess, frozen teacher after the split, finisher, split stage): the
+        teacher's own preprocess and finisher, whatever its family."""
+        parts = teacher_parts(teacher)
+        rest = teacher_rest(teacher, self.split_at)
+        got = (self.config.split_channels, self.config.split_stride)
+        if got != (rest.split_channels, rest.split_stride):
+            raise BottleneckConfigError(
+                f"student rebuilds {got[0]} channels at stride {got[1]}, but split stage "
+                f"{rest.split_stage!r} of {teacher.name} has {rest.split_channels} at stride "
+                f"{rest.split_stride} (was it distilled at another --split-at?)"
+            )
+        transform = getattr(parts.preprocess, "transform", None)
+        self._size_divisible = int(getattr(transform, "size_divisible", 1))
+        return parts.preprocess, rest, parts.finisher, rest.split_stage
 
     def _code_hw(self, input_size: Sequence[int]) -> tuple[int, ...]:
-        """The code's height and width for a preprocessed input (the detector pads to 32)."""
-        return tuple(-(-int(s) // 32) * 32 // self.config.stride for s in input_size)
+        """The code's height and width for a preprocessed input (a detector's transform
+        pads to its ``size_divisible``, 32; segmentation inputs are not padded)."""
+        d = self._size_divisible
+        return tuple(-(-(-(-int(s) // d) * d) // self.config.stride) for s in input_size)
 
     def tensor_shapes(self, branch: str, input_size: Sequence[int]) -> dict[str, tuple[int, ...]]:
         """The exact shape of each tensor a split branch's head sends for a preprocessed
@@ -345,21 +456,32 @@ def build_bottleneck(
     teacher_options: dict[str, Any] | None = None,
     channels: int = 12,
     widths: Sequence[float] | None = None,
-    stride: int = 8,
+    stride: int | None = None,
     branch_bits: Sequence[int] = DEFAULT_BRANCH_BITS,
     prefilter: str | None = None,
     init_seed: int = 0,
     device: str = "cpu",
+    split_at: str | None = None,
 ) -> SplitModel:
     """Student from ``weights`` (a checkpoint of :func:`save_student`) or seeded random init.
 
     The teacher defaults to the one recorded in the checkpoint (else
-    :data:`DEFAULT_TEACHER`); ``prefilter`` is a prefilter checkpoint path.
+    :data:`DEFAULT_TEACHER`), and so does the split stage (``split_at``; else the
+    teacher family's default, :data:`DEFAULT_SPLIT_AT`); ``prefilter`` is a prefilter
+    checkpoint path.
     """
-    parts = student_parts(
-        weights, teacher, DEFAULT_TEACHER, teacher_options, channels, widths, stride, init_seed
+    teacher_model, parts = _teacher_and_student(
+        weights,
+        teacher,
+        DEFAULT_TEACHER,
+        teacher_options,
+        channels,
+        widths,
+        stride,
+        init_seed,
+        split_at,
+        "detection",
     )
-    teacher_model = build_teacher(parts.teacher, parts.teacher_options)
     teacher_model.torch_model.to(device)  # type: ignore[attr-defined]
     return BottleneckSplitModel(
         teacher_model,
@@ -368,17 +490,55 @@ def build_bottleneck(
         weights_source=parts.source,
         prefilter=optional_prefilter(prefilter),
         profiles=read_profiles(Path(weights).with_suffix(".json")) if weights else {},
+        split_at=parts.split_at,
     )
+
+
+def _teacher_and_student(
+    weights: str | None,
+    teacher: str | None,
+    default_teacher: str,
+    teacher_options: dict[str, Any] | None,
+    channels: int,
+    widths: Sequence[float] | None,
+    stride: int | None,
+    init_seed: int,
+    split_at: str | None,
+    task: str,
+) -> tuple[SplitModel, StudentParts]:
+    """The teacher and the student (from ``weights`` or seeded random init shaped to the
+    teacher's split stage), both on the teacher's device."""
+    parts = student_parts(
+        weights, teacher, default_teacher, teacher_options, channels, widths, stride, init_seed
+    )
+    teacher_model = build_teacher(parts.teacher, parts.teacher_options, task)
+    parts.split_at = split_at or parts.split_at
+    if weights is None:
+        split = resolve_split_stage(teacher_model, parts.split_at)
+        parts.split_at = split.name
+        code_stride = stride or (split.stride if task == "segmentation" else max(8, split.stride))
+        config = BottleneckConfig(
+            channels=int(channels),
+            widths=tuple(widths) if widths is not None else BottleneckConfig.widths,
+            stride=int(code_stride),
+            split_channels=split.channels,
+            split_stride=split.stride,
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            parts.student = Student(config).eval()
+    return teacher_model, parts
 
 
 @dataclass
 class StudentParts:
     """What a bottleneck builder needs besides its teacher family."""
 
-    student: Student
+    student: Student | None  # None until shaped to the teacher (random init)
     teacher: str
     teacher_options: dict[str, Any]
     source: str  # the checkpoint path, or "random-init"
+    split_at: str | None = None  # the teacher stage the student stands in for
 
 
 def student_parts(
@@ -388,30 +548,23 @@ def student_parts(
     teacher_options: dict[str, Any] | None,
     channels: int,
     widths: Sequence[float] | None,
-    stride: int,
+    stride: int | None,
     init_seed: int,
 ) -> StudentParts:
-    """The student from ``weights`` (with the teacher it records) or seeded random init."""
+    """The student from ``weights`` (with the teacher and split stage it records), or
+    no student yet (random init is shaped to the teacher's split stage by the caller)."""
     extra: dict[str, Any] = {}
+    student: Student | None = None
     if weights is not None:
         student, meta = load_student(weights)
         teacher = teacher or meta["teacher"] or default_teacher
         extra = meta["extra"]
         source = str(weights)
     else:
-        config = BottleneckConfig(
-            channels=int(channels),
-            widths=tuple(widths) if widths is not None else BottleneckConfig.widths,
-            stride=int(stride),
-        )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(init_seed)
-            student = Student(config)
-        student.eval()
         teacher = teacher or default_teacher
         source = "random-init"
     options = dict(teacher_options or extra.get("teacher_options", {}))
-    return StudentParts(student, teacher, options, source)
+    return StudentParts(student, teacher, options, source, extra.get("split_at"))
 
 
 def parse_branch_bits(branch_bits: Sequence[int] | str) -> tuple[int, ...]:

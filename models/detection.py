@@ -1,4 +1,4 @@
-"""Detection families cut for split computing: Faster R-CNN, RetinaNet, SSDlite.
+"""Detection families cut for split computing: Faster R-CNN, RetinaNet, FCOS, SSDlite.
 
 Each ``*_parts`` function builds the torchvision model with torchvision's own
 builder and describes it as :class:`~splitedge.models.split.FamilyParts`. The
@@ -15,12 +15,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torchvision.models.detection import (
+    FCOS,
     FasterRCNN,
     RetinaNet,
     fasterrcnn_mobilenet_v3_large_320_fpn,
     fasterrcnn_mobilenet_v3_large_fpn,
     fasterrcnn_resnet50_fpn,
+    fasterrcnn_resnet50_fpn_v2,
+    fcos_resnet50_fpn,
     retinanet_resnet50_fpn,
+    retinanet_resnet50_fpn_v2,
     ssdlite320_mobilenet_v3_large,
 )
 from torchvision.models.detection.image_list import ImageList
@@ -45,10 +49,14 @@ TORCHVISION_SIZES: dict[str, dict[str, int]] = {
     "fasterrcnn_mobilenet_v3_large_fpn": {"min_size": 800, "max_size": 1333},
     "fasterrcnn_mobilenet_v3_large_320_fpn": {"min_size": 320, "max_size": 640},
     "fasterrcnn_resnet50_fpn": {"min_size": 800, "max_size": 1333},
+    "fasterrcnn_resnet50_fpn_v2": {"min_size": 800, "max_size": 1333},
     "retinanet_resnet50_fpn": {"min_size": 800, "max_size": 1333},
+    "retinanet_resnet50_fpn_v2": {"min_size": 800, "max_size": 1333},
+    "fcos_resnet50_fpn": {"min_size": 800, "max_size": 1333},
 }
 _MOBILENET_320_WEIGHTS = "FasterRCNN_MobileNet_V3_Large_320_FPN_Weights"
 SSDLITE_SIZE = 320
+SSDLITE_FAMILY = "ssdlite320_mobilenet_v3_large"  # resizes every frame to 320x320
 
 
 class DetectionPreprocess(nn.Module):
@@ -114,8 +122,11 @@ class _DenseFinisher(nn.Module):
 
 
 class RetinaNetFinisher(_DenseFinisher):
-    def __init__(self, model: RetinaNet) -> None:
+    """RetinaNet's (and FCOS's: one anchor per location) FPN, head and postprocess."""
+
+    def __init__(self, model: RetinaNet | FCOS) -> None:
         super().__init__(model, model.backbone.fpn)
+        self._postprocess = type(model).postprocess_detections
 
     def forward(
         self, features: OrderedDict[str, Tensor], image_sizes: list[Size], orig_sizes: list[Size]
@@ -130,9 +141,7 @@ class RetinaNetFinisher(_DenseFinisher):
         per_level = [hw * anchors_per_location for hw in per_level]
         split_outputs = {k: list(v.split(per_level, dim=1)) for k, v in head_outputs.items()}
         split_anchors = [list(a.split(per_level)) for a in anchors]
-        detections = RetinaNet.postprocess_detections(
-            self, split_outputs, split_anchors, image_sizes
-        )
+        detections = self._postprocess(self, split_outputs, split_anchors, image_sizes)
         return self.transform.postprocess(detections, image_sizes, orig_sizes)
 
 
@@ -296,7 +305,9 @@ def fasterrcnn_mobilenet_320_parts(
     )
 
 
-def fasterrcnn_resnet50_parts(
+def _resnet50_parts(
+    builder: Any,
+    finisher: type[nn.Module],
     *,
     weights: Any,
     num_classes: int,
@@ -304,30 +315,32 @@ def fasterrcnn_resnet50_parts(
     max_size: int | None,
     score_thresh: float | None,
 ) -> FamilyParts:
-    kwargs = _overrides(min_size, max_size, "fasterrcnn_resnet50_fpn")
-    model = fasterrcnn_resnet50_fpn(
-        weights=weights, weights_backbone=None, num_classes=num_classes, **kwargs
-    )
+    kwargs = _overrides(min_size, max_size, builder.__name__)
+    model = builder(weights=weights, weights_backbone=None, num_classes=num_classes, **kwargs)
     _set_score_thresh(model, score_thresh)
     stages = stages_from_layer_getter(model.backbone.body, "backbone.body")
-    return _detection_parts(model, stages, RCNNFinisher(model), ("layer1", "layer2"))
+    return _detection_parts(model, stages, finisher(model), ("layer1", "layer2"))
 
 
-def retinanet_resnet50_parts(
-    *,
-    weights: Any,
-    num_classes: int,
-    min_size: int | None,
-    max_size: int | None,
-    score_thresh: float | None,
-) -> FamilyParts:
-    kwargs = _overrides(min_size, max_size, "retinanet_resnet50_fpn")
-    model = retinanet_resnet50_fpn(
-        weights=weights, weights_backbone=None, num_classes=num_classes, **kwargs
-    )
-    _set_score_thresh(model, score_thresh)
-    stages = stages_from_layer_getter(model.backbone.body, "backbone.body")
-    return _detection_parts(model, stages, RetinaNetFinisher(model), ("layer1", "layer2"))
+def fasterrcnn_resnet50_parts(**options: Any) -> FamilyParts:
+    return _resnet50_parts(fasterrcnn_resnet50_fpn, RCNNFinisher, **options)
+
+
+def fasterrcnn_resnet50_v2_parts(**options: Any) -> FamilyParts:
+    """torchvision's improved recipe (ResNet-50 with batch norm in FPN and heads)."""
+    return _resnet50_parts(fasterrcnn_resnet50_fpn_v2, RCNNFinisher, **options)
+
+
+def retinanet_resnet50_parts(**options: Any) -> FamilyParts:
+    return _resnet50_parts(retinanet_resnet50_fpn, RetinaNetFinisher, **options)
+
+
+def retinanet_resnet50_v2_parts(**options: Any) -> FamilyParts:
+    return _resnet50_parts(retinanet_resnet50_fpn_v2, RetinaNetFinisher, **options)
+
+
+def fcos_resnet50_parts(**options: Any) -> FamilyParts:
+    return _resnet50_parts(fcos_resnet50_fpn, RetinaNetFinisher, **options)
 
 
 def ssdlite_parts(

@@ -1,4 +1,5 @@
-"""Segmentation families cut for split computing: LR-ASPP and DeepLabV3 (MobileNetV3).
+"""Segmentation families cut for split computing: LR-ASPP and DeepLabV3 (MobileNetV3,
+ResNet-50).
 
 torchvision's segmentation models carry no input transform (their weights' recipe
 resizes the shorter side to 520 and normalizes with ImageNet statistics), so
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.segmentation import (
     deeplabv3_mobilenet_v3_large,
+    deeplabv3_resnet50,
     lraspp_mobilenet_v3_large,
 )
 
@@ -175,6 +177,27 @@ def deeplabv3_parts(
         frozenset({"out"}),
         "out",
         ("features.3", "features.6", "features.12"),
+        min_size,
+        max_size,
+    )
+
+
+def deeplabv3_resnet50_parts(
+    *,
+    weights: Any,
+    num_classes: int,
+    min_size: int | None,
+    max_size: int | None,
+    score_thresh: float | None,
+) -> FamilyParts:
+    _no_score_thresh(score_thresh, "deeplabv3_resnet50")
+    model = deeplabv3_resnet50(weights=weights, weights_backbone=None, num_classes=num_classes)
+    model.aux_classifier = None  # training-only, as for the MobileNetV3 variant
+    return _parts(
+        model,
+        frozenset({"out"}),
+        "out",
+        ("layer1", "layer2", "layer3"),
         min_size,
         max_size,
     )

@@ -242,6 +242,7 @@ class TorchvisionSplitModel:
         device: torch.device,
     ) -> None:
         self.name = name
+        self.family = name  # the registry family; ``name`` may become ``zoo:<entry>``
         self.task: Task = parts.task
         self.num_classes = num_classes
         self.class_names = class_names

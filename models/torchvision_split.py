@@ -57,11 +57,26 @@ FAMILIES: dict[str, Family] = {
         ("FasterRCNN_ResNet50_FPN_Weights",),
         COCO_NUM_CLASSES,
     ),
+    "fasterrcnn_resnet50_fpn_v2": Family(
+        _DETECTION,
+        "fasterrcnn_resnet50_v2_parts",
+        ("FasterRCNN_ResNet50_FPN_V2_Weights",),
+        COCO_NUM_CLASSES,
+    ),
     "retinanet_resnet50_fpn": Family(
         _DETECTION,
         "retinanet_resnet50_parts",
         ("RetinaNet_ResNet50_FPN_Weights",),
         COCO_NUM_CLASSES,
+    ),
+    "retinanet_resnet50_fpn_v2": Family(
+        _DETECTION,
+        "retinanet_resnet50_v2_parts",
+        ("RetinaNet_ResNet50_FPN_V2_Weights",),
+        COCO_NUM_CLASSES,
+    ),
+    "fcos_resnet50_fpn": Family(
+        _DETECTION, "fcos_resnet50_parts", ("FCOS_ResNet50_FPN_Weights",), COCO_NUM_CLASSES
     ),
     "ssdlite320_mobilenet_v3_large": Family(
         _DETECTION, "ssdlite_parts", ("SSDLite320_MobileNet_V3_Large_Weights",), COCO_NUM_CLASSES
@@ -73,6 +88,13 @@ FAMILIES: dict[str, Family] = {
         _SEGMENTATION,
         "deeplabv3_parts",
         ("DeepLabV3_MobileNet_V3_Large_Weights",),
+        VOC_NUM_CLASSES,
+        ignore_prefixes=("aux_classifier.",),
+    ),
+    "deeplabv3_resnet50": Family(
+        _SEGMENTATION,
+        "deeplabv3_resnet50_parts",
+        ("DeepLabV3_ResNet50_Weights",),
         VOC_NUM_CLASSES,
         ignore_prefixes=("aux_classifier.",),
     ),

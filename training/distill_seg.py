@@ -1,12 +1,14 @@
-"""``splitedge-train ghnd-seg``: distil a bottleneck student from the frozen LR-ASPP segmenter.
+"""``splitedge-train ghnd-seg``: distil a bottleneck student from a frozen segmenter.
 
-GHND for the segmenter matches both inputs of the LR-ASPP head: the decoded split
-feature (``low``, ``backbone.2``, stride 8) against the teacher's own, and the
-teacher's ``high`` feature (``backbone.12``) computed *from the decoded feature*
-against the one computed from the teacher's own; the loss is their plain sum of
-mean squared errors. As in :mod:`splitedge.training.distill`: teacher frozen (eval,
-no parameter gradients), quantization in the loop at a bit depth drawn from
-``--bits`` per width, sandwich-rule widths, AdamW with warm-up and cosine decay.
+GHND for the segmenter matches every input of the segmentation head computed from the
+decoded split feature (the LR-ASPP teacher's ``low`` and ``high``, DeepLabV3's
+``out``) against the teacher's own, plus the split feature itself when the head does
+not read it; the loss is their plain sum of mean squared errors. The split stage is
+``--split-at`` (default: the family's, the LR-ASPP teacher's low feature). As in
+:mod:`splitedge.training.distill`: teacher frozen (eval, no parameter gradients),
+quantization in the loop at a bit depth drawn from ``--bits`` per width, sandwich-rule
+widths, AdamW with warm-up and cosine decay; the same data, device and checkpoint
+options.
 
 Writes ``<out>/<name>.pt`` (the student) and ``<name>.json`` (kind ``student``,
 builder ``bottleneck-seg``), so ``zoo:<name>`` serves it.
@@ -18,27 +20,22 @@ import argparse
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-
-from splitedge.models.bottleneck_seg import (
-    CODE_STRIDE,
-    MODEL_NAME,
-    build_seg_teacher,
-    seg_teacher_rest,
-)
+from splitedge.models.bottleneck_seg import MODEL_NAME
 from splitedge.training.distill import (
+    RunOptions,
     StudentConfig,
     add_student_arguments,
     common_config,
+    distill_student,
+    run_options,
     save_and_record,
-    train_student,
+    teacher_segmentation_loss,
 )
+
+__all__ = ["SegDistillConfig", "distill_seg", "teacher_segmentation_loss"]
 
 RECIPE = "ghnd-seg"
 DEFAULT_NAME = "ghnd-lraspp-small-c12"
-GHND_FEATURES = ["backbone.2", "backbone.12"]
 
 
 @dataclass
@@ -53,43 +50,19 @@ class SegDistillConfig(StudentConfig):
 TINY = {"iterations": 30, "batch_size": 2, "size_hw": (96, 128), "lr": 3e-3}
 
 
-def teacher_segmentation_loss(classifier: Any) -> Any:
-    """``loss(features, batch, image_sizes, frames)``: cross-entropy of the frozen LR-ASPP
-    head's logits on ``features`` (``low``/``high``), upsampled to the batch, against
-    the frames' class maps resized (nearest) to the same size."""
-
-    def loss(features: Any, batch: Any, image_sizes: Any, frames: Any) -> Any:
-        size = tuple(batch.shape[-2:])
-        masks = torch.stack([torch.from_numpy(f[1].astype(np.int64)) for f in frames])
-        target = F.interpolate(masks[:, None].float(), size=size, mode="nearest")[:, 0].long()
-        logits = F.interpolate(
-            classifier(features), size=size, mode="bilinear", align_corners=False
-        )
-        return F.cross_entropy(logits, target)
-
-    return loss
-
-
-def distill_seg(config: SegDistillConfig, progress: bool = True) -> tuple[Any, dict[str, Any]]:
+def distill_seg(
+    config: SegDistillConfig, progress: bool = True, run: RunOptions | None = None
+) -> tuple[Any, dict[str, Any]]:
     """Train a segmentation student; returns (student in eval mode, training record)."""
-    from splitedge.models.segmentation import SegmentationPreprocess
-
-    teacher = build_seg_teacher(config.teacher, config.teacher_options)
-    rest = seg_teacher_rest(teacher)
-    preprocess = SegmentationPreprocess(teacher.min_size, teacher.max_size).eval()
-    student, record = train_student(
+    return distill_student(
         config,
-        rest,
-        preprocess,
-        stride=CODE_STRIDE,
         ghnd=True,
         label=RECIPE,
+        task="segmentation",
+        stride=None,
         progress=progress,
-        task_loss=teacher_segmentation_loss(rest.classifier) if config.task_weight > 0 else None,
+        run=run,
     )
-    record["task"] = "segmentation"
-    record["ghnd_features"] = list(GHND_FEATURES)
-    return student, record
 
 
 def recipe_line(config: SegDistillConfig, name: str) -> str:
@@ -115,7 +88,7 @@ def config_from_args(args: argparse.Namespace) -> SegDistillConfig:
 def run(args: argparse.Namespace) -> int:
     """Train, save the checkpoint and (unless ``--no-zoo``) its zoo record."""
     config = config_from_args(args)
-    student, record = distill_seg(config, progress=not args.no_progress)
+    student, record = distill_seg(config, progress=not args.no_progress, run=run_options(args))
     return save_and_record(
         args,
         config,
@@ -124,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         builder=MODEL_NAME,
         recipe=recipe_line(config, args.name) + (" --tiny" if args.tiny else ""),
         description=(
-            f"GHND student of the segmenter {config.teacher}: {config.channels}-channel "
-            f"slimmable bottleneck (widths {list(config.widths)}) at its low feature, stride 8"
+            f"GHND student of the segmenter {config.teacher} at {record['split_at']}: "
+            f"{config.channels}-channel slimmable bottleneck (widths {list(config.widths)}), "
+            f"stride {record['bottleneck']['stride']}"
         ),
     )

@@ -107,8 +107,8 @@ def test_cli_tiny_recipe_writes_a_small_checkpoint_and_a_loadable_zoo_entry(tmp_
 def test_teacher_detection_loss_reaches_the_features_and_leaves_the_teacher_in_eval():
     from splitedge.models.bottleneck_split import build_teacher, teacher_rest
     from splitedge.models.detection import DetectionPreprocess
-    from splitedge.models.split import image_to_tensor
     from splitedge.training.distill import teacher_detection_loss
+    from splitedge.training.student_data import synthetic_to_batch
     from splitedge.training.teacher_data import scene_of, training_batch
 
     teacher = build_teacher(TEACHER, SMALL)
@@ -116,11 +116,10 @@ def test_teacher_detection_loss_reaches_the_features_and_leaves_the_teacher_in_e
     rest = teacher_rest(teacher)
     frames = training_batch(scene_of((96, 128)), 0, 0, 2, np.random.default_rng(0))
     assert sum(len(f[2].labels) for f in frames) > 0
-    batch, sizes = DetectionPreprocess(net.transform).eval()(
-        [image_to_tensor(f[0], torch.device("cpu")) for f in frames]
-    )
+    images, targets = synthetic_to_batch(frames)
+    batch, sizes = DetectionPreprocess(net.transform).eval()(images)
     split = rest.teacher_split_feature(batch).detach().requires_grad_(True)
-    loss = teacher_detection_loss(net)(rest(split), batch, sizes, frames)
+    loss = teacher_detection_loss(net)(rest(split), batch, sizes, images, targets)
     assert loss.ndim == 0 and torch.isfinite(loss) and loss > 0
     loss.backward()
     assert split.grad is not None and split.grad.abs().sum() > 0

@@ -7,7 +7,6 @@ import torch
 
 from splitedge.models import zoo
 from splitedge.models.bottleneck_seg import build_seg_teacher
-from splitedge.models.split import image_to_tensor
 from splitedge.training import train_cli
 from splitedge.training.distill_seg import SegDistillConfig, distill_seg
 
@@ -51,16 +50,17 @@ def test_segmentation_task_loss_reaches_the_split_feature():
     from splitedge.models.bottleneck_seg import seg_teacher_rest
     from splitedge.models.segmentation import SegmentationPreprocess
     from splitedge.training.distill_seg import teacher_segmentation_loss
+    from splitedge.training.student_data import synthetic_to_batch
     from splitedge.training.teacher_data import scene_of, training_batch
 
     teacher = build_seg_teacher(TEACHER, SMALL)
     rest = seg_teacher_rest(teacher)
     frames = training_batch(scene_of((96, 128)), 0, 0, 2, np.random.default_rng(0))
-    batch, sizes = SegmentationPreprocess(96, 128)(
-        [image_to_tensor(f[0], torch.device("cpu")) for f in frames]
-    )
+    images, targets = synthetic_to_batch(frames)
+    batch, sizes = SegmentationPreprocess(96, 128)(images)
     low = rest.teacher_split_feature(batch).detach().requires_grad_(True)
-    loss = teacher_segmentation_loss(rest.classifier)(rest(low), batch, sizes, frames)
+    finisher = teacher._parts.finisher
+    loss = teacher_segmentation_loss(finisher)(rest(low), batch, sizes, images, targets)
     assert loss.ndim == 0 and torch.isfinite(loss) and loss > 0
     loss.backward()
     assert low.grad is not None and low.grad.abs().sum() > 0

@@ -40,6 +40,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 from splitedge.edge.errors import (
     DeadlineExceeded,
@@ -235,6 +236,15 @@ class Batcher:
     def depth(self, model: str, branch: str) -> int:
         queue = self._queues.get((model, branch))
         return 0 if queue is None else len(queue.items)
+
+    @property
+    def workers(self) -> int:
+        """Tail runs under way at once at most (the executor's threads)."""
+        return self.tail_workers
+
+    def replicas(self, model: str, branch: str) -> int:
+        """One: every tail runs in this process."""
+        return 1
 
     # ------------------------------------------------------------ requests
 
@@ -512,8 +522,9 @@ class Admission:
 
     __slots__ = ("_batcher",)
 
-    def __init__(self, batcher: Batcher) -> None:
-        self._batcher: Batcher | None = batcher
+    # Any engine with a ``_reserved`` count and ``_notify_room()`` (the ray engine too).
+    def __init__(self, batcher: Any) -> None:
+        self._batcher: Any = batcher
 
     def take(self) -> bool:
         """Give the place back to the queue's count (True if it was still held)."""

@@ -147,6 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="gRPC address clients should dial (default: bind host:port, 0.0.0.0 -> the "
         "address on the route to the broker)",
     )
+    r = s.add_argument_group("engine (where tails run; docs/ray.md)")
+    r.add_argument(
+        "--engine",
+        metavar="local|ray",
+        help="local = in-process batching (config default); ray = every model's tails as "
+        "a Ray Serve deployment, batched in each replica and autoscaled per [engine]",
+    )
+    r.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="Ray cluster to use with --engine ray: auto, ray://HOST:PORT or HOST:PORT "
+        "(default: start a local Ray instance)",
+    )
     d = s.add_argument_group("HybridDepth (DepthFromFocus RPC)")
     d.add_argument(
         "--depth",
@@ -349,10 +362,16 @@ def main(argv: list[str] | None = None) -> int:
             advertise_address=args.advertise,
             depth=args.depth,
             depth_prior=args.depth_prior,
+            engine=args.engine,
+            ray_address=args.ray_address,
         )
         logging.getLogger().setLevel(config.log_level.upper())
+        # With the ray engine the tails run in replicas: the front end keeps the models
+        # (for checks, Describe and head export) on its CPU.
         registry = ModelRegistry.from_config(
-            config.models, config.limits.codec_limits(), device=config.device
+            config.models,
+            config.limits.codec_limits(),
+            device=config.device if config.engine.kind == "local" else "cpu",
         )
     except ConfigError as exc:
         print(f"splitedge-edge: error: {exc}", file=sys.stderr)

@@ -10,6 +10,7 @@ Inner code takes these objects (or plain arguments) and never reads files or env
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import math
 import re
@@ -34,6 +35,7 @@ __all__ = [
     "ConfigError",
     "DepthConfig",
     "EdgeConfig",
+    "EngineConfig",
     "HeadsConfig",
     "LimitsConfig",
     "ModelConfig",
@@ -74,6 +76,33 @@ class BatchingConfig:
     queue_capacity: int = 64  # frames waiting for a tail, across all branches
     tail_workers: int = 1  # threads running tails; batches in flight at once
     tail_inline_below_ms: float = 0.1  # tails measured faster run on the event loop (0 = never)
+
+
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Where tails run: ``local`` (the in-process batcher) or ``ray`` (Ray Serve
+    deployments, one per model, batched inside each replica; docs/ray.md)."""
+
+    kind: str = "local"  # local | ray
+    ray_address: str = ""  # "" = start a local Ray instance; "auto"; "ray://HOST:PORT"; HOST:PORT
+    local_num_cpus: int = 0  # CPUs of the local Ray instance ray_address "" starts; 0 = all
+    local_num_gpus: int = -1  # GPUs of that instance; -1 = those Ray finds
+    namespace: str = "splitedge"  # Ray namespace of the apps and the load board
+    app_prefix: str = "splitedge-"  # Serve application name = prefix + served model name
+    deploy: bool = True  # False: attach to apps already deployed (KubeRay RayService)
+    num_cpus: float = 1.0  # per replica
+    num_gpus: float = 0.0  # per replica (fractions share a GPU)
+    min_replicas: int = 1
+    max_replicas: int = 1  # > min_replicas: Serve autoscales on ongoing requests
+    initial_replicas: int = 0  # 0 = min_replicas
+    target_ongoing_requests: float = 2.0  # per replica, what autoscaling aims for
+    max_ongoing_requests: int = 16  # per replica; more wait in the front end's handle
+    upscale_delay_s: float = 5.0
+    downscale_delay_s: float = 30.0
+    retries: int = 2  # a frame whose replica died is sent again (within its deadline)
 
 
 @dataclass(frozen=True)
@@ -168,6 +197,7 @@ class AuthConfig:
 class EdgeConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     batching: BatchingConfig = field(default_factory=BatchingConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     depth: DepthConfig = field(default_factory=DepthConfig)
@@ -183,6 +213,7 @@ class EdgeConfig:
 _SECTIONS: dict[str, type] = {
     "server": ServerConfig,
     "batching": BatchingConfig,
+    "engine": EngineConfig,
     "limits": LimitsConfig,
     "mqtt": MqttConfig,
     "depth": DepthConfig,
@@ -472,6 +503,8 @@ _MQTT_OVERRIDES = {
 }
 # override name -> [depth] key
 _DEPTH_OVERRIDES = {"depth": "enabled", "depth_prior": "prior"}
+# override name -> [engine] key
+_ENGINE_OVERRIDES = {"engine": "kind", "ray_address": "ray_address"}
 
 
 def _apply_overrides(config: EdgeConfig, overrides: Mapping[str, Any]) -> EdgeConfig:
@@ -482,6 +515,7 @@ def _apply_overrides(config: EdgeConfig, overrides: Mapping[str, Any]) -> EdgeCo
         - _TOP_OVERRIDES
         - set(_MQTT_OVERRIDES)
         - set(_DEPTH_OVERRIDES)
+        - set(_ENGINE_OVERRIDES)
         - {"models"}
     )
     if unknown:
@@ -497,6 +531,7 @@ def _apply_overrides(config: EdgeConfig, overrides: Mapping[str, Any]) -> EdgeCo
     depth = {key: given[name] for name, key in _DEPTH_OVERRIDES.items() if name in given}
     if "prior" in depth:
         depth["prior"] = Path(depth["prior"])
+    engine = {key: given[name] for name, key in _ENGINE_OVERRIDES.items() if name in given}
     top = {k: v for k, v in given.items() if k in _TOP_OVERRIDES}
     if "models" in given:
         top["models"] = tuple(given["models"])
@@ -505,6 +540,7 @@ def _apply_overrides(config: EdgeConfig, overrides: Mapping[str, Any]) -> EdgeCo
         server=dataclasses.replace(config.server, **server),
         mqtt=dataclasses.replace(config.mqtt, **mqtt),
         depth=dataclasses.replace(config.depth, **depth),
+        engine=dataclasses.replace(config.engine, **engine),
         **top,
     )
 
@@ -571,6 +607,76 @@ def _validate(config: EdgeConfig) -> None:
             _pem(p, f"server.{key}")
     _validate_mqtt(config.mqtt)
     _validate_depth(config.depth)
+    _validate_engine(config.engine)
+
+
+# ray:// HOST:PORT, or a bare HOST:PORT (the head's GCS address), or "auto"
+_RAY_ADDRESS = re.compile(r"(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
+
+
+def _validate_engine(e: EngineConfig) -> None:
+    if e.kind not in ENGINES:
+        raise ConfigError(f"engine.kind: {e.kind!r} is not one of {', '.join(ENGINES)}")
+    # The Ray keys are checked under the local engine too: a file keeps them while
+    # `--engine local` runs it on one box, and they must be right when Ray is on.
+    address = e.ray_address
+    match = _RAY_ADDRESS.fullmatch(address) if address else None
+    if address and address != "auto" and (match is None or not 1 <= int(match.group(3)) <= 65535):
+        raise ConfigError(
+            f"engine.ray_address: {address!r} is not auto, ray://HOST:PORT or HOST:PORT "
+            '("" starts a local Ray instance)'
+        )
+    checks = [
+        (e.local_num_cpus >= 0, "engine.local_num_cpus", "must be >= 0 (0 = all)"),
+        (e.local_num_gpus >= -1, "engine.local_num_gpus", "must be >= -1 (-1 = those found)"),
+        (
+            not address or (e.local_num_cpus == 0 and e.local_num_gpus == -1),
+            "engine.local_num_cpus/local_num_gpus",
+            "size the local Ray instance only; a cluster (engine.ray_address) has its own",
+        ),
+        (bool(e.namespace.strip()), "engine.namespace", "must not be empty"),
+        (
+            e.num_cpus >= 0 and math.isfinite(e.num_cpus),
+            "engine.num_cpus",
+            f"{e.num_cpus} is not a finite number >= 0",
+        ),
+        (
+            e.num_gpus >= 0 and math.isfinite(e.num_gpus),
+            "engine.num_gpus",
+            f"{e.num_gpus} is not a finite number >= 0",
+        ),
+        (e.min_replicas >= 1, "engine.min_replicas", "must be at least 1"),
+        (
+            e.max_replicas >= e.min_replicas,
+            "engine.max_replicas",
+            f"{e.max_replicas} is under engine.min_replicas ({e.min_replicas})",
+        ),
+        (
+            e.initial_replicas == 0 or e.min_replicas <= e.initial_replicas <= e.max_replicas,
+            "engine.initial_replicas",
+            f"{e.initial_replicas} is not 0 or within min_replicas..max_replicas",
+        ),
+        (
+            e.target_ongoing_requests > 0 and math.isfinite(e.target_ongoing_requests),
+            "engine.target_ongoing_requests",
+            "must be a finite number > 0",
+        ),
+        (e.max_ongoing_requests >= 1, "engine.max_ongoing_requests", "must be at least 1"),
+        (
+            e.upscale_delay_s >= 0 and e.downscale_delay_s >= 0,
+            "engine.upscale_delay_s/downscale_delay_s",
+            "must be >= 0",
+        ),
+        (e.retries >= 0, "engine.retries", "must be >= 0"),
+    ]
+    for ok, key, message in checks:
+        if not ok:
+            raise ConfigError(f"{key}: {message}")
+    if e.kind == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError(
+            "engine.kind: ray needs Ray Serve, which is not installed: "
+            "pip install 'splitedge[edge-ray]'"
+        )
 
 
 def _validate_depth(d: DepthConfig) -> None:

@@ -630,7 +630,13 @@ class EdgeServer:
         self.config = config
         self.metrics = Metrics() if config.metrics_port >= 0 else None
         self.service = EdgeService(
-            registry, config.batching, device=registry.device, metrics=self.metrics
+            registry,
+            config.batching,
+            # On Ray the tails run in replicas, which resolve "auto" where they run.
+            device=registry.device if config.engine.kind == "local" else config.device,
+            metrics=self.metrics,
+            engine=config.engine,
+            models=config.models,
         )
         self.health = health_aio.HealthServicer()
         self.port = 0

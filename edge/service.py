@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from splitedge.edge.batcher import Batcher, BatchResult
-from splitedge.edge.config import BatchingConfig
+from splitedge.edge.batcher import BatchResult
+from splitedge.edge.config import BatchingConfig, EngineConfig, ModelConfig
+from splitedge.edge.engine import TailEngine, make_engine
 from splitedge.edge.errors import (
     DeadlineExceeded,
     InternalError,
@@ -141,7 +142,11 @@ class EdgeService:
         device: str = "cpu",
         metrics: Metrics | None = None,
         server_id: str | None = None,
+        engine: EngineConfig | None = None,
+        models: Sequence[ModelConfig] = (),
     ) -> None:
+        """``engine``: where tails run (default: in-process batching); with the ray
+        engine, ``models`` (the served models' configs) is what each replica builds."""
         self.registry = registry
         self.device = device
         # A fresh random id per start: Status must not tell callers the host name or pid
@@ -149,13 +154,15 @@ class EdgeService:
         self.server_id = server_id or f"edge-{secrets.token_hex(4)}"
         self.metrics = metrics
         self.stats = ServerStats(tail_workers=batching.tail_workers)
-        self.batcher = Batcher(
+        engine = engine or EngineConfig()
+        self.engine_kind = engine.kind
+        # The one engine the pipeline talks to, whichever runs the tails.
+        self.batcher: TailEngine = make_engine(
+            engine,
+            batching,
             self._tail,
-            max_batch_size=batching.max_batch_size,
-            max_queue_delay_ms=batching.max_queue_delay_ms,
-            queue_capacity=batching.queue_capacity,
-            tail_workers=batching.tail_workers,
-            tail_inline_below_ms=batching.tail_inline_below_ms,
+            models=models,
+            device=device,
             observer=self._observe_batch,
         )
         if metrics is not None:
@@ -353,6 +360,7 @@ class EdgeService:
     def status(self) -> ServerStatus:
         """The load the ``Status`` RPC and the MQTT status both report."""
         now = time.monotonic()
+        self.stats.tail_workers = max(1, self.batcher.workers)  # replicas come and go
         branches = []
         for model in self.registry.models:
             for spec in model.branches.values():
@@ -368,11 +376,16 @@ class EdgeService:
                             tail_latency_ms_p95=snapshot.tail_latency_ms_p95 if measured else None,
                             frames=snapshot.frames,
                             by_batch_size=snapshot.by_batch_size,
+                            replicas=self.batcher.replicas(model.name, spec.name),
                         )
                     )
         return ServerStatus(
             server_id=self.server_id,
-            device=describe_device(self.device),
+            device=(
+                describe_device(self.device)
+                if self.engine_kind == "local"
+                else f"ray serve ({self.device} per replica)"
+            ),
             queue_depth=self.batcher.queue_depth,
             queue_capacity=self.batcher.queue_capacity,
             in_flight=self.batcher.in_flight,

@@ -281,7 +281,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class BranchLoad(_message.Message):
-    __slots__ = ("model", "branch", "queue_depth", "tail_latency_ms_p50", "tail_latency_ms_p95", "frames", "by_batch_size")
+    __slots__ = ("model", "branch", "queue_depth", "tail_latency_ms_p50", "tail_latency_ms_p95", "frames", "by_batch_size", "replicas")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     BRANCH_FIELD_NUMBER: _ClassVar[int]
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
@@ -289,6 +289,7 @@ class BranchLoad(_message.Message):
     TAIL_LATENCY_MS_P95_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     BY_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
     model: str
     branch: str
     queue_depth: int
@@ -296,7 +297,8 @@ class BranchLoad(_message.Message):
     tail_latency_ms_p95: float
     frames: int
     by_batch_size: _containers.RepeatedCompositeFieldContainer[BatchLatency]
-    def __init__(self, model: _Optional[str] = ..., branch: _Optional[str] = ..., queue_depth: _Optional[int] = ..., tail_latency_ms_p50: _Optional[float] = ..., tail_latency_ms_p95: _Optional[float] = ..., frames: _Optional[int] = ..., by_batch_size: _Optional[_Iterable[_Union[BatchLatency, _Mapping]]] = ...) -> None: ...
+    replicas: int
+    def __init__(self, model: _Optional[str] = ..., branch: _Optional[str] = ..., queue_depth: _Optional[int] = ..., tail_latency_ms_p50: _Optional[float] = ..., tail_latency_ms_p95: _Optional[float] = ..., frames: _Optional[int] = ..., by_batch_size: _Optional[_Iterable[_Union[BatchLatency, _Mapping]]] = ..., replicas: _Optional[int] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
     __slots__ = ("server_id", "device", "queue_depth", "queue_capacity", "in_flight", "load", "frames_per_second", "branches", "uptime_s")

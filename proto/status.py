@@ -136,8 +136,9 @@ class BranchLoad:
     """One served branch's queue and tail latency.
 
     ``tail_latency_ms_p50`` / ``_p95`` are None while the server has not measured the
-    tail (a fresh server does not claim 0 ms). ``queue_depth``, ``frames`` and
-    ``by_batch_size`` are 0 / empty when the source does not carry them (MQTT).
+    tail (a fresh server does not claim 0 ms). ``queue_depth``, ``frames``,
+    ``by_batch_size`` and ``replicas`` are 0 / empty when the source does not carry
+    them (MQTT). With the ray engine every figure covers all the tail's replicas.
     """
 
     model: str
@@ -147,6 +148,7 @@ class BranchLoad:
     tail_latency_ms_p95: float | None = None
     frames: int = 0  # frames answered since the server started
     by_batch_size: tuple[BatchLatency, ...] = ()
+    replicas: int = 0  # replicas running this tail (1 in-process; 0 = not reported)
 
     @property
     def measured(self) -> bool:

@@ -206,6 +206,7 @@ def status_to_pb(s: ServerStatus) -> pb.StatusResponse:
                 tail_latency_ms_p95=b.tail_latency_ms_p95 or 0.0,
                 frames=b.frames,
                 by_batch_size=batch_latency_to_pb(b.by_batch_size),
+                replicas=b.replicas,
             )
             for b in s.branches
         ],
@@ -232,6 +233,7 @@ def status_from_pb(m: pb.StatusResponse) -> ServerStatus:
                 tail_latency_ms_p95=b.tail_latency_ms_p95 if b.frames > 0 else None,
                 frames=b.frames,
                 by_batch_size=batch_latency_from_pb(b.by_batch_size),
+                replicas=b.replicas,
             )
             for b in m.branches
         ),

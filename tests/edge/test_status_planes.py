@@ -34,7 +34,7 @@ def _mqtt_facts(status: ServerStatus) -> ServerStatus:
         frames_per_second=0.0,
         uptime_s=0.0,
         branches=tuple(
-            dataclasses.replace(b, queue_depth=0, frames=0, by_batch_size=())
+            dataclasses.replace(b, queue_depth=0, frames=0, by_batch_size=(), replicas=0)
             for b in status.branches
         ),
     )

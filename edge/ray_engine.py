@@ -57,6 +57,7 @@ from splitedge.edge.config import (
     ModelConfig,
     parse_model_spec,
 )
+from splitedge.edge.engine import FifoGate
 from splitedge.edge.errors import (
     DeadlineExceeded,
     InternalError,
@@ -388,6 +389,7 @@ class RayEngine:
         self._live: dict[str, tuple[str, dict, dict]] = {}  # replica id -> its last report
         self._replica_counts: dict[str, int] = {}  # served model name -> running replicas
         self._tasks: list[asyncio.Task[None]] = []
+        self._gates: collections.defaultdict[str, FifoGate] = collections.defaultdict(FifoGate)
 
     # ------------------------------------------------------------ lifetime
 
@@ -491,6 +493,12 @@ class RayEngine:
         return self._closing
 
     # ------------------------------------------------------------ load
+
+    def _model_slots(self, model: str) -> int:
+        """How many of the model's frames its replicas take at once (at least one
+        replica's worth: the count is polled, and Serve may be scaling up from none)."""
+        per = max(self.config.max_ongoing_requests, self.batching.max_batch_size)
+        return max(1, self._replica_counts.get(model, 0)) * per
 
     def _running_slots(self) -> int:
         per = max(self.config.max_ongoing_requests, self.batching.max_batch_size)
@@ -606,8 +614,18 @@ class RayEngine:
         self._in_flight += 1
         self._sent[key] += 1
         self._idle.clear()
+        gate = self._gates[model]
         try:
-            reply = await self._call(handle, model, branch, item, deadline_wall, deadline_ms)
+            timeout_s = deadline_ms / 1000.0 if deadline_ms > 0 else None
+            if not await gate.enter(self._model_slots(model), timeout_s):
+                raise DeadlineExceeded(
+                    f"deadline of {deadline_ms:g} ms passed while the frame waited for a "
+                    f"replica of {model}'s tail"
+                )
+            try:
+                reply = await self._call(handle, model, branch, item, deadline_wall, deadline_ms)
+            finally:
+                gate.leave(self._model_slots(model))
         finally:
             self._sent[key] -= 1
             if not self._sent[key]:
@@ -693,6 +711,8 @@ class RayEngine:
             await asyncio.sleep(_REPLICA_POLL_S)
             try:
                 await asyncio.to_thread(self._count_replicas)
+                for model, gate in self._gates.items():  # more replicas: more frames out
+                    gate.wake(self._model_slots(model))
             except Exception as exc:
                 log.debug("serve.status() failed: %r", exc)
 

@@ -17,7 +17,9 @@ out, as the device and the DES do). It measures:
 - a real student tail (``zoo:ghnd-lraspp-small-c12``) at 1 and 2 replicas (CPU-bound
   here: its replicas share this machine's cores);
 - autoscaling: min 1 .. max 4 replicas, a step up in load and back down, replica
-  count over time.
+  count over time;
+- a fault: one of two replicas SIGKILLed mid-load; frames answered, UNAVAILABLE
+  (the device falls back), and lost (sent, never answered: must be 0).
 
 Prints tables and one summary line; never asserted on in tests (wall clock).
 """
@@ -64,6 +66,7 @@ class Measured:
     busy: int  # ticks skipped while the stream's last frame was out
     latencies_ms: list[float]
     seconds: float
+    codes: dict[int, int] = dataclasses.field(default_factory=dict)  # error status -> frames
 
     @property
     def fps(self) -> float:
@@ -98,6 +101,7 @@ async def drive(address: str, frame: pb.FrameRequest, load: Load) -> Measured:
             out.latencies_ms.append((time.monotonic() - start) * 1000.0)
         else:
             out.errors += 1
+            out.codes[result.status_code] = out.codes.get(result.status_code, 0) + 1
 
     channels = [grpc.aio.insecure_channel(address) for _ in range(load.streams)]
     try:
@@ -213,6 +217,7 @@ async def main_async(args: argparse.Namespace) -> None:
     ray.init(address=cluster.address, namespace="splitedge", log_to_driver=False)
     rows: list[list[object]] = []
     auto_rows: list[list[object]] = []
+    fault_rows: list[list[object]] = []
     summary: dict[str, float] = {}
     tmp = tempfile.mkdtemp(prefix="splitedge-scale-")
     seconds = 4.0 if args.quick else 15.0
@@ -306,6 +311,33 @@ async def main_async(args: argparse.Namespace) -> None:
             engine_toml((1, 4), upscale_s=1.0, down_s=3.0), f"echo:tail_delay_ms={args.tail_ms}",
             tmp, auto,
         )  # fmt: skip
+
+        # A replica killed mid-load: every frame is answered, or UNAVAILABLE (the device
+        # falls back), none lost; the frames at the dead replica are sent again.
+        async def fault(server: EdgeServer) -> None:
+            import os
+            import signal
+
+            await wait_replicas(server, "echo", 2)
+            address = f"127.0.0.1:{server.port}"
+            victim = sorted(await server.service.batcher.replica_pids("echo"))[0]
+            load = Load(args.streams, args.fps, 6.0)
+
+            async def kill() -> None:
+                await asyncio.sleep(2.0)
+                os.kill(victim, signal.SIGKILL)
+
+            killer = asyncio.create_task(kill())
+            m = await drive(address, frame, load)
+            await killer
+            unavailable = m.codes.get(grpc.StatusCode.UNAVAILABLE.value[0], 0)
+            fault_rows.append(
+                ["2 replicas, one SIGKILLed at 2 s", m.sent, m.answered, unavailable,
+                 m.errors - unavailable, m.sent - m.answered - m.errors]
+            )  # fmt: skip
+            summary["fault_lost"] = m.sent - m.answered - m.errors
+
+        await with_server(engine_toml((2, 2)), f"echo:tail_delay_ms={args.tail_ms}", tmp, fault)
     finally:
         from ray import serve
 
@@ -329,11 +361,19 @@ async def main_async(args: argparse.Namespace) -> None:
             auto_rows,
         )
     )  # fmt: skip
+    print()
+    print(
+        table(
+            ["fault", "frames sent", "answered", "UNAVAILABLE", "other errors", "lost"],
+            fault_rows,
+        )
+    )
     worst = max((abs(v) for k, v in summary.items() if k.startswith("des_err")), default=0.0)
     print(
         f"scale: efficiency at 4 replicas {summary.get('eff4', 0):.2f}, autoscaled 1 -> "
         f"{summary.get('auto_peak', 0):.0f} -> {summary.get('auto_final', 0):.0f} replicas, "
-        f"worst p95 vs DES {worst:.0%}"
+        f"worst p95 vs DES {worst:.0%}, frames lost to a killed replica "
+        f"{summary.get('fault_lost', -1):.0f}"
     )
 
 

@@ -87,7 +87,40 @@ class _BranchQueue:
         self.arrived = asyncio.Event()
 
 
-class Batcher:
+class RoomWaiting:
+    """``wait_for_room`` / ``_notify_room`` for an engine with ``full``, ``_closing`` and
+    a ``_room_waiters`` list (the local batcher and the ray engine)."""
+
+    _room_waiters: list[asyncio.Future[None]]
+    _closing: bool
+
+    @property
+    def full(self) -> bool:
+        raise NotImplementedError
+
+    async def wait_for_room(self, timeout_s: float) -> None:
+        """Return once a frame could be admitted again (or closing begins), at the latest
+        after ``timeout_s``: a stream just refused waits here before its next frame."""
+        if not self.full or self._closing:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._room_waiters.append(waiter)
+        try:
+            await asyncio.wait((waiter,), timeout=timeout_s)
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+                self._room_waiters.remove(waiter)
+
+    def _notify_room(self, closing: bool = False) -> None:
+        if self._room_waiters and (closing or not self.full):
+            waiters, self._room_waiters = self._room_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+
+class Batcher(RoomWaiting):
     """Per-(model, branch) dynamic batching in front of a blocking ``tail`` function."""
 
     def __init__(
@@ -202,27 +235,6 @@ class Batcher:
         self._refuse_if_full()
         self._reserved += 1
         return Admission(self)
-
-    async def wait_for_room(self, timeout_s: float) -> None:
-        """Return once a frame could be admitted again (or closing begins), at the latest
-        after ``timeout_s``: a stream just refused waits here before its next frame."""
-        if not self.full or self._closing:
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._room_waiters.append(waiter)
-        try:
-            await asyncio.wait((waiter,), timeout=timeout_s)
-        finally:
-            if not waiter.done():
-                waiter.cancel()
-                self._room_waiters.remove(waiter)
-
-    def _notify_room(self, closing: bool = False) -> None:
-        if self._room_waiters and (closing or not self.full):
-            waiters, self._room_waiters = self._room_waiters, []
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
 
     def _refuse_if_full(self) -> None:
         if self._closing:

@@ -49,7 +49,7 @@ import ray
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
-from splitedge.edge.batcher import Admission, BatchObserver, BatchResult
+from splitedge.edge.batcher import Admission, BatchObserver, BatchResult, RoomWaiting
 from splitedge.edge.config import (
     BatchingConfig,
     ConfigError,
@@ -355,7 +355,7 @@ def build_app(args: dict[str, Any]) -> Any:
 # ---------------------------------------------------------------- the front end's engine
 
 
-class RayEngine:
+class RayEngine(RoomWaiting):
     """The ray engine (see the module doc): the service's
     :class:`~splitedge.edge.engine.TailEngine` over Serve deployment handles."""
 
@@ -559,25 +559,6 @@ class RayEngine:
                 f"admission queue full ({self.queue_capacity} frames waiting beyond the "
                 f"{self._running_slots()} the replicas take); retry later or lower the frame rate"
             )
-
-    async def wait_for_room(self, timeout_s: float) -> None:
-        if not self.full or self._closing:
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._room_waiters.append(waiter)
-        try:
-            await asyncio.wait((waiter,), timeout=timeout_s)
-        finally:
-            if not waiter.done():
-                waiter.cancel()
-                self._room_waiters.remove(waiter)
-
-    def _notify_room(self, closing: bool = False) -> None:
-        if self._room_waiters and (closing or not self.full):
-            waiters, self._room_waiters = self._room_waiters, []
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
 
     def can_run_now(self, model: str, branch: str) -> bool:
         return False  # every tail runs in a replica

@@ -14,8 +14,8 @@ out, as the device and the DES do). It measures:
   arrival process (:mod:`splitedge.simulations.des`, one "GPU" per replica), given
   the nominal wait and, when every replica was kept busy, the service time the run
   shows (N x run time / answered frames: the wait plus Ray's per-request work);
-- a real student tail (``zoo:ghnd-lraspp-small-c12``) at 1 and 2 replicas (CPU-bound
-  here: its replicas share this machine's cores);
+- a real student tail (``zoo:ghnd-lraspp-small-c12``) at 1, 2 and 4 replicas
+  (CPU-bound here: its replicas share this machine's cores);
 - autoscaling: min 1 .. max 4 replicas, a step up in load and back down, replica
   count over time;
 - a fault: one of two replicas SIGKILLed mid-load; frames answered, UNAVAILABLE
@@ -262,8 +262,8 @@ async def main_async(args: argparse.Namespace) -> None:
             summary[f"des_err{n}"] = (p95 - predicted) / predicted
         # A real student tail (CPU-bound on this machine).
         sframe, _ = student_frame(args.student, (96, 128))
-        student_load = Load(4, 4, seconds)
-        for n in (1, 2):
+        student_load = Load(args.student_streams, 4, seconds)
+        for n in (1, 2, 4):
 
             async def srun(server: EdgeServer, n: int = n) -> Measured:
                 await wait_replicas(server, args.student, n)
@@ -385,6 +385,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fps", type=float, default=5.0, help="frames/s per stream")
     parser.add_argument("--tail-ms", type=float, default=50.0, help="the fixed-wait tail")
     parser.add_argument("--student", default="zoo:ghnd-lraspp-small-c12")
+    parser.add_argument(
+        "--student-streams", type=int, default=8, help="client streams for the student tail"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(main_async(args))

@@ -90,7 +90,10 @@ def detection_budget(
     The budget is the SLA (a group the scheduler planned late: 1.5 x its prediction, at
     most k x the SLA); the deadline leaves room in it for the fallback: the device's own
     model when it takes at most half the budget, else the tracker (``can_track``: there
-    are boxes to follow), else the model anyway.
+    are boxes to follow), else the model anyway. A model slower than the camera's frame
+    period is not the fallback while there are boxes to follow: the frames captured
+    while it ran would be lost (a Pi-class detector at 5 frames/s), the tracker's answer
+    costs none.
     """
     sla = scheduler.sla_ms
     k = max(1, decision.interval)
@@ -99,7 +102,9 @@ def detection_budget(
     budget = min(k * sla, 1.5 * predicted) if planned_late else sla
     local_ms, tracker_ms = scheduler.fallback_ms()
     # The fallback's prediction plus slack for the hand-over (a thread hop, a wake-up).
-    if local_ms is not None and local_ms <= 0.5 * budget:
+    period = scheduler.frame_period_ms
+    costs_frames = can_track and period is not None and local_ms is not None and local_ms > period
+    if local_ms is not None and local_ms <= 0.5 * budget and not costs_frames:
         return budget - (1.25 * local_ms + _HANDOVER_MS), "local"
     if can_track:
         return max(budget - (1.25 * tracker_ms + _HANDOVER_MS), 0.5 * budget), "track"

@@ -744,3 +744,33 @@ def test_bad_configuration_is_refused() -> None:
     foreign = replace(sched.pick(0.0), index=99)
     with pytest.raises(SchedulerError, match="not made by this scheduler"):
         sched.observe(foreign, FrameOutcome(0, "local", "local"))
+
+
+@pytest.mark.parametrize(
+    ("local_ms", "period_ms", "can_track", "plan"),
+    [
+        (300.0, 200.0, True, "track"),  # a Pi-class model at 5 frames/s: track instead
+        (300.0, 200.0, False, "local"),  # nothing to track: the model, late or not
+        (300.0, None, True, "local"),  # no camera period known: nothing to lose
+        (150.0, 200.0, True, "local"),  # the model fits between two frames
+    ],
+)
+def test_a_fallback_slower_than_the_camera_is_the_tracker_when_there_is_one(
+    local_ms: float, period_ms: float | None, can_track: bool, plan: str
+) -> None:
+    from splitedge.mobile_client.adaptive import detection_budget
+
+    local = entry("local", "local", head_ms=(local_ms, 2 * local_ms), accuracy=0.5)
+    p = profile(local, replace(SPLIT, config=replace(SPLIT.config, detection_interval=4)))
+    sched = Scheduler(p, 200.0, frame_period_ms=period_ms, learn_margin=False)
+    group = sched._decision(1, "test", False)
+    # A group planned late (over the SLA): its budget is up to 4 x the SLA, which leaves
+    # room for the model after the edge's deadline.
+    group = replace(group, predicted_latency_ms=500.0)
+    deadline, chosen = detection_budget(sched, group, can_track=can_track)
+    assert chosen == plan
+    budget = 1.5 * 500.0
+    if plan == "local":
+        assert deadline == pytest.approx(budget - (1.25 * local_ms + 2.0))
+    else:
+        assert budget * 0.5 <= deadline < budget

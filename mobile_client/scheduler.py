@@ -271,6 +271,8 @@ class Scheduler:
         # payload), of this many Mbps: the check on the next frame sends a larger one.
         self._bound_mbps = 0.0
         self._sample_is_bound = False  # the last transfer sample was a lower bound
+        self._sample_bytes = 0.0  # ... of this many bytes
+        self._bound_bytes = 0.0
         self._now_s = 0.0
         self._edge_down = False
         self._edge_failures = 0
@@ -709,11 +711,18 @@ class Scheduler:
         the ``free`` remote candidates whose bytes, at that bound, cross within
         ``probe_share`` of the SLA: on a link as fast as the bound, or faster, it costs
         that little, and it is large enough to time (a bound only lifts the estimate a
-        step at a time, keeping full frames off a recovered link for seconds)."""
+        step at a time, keeping full frames off a recovered link for seconds). Only once
+        the estimator has taken the faster regime, and at most 4x the bytes that gave
+        the bound: a ladder."""
         bound, self._bound_mbps = self._bound_mbps, 0.0
+        step, self._bound_bytes = 4.0 * self._bound_bytes, 0.0
         if bound <= 0 or len(free) == 0:
             return target
-        cheap = free[self._kbits_q[free] / bound <= self.probe_share * self._sla_ms]
+        # A step up at most 4x the bytes that gave the bound, and cheap at that bound.
+        cheap = free[
+            (self._kbits_q[free] / bound <= self.probe_share * self._sla_ms)
+            & (self._bytes_q[free] <= step)
+        ]
         if len(cheap) == 0:
             return target
         # The largest payload; among equals the most accurate, then a detection every frame.
@@ -750,7 +759,8 @@ class Scheduler:
             if sample is not None and sample > self.bandwidth.jump_ratio * before:
                 # Cut by its deadline on a fading link, answered at once on a recovered
                 # one (a probe whose deadline was tight): check the link on the next frame.
-                self._reprobe_after(sample, before, -math.inf)  # whichever branch it was
+                # whichever branch it was
+                self._reprobe_after(sample, before, -math.inf, self.bandwidth.resets > resets)
 
     def set_backlog(self, backlog_bytes: int) -> None:
         """Bytes sent earlier and not answered yet: a new frame's bytes queue behind them."""
@@ -824,7 +834,8 @@ class Scheduler:
                 carried_ms = outcome.payload_bytes * 8.0 / (rate * 1e3)
                 self.rtt.add(max(self._known_floor_ms(), t.network_ms - carried_ms))
                 self._force = self._fresh = self._settling = True
-            self._reprobe_after(sample, before, self._acc[decision.index])
+            reset = self.bandwidth.resets > resets
+            self._reprobe_after(sample, before, self._acc[decision.index], reset)
             return
         if edge_failed:
             self._mark_edge_lost()
@@ -840,7 +851,9 @@ class Scheduler:
             if bound < self.bandwidth.harmonic_mbps:
                 self.bandwidth.add(bound)
 
-    def _reprobe_after(self, sample: float | None, before: float, accuracy: float) -> None:
+    def _reprobe_after(
+        self, sample: float | None, before: float, accuracy: float, reset: bool = False
+    ) -> None:
         """After a transfer far faster than the estimate ``before`` it, check the link on
         the next frame while transfers beat the estimate many times over, so the estimator
         sees the new regime in two samples (it then replaces its window), not one sample per
@@ -861,10 +874,15 @@ class Scheduler:
             self._burst += 1
             # Small payloads cross a fast link within the round trip's jitter: they only
             # bound the rate from below, and more of them would lift the estimate a bound
-            # at a time. The check sends a payload large enough to time, if it is cheap.
-            self._bound_mbps = (sample or 0.0) if self._sample_is_bound else 0.0
+            # at a time. The check sends a payload large enough to time, if it is cheap,
+            # once the estimator took the faster regime (two samples: one small payload
+            # after a quiet spell can ride a shaper's burst allowance in a fade).
+            bound = self._sample_is_bound and reset
+            self._bound_mbps = (sample or 0.0) if bound else 0.0
+            self._bound_bytes = self._sample_bytes if bound else 0.0
         elif not faster:
             self._burst = 0
+            self._bound_mbps = self._bound_bytes = 0.0
 
     def _transfer_sample(self, payload_bytes: int, transfer_ms: float) -> float | None:
         """Feed one transfer (its time past the round-trip floor) to the bandwidth
@@ -885,6 +903,7 @@ class Scheduler:
         # 100 ms on a 0.1 Mbit/s link must still read as the slow link it shows.
         band_ms = min(self.jitter_sigmas * self.rtt.std_ms, 0.5 * self.rtt.min_ms)
         self._sample_is_bound = transfer_ms < max(1.0, band_ms)
+        self._sample_bytes = float(payload_bytes)
         if not self._sample_is_bound:
             self.bandwidth.add_transfer(payload_bytes, transfer_ms)
             return payload_bytes * 8.0 / (transfer_ms * 1000.0)

@@ -68,10 +68,10 @@ within a second or two, on tracked remote branches too. A payload whose transfer
 shorter than the round trip's jitter (``jitter_sigmas`` x its spread, capped at half
 the path's floor) is RTT-dominated: it only bounds the rate from below, lifts a lower
 estimate and never lowers one (large payloads measure the rate; small ones cannot).
-When the sample that triggers that check was such a lower bound, the check sends the
-largest payload (of the free remote branches) that, at the bound, crosses within
-``probe_share`` of the SLA: a step up a ladder of payload sizes, each affordable at
-what the last one proved, until one is large enough to time.
+When the sample that triggers that check was such a lower bound and moved the
+estimator to the faster regime, the check sends the largest payload (of the free
+remote branches) that, at the bound, crosses within ``probe_share`` of the SLA and is
+at most 4x the bytes that gave the bound: a step up a ladder of payload sizes.
 
 ``pick(now_s) -> Decision`` and ``observe(decision, outcome)``: the same shape
 as :class:`~splitedge.mobile_client.policy.RateRule`. ``set_sla`` and

@@ -614,6 +614,11 @@ def _validate(config: EdgeConfig) -> None:
 _RAY_ADDRESS = re.compile(r"(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
 
 
+def ray_installed() -> bool:
+    """True when Ray can be imported here (``kind = "ray"`` is refused at load otherwise)."""
+    return importlib.util.find_spec("ray") is not None
+
+
 def _validate_engine(e: EngineConfig) -> None:
     if e.kind not in ENGINES:
         raise ConfigError(f"engine.kind: {e.kind!r} is not one of {', '.join(ENGINES)}")
@@ -672,7 +677,7 @@ def _validate_engine(e: EngineConfig) -> None:
     for ok, key, message in checks:
         if not ok:
             raise ConfigError(f"{key}: {message}")
-    if e.kind == "ray" and importlib.util.find_spec("ray") is None:
+    if e.kind == "ray" and not ray_installed():
         raise ConfigError(
             "engine.kind: ray needs Ray Serve, which is not installed: "
             "pip install 'splitedge[edge-ray]'"

@@ -9,6 +9,7 @@ import pytest
 
 from splitedge.edge.batcher import Batcher
 from splitedge.edge.cli import main
+from splitedge.edge import config as config_module
 from splitedge.edge.config import (
     BatchingConfig,
     ConfigError,
@@ -42,7 +43,13 @@ def test_local_is_the_default_and_builds_the_in_process_batcher():
     assert isinstance(built, Batcher) and built.replicas("m", "b") == 1
 
 
-def test_file_and_flags(tmp_path):
+@pytest.fixture
+def ray_present(monkeypatch):
+    """Parse Ray settings as on a box with Ray installed (this one may have none)."""
+    monkeypatch.setattr(config_module, "ray_installed", lambda: True)
+
+
+def test_file_and_flags(tmp_path, ray_present):
     config = _load(
         tmp_path,
         'kind = "ray"\nmin_replicas = 1\nmax_replicas = 4\nnum_gpus = 0.5\n'
@@ -102,6 +109,17 @@ def test_file_and_flags(tmp_path):
 )
 def test_bad_engine_settings_are_refused_naming_the_key(tmp_path, table, overrides, expected):
     assert expected in _error(tmp_path, table, **overrides)
+
+
+def test_ray_settings_without_ray_installed_are_refused_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(config_module, "ray_installed", lambda: False)
+    message = _error(tmp_path, 'kind = "ray"\nmax_replicas = 4')
+    assert message == (
+        "engine.kind: ray needs Ray Serve, which is not installed: "
+        "pip install 'splitedge[edge-ray]'"
+    )
+    # The same file with --engine local loads: the Ray keys wait for a box that has Ray.
+    assert _load(tmp_path, 'kind = "ray"\nmax_replicas = 4', engine="local").engine.kind == "local"
 
 
 def _cli_error(capsys, argv: list[str]) -> str:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from splitedge.control_plane.link import MqttLink
 from splitedge.control_plane.signing import RejectLog, SignatureError, Verifier
+from splitedge.proto.aio import wait_within
 from splitedge.proto.control import EDGE_STATUS_FILTER, EdgeStatus, MessageError, parse_status
 from splitedge.proto.status import ServerStatus
 
@@ -202,7 +203,7 @@ class Discovery:
         """Wait for the next status message; False on timeout."""
         self._changed.clear()
         try:
-            await asyncio.wait_for(self._changed.wait(), timeout_s)
+            await wait_within(self._changed.wait(), timeout_s)
         except asyncio.TimeoutError:
             return False
         return True

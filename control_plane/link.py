@@ -32,6 +32,8 @@ from typing import Any
 
 import aiomqtt
 
+from splitedge.proto.aio import wait_within
+
 __all__ = [
     "BrokerConfig",
     "LastWill",
@@ -136,7 +138,7 @@ class Subscription:
         if self._closed and self._queue.empty():
             return None
         try:
-            return await asyncio.wait_for(self._queue.get(), timeout_s)
+            return await wait_within(self._queue.get(), timeout_s)
         except asyncio.TimeoutError:
             return None
 

@@ -50,6 +50,7 @@ from splitedge.edge.errors import (
     Unavailable,
 )
 from splitedge.models.types import Prediction, TailInput
+from splitedge.proto.aio import wait_within
 from splitedge.proto.inline import InlineRule
 
 __all__ = ["Admission", "BatchObserver", "BatchResult", "Batcher", "TailFn"]
@@ -387,7 +388,7 @@ class Batcher(RoomWaiting):
                     break
                 queue.arrived.clear()
                 try:
-                    await asyncio.wait_for(queue.arrived.wait(), remaining_s)
+                    await wait_within(queue.arrived.wait(), remaining_s)
                 except asyncio.TimeoutError:
                     break
             # Frames arriving while every worker is busy join this batch.

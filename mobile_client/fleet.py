@@ -42,6 +42,7 @@ from splitedge.control_plane.telemetry import FrameRecord, TelemetryPublisher
 from splitedge.mobile_client.client import Client, ClientError
 from splitedge.mobile_client.outcome import FrameOutcome
 from splitedge.mobile_client.transport import EdgeTransport, EdgeUnavailable, TlsConfig
+from splitedge.proto.aio import cancel_and_wait
 from splitedge.proto.control import ControlUpdate, check_id
 
 __all__ = [
@@ -196,11 +197,7 @@ class FleetSession:
             # The last partial window; bounded, the broker may be away.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.telemetry.flush(), self.link.config.publish_timeout_s)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         await self.link.aclose()
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from splitedge.edge import config as config_module
 from splitedge.edge.batcher import Batcher
 from splitedge.edge.cli import main
-from splitedge.edge import config as config_module
 from splitedge.edge.config import (
     BatchingConfig,
     ConfigError,

@@ -50,7 +50,8 @@ class StatusPublisher:
 
     ``status_provider`` returns a dict with the :class:`EdgeStatus` fields except
     ``server_id``, ``online`` and ``timestamp`` (``tail_ms`` as
-    ``{model: {branch: {"p50": ms, "p95": ms}}}``). A provider that raises or returns
+    ``{model: {branch: {"p50": ms, "p95": ms, "replicas": n}}}``, ``replicas``
+    optional). A provider that raises or returns
     an invalid dict costs one tick (logged), never the loop.
     """
 

@@ -23,6 +23,7 @@ from splitedge.control_plane.publisher import StatusPublisher
 from splitedge.control_plane.signing import Signer, load_key_file
 from splitedge.edge.config import MqttConfig
 from splitedge.edge.service import EdgeService
+from splitedge.proto.control import BranchLatency
 
 __all__ = [
     "advertise_address",
@@ -89,20 +90,20 @@ def status_figures(service: EdgeService, address: str) -> dict[str, Any]:
 
     ``models`` lists the branches the server runs (``local`` branches are the device's
     business); ``tail_ms`` only has branches with measured tails, so a fresh server
-    does not claim 0 ms it never measured.
+    does not claim 0 ms it never measured. Each entry carries the replicas running the
+    tail, as the ``Status`` RPC reports them (left out while none runs).
     """
     status = service.status()
     models = {
         model.name: [spec.name for spec in model.branches.values() if spec.kind != "local"]
         for model in service.registry.models
     }
-    tail_ms: dict[str, dict[str, dict[str, float]]] = {}
+    tail_ms: dict[str, dict[str, dict[str, float | int]]] = {}
     for b in status.branches:
         if b.tail_latency_ms_p50 is not None and b.tail_latency_ms_p95 is not None:
-            tail_ms.setdefault(b.model, {})[b.branch] = {
-                "p50": b.tail_latency_ms_p50,
-                "p95": b.tail_latency_ms_p95,
-            }
+            tail_ms.setdefault(b.model, {})[b.branch] = BranchLatency(
+                b.tail_latency_ms_p50, b.tail_latency_ms_p95, b.replicas
+            ).to_dict()
     return {
         "address": address,
         "models": models,

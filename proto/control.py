@@ -317,10 +317,23 @@ def encode_control(update: ControlUpdate) -> bytes:
 
 @dataclass(frozen=True)
 class BranchLatency:
-    """Rolling tail latency of one (model, branch) on a server, in milliseconds."""
+    """Rolling tail latency of one (model, branch) on a server, in milliseconds.
+
+    ``replicas`` is how many replicas run the tail (1 in-process, the running Ray Serve
+    replicas with ``--engine ray``); 0 when the message does not say (older publishers,
+    or no replica running), and then the wire form leaves the key out.
+    """
 
     p50_ms: float
     p95_ms: float
+    replicas: int = 0
+
+    def to_dict(self) -> dict[str, float | int]:
+        """The JSON-ready form: ``{"p50": ms, "p95": ms}`` and ``replicas`` when known."""
+        out: dict[str, float | int] = {"p50": self.p50_ms, "p95": self.p95_ms}
+        if self.replicas > 0:
+            out["replicas"] = self.replicas
+        return out
 
 
 @dataclass(frozen=True)
@@ -328,9 +341,11 @@ class EdgeStatus:
     """One edge server's retained status (``online=False``: will or clean shutdown).
 
     ``models`` maps model name -> branch names it serves; ``tail_ms`` maps model ->
-    branch -> :class:`BranchLatency`. ``load`` is the executor's busy fraction (0..1).
-    ``queue_wait_ms`` is the server's own estimate of the wait before a new frame
-    starts (optional; readers derive one from the queue depth when absent).
+    branch -> :class:`BranchLatency` for the branches with a measured tail only, and
+    so carries their replica counts (an unmeasured branch's is not published).
+    ``load`` is the executor's busy fraction (0..1). ``queue_wait_ms`` is the server's
+    own estimate of the wait before a new frame starts (optional; readers derive one
+    from the queue depth when absent).
     ``timestamp`` is the publisher's wall clock (Unix seconds).
     """
 
@@ -364,7 +379,7 @@ class EdgeStatus:
             queue_depth=self.queue_depth,
             queue_capacity=self.queue_capacity,
             tail_ms={
-                model: {b: {"p50": lat.p50_ms, "p95": lat.p95_ms} for b, lat in branches.items()}
+                model: {b: lat.to_dict() for b, lat in branches.items()}
                 for model, branches in self.tail_ms.items()
             },
             device=self.device,
@@ -380,7 +395,8 @@ class EdgeStatus:
 
     def server_status(self) -> ServerStatus:
         """The load this message carries, as the ``Status`` RPC's reader gives it: every
-        served branch, its tail latency when published (None when not yet measured)."""
+        served branch, its tail latency and replica count when published (None and 0
+        while not yet measured)."""
         branches = []
         for model, names in self.models.items():
             tails = self.tail_ms.get(model, {})
@@ -392,6 +408,7 @@ class EdgeStatus:
                         branch=branch,
                         tail_latency_ms_p50=None if lat is None else lat.p50_ms,
                         tail_latency_ms_p95=None if lat is None else lat.p95_ms,
+                        replicas=0 if lat is None else lat.replicas,
                     )
                 )
         return ServerStatus(
@@ -453,10 +470,14 @@ def _parse_tail(value: Any, *, where: str) -> dict[str, dict[str, BranchLatency]
             key = f"tail_ms.{model}.{branch}"
             pair = _mapping(pair, key, where=where)
             _require(pair, ("p50", "p95"), where=f"{where}: {key}")
-            per_branch[branch] = BranchLatency(
-                p50_ms=_number(pair, "p50", 0.0, 1e9, where=f"{where}: {key}"),
-                p95_ms=_number(pair, "p95", 0.0, 1e9, where=f"{where}: {key}"),
-            )
+            p50_ms = _number(pair, "p50", 0.0, 1e9, where=f"{where}: {key}")
+            p95_ms = _number(pair, "p95", 0.0, 1e9, where=f"{where}: {key}")
+            replicas = 0  # absent: the publisher does not say (older servers)
+            if "replicas" in pair:
+                replicas = int(
+                    _number(pair, "replicas", 1, 1e9, integer=True, where=f"{where}: {key}")
+                )
+            per_branch[branch] = BranchLatency(p50_ms, p95_ms, replicas)
         tail[model] = per_branch
     return tail
 

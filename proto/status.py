@@ -136,9 +136,11 @@ class BranchLoad:
     """One served branch's queue and tail latency.
 
     ``tail_latency_ms_p50`` / ``_p95`` are None while the server has not measured the
-    tail (a fresh server does not claim 0 ms). ``queue_depth``, ``frames``,
-    ``by_batch_size`` and ``replicas`` are 0 / empty when the source does not carry
-    them (MQTT). With the ray engine every figure covers all the tail's replicas.
+    tail (a fresh server does not claim 0 ms). ``queue_depth``, ``frames`` and
+    ``by_batch_size`` are 0 / empty when the source does not carry them (MQTT).
+    ``replicas`` comes from both planes, but MQTT carries it only beside a measured
+    tail latency: 0 (not reported) for an unmeasured branch there, and from older
+    publishers. With the ray engine every figure covers all the tail's replicas.
     """
 
     model: str

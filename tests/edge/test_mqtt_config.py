@@ -210,4 +210,5 @@ async def test_status_figures_validate_as_an_edge_status():
     assert status.tail_ms == {}  # nothing measured yet: no made-up 0 ms
     service.stats.record_batch("echo", "split@x", tail_ms=4.0, batch_size=2, start=0.0, end=0.1)
     measured = status_figures(service, "x:1")["tail_ms"]
-    assert measured == {"echo": {"split@x": {"p50": 4.0, "p95": 4.0}}}
+    # The local engine runs the tail in-process: one replica, as the Status RPC says.
+    assert measured == {"echo": {"split@x": {"p50": 4.0, "p95": 4.0, "replicas": 1}}}

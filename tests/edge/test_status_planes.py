@@ -27,14 +27,21 @@ def _frame(i: int) -> FrameRequest:
 
 
 def _mqtt_facts(status: ServerStatus) -> ServerStatus:
-    """``status`` without what the MQTT message does not carry."""
+    """``status`` without what the MQTT message does not carry (replicas: only beside a
+    measured tail)."""
     return dataclasses.replace(
         status,
         in_flight=0,
         frames_per_second=0.0,
         uptime_s=0.0,
         branches=tuple(
-            dataclasses.replace(b, queue_depth=0, frames=0, by_batch_size=(), replicas=0)
+            dataclasses.replace(
+                b,
+                queue_depth=0,
+                frames=0,
+                by_batch_size=(),
+                replicas=b.replicas if b.measured else 0,
+            )
             for b in status.branches
         ),
     )
@@ -77,3 +84,6 @@ async def test_the_status_rpc_and_mqtt_give_the_same_server_status() -> None:
     split = by_mqtt.branches_of("echo")[0]
     assert split.tail_latency_ms_p95 is not None and split.tail_latency_ms_p95 > 0
     assert by_mqtt.branches_of("other")[0].tail_latency_ms_p95 is None
+    # The in-process engine runs each tail once; both planes say so for the measured one.
+    assert split.replicas == by_rpc.branches_of("echo")[0].replicas == 1
+    assert by_mqtt.branches_of("other")[0].replicas == 0  # unmeasured: not on MQTT

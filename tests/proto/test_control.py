@@ -187,6 +187,28 @@ def test_status_round_trip_without_optional_fields() -> None:
     assert parse_status(status.encode(), edge_status_topic("edge-a")) == status
 
 
+def test_status_round_trip_with_replicas() -> None:
+    tails = {"echo": {"split-8b": BranchLatency(4.0, 7.5, replicas=3)}}
+    status = _status(tail_ms=tails)
+    wire = json.loads(status.encode())
+    assert wire["tail_ms"] == {"echo": {"split-8b": {"p50": 4.0, "p95": 7.5, "replicas": 3}}}
+    parsed = parse_status(status.encode(), edge_status_topic("edge-a"))
+    assert parsed == status
+    # The device reads it where the Status RPC puts it; the unmeasured branch has none.
+    loads = {b.branch: b.replicas for b in parsed.server_status().branches}
+    assert loads == {"split-8b": 3, "offload-jpeg": 0}
+
+
+def test_status_without_replicas_still_parses_as_not_reported() -> None:
+    obj = json.loads(_status().encode())
+    obj["tail_ms"] = {"echo": {"split-8b": {"p50": 4.0, "p95": 7.5}}}  # an older server's
+    parsed = parse_status(json.dumps(obj).encode(), edge_status_topic("edge-a"))
+    assert parsed.tail_ms["echo"]["split-8b"] == BranchLatency(4.0, 7.5, replicas=0)
+    assert all(b.replicas == 0 for b in parsed.server_status().branches)
+    # And an unreported count is not written out as 0 (which the parser would refuse).
+    assert "replicas" not in json.loads(parsed.encode())["tail_ms"]["echo"]["split-8b"]
+
+
 def test_offline_status_round_trip() -> None:
     offline = offline_status("edge-a", 1_732_470_001.0, "shutdown")
     parsed = parse_status(offline.encode(), edge_status_topic("edge-a"))
@@ -228,6 +250,23 @@ def test_status_on_another_servers_topic_is_refused() -> None:
             MissingKeyError,
             "tail_ms.echo.split-8b: missing required key 'p95'",
         ),
+        *[
+            (
+                lambda o, bad=bad: o.update(
+                    tail_ms={"echo": {"split-8b": {"p50": 1, "p95": 2, "replicas": bad}}}
+                ),
+                error,
+                f"edge status: tail_ms.echo.split-8b: 'replicas' {reason}",
+            )
+            for bad, error, reason in [
+                ("2", WrongTypeError, "must be a number, got string"),
+                (None, WrongTypeError, "must be a number, got null"),
+                (True, WrongTypeError, "must be a number, got boolean"),
+                (1.5, WrongTypeError, "must be an integer, got 1.5"),
+                (0, OutOfRangeError, "= 0 is outside [1, 1e+09]"),
+                (-2, OutOfRangeError, "= -2 is outside [1, 1e+09]"),
+            ]
+        ],
     ],
 )
 def test_bad_status_is_rejected_precisely(mutate, error, reason) -> None:  # type: ignore[no-untyped-def]

@@ -126,6 +126,7 @@ async def test_status_is_retained_refreshed_and_explicitly_offline_on_sigterm(
             assert outcome.source == "edge"
         measured = await _next_status(sub, lambda s, _: "echo" in s.tail_ms)
         assert BRANCH in measured.tail_ms["echo"]
+        assert measured.tail_ms["echo"][BRANCH].replicas == 1  # the in-process engine
 
         assert edge.stop(grace_s=10) == 0
         offline = await _next_status(sub, lambda s, _: not s.online)

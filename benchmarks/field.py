@@ -379,8 +379,8 @@ async def cost_profile(scenario: Scenario, accuracy: dict[tuple[str, int], float
     images = [s.image for s in synthetic_videos(scenario)[0][:4]]
     backend: Any = await asyncio.to_thread(TorchHeadBackend, scenario.model)
     if scenario.device_slowdown > 1.0:
-        await asyncio.to_thread(warm_device, backend, CameraFrame(0, images[0], 0))
-        backend = SlowedBackend(backend, scenario.device_slowdown)
+        usual_s = await asyncio.to_thread(warm_device, backend, CameraFrame(0, images[0], 0))
+        backend = SlowedBackend(backend, scenario.device_slowdown, usual_s=usual_s)
     profile = await measure_cost_profile(
         scenario.model,
         scenario.branches,

@@ -503,8 +503,9 @@ async def run_scenario(
     backend = await asyncio.to_thread(TorchHeadBackend, scenario.model, scenario.model_options)
     if scenario.device_slowdown > 1.0:
         # Lazy initialisation would be slowed down too: pay it once at full speed first.
-        await asyncio.to_thread(warm_device, backend, CameraFrame(0, videos[0][0].image, 0))
-        backend = SlowedBackend(backend, scenario.device_slowdown)  # type: ignore[assignment]
+        frame = CameraFrame(0, videos[0][0].image, 0)
+        usual_s = await asyncio.to_thread(warm_device, backend, frame)
+        backend = SlowedBackend(backend, scenario.device_slowdown, usual_s=usual_s)  # type: ignore[assignment]
     if profile is None and any(p.kind in PROFILED_KINDS for p in scenario.policies):
         images = [s.image for s in videos[0][:4]]
         profile = await measure_cost_profile(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from splitedge.simulations.demo import SlowedBackend
@@ -37,6 +39,46 @@ def test_a_stall_is_added_once_and_usual_work_is_stretched() -> None:
     assert slept[3] == pytest.approx(0.2)  # 1.0 s + 0.2 s, not 6 s
     assert slept[4] == pytest.approx(0.2)
     assert slowed.has_local  # everything else is the wrapped backend's
+
+
+def test_a_first_run_that_stalls_is_not_multiplied_once_the_usual_time_is_seeded() -> None:
+    # The demo's first local frame stalled ~1 s here; unseeded, it was its own usual
+    # time and the emulated device slept 11 s on it.
+    clock, slept = _Clock(), []
+    host = [1.0, 0.04, 0.04]
+    slowed = SlowedBackend(
+        _Backend(clock, host), 6.0, clock=clock, sleep=slept.append, usual_s={"(local model)": 0.04}
+    )
+    for _ in host:
+        slowed.local(None)
+    assert slept == pytest.approx([0.2, 0.2, 0.2])  # the stall once, not 6 x 1 s
+
+
+def test_warm_device_returns_the_fastest_warm_time_per_piece_of_work(monkeypatch) -> None:
+    from splitedge.simulations import demo
+
+    clock = _Clock()
+    monkeypatch.setattr(demo.time, "perf_counter", clock)
+
+    class _Split:
+        def __init__(self, name: str, kind: str) -> None:
+            self.name, self.kind = name, kind
+
+    class _WithHeads(_Backend):
+        def __init__(self, clock: _Clock, times: list[float]) -> None:
+            super().__init__(clock, times)
+            branches = {"a": _Split("split-a", "split"), "b": _Split("offload", "offload")}
+            self.model = SimpleNamespace(branches=branches)
+
+        def head(self, spec: _Split, image: object) -> str:
+            self.clock.now += self.times.pop(0)
+            return "code"
+
+    # local: a cold 2 s run, then 50 and 40 ms; the split head: cold 0.5 s, then 9 and 8 ms.
+    backend = _WithHeads(clock, [2.0, 0.05, 0.04, 0.5, 0.009, 0.008])
+    usual = demo.warm_device(backend, demo.CameraFrame(0, None, 0))  # type: ignore[arg-type]
+    assert usual == pytest.approx({"(local model)": 0.04, "split-a": 0.008})
+    assert backend.times == []
 
 
 def test_a_slowdown_under_one_is_refused() -> None:

@@ -46,7 +46,10 @@ regime change (the bandwidth estimator replaced its window: a fade ended;
 the edge came back) the next decision is a fresh start's, without hysteresis, and so
 are the decisions made while a faster regime's window fills and the first with it
 full: the estimates right after a fade are still settling (a round trip restarts
-with a wide spread), and hysteresis would keep a choice made on them. When
+with a wide spread), and hysteresis would keep a choice made on them. The
+remote path's margin goes back to at least its starting value then: the
+frames that shrank it ran over a link that is gone (a fade's misses held a
+demo on a lighter JPEG for 6 s after the link came back). When
 the edge is unreachable only local candidates are eligible until a retry time
 (exponential backoff) passes.
 
@@ -208,6 +211,7 @@ class Scheduler:
         # One margin per path: the device alone is predicted far better than device + link
         # + server, and one shared margin would let the easy path relax the hard one.
         self._margin = {False: margin, True: margin}
+        self._margin_prior = margin
         self._budget_factor = np.zeros(0)  # per candidate: its path's margin
         # Per path: the tracked quantile of observed / predicted latency; margin = 1 / it.
         self._theta = {False: 1.0 / margin, True: 1.0 / margin}
@@ -755,7 +759,7 @@ class Scheduler:
             sample = self._transfer_sample(payload_bytes, transfer_ms)
             if self.bandwidth.resets > resets:
                 self.rtt.restart()  # the fade's round trips were queueing
-                self._force = self._fresh = self._settling = True
+                self._new_faster_regime()
             if sample is not None and sample > self.bandwidth.jump_ratio * before:
                 # Cut by its deadline on a fading link, answered at once on a recovered
                 # one (a probe whose deadline was tight): check the link on the next frame.
@@ -833,7 +837,7 @@ class Scheduler:
                 self.rtt.restart()
                 carried_ms = outcome.payload_bytes * 8.0 / (rate * 1e3)
                 self.rtt.add(max(self._known_floor_ms(), t.network_ms - carried_ms))
-                self._force = self._fresh = self._settling = True
+                self._new_faster_regime()
             reset = self.bandwidth.resets > resets
             self._reprobe_after(sample, before, self._acc[decision.index], reset)
             return
@@ -952,6 +956,16 @@ class Scheduler:
         else:
             self._floor_ms = min(self._floor_ms, newest)
         return max(0.0, self._floor_ms)
+
+    def _new_faster_regime(self) -> None:
+        """The bandwidth estimator took a faster link: decide afresh while it settles, and
+        plan the remote path with at least the starting margin (what shrank it was the
+        old link's doing; an earned wider margin stays)."""
+        self._force = self._fresh = self._settling = True
+        if self.learn_margin and self._theta[True] > 1.0 / self._margin_prior:
+            self._theta[True] = 1.0 / self._margin_prior
+            self._margin[True] = self._margin_prior
+            self._update_budget_factor()
 
     def _learn_margin(self, remote: bool, ratio: float) -> None:
         # Online quantile tracking (Robbins-Monro) of observed / predicted latency, in

@@ -436,6 +436,40 @@ def test_the_decisions_while_a_new_regime_settles_start_afresh() -> None:
     assert after[-1].branch == "offload-jpeg90"
 
 
+def test_a_faster_link_gives_the_remote_path_back_its_starting_margin() -> None:
+    # In a fade, remote frames ran over their predictions by a delay no estimator sees:
+    # the learned remote margin shrank well under ApproxDet's 1/1.3 and the device went
+    # local. Once the estimator takes the recovered link, those misses say nothing of it:
+    # the remote margin is at least the starting one again, and the device is on the
+    # full JPEG a fresh start picks, not held local (or on a light JPEG) until the
+    # margin has crept back, which took the demo 6 s.
+    light = entry(
+        "offload-jpeg20", "offload", head_ms=(2.0, 4.0), size_bytes=3000, accuracy=0.6,
+        tail_ms=60.0,
+    )  # fmt: skip
+    big = entry(
+        "offload-jpeg90", "offload", head_ms=(2.0, 4.0), size_bytes=28_000, accuracy=0.8,
+        tail_ms=60.0,
+    )  # fmt: skip
+    p = profile(LOCAL, light, big)
+    sched = Scheduler(p, 150.0, frame_period_ms=200.0)
+    sched.observe_rtt(20.0)
+    fade = Env(bandwidth_mbps=2.0, rtt_ms=20.0, server_ms=60.0, hidden_ms=40.0)
+    run(sched, fade, 100, fps=5.0)
+    assert sched.margins["remote"] < 0.9 / 1.3  # the fade's misses shrank it
+    assert sched.current is not None and sched.current.config.branch == "local"
+    fast = Env(bandwidth_mbps=40.0, rtt_ms=20.0, server_ms=60.0)
+    resets = sched.bandwidth.resets
+    after = run(sched, fast, 15, t0=20.0, fps=5.0)
+    assert sched.bandwidth.resets == resets + 1
+    assert sched.margins["remote"] >= 1 / 1.3 - 1e-9
+    fresh = Scheduler(p, 150.0, frame_period_ms=200.0)
+    fresh.observe_rtt(20.0)
+    assert run(fresh, fast, 15, fps=5.0)[-1].branch == "offload-jpeg90"
+    # Within 2 s (10 frames) of the return: the first link check, then the full JPEG.
+    assert [d.branch for d in after[10:]] == ["offload-jpeg90"] * 5, after
+
+
 def test_a_faster_link_seen_through_a_small_payload_is_checked_with_a_larger_one() -> None:
     # The device held a small code through a fade. On the recovered link its 1.5 kB
     # cross within the round trip's jitter: a lower bound on the rate, which lifts the

@@ -254,6 +254,7 @@ async def field_check(
     print(f"measured the cost profile in {time.monotonic() - t0:.0f} s", flush=True)
     real = await run_scenario(scenario, out, profile=costs, progress=False)
     by_tag = des_adaptive.accuracy_by_tag(sched, scenario.branches)
+    by_age = des_adaptive.accuracy_by_age(sched)
     fallback = by_tag.get("local")
     base = DesConfig.from_scenario(scenario, jitter=True)
     results = []
@@ -270,7 +271,7 @@ async def field_check(
         factory = policy_factory(policy, scenario.branches, cfg, policy_costs)
         d = simulate(cfg, policy_costs, factory, name=policy.name)
         des_rows += d.rows
-        acc = des_adaptive.predicted_accuracy(d.rows, by_tag, fallback)
+        acc = des_adaptive.predicted_accuracy(d.rows, by_tag, fallback, by_age)
         results.append((s.policy, s.sla_violation_pct, d.summary.sla_violation_pct, s.map50, acc))
     if out is not None:
         write_outputs(des_rows, summarize(des_rows), scenario, out / "des")

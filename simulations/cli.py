@@ -208,7 +208,10 @@ def _des(args: argparse.Namespace) -> int:
                 by_tag = des_adaptive.accuracy_by_tag(policy.scheduler_profile)
                 local = next((c for c in costs.candidates.values() if not c.remote), None)
                 result.summary.map50 = des_adaptive.predicted_accuracy(
-                    result.rows, by_tag, by_tag.get(local.label) if local else None
+                    result.rows,
+                    by_tag,
+                    by_tag.get(local.label) if local else None,
+                    des_adaptive.accuracy_by_age(policy.scheduler_profile),
                 )
             summaries.append(result.summary)
             if args.out is not None:

@@ -165,8 +165,8 @@ class _Frame:
 
 class _Client:
     __slots__ = (
-        "busy", "detecting_until", "downlink", "index", "next_frame", "policy", "up_rates",
-        "uplink",
+        "boxes_from", "busy", "detecting_until", "downlink", "index", "next_frame", "policy",
+        "up_rates", "uplink",
     )  # fmt: skip
 
     def __init__(self, index: int, policy: Policy, uplink: LinkModel, downlink: LinkModel) -> None:
@@ -177,6 +177,7 @@ class _Client:
         self.next_frame = 0
         self.busy = False
         self.detecting_until = -math.inf  # a detection by the device's model in the background
+        self.boxes_from = -1  # the frame of the newest detection the device has the boxes of
 
 
 class _Branch:
@@ -401,6 +402,7 @@ class _Simulation:
     def background_done(self, c: _Client, frame: _Frame) -> None:
         """A background detection ended: its outcome teaches the policy (no one waited)."""
         frame.done = True
+        c.boxes_from = max(c.boxes_from, frame.index)
         c.policy.observe_background(frame.index, self._outcome(frame, "local", "", 0.0))  # type: ignore[attr-defined]
 
     def _send(self, c: _Client, frame: _Frame) -> None:
@@ -492,6 +494,16 @@ class _Simulation:
         latency_ms, remote = timing.total_ms, frame.candidate.uses_link
         c.policy.observe(frame.candidate, outcome)
         t_capture = self.phase_s(c.index) + frame.index * self.period_s
+        tracked = frame.candidate.track or (
+            source == "local" and reason != "" and frame.fallback == "track"
+        )
+        if source == "dropped":
+            track_age = -1
+        elif tracked:
+            track_age = frame.index - c.boxes_from
+        else:
+            track_age = 0
+            c.boxes_from = max(c.boxes_from, frame.index)
         self.out.add(
             FrameRow(
                 policy=self.out.policy,
@@ -514,6 +526,7 @@ class _Simulation:
                 batch_size=timing.server.batch_size,
                 payload_bytes=outcome.payload_bytes,
                 sla_met=source != "dropped" and latency_ms <= self.cfg.sla_ms,
+                track_age=track_age,
             )
         )
         c.busy = False

@@ -27,8 +27,14 @@ plus the per-frame budget of :class:`~splitedge.mobile_client.adaptive.AdaptiveS
 (the SLA less the predicted local fallback, then the local model or the tracker),
 which the DES asks for through ``frame_budget``. :func:`predicted_accuracy` is the
 DES's accuracy: the mean over answered frames of the profile accuracy of what
-produced each one (its entry, detection interval included; the local model for a
-fallback), what the runner's mAP50 over its answered frames is compared with.
+produced each one (the local model for a fallback), what the runner's mAP50 over
+its answered frames is compared with. Where the DES recorded a frame's track age
+(frames since the detection whose boxes it carries, :func:`accuracy_by_age`), a
+detection scores its branch's interval-1 accuracy and a tracked frame that less a
+loss per frame of age, fitted to the profile's intervals (an interval-k entry is
+the mean over ages 0..k-1); a frame tracked on boxes from a background detection
+several frames old then scores as low as it is (scored at its entry's interval
+accuracy, the DES put adaptive on a 12x slower device 40 % above the real run).
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ __all__ = [
     "OVERHEAD_MS",
     "REPLY_BYTES",
     "SessionPolicy",
+    "accuracy_by_age",
     "accuracy_by_tag",
     "adaptive_costs",
     "predicted_accuracy",
@@ -330,15 +337,54 @@ def accuracy_by_tag(profile: Profile, extra: Iterable[Candidate] = ()) -> dict[s
     return out
 
 
+def accuracy_by_age(profile: Profile) -> dict[str, tuple[float, float]]:
+    """Candidate label -> (accuracy of a detection on its own frame, accuracy lost per
+    frame a tracker carries its boxes), from the profile's interval-1 entry and its
+    longest-interval one (an interval-k entry's accuracy is the mean over ages
+    0..k-1 of ``fresh - loss x age``). Labels without an interval-1 accuracy are left
+    out; a loss is never negative."""
+    by_label: dict[str, dict[int, float]] = {}
+    for key, c in scheduler_candidates(profile).items():
+        acc = profile.entry(key).accuracy
+        if acc is not None:
+            by_label.setdefault(c.label, {}).setdefault(c.interval, acc)
+    out: dict[str, tuple[float, float]] = {}
+    for label, by_interval in by_label.items():
+        fresh = by_interval.get(1)
+        if fresh is None:
+            continue
+        k = max(by_interval)
+        loss = max(0.0, (fresh - by_interval[k]) / ((k - 1) / 2)) if k > 1 else 0.0
+        out[label] = (fresh, loss)
+    return out
+
+
+def _label(tag: str) -> str:
+    label = tag.removesuffix("+track")
+    head, _, tail = label.rpartition("/k")
+    return head if head and tail.isdigit() else label
+
+
 def predicted_accuracy(
-    rows: Sequence[FrameRow], by_tag: Mapping[str, float], fallback: float | None
+    rows: Sequence[FrameRow],
+    by_tag: Mapping[str, float],
+    fallback: float | None,
+    by_age: Mapping[str, tuple[float, float]] | None = None,
 ) -> float:
-    """Mean profile accuracy over answered rows (a fallback: ``fallback``); NaN if none."""
+    """Mean profile accuracy over answered rows (a fallback: ``fallback``); NaN if none.
+
+    With ``by_age`` (:func:`accuracy_by_age`), a row with a recorded track age whose
+    label it covers scores ``fresh - loss x age`` (not below 0) instead.
+    """
     values = []
     for r in rows:
         if r.source == "dropped":
             continue
-        if r.source == "local" and r.reason and not r.candidate.endswith("+track"):
+        aged = by_age.get(_label(r.candidate)) if by_age and r.track_age >= 0 else None
+        if aged is not None:
+            fresh, loss = aged
+            acc = max(0.0, fresh - loss * r.track_age)
+        elif r.source == "local" and r.reason and not r.candidate.endswith("+track"):
             acc = fallback
         else:
             acc = by_tag.get(r.candidate)

@@ -67,6 +67,9 @@ class FrameRow:
     true_positives: int = -1
     quality: float = math.nan  # per-frame recall at IoU 0.5 (detection) or fg IoU (segmentation)
     sla_met: bool = False
+    # Frames between this one and the detection whose boxes its answer carries: 0 for a
+    # detection, >= 1 for a tracked answer; -1 where not recorded (the real runner).
+    track_age: int = -1
 
     @property
     def answered(self) -> bool:

@@ -20,6 +20,7 @@ from splitedge.simulations.des import (
     simulate,
 )
 from splitedge.simulations.des_adaptive import (
+    accuracy_by_age,
     accuracy_by_tag,
     adaptive_costs,
     predicted_accuracy,
@@ -393,3 +394,36 @@ def test_probes_beside_local_frames_cross_the_simulated_link_and_give_up_no_fram
     assert all(r.payload_bytes == 0 for r in slow)  # a probe is no frame's answer
     back = [r.t_s for r in result.rows if r.t_s >= 6.0 and r.source == "edge"]
     assert back and back[0] - 6.0 <= 2.0
+
+
+def test_accuracy_by_age_fits_a_loss_per_frame_to_the_profiles_intervals():
+    by_age = accuracy_by_age(scheduler_profile())
+    # Interval 4 is 0.05 under interval 1: the mean over ages 0..3 (1.5 frames) of
+    # fresh - loss x age, so the loss is 0.05 / 1.5 per frame.
+    assert set(by_age) == {"offload-jpeg90", "split@x/4bit", "local"}
+    fresh, loss = by_age["split@x/4bit"]
+    assert fresh == 0.5 and loss == pytest.approx(0.05 / 1.5)
+
+
+def test_predicted_accuracy_scores_tracked_frames_by_the_age_of_their_boxes():
+    sched = scheduler_profile()
+    by_tag, by_age = accuracy_by_tag(sched), accuracy_by_age(sched)
+    loss = 0.05 / 1.5
+
+    def r(k: int, candidate: str, age: int, source: str = "local") -> FrameRow:
+        return FrameRow("a", 0, k, 0.2 * k, 1.0, candidate, source, "", 5.0, track_age=age)
+
+    group = [r(0, "local/k4", 0), *(r(k, "local/k4+track", k) for k in (1, 2, 3))]
+    # A regular group of 4 scores its entry's accuracy on average, as before.
+    assert predicted_accuracy(group, by_tag, 0.58, by_age) == pytest.approx(0.58 - 0.05)
+    # Boxes 5 frames old (a slow background detection) score what 5 frames of tracking
+    # lose; far older ones score 0, not below.
+    assert predicted_accuracy([r(9, "local+track", 5)], by_tag, 0.58, by_age) == pytest.approx(
+        0.58 - 5 * loss
+    )
+    assert predicted_accuracy([r(99, "local+track", 90)], by_tag, 0.58, by_age) == 0.0
+    # The same row without an age model keeps its entry's accuracy.
+    assert predicted_accuracy([r(9, "local+track", 5)], by_tag, 0.58) == pytest.approx(0.58)
+    # A detection is its branch's interval-1 accuracy whatever group it opens.
+    edge = r(4, "split@x/4bit/k4", 0, source="edge")
+    assert predicted_accuracy([edge], by_tag, 0.58, by_age) == pytest.approx(0.5)

@@ -55,3 +55,15 @@ def test_without_a_tracker_the_slow_device_loses_the_frames_it_detects_through()
     # Each 500 ms detection costs the frames captured while it runs (one or two).
     assert len(busy) > len(rows) - len(busy)
     assert not any(r.candidate.endswith("+track") for r in rows)
+
+
+def test_tracked_frames_carry_the_age_of_the_boxes_from_the_background_detection():
+    # 500 ms detections at 5 frames/s, one after the other: a detection started at frame
+    # j (answered by the tracker) ends after frame j+2 was captured, so frames j..j+2
+    # carry the boxes of frame j-3: 3, 4 and 5 frames old, never fresh ones.
+    rows = _run(tracker=True).rows
+    later = [r for r in rows if r.t_s >= 0.6]
+    assert {r.track_age for r in later} == {3, 4, 5}
+    detected = [r for r in rows if r.source == "local" and not r.candidate.endswith("+track")]
+    assert detected and all(r.track_age == 0 for r in detected)
+    assert all(r.track_age == -1 for r in rows if r.source == "dropped")

@@ -76,6 +76,9 @@ def default_profile(model: str) -> Path:
     return PROFILES_DIR / f"{model.removeprefix('zoo:')}.json"
 
 
+LOCAL_WORK = "(local model)"  # SlowedBackend's key for the device's own model
+
+
 class SlowedBackend:
     """A head backend whose device work takes ``factor`` x as long (sleeps the rest).
 
@@ -90,6 +93,12 @@ class SlowedBackend:
     first run is its own usual, and a first run that stalled (the camera starting, the
     edge loading beside it) was multiplied in full: one demo's first local frame took
     11.6 s and its whole first phase was lost.
+
+    ``target_local_ms`` pins the device instead of the factor: the factor becomes
+    ``target / this machine's usual local-model time`` (at least 1), re-read after every
+    local run, so the device's own detector keeps taking ~``target`` ms while this
+    machine's speed drifts (a calibration at 50 ms, then 37 ms runs, made the field
+    benchmark's ~240 ms device a 177 ms one), and its heads slow by the same factor.
     """
 
     def __init__(
@@ -100,11 +109,17 @@ class SlowedBackend:
         clock: Callable[[], float] = time.perf_counter,
         sleep: Callable[[float], object] = time.sleep,
         usual_s: Mapping[str, float] | None = None,
+        target_local_ms: float | None = None,
     ) -> None:
         if not factor >= 1.0:
             raise ValueError(f"device slowdown must be >= 1, got {factor}")
+        if target_local_ms is not None and not (
+            math.isfinite(target_local_ms) and target_local_ms > 0
+        ):
+            raise ValueError(f"device local time must be > 0 ms, got {target_local_ms}")
         self._backend = backend
         self.factor = factor
+        self.target_local_s = None if target_local_ms is None else target_local_ms / 1000.0
         self._clock, self._sleep = clock, sleep
         # Three copies: the median stays the warm time until stalls are the usual.
         self._usual: dict[str, deque[float]] = {
@@ -114,6 +129,14 @@ class SlowedBackend:
     def __getattr__(self, name: str) -> object:
         return getattr(self._backend, name)
 
+    @property
+    def current_factor(self) -> float:
+        """The slowdown applied now: ``factor``, or the pinned device's (see the class)."""
+        local = self._usual.get(LOCAL_WORK)
+        if self.target_local_s is None or not local:
+            return self.factor
+        return max(1.0, self.target_local_s / max(statistics.median(local), 1e-6))
+
     def _slowed(self, key: str, fn: Callable[[], object]) -> object:
         start = self._clock()
         out = fn()
@@ -121,7 +144,7 @@ class SlowedBackend:
         recent = self._usual.setdefault(key, deque(maxlen=9))
         recent.append(spent)
         usual = statistics.median(recent)
-        self._sleep((self.factor - 1.0) * min(spent, usual))
+        self._sleep((self.current_factor - 1.0) * min(spent, usual))
         return out
 
     def can_run(self, branch: BranchSpec) -> bool:
@@ -135,7 +158,7 @@ class SlowedBackend:
         return self._slowed(branch.name, lambda: self._backend.head(branch, image))  # type: ignore[return-value]
 
     def local(self, image) -> Prediction:  # type: ignore[no-untyped-def]
-        return self._slowed("(local model)", lambda: self._backend.local(image))  # type: ignore[return-value]
+        return self._slowed(LOCAL_WORK, lambda: self._backend.local(image))  # type: ignore[return-value]
 
 
 @dataclass
@@ -214,7 +237,7 @@ def warm_device(backend: TorchHeadBackend, frame: CameraFrame, runs: int = 2) ->
     :class:`SlowedBackend` keys it (its ``usual_s``)."""
     work: list[tuple[str, Callable[[], object]]] = []
     if backend.has_local:
-        work.append(("(local model)", lambda: backend.local(frame.image)))
+        work.append((LOCAL_WORK, lambda: backend.local(frame.image)))
     for spec in backend.model.branches.values():
         if spec.kind == "split":
             work.append((spec.name, lambda spec=spec: backend.head(spec, frame.image)))
@@ -298,6 +321,9 @@ async def run_demo(
     first = next(open_source("synthetic", size=size))
     usual_s = await asyncio.to_thread(warm_device, backend, first)
     host_local_ms = await asyncio.to_thread(measure_local_ms, backend, first)
+    # By default the device is pinned at DEVICE_LOCAL_MS whatever this machine's speed
+    # does during the run; an explicit slowdown stays that factor.
+    pinned_ms = DEVICE_LOCAL_MS if device_slowdown is None and host_local_ms else None
     if device_slowdown is None:
         device_slowdown = max(1.0, DEVICE_LOCAL_MS / host_local_ms) if host_local_ms else 1.0
     slower = max(1.0, host_local_ms / REFERENCE_LOCAL_MS)
@@ -309,7 +335,9 @@ async def run_demo(
         # would rightly keep full frames off the link even at 40 Mbps.
         fps = DEFAULT_FPS / slower
     if device_slowdown != 1.0:
-        backend = SlowedBackend(backend, device_slowdown, usual_s=usual_s)  # type: ignore[assignment]
+        backend = SlowedBackend(  # type: ignore[assignment]
+            backend, device_slowdown, usual_s=usual_s, target_local_ms=pinned_ms
+        )
     say = say or (print if print_rows else (lambda *a, **k: None))
     say(
         f"this machine runs the detector in {host_local_ms:.0f} ms; the emulated device in "

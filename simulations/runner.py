@@ -36,7 +36,7 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -485,6 +485,19 @@ def _adaptive_session(scenario: Scenario, config: PolicyConfig, client: Client) 
     return AdaptiveSession(client, scheduler)
 
 
+def slowed_device(
+    backend: TorchHeadBackend, scenario: Scenario, usual_s: Mapping[str, float]
+) -> SlowedBackend:
+    """The scenario's emulated device around ``backend``: ``device_slowdown`` x slower,
+    or pinned at ``device_local_ms`` when set; ``usual_s`` is :func:`warm_device`'s."""
+    return SlowedBackend(
+        backend,
+        scenario.device_slowdown,
+        usual_s=usual_s,
+        target_local_ms=scenario.device_local_ms or None,
+    )
+
+
 async def run_scenario(
     scenario: Scenario,
     out_dir: str | Path | None = None,
@@ -501,11 +514,11 @@ async def run_scenario(
         profile = CostProfile.load(scenario.profile)
     videos = await asyncio.to_thread(synthetic_videos, scenario)
     backend = await asyncio.to_thread(TorchHeadBackend, scenario.model, scenario.model_options)
-    if scenario.device_slowdown > 1.0:
+    if scenario.device_slowdown > 1.0 or scenario.device_local_ms > 0:
         # Lazy initialisation would be slowed down too: pay it once at full speed first.
         frame = CameraFrame(0, videos[0][0].image, 0)
         usual_s = await asyncio.to_thread(warm_device, backend, frame)
-        backend = SlowedBackend(backend, scenario.device_slowdown, usual_s=usual_s)  # type: ignore[assignment]
+        backend = slowed_device(backend, scenario, usual_s)  # type: ignore[assignment]
     if profile is None and any(p.kind in PROFILED_KINDS for p in scenario.policies):
         images = [s.image for s in videos[0][:4]]
         profile = await measure_cost_profile(

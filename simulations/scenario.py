@@ -15,6 +15,12 @@ Keys the examples do not show:
     after every head and local run the client sleeps (slowdown - 1) x the time the
     run took (:class:`~splitedge.simulations.demo.SlowedBackend`, as in the demo).
     Schedulers are not told; they see it in the head times they observe.
+``device_local_ms`` (top level, number >= 0, default 0 = off)
+    Pin the emulated device's own detector at this many ms in real runs: the
+    slowdown follows this machine's speed (target / its usual local-model time,
+    re-read as it runs), so a machine that speeds up or slows down during a long run
+    keeps the same device. ``device_slowdown`` then only names the device (and is
+    what the DES scales by).
 ``[uplink]`` / ``[downlink]`` with ``kind = "file"``
     ``path`` (relative to the scenario file) and an optional ``format``, one of
     ``mahimahi, csv, cooked, hsdpa, belgium-4g``
@@ -197,6 +203,7 @@ class Scenario:
     edge: EdgeSettings = field(default_factory=EdgeSettings)
     profile: Path | None = None  # a saved profile for neurosurgeon/oracle (else measured)
     device_slowdown: float = 1.0  # >1: the device's head and local runs take this x as long
+    device_local_ms: float = 0.0  # >0: real runs pin the device's own detector at this time
     source: str = "<scenario>"
 
     def phase_s(self, client: int) -> float:
@@ -495,6 +502,7 @@ def scenario_from_dict(
         edge=edge,
         profile=None if profile is None else base / profile,
         device_slowdown=top.number("device_slowdown", 1.0, minimum=1.0),
+        device_local_ms=top.number("device_local_ms", 0.0, minimum=0.0),
         source=source,
     )
     top.finish()

@@ -138,6 +138,11 @@ def test_trace_file_is_read_relative_to_the_scenario(tmp_path: Path):
             "device_slowdown: expected a number >= 1, got 0.5",
         ),
         (
+            {"device_local_ms": -240},
+            ScenarioValueError,
+            "device_local_ms: expected a number >= 0, got -240",
+        ),
+        (
             {"device_slowdown": "6x"},
             ScenarioValueError,
             "device_slowdown: expected a number >= 1, got '6x'",
@@ -303,6 +308,8 @@ def test_recorded_mahimahi_pair_loads_without_format(tmp_path: Path):
 def test_device_slowdown_defaults_to_one_and_reads_a_number():
     assert scenario_from_dict(_doc()).device_slowdown == 1.0
     assert scenario_from_dict(_doc(device_slowdown=6)).device_slowdown == 6.0
+    assert scenario_from_dict(_doc()).device_local_ms == 0.0  # off: the factor holds
+    assert scenario_from_dict(_doc(device_local_ms=240)).device_local_ms == 240.0
 
 
 def test_video_clips_cut_a_client_video_into_scenes():

@@ -96,3 +96,35 @@ def test_the_device_is_calibrated_on_this_machines_fastest_run(monkeypatch) -> N
     backend = _Backend(clock, [0.048, 0.188, 0.048, 0.150, 0.052])
     assert demo.measure_local_ms(backend, demo.CameraFrame(0, None, 0)) == pytest.approx(48.0)  # type: ignore[arg-type]
     assert backend.times == []  # five runs
+
+
+def test_a_pinned_device_keeps_its_detector_time_while_this_machine_speeds_up() -> None:
+    # Calibrated on a 50 ms run, the machine then runs its detector in 37 ms: at a fixed
+    # 4.8x the "240 ms" device became a 178 ms one. Pinned, it stays ~240 ms, and its
+    # heads slow by the same factor.
+    clock, slept = _Clock(), []
+    host = [0.05] * 2 + [0.037] * 12
+    slowed = SlowedBackend(
+        _Backend(clock, host), 4.8, clock=clock, sleep=slept.append,
+        usual_s={"(local model)": 0.05}, target_local_ms=240.0,
+    )  # fmt: skip
+    device_s = []
+    for spent in host:
+        slowed.local(None)
+        device_s.append(spent + slept[-1])
+    assert device_s[0] == pytest.approx(0.24)
+    assert device_s[-1] == pytest.approx(0.24)  # 37 ms x 6.5, not x 4.8
+    assert slowed.current_factor == pytest.approx(0.24 / 0.037)
+    unpinned_slept: list[float] = []
+    unpinned = SlowedBackend(
+        _Backend(clock, list(host)), 4.8, clock=clock, sleep=unpinned_slept.append,
+        usual_s={"(local model)": 0.05},
+    )  # fmt: skip
+    for _ in host:
+        unpinned.local(None)
+    assert host[-1] + unpinned_slept[-1] == pytest.approx(0.037 * 4.8)
+
+
+def test_a_bad_pinned_time_is_refused() -> None:
+    with pytest.raises(ValueError, match="device local time must be > 0 ms, got 0"):
+        SlowedBackend(_Backend(_Clock(), []), 2.0, target_local_ms=0.0)

@@ -757,14 +757,15 @@ class Scheduler:
             transfer_ms = network_ms - (min(self._pings) if self._pings else self.rtt.min_ms)
             before, resets = self.bandwidth.harmonic_mbps, self.bandwidth.resets
             sample = self._transfer_sample(payload_bytes, transfer_ms)
-            if self.bandwidth.resets > resets:
+            reset = self.bandwidth.resets > resets
+            if reset:
                 self.rtt.restart()  # the fade's round trips were queueing
                 self._new_faster_regime()
             if sample is not None and sample > self.bandwidth.jump_ratio * before:
                 # Cut by its deadline on a fading link, answered at once on a recovered
-                # one (a probe whose deadline was tight): check the link on the next frame.
-                # whichever branch it was
-                self._reprobe_after(sample, before, -math.inf, self.bandwidth.resets > resets)
+                # one (a probe whose deadline was tight): check the link on the next
+                # frame, whichever branch it was.
+                self._reprobe_after(sample, before, -math.inf, reset)
 
     def set_backlog(self, backlog_bytes: int) -> None:
         """Bytes sent earlier and not answered yet: a new frame's bytes queue behind them."""
@@ -831,14 +832,14 @@ class Scheduler:
             )
             before, resets = self.bandwidth.harmonic_mbps, self.bandwidth.resets
             sample = self._network(outcome.payload_bytes, t.network_ms)
-            if self.bandwidth.resets > resets:
+            reset = self.bandwidth.resets > resets
+            if reset:
                 # The link is back: round trips from the fade were queueing, not distance.
                 rate = self.bandwidth.harmonic_mbps
                 self.rtt.restart()
                 carried_ms = outcome.payload_bytes * 8.0 / (rate * 1e3)
                 self.rtt.add(max(self._known_floor_ms(), t.network_ms - carried_ms))
                 self._new_faster_regime()
-            reset = self.bandwidth.resets > resets
             self._reprobe_after(sample, before, self._acc[decision.index], reset)
             return
         if edge_failed:

@@ -38,10 +38,15 @@ async def wait_within(awaitable: Awaitable[T], timeout_s: float | None) -> T:
 
 def _drop(inner: asyncio.Future[T]) -> None:
     if inner.done():
-        if not inner.cancelled():
-            inner.exception()  # retrieved: no "exception was never retrieved" warning
+        _retrieve(inner)
     else:
         inner.cancel()
+
+
+def _retrieve(done: asyncio.Future[T]) -> None:
+    """Mark a finished future's error as seen (no "exception was never retrieved")."""
+    if not done.cancelled():
+        done.exception()
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[object]], *, every_s: float = 1.0) -> None:
@@ -49,15 +54,10 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[object]], *, every_s: flo
     ``every_s`` seconds any that went on (one that swallowed a cancellation).
     Their results and errors are discarded. A cancellation of the caller still
     raises (the tasks are left cancelled)."""
-    tasks = list(tasks)
-    pending = {task for task in tasks if not task.done()}
-    for task in tasks:
-        if task.done() and not task.cancelled():
-            task.exception()
+    pending = set(tasks)
     while pending:
         for task in pending:
-            task.cancel()
+            task.cancel()  # a no-op on one that has ended
         done, pending = await asyncio.wait(pending, timeout=every_s)
         for task in done:
-            if not task.cancelled():
-                task.exception()
+            _retrieve(task)

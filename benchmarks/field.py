@@ -344,6 +344,7 @@ async def fresh_start(
     t_r: float,
     branches: Sequence[str],
     out_dir: Path,
+    device_local_ms: float = 0.0,
 ) -> str:
     """A fresh adaptive client's pick on the traces from ``t_r`` on (real run, ``FRESH_S``)."""
     from splitedge.simulations.runner import run_scenario
@@ -358,7 +359,7 @@ async def fresh_start(
         sla_ms=args.sla_ms,
         fps=args.fps,
         delay_ms=args.delay_ms,
-        device_local_ms=args.pinned_ms.get(slowdown, 0.0),
+        device_local_ms=device_local_ms,
     )
     scenario = replace(
         whole,
@@ -376,15 +377,12 @@ async def cost_profile(scenario: Scenario, accuracy: dict[tuple[str, int], float
     """The oracle's and Neurosurgeon's costs on this device, with the profile's accuracies."""
     from splitedge.mobile_client import CameraFrame
     from splitedge.mobile_client.heads import TorchHeadBackend
-    from splitedge.simulations.demo import warm_device
     from splitedge.simulations.profiles import measure_cost_profile
-    from splitedge.simulations.runner import profile_batch_sizes, slowed_device, synthetic_videos
+    from splitedge.simulations.runner import emulated_device, profile_batch_sizes, synthetic_videos
 
     images = [s.image for s in synthetic_videos(scenario)[0][:4]]
     backend: Any = await asyncio.to_thread(TorchHeadBackend, scenario.model)
-    if scenario.device_slowdown > 1.0 or scenario.device_local_ms > 0:
-        usual_s = await asyncio.to_thread(warm_device, backend, CameraFrame(0, images[0], 0))
-        backend = slowed_device(backend, scenario, usual_s)
+    backend = await emulated_device(backend, scenario, CameraFrame(0, images[0], 0))
     profile = await measure_cost_profile(
         scenario.model,
         scenario.branches,
@@ -607,7 +605,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fps", type=_positive, default=5.0)
     p.add_argument("--delay-ms", type=float, default=40.0, help="one-way link delay")
     args = p.parse_args(argv)
-    args.pinned_ms = {}  # device slowdown -> its pinned local-model ms (the pi device)
     unknown = [k for k in args.policies if k not in POLICIES]
     if unknown or not args.policies:
         p.error(f"--policies: unknown {unknown or 'empty'}; choose from {', '.join(POLICIES)}")
@@ -639,14 +636,15 @@ async def run(args: argparse.Namespace) -> int:
         return 0
     duration_s = args.duration_s or (30.0 if args.quick else 100.0)
 
+    pinned_ms: dict[float, float] = {}  # device slowdown -> its pinned detector ms
     if "pi" in args.devices:
+        from splitedge.simulations.demo import DEVICE_LOCAL_MS
+
         host_ms, factor = await pi_slowdown()
         print(f"device pi: this machine's detector {host_ms:.0f} ms, slowed {factor:g}x")
         args.devices = [factor if d == "pi" else d for d in args.devices]
         # The pi device stays a ~240 ms detector whatever this machine's speed does.
-        from splitedge.simulations.demo import DEVICE_LOCAL_MS
-
-        args.pinned_ms = {factor: DEVICE_LOCAL_MS}
+        pinned_ms[factor] = DEVICE_LOCAL_MS
     sched = load_profile(SCHEDULER_PROFILE)
     accuracy = entry_accuracy(sched)
     served = set((await asyncio.to_thread(create_model, MODEL)).branches)
@@ -701,7 +699,7 @@ async def run(args: argparse.Namespace) -> int:
                     sla_ms=args.sla_ms,
                     fps=args.fps,
                     delay_ms=args.delay_ms,
-                    device_local_ms=args.pinned_ms.get(slowdown, 0.0),
+                    device_local_ms=pinned_ms.get(slowdown, 0.0),
                 )
                 if profile is None and any(k in ("oracle", "neurosurgeon") for k in kinds):
                     profile = await cost_profile(scenario, accuracy)
@@ -716,8 +714,9 @@ async def run(args: argparse.Namespace) -> int:
                 if args.fresh:
                     for t_r in fade_ends(scenario.uplink, duration_s):
                         fresh[t_r] = await fresh_start(
-                            args, trace, slowdown, t_r, branches, out_dir / f"fresh-{t_r:g}s"
-                        )
+                            args, trace, slowdown, t_r, branches, out_dir / f"fresh-{t_r:g}s",
+                            pinned_ms.get(slowdown, 0.0),
+                        )  # fmt: skip
                 item.recoveries = recoveries(
                     result.rows, scenario.uplink, duration_s, accuracy, fresh=fresh
                 )

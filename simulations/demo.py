@@ -200,12 +200,17 @@ def measure_local_ms(backend: TorchHeadBackend, frame: CameraFrame, runs: int = 
     """
     if not backend.has_local:
         return 0.0
+    return _fastest_s(lambda: backend.local(frame.image), runs) * 1000.0
+
+
+def _fastest_s(fn: Callable[[], object], runs: int) -> float:
+    """The fastest of ``runs`` calls of ``fn``, in seconds (0 for no runs)."""
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        backend.local(frame.image)
-        times.append((time.perf_counter() - start) * 1000.0)
-    return min(times)
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times, default=0.0)
 
 
 def demo_trace(phase_s: float, rates_mbps: tuple[float, ...]) -> BandwidthTrace:
@@ -244,12 +249,7 @@ def warm_device(backend: TorchHeadBackend, frame: CameraFrame, runs: int = 2) ->
     fastest: dict[str, float] = {}
     for key, fn in work:
         fn()
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        fastest[key] = min(times, default=0.0)
+        fastest[key] = _fastest_s(fn, runs)
     return fastest
 
 

@@ -36,7 +36,7 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -485,11 +485,16 @@ def _adaptive_session(scenario: Scenario, config: PolicyConfig, client: Client) 
     return AdaptiveSession(client, scheduler)
 
 
-def slowed_device(
-    backend: TorchHeadBackend, scenario: Scenario, usual_s: Mapping[str, float]
-) -> SlowedBackend:
-    """The scenario's emulated device around ``backend``: ``device_slowdown`` x slower,
-    or pinned at ``device_local_ms`` when set; ``usual_s`` is :func:`warm_device`'s."""
+async def emulated_device(
+    backend: TorchHeadBackend, scenario: Scenario, frame: CameraFrame
+) -> TorchHeadBackend | SlowedBackend:
+    """The scenario's device: ``backend`` itself, or ``device_slowdown`` x slower, or
+    pinned at ``device_local_ms`` when set. Lazy initialisation would be slowed down
+    too: it is paid once at full speed first, on ``frame``, which also gives the
+    slowed device this machine's warm times."""
+    if scenario.device_slowdown <= 1.0 and scenario.device_local_ms <= 0:
+        return backend
+    usual_s = await asyncio.to_thread(warm_device, backend, frame)
     return SlowedBackend(
         backend,
         scenario.device_slowdown,
@@ -514,11 +519,7 @@ async def run_scenario(
         profile = CostProfile.load(scenario.profile)
     videos = await asyncio.to_thread(synthetic_videos, scenario)
     backend = await asyncio.to_thread(TorchHeadBackend, scenario.model, scenario.model_options)
-    if scenario.device_slowdown > 1.0 or scenario.device_local_ms > 0:
-        # Lazy initialisation would be slowed down too: pay it once at full speed first.
-        frame = CameraFrame(0, videos[0][0].image, 0)
-        usual_s = await asyncio.to_thread(warm_device, backend, frame)
-        backend = slowed_device(backend, scenario, usual_s)  # type: ignore[assignment]
+    backend = await emulated_device(backend, scenario, CameraFrame(0, videos[0][0].image, 0))  # type: ignore[assignment]
     if profile is None and any(p.kind in PROFILED_KINDS for p in scenario.policies):
         images = [s.image for s in videos[0][:4]]
         profile = await measure_cost_profile(

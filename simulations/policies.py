@@ -400,6 +400,7 @@ def make_policy(
             delay_ms=delay_ms,
             accuracy=accuracy,
             tracker_ms=tracker_ms,
+            quantile=0.5 if config.quantile is None else config.quantile,
             name=name,
         )
     if kind == "rate-rule":

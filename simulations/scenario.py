@@ -177,6 +177,9 @@ class PolicyConfig:
     latency_weight: float | None = None
     branches: tuple[str, ...] = ()
     scheduler_profile: Profile | None = field(default=None, compare=False, repr=False)
+    # oracle: the quantile of the profile's device and tail samples it plans with
+    # (None: the median); it knows the future link, not the future draws.
+    quantile: float | None = None
 
 
 @dataclass(frozen=True)
@@ -405,6 +408,8 @@ def _policies(
                 adaptive["latency_weight"] = sec.number("latency_weight", 0.0, minimum=0.0)
             if sec.has("branches"):
                 adaptive["branches"] = _adaptive_branch_list(sec, adaptive["scheduler_profile"])
+        if kind == "oracle" and sec.has("quantile"):
+            adaptive["quantile"] = sec.number("quantile", minimum=0.0, maximum=1.0)
         sec.finish()
         if kind == "fixed-all":
             out += [PolicyConfig("fixed", f"fixed:{n}", n) for n in default_names]

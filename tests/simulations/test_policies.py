@@ -199,3 +199,21 @@ def test_rate_rule_adapter_learns_from_outcomes_on_the_given_clock():
     # Offload was measured at ~0.5 Mbps (900 ms): local (40 ms) is the one that fits.
     assert policy.pick(2, 0.4) == LOCAL
     assert math.isclose(policy.rule.predict_ms(LOCAL), 40.0)
+
+
+def test_an_oracle_given_a_quantile_plans_with_the_slow_draws():
+    # The edge's tail takes 20 ms on most frames and 200 ms on a few: the median plan
+    # sends full JPEG at 50 Mbps, the 95th-percentile plan keeps inside the SLA with a
+    # smaller code whose own tail never runs slow.
+    profile = synthetic_profile()
+    profile.candidates[OFFLOAD.label].tail_ms_samples = [20.0] * 18 + [200.0] * 2
+    profile.candidates[SPLIT8.label].tail_ms_samples = [20.0] * 20
+
+    def oracle(**options: float) -> Policy:
+        return make_policy(
+            PolicyConfig("oracle", "o", **options), CANDIDATES, sla_ms=150,
+            uplink=constant(50, 60), downlink=constant(50, 60), profile=profile,
+        )  # fmt: skip
+
+    assert oracle().pick(0, 0.0) == OFFLOAD
+    assert oracle(quantile=0.95).pick(0, 0.0) == SPLIT8

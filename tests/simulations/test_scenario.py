@@ -69,6 +69,13 @@ def test_yaml_and_toml_read_the_same(tmp_path: Path):
     assert a.uplink.rate_at(0) == b.uplink.rate_at(0) == 3.0
 
 
+def test_an_oracle_plans_with_the_quantile_it_is_given():
+    s = scenario_from_dict(
+        _doc(policies=[{"kind": "oracle"}, {"kind": "oracle", "name": "oracle-q95", "quantile": 0.95}])
+    )
+    assert [(p.name, p.quantile) for p in s.policies] == [("oracle", None), ("oracle-q95", 0.95)]
+
+
 def test_fixed_all_expands_to_every_candidate():
     s = scenario_from_dict(_doc(policies=[{"kind": "fixed-all"}]))
     assert [p.name for p in s.policies] == [
@@ -132,6 +139,16 @@ def test_trace_file_is_read_relative_to_the_scenario(tmp_path: Path):
             "two policies are named 'local'",
         ),
         ({"camera_phase": "random"}, ScenarioValueError, "camera_phase: expected one of"),
+        (
+            {"policies": [{"kind": "oracle", "quantile": 1.5}]},
+            ScenarioValueError,
+            "policies[0].quantile: expected a number in [0, 1], got 1.5",
+        ),
+        (
+            {"policies": [{"kind": "offload", "quantile": 0.9}]},
+            ScenarioKeyError,
+            "policies[0].quantile: unknown key",
+        ),
         (
             {"device_slowdown": 0.5},
             ScenarioValueError,

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from benchmarks import field
-from splitedge.simulations.report import FrameRow
+from splitedge.simulations.report import FrameRow, PolicySummary
 from splitedge.simulations.trace_formats import format_mahimahi
 from splitedge.simulations.traces import BandwidthTrace
 
@@ -18,7 +18,8 @@ ROW = re.compile(
 )
 SUMMARY = re.compile(
     r"field_viol_pct=(\S+) rate_rule_viol_pct=(\S+) acc_vs_oracle=(\S+) "
-    r"answered_pct=(\S+) recovery_s=(\S+)"
+    r"answered_pct=(\S+) recovery_s=(\S+) acc_vs_oracle_q95=(\S+) acc_sla_vs_oracle=(\S+) "
+    r"per_trace_met=(\d+)/(\d+) per_trace_met_sla=(\d+)/(\d+)"
 )
 
 
@@ -64,11 +65,19 @@ def test_a_tiny_run_prints_consistent_tables_and_the_summary(tmp_path, capsys):
     last = text.strip().splitlines()[-1]
     match = SUMMARY.fullmatch(last)
     assert match, last
-    viol, rate_viol, acc, answered_pct, recovery = (float(v) for v in match.groups())
+    viol, rate_viol, acc, answered_pct, recovery, acc_q95, acc_sla = (
+        float(v) for v in match.groups()[:7]
+    )
+    met, checks, met_sla, checks_sla = (int(v) for v in match.groups()[7:])
     adaptive_overall, rate_overall = rows[2], rows[3]
     assert viol == pytest.approx(float(adaptive_overall[4]), abs=0.051)
     assert rate_viol == pytest.approx(float(rate_overall[4]), abs=0.051)
-    assert math.isnan(acc)  # no oracle in this run
+    assert math.isnan(acc) and math.isnan(acc_q95) and math.isnan(acc_sla)  # no oracle here
+    # One check (adaptive against rate-rule) when either kept under 20 % violations.
+    under = min(float(rows[0][4]), float(rows[1][4])) < field.VIOLATION_CAP_PCT
+    assert checks == checks_sla == (1 if under else 0)
+    assert met <= checks and met_sla <= checks
+    assert ("per-trace targets" in text) == under
     assert 0.0 <= answered_pct <= 100.0
     assert answered_pct == pytest.approx(answered[2], abs=0.051)
     assert 0.0 <= recovery <= 4.0  # the fade ends at 2 s of a 6 s run
@@ -100,6 +109,34 @@ def test_the_fresh_start_pick_is_the_reference_when_measured():
     assert fresh.target == 0.40 and fresh.seconds == pytest.approx(0.4)
     assert fresh.fresh_pick == "offload-jpeg20"
     assert "fresh start offload-jpeg20 0.400" in field.recovery_text([fresh], acc)
+
+
+def _summary(policy: str, viol: float, map50: float, map50_sla: float) -> PolicySummary:
+    return PolicySummary(
+        policy, 100, 100, 0.0, 0.0, 0.0, viol, 0, {}, 0.0, 1.0, 0.0, map50, map50_sla
+    )
+
+
+def test_per_trace_targets_follow_the_issues_rule():
+    # Within 1 point and 0.01, better on one: met; worse by 0.02 mAP50: not; better on
+    # neither: not. Oracles are no reference; a trace where every policy violates >= 20 %
+    # is not judged.
+    good = field.Run("good", 1.0, [
+        _summary("adaptive", 5.0, 0.40, 0.38),
+        _summary("rate-rule", 4.5, 0.39, 0.36),   # +0.5 pts, +0.01 acc: met
+        _summary("offload", 15.0, 0.42, 0.35),    # fewer viol, -0.02 mAP50, +0.03 sla
+        _summary("fixed:x", 5.0, 0.40, 0.38),     # equal on both: better on neither
+        _summary("oracle", 30.0, 0.45, 0.30),
+    ])  # fmt: skip
+    bad = field.Run("fade", 1.0, [_summary("adaptive", 25.0, 0.3, 0.2),
+                                  _summary("rate-rule", 40.0, 0.3, 0.1)])  # fmt: skip
+    checks = field.target_checks([good, bad])
+    assert [(c.against, c.by_map50, c.by_map50_sla) for c in checks] == [
+        ("rate-rule", True, True),
+        ("offload", False, True),
+        ("fixed:x", False, False),
+    ]
+    assert "per_trace_met=1/3 per_trace_met_sla=2/3" in field.summary_line([good, bad])
 
 
 def test_fade_ends_need_three_seconds_back_above_1_mbps():

@@ -136,7 +136,14 @@ DEFAULT_TRACES = (
 )
 QUICK_TRACE = "ATT-LTE-driving-2016"
 POLICIES = (
-    "adaptive", "rate-rule", "oracle", "oracle-q95", "neurosurgeon", "local", "offload", "fixed"
+    "adaptive",
+    "rate-rule",
+    "oracle",
+    "oracle-q95",
+    "neurosurgeon",
+    "local",
+    "offload",
+    "fixed",
 )
 ORACLES = ("oracle", "oracle-q95")
 VIOLATION_CAP_PCT = 20.0  # a trace counts for the per-trace targets when a policy stays under
@@ -533,14 +540,9 @@ def target_checks(runs: Sequence[Run]) -> list[TargetCheck]:
         for name, other in by.items():
             if name == "adaptive" or name in ORACLES:
                 continue
-            out.append(
-                TargetCheck(
-                    run.trace, run.device, name,
-                    mine.sla_violation_pct - other.sla_violation_pct,
-                    mine.map50 - other.map50,
-                    mine.map50_in_sla - other.map50_in_sla,
-                )  # fmt: skip
-            )
+            d_viol = mine.sla_violation_pct - other.sla_violation_pct
+            d_map, d_sla = mine.map50 - other.map50, mine.map50_in_sla - other.map50_in_sla
+            out.append(TargetCheck(run.trace, run.device, name, d_viol, d_map, d_sla))
     return out
 
 
@@ -824,8 +826,10 @@ async def run(args: argparse.Namespace) -> int:
             print(table(COLUMNS, [_row((), s) for s in by_policy(mine).values()]))
     checks = target_checks(runs)
     if checks:
-        print(f"\nper-trace targets (traces where some policy kept violations under "
-              f"{VIOLATION_CAP_PCT:g} %; met = not worse by > 1 point or 0.01, better on one)")  # fmt: skip
+        print(
+            f"\nper-trace targets (traces where some policy kept violations under "
+            f"{VIOLATION_CAP_PCT:g} %; met = not worse by > 1 point or 0.01, better on one)"
+        )
         print(targets_table(checks))
     if runs:
         print(f"\ntable: {write_table(runs, args.out / 'field.csv')}")

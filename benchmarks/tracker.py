@@ -60,7 +60,8 @@ def tracked_recall(
         for f in range(t + (2 if skip_first else 1), t + max(AGES) + 1):
             boxes = tracker.update(samples[f].image).copy()
             costs.append(tracker.last_cost_ms)
-            _, gt, tp, _ = score_frame(Detections(boxes, dets[t].scores, dets[t].labels), samples[f])
+            carried = Detections(boxes, dets[t].scores, dets[t].labels)
+            _, gt, tp, _ = score_frame(carried, samples[f])
             counts[f - t][0] += tp
             counts[f - t][1] += gt
     return _recall(counts), float(np.mean(costs)) if costs else float("nan")

@@ -187,8 +187,9 @@ class BoxTracker:
         """The box's padded patch of ``gray`` and its top-left; None when under 3x3 px."""
         h, w = gray.shape
         pw, ph = (box[2] - box[0]) * self.pad, (box[3] - box[1]) * self.pad
-        x0, y0 = max(0, round((box[0] - pw) * self.scale)), max(0, round((box[1] - ph) * self.scale))
-        x1, y1 = min(w, round((box[2] + pw) * self.scale)), min(h, round((box[3] + ph) * self.scale))
+        k = self.scale
+        x0, y0 = max(0, round((box[0] - pw) * k)), max(0, round((box[1] - ph) * k))
+        x1, y1 = min(w, round((box[2] + pw) * k)), min(h, round((box[3] + ph) * k))
         if x1 - x0 < 3 or y1 - y0 < 3:
             return None
         return gray[y0:y1, x0:x1].copy(), x0, y0

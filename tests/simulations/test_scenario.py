@@ -70,9 +70,8 @@ def test_yaml_and_toml_read_the_same(tmp_path: Path):
 
 
 def test_an_oracle_plans_with_the_quantile_it_is_given():
-    s = scenario_from_dict(
-        _doc(policies=[{"kind": "oracle"}, {"kind": "oracle", "name": "oracle-q95", "quantile": 0.95}])
-    )
+    q95 = {"kind": "oracle", "name": "oracle-q95", "quantile": 0.95}
+    s = scenario_from_dict(_doc(policies=[{"kind": "oracle"}, q95]))
     assert [(p.name, p.quantile) for p in s.policies] == [("oracle", None), ("oracle-q95", 0.95)]
 
 

@@ -172,8 +172,9 @@ class BoxTracker:
         if gray.shape != self._prev.shape:
             raise TrackerError(f"frame size changed from {self._prev.shape} to {gray.shape}")
         if self.method == "template":
+            radius = max(2, round(self.search * math.hypot(*gray.shape)))  # once per frame
             for i, patch in enumerate(self._patches):
-                self._patches[i] = self._match(i, patch, gray)
+                self._patches[i] = self._match(i, patch, gray, radius)
         else:
             for i, pts in enumerate(self._points):
                 self._points[i] = self._move(i, pts, gray)
@@ -195,15 +196,15 @@ class BoxTracker:
         return gray[y0:y1, x0:x1].copy(), x0, y0
 
     def _match(
-        self, i: int, patch: tuple[np.ndarray, int, int] | None, gray: np.ndarray
+        self, i: int, patch: tuple[np.ndarray, int, int] | None, gray: np.ndarray, r: int
     ) -> tuple[np.ndarray, int, int] | None:
+        """Box ``i`` moved to its patch's best match within ``r`` px; the patch cut again."""
         if patch is None:
             self.lost[i] = True
             return None
         image, x0, y0 = patch
         ph, pw = image.shape
         h, w = gray.shape
-        r = max(2, round(self.search * math.hypot(h, w)))
         sx0, sy0 = max(0, x0 - r), max(0, y0 - r)
         sx1, sy1 = min(w, x0 + pw + r), min(h, y0 + ph + r)
         window = gray[sy0:sy1, sx0:sx1]

@@ -311,6 +311,7 @@ class AdaptiveSession:
             boxes = np.asarray(pred.boxes, np.float32) * np.array([sx, sy, sx, sy], np.float32)
             outcome.prediction = pred = Detections(boxes, pred.scores, pred.labels)
         self._detected_index = max(self._detected_index, frame.index)
+        outcome.track_age = 0 if isinstance(pred, Detections) else -1
         if self.tracker is not None:
             if isinstance(pred, Detections):
                 self.tracker.init(image, np.asarray(pred.boxes, np.float32))
@@ -354,15 +355,18 @@ class AdaptiveSession:
             boxes = self.tracker.update(frame.image)
             scores, labels = self._tracked
             pred = Detections(np.asarray(boxes, np.float32).copy(), scores, labels)
+        age = frame.index - self._detected_index if self._tracked is not None else -1
         spent_ms = (time.perf_counter_ns() - start) / 1e6
         if missed is not None:
             timing.local_ms, timing.total_ms = spent_ms, timing.total_ms + spent_ms
             return FrameOutcome(
                 frame.index, decision.branch, "local", missed.reason, pred, timing,
-                missed.payload_bytes,
+                missed.payload_bytes, track_age=age,
             )  # fmt: skip
         timing.local_ms = timing.total_ms = spent_ms
-        return FrameOutcome(frame.index, decision.branch, "local", "tracked", pred, timing)
+        return FrameOutcome(
+            frame.index, decision.branch, "local", "tracked", pred, timing, track_age=age
+        )
 
     async def _refresh_server_state(self) -> None:
         sched = self.scheduler

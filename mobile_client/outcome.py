@@ -64,6 +64,10 @@ class FrameOutcome:
     prediction: Prediction | None = None
     timing: FrameTiming = field(default_factory=FrameTiming)
     payload_bytes: int = 0
+    # Frames between this frame and the one whose detection gave its boxes: 0 its own
+    # detection, k a tracker carrying a detection k frames older; -1 not recorded (only
+    # the adaptive session records it) or no boxes.
+    track_age: int = -1
 
     @property
     def status(self) -> StatusCode | None:

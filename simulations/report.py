@@ -68,7 +68,8 @@ class FrameRow:
     quality: float = math.nan  # per-frame recall at IoU 0.5 (detection) or fg IoU (segmentation)
     sla_met: bool = False
     # Frames between this one and the detection whose boxes its answer carries: 0 for a
-    # detection, >= 1 for a tracked answer; -1 where not recorded (the real runner).
+    # detection, >= 1 for a tracked answer; -1 where not recorded (the real runner's
+    # policies but adaptive, whose session records it).
     track_age: int = -1
 
     @property

@@ -243,6 +243,7 @@ def frame_row(
         batch_size=t.server.batch_size,
         payload_bytes=outcome.payload_bytes if candidate.uses_link else 0,
         sla_met=outcome.source != "dropped" and t.total_ms <= sla_ms,
+        track_age=outcome.track_age,
     )
 
 

@@ -4,6 +4,7 @@ uplink collapses, tracks between detections, and the CLI runs it with --branch a
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -196,6 +197,15 @@ async def test_a_device_slower_than_its_camera_tracks_while_it_detects(edge_fact
         assert d.branch == "local" and o.reason == "tracked" and o.payload_bytes == 0
         assert o.timing.local_ms > 0 and o.timing.total_ms >= o.timing.local_ms
         assert set(o.prediction.labels.tolist()) <= set(first[1].prediction.labels.tolist())
+    # Each answer records how old its boxes are: 0 for the frame's own detection, one
+    # more per frame the tracker carries them, and no older once a background detection
+    # ends and restarts the tracker on its own (older) frame.
+    assert first[1].track_age == 0
+    ages = [o.track_age for _, o in results]
+    assert all(o.track_age >= 1 for _, o in tracked), ages
+    steps = [b - a for a, b in itertools.pairwise(ages)]
+    assert all(step <= 1 for step in steps), ages
+    assert any(step <= 0 for step in steps), ages  # a restart, else ages only grow
     # The background detections' own times reached the scheduler: it knows the device is
     # slower than its profile says (no frame waited for them, so none is an SLA miss).
     local_ms, _ = sched.fallback_ms()

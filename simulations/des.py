@@ -63,6 +63,11 @@ __all__ = [
 
 PolicyFactory = Callable[[int, Callable[[], float]], Policy]
 """``factory(client_index, clock)`` -> that client's policy (``clock``: simulated seconds)."""
+# The adaptive session's Status RPC on the wire: a request with its gRPC/HTTP/2 headers;
+# the reply, the server's status for a model of ten branches with four batch sizes each
+# (1.7 kB of protobuf, measured) and its framing.
+STATUS_REQUEST_BYTES = 150
+STATUS_REPLY_BYTES = 1900
 _LATE = StatusCode.DEADLINE_EXCEEDED.reason  # a frame past its deadline, as the device says
 
 
@@ -166,7 +171,7 @@ class _Frame:
 class _Client:
     __slots__ = (
         "boxes_from", "busy", "detecting_until", "downlink", "index", "next_frame", "policy",
-        "up_rates", "uplink",
+        "unanswered", "up_rates", "uplink",
     )  # fmt: skip
 
     def __init__(self, index: int, policy: Policy, uplink: LinkModel, downlink: LinkModel) -> None:
@@ -178,6 +183,7 @@ class _Client:
         self.busy = False
         self.detecting_until = -math.inf  # a detection by the device's model in the background
         self.boxes_from = -1  # the frame of the newest detection the device has the boxes of
+        self.unanswered = 0  # frames (and probes) sent whose answer has not come back
 
 
 class _Branch:
@@ -341,6 +347,9 @@ class _Simulation:
 
     def start_frame(self, c: _Client) -> None:
         k = c.next_frame
+        due = getattr(c.policy, "status_due", None)
+        if due is not None and due(self.now):
+            self._status(c)
         candidate = c.policy.pick(k, self.now)
         if self.now < c.detecting_until:
             # The device's model is busy with a background detection: a frame that needs it
@@ -399,6 +408,21 @@ class _Simulation:
             return
         self._send(c, frame)
 
+    def _status(self, c: _Client) -> None:
+        """The adaptive session's Status RPC: a small request and reply over the client's
+        links (queued behind its frames' bytes, waiting out a trace's delivery gaps)."""
+        idle = c.unanswered == 0
+        up_done = c.uplink.send(self.now, STATUS_REQUEST_BYTES)
+        at_server = up_done + self.delay_s + self.overhead_half_s
+        down_done = c.downlink.send(at_server, STATUS_REPLY_BYTES)
+        back = down_done + self.delay_s + self.overhead_half_s
+        self.at(back, self._status_back, c, self.now, idle)
+
+    def _status_back(self, c: _Client, sent_s: float, idle: bool) -> None:
+        # A pure round trip only on a link idle when it left and when it came back.
+        rtt_ms = (self.now - sent_s) * 1000 if idle and c.unanswered == 0 else None
+        c.policy.status_done(rtt_ms)  # type: ignore[attr-defined]
+
     def background_done(self, c: _Client, frame: _Frame) -> None:
         """A background detection ended: its outcome teaches the policy (no one waited)."""
         frame.done = True
@@ -406,6 +430,7 @@ class _Simulation:
         c.policy.observe_background(frame.index, self._outcome(frame, "local", "", 0.0))  # type: ignore[attr-defined]
 
     def _send(self, c: _Client, frame: _Frame) -> None:
+        c.unanswered += 1
         cp = frame.profile
         frame.sent_s = self.now + frame.device_ms / 1000
         up_done = c.uplink.send(frame.sent_s, cp.uplink_wire_bytes)
@@ -445,6 +470,7 @@ class _Simulation:
 
     def result_at_client(self, frame: _Frame, status: StatusCode) -> None:
         c = self.clients[frame.client]
+        c.unanswered -= 1  # answered, even if the client gave up on it
         if frame.done:
             return  # the client gave up on it already
         error = status.reason  # as the device records an edge's status

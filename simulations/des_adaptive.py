@@ -35,6 +35,11 @@ loss per frame of age, fitted to the profile's intervals (an interval-k entry is
 the mean over ages 0..k-1); a frame tracked on boxes from a background detection
 several frames old then scores as low as it is (scored at its entry's interval
 accuracy, the DES put adaptive on a 12x slower device 40 % above the real run).
+Where the run's video and the model are at hand, :func:`replayed_map50` scores the
+DES's answers as the runner scores a real run's: COCO mAP50 over the answered frames,
+each given the boxes the real path gives it (its branch's detections on that frame,
+or the tracker moved from its boxes' detection frame), with :func:`detection_configs`
+naming the branch behind each row.
 """
 
 from __future__ import annotations
@@ -67,7 +72,9 @@ __all__ = [
     "accuracy_by_age",
     "accuracy_by_tag",
     "adaptive_costs",
+    "detection_configs",
     "predicted_accuracy",
+    "replayed_map50",
     "sim_profile",
     "slowed",
     "tracker_ms",
@@ -221,6 +228,12 @@ class SessionPolicy(AdaptivePolicy):
     hand-over when the local model takes at most half of it (fallback ``local``),
     else less the tracker's time once there is a result to track (``track``).
 
+    The session's Status RPC, about once a second: ``status_due`` (asked at each frame's
+    start) and ``status_done``; the DES carries it over the client's links, and a round
+    trip taken on an idle link goes to the scheduler (``observe_rtt``), as the session's
+    does. On a trace with delivery gaps (a fade) such a round trip waits for the link:
+    without it the DES's scheduler saw a far steadier round trip than the real one.
+
     Background detection, as the session runs it: ``background_wait`` is how long a
     frame waits for the device's own detection before the tracker answers it
     (:func:`~splitedge.mobile_client.adaptive.background_wait_ms`); the DES then calls
@@ -229,11 +242,31 @@ class SessionPolicy(AdaptivePolicy):
     when it ends (an unwaited outcome, as the session's ``observe_probe``).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, status_every_s: float = 1.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._budgets: dict[int, tuple[float, str]] = {}
         self._has_result = False
         self._background: dict[int, Decision] = {}  # detections going on in the background
+        self.status_every_s = status_every_s
+        self._next_status_s = 0.0
+        self._status_out = False
+
+    def status_due(self, now_s: float) -> bool:
+        """Whether the session sends its Status RPC now (asked at each frame's start):
+        every ``status_every_s``, never a second while one is out. The DES sends it over
+        the client's links and hands back its round trip (:meth:`status_done`)."""
+        if self.status_every_s <= 0 or self._status_out or now_s < self._next_status_s:
+            return False
+        self._next_status_s = now_s + self.status_every_s
+        self._status_out = True
+        return True
+
+    def status_done(self, rtt_ms: float | None) -> None:
+        """The Status RPC came back: its round trip when the link was idle both when it
+        left and when it came back (the session's pure round trip), else None."""
+        self._status_out = False
+        if rtt_ms is not None:
+            self.scheduler.observe_rtt(rtt_ms)
 
     def _kind(self, decision: Decision) -> str:
         return self.scheduler.candidates[decision.index].kind
@@ -392,3 +425,73 @@ def predicted_accuracy(
             raise KeyError(f"no accuracy for row candidate {r.candidate!r}")
         values.append(acc)
     return float(np.mean(values)) if values else math.nan
+
+
+def detection_configs(profile: Profile, extra: Iterable[Candidate] = ()) -> dict[str, Any]:
+    """Candidate label -> the profile's interval-1 :class:`BranchConfig` behind it (what
+    runs on a detection frame); ``extra`` candidates (a scenario's branches, bit depth
+    possibly unset) get their branch's first interval-1 entry."""
+    out: dict[str, Any] = {}
+    by_branch: dict[str, Any] = {}
+    for key, c in scheduler_candidates(profile).items():
+        config = profile.entry(key).config
+        if config.detection_interval != 1:
+            continue
+        out.setdefault(c.label, config)
+        by_branch.setdefault(config.branch, config)
+    for c in extra:
+        if c.label not in out and c.branch in by_branch:
+            out[c.label] = by_branch[c.branch]
+    return out
+
+
+def replayed_map50(
+    rows: Sequence[FrameRow],
+    validator: Any,
+    configs: Mapping[str, Any],
+    *,
+    tracker_factory: Callable[[], Any] | None = None,
+) -> float:
+    """COCO mAP50 over the answered ``rows`` of a run, each frame given the boxes the real
+    path gives it on the run's video: a detection, its branch's detections on that frame
+    (``validator.detect``, a :class:`~splitedge.training.branch_accuracy.VideoValidator`
+    of the run's frames; ``configs`` from :func:`detection_configs`, ``local`` for a
+    fallback); a frame answered ``track_age`` = a frames after its boxes' detection, the
+    device's tracker started on that detection's frame and moved to this one, as the
+    session does when a background detection ends. A row without a recorded age (-1) is
+    taken as a detection. The same metric on the same frames as the runner's mAP50, for
+    the DES's rows as for a real run's (which checks the replay itself)."""
+    if tracker_factory is None:
+        from splitedge.mobile_client.tracker import BoxTracker
+
+        tracker_factory = BoxTracker
+    from splitedge.models.types import Detections
+
+    frames = validator.video.frames
+    tracker = tracker_factory()
+    base, base_det = -1, None
+    preds: dict[int, Detections] = {}
+    for r in sorted((r for r in rows if r.source != "dropped"), key=lambda r: r.frame_index):
+        f = r.frame_index
+        label = _label(r.candidate)
+        fallback = r.source == "local" and r.reason and not r.candidate.endswith("+track")
+        if r.track_age <= 0:
+            config = configs.get("local" if fallback else label)
+            if config is None:
+                raise KeyError(f"no branch config for row candidate {r.candidate!r}")
+            det = validator.detect(config, f)
+            tracker.init(frames[f], np.asarray(det.boxes, np.float32))
+            base, base_det = f, det
+            preds[f] = det
+            continue
+        b = f - r.track_age
+        if b != base or base_det is None:
+            config = configs.get(label)
+            if config is None:
+                raise KeyError(f"no branch config for row candidate {r.candidate!r}")
+            base_det = validator.detect(config, b)
+            tracker.init(frames[b], np.asarray(base_det.boxes, np.float32))
+            base = b
+        boxes = np.asarray(tracker.update(frames[f]), np.float32).copy()
+        preds[f] = Detections(boxes, base_det.scores, base_det.labels)
+    return float(validator.score(preds)) if preds else math.nan

@@ -287,6 +287,19 @@ class VideoValidator:
 
     # -- scoring ------------------------------------------------------------------------
 
+    def score(self, predictions: Mapping[int, Detections]) -> float:
+        """The metric over the frames in ``predictions`` (frame index -> its boxes), the
+        others left out: e.g. a run's answered frames. NaN if they hold no object."""
+        n = len(self.video.frames)
+        bad = [i for i in predictions if not 0 <= i < n]
+        if bad:
+            raise BranchAccuracyError(f"frame {bad[0]} is not in the {n}-frame video")
+        empty = Detections(
+            np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+        )
+        every = [predictions.get(i, empty) for i in range(n)]
+        return self._metric(sorted(predictions), every)
+
     def _metric(self, frames: list[int], predictions: list[Detections]) -> float:
         keep = {i + 1 for i in frames}
         gt = self.video.coco_gt

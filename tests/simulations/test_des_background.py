@@ -67,3 +67,33 @@ def test_tracked_frames_carry_the_age_of_the_boxes_from_the_background_detection
     detected = [r for r in rows if r.source == "local" and not r.candidate.endswith("+track")]
     assert detected and all(r.track_age == 0 for r in detected)
     assert all(r.track_age == -1 for r in rows if r.source == "dropped")
+
+
+def test_the_sessions_status_rpc_crosses_the_links_and_times_the_round_trip():
+    # The adaptive session asks the edge's Status about once a second; on an idle link its
+    # round trip goes to the scheduler. The DES carries it over the client's links: on a
+    # 10 Mbps link with a 20 ms one-way delay it takes ~40 ms, and one sent as the uplink
+    # falls to 2 kbit/s waits for the link (its 150 bytes take ~0.6 s), as the real one
+    # queues behind a trace's delivery gap.
+    from splitedge.simulations.traces import step
+
+    profile = _slow_device(tracker=True)
+    costs = sim_profile(profile, scheduler_candidates(profile))
+    up = step([(0.0, 10.0), (4.9, 0.002), (7.0, 10.0)], 10.0)
+    des = DesConfig(
+        clients=1, duration_s=10.0, fps=5.0, sla_ms=200.0, deadline_ms=200.0,
+        uplink=up, downlink=constant(10.0, 10.0), delay_ms=20.0, tracker_ms=3.0,
+    )  # fmt: skip
+    config = PolicyConfig("adaptive", "adaptive", scheduler_profile=profile)
+    build = policy_factory(config, [], des, costs)
+    made = []
+
+    def keep(client, clock):  # type: ignore[no-untyped-def]
+        made.append(build(client, clock))
+        return made[-1]
+
+    simulate(des, costs, keep, name="adaptive")
+    pings = made[0].scheduler._pings
+    assert len(pings) >= 7  # about one a second over 10 s, none while one is out
+    assert min(pings) >= 40.0 and sorted(pings)[len(pings) // 2] < 60.0
+    assert max(pings) > 500.0  # the one that met the slow uplink

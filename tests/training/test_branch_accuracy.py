@@ -73,6 +73,19 @@ def test_tracking_between_detections_costs_accuracy_on_moving_video(validator) -
     assert not np.allclose(preds[3].boxes, first.boxes)  # the tracker moved them
 
 
+def test_score_is_the_metric_over_the_frames_given(validator) -> None:
+    # Every frame's detections: the branch's record; a subset: the metric over it alone;
+    # a frame the video lacks: a precise error.
+    local = BranchConfig("local")
+    preds = validator.predictions(local)
+    every = dict(enumerate(preds))
+    assert validator.score(every) == pytest.approx(validator(local).overall, abs=1e-4)
+    half = {i: p for i, p in every.items() if i % 2 == 0}
+    assert validator.score(half) == pytest.approx(validator._metric(sorted(half), preds))
+    with pytest.raises(BranchAccuracyError, match=f"frame {FRAMES} is not in the {FRAMES}-frame"):
+        validator.score({FRAMES: preds[0]})
+
+
 def test_bins_are_valid_names_with_enough_frames_and_results_repeat(validator, teacher) -> None:
     record = validator(BranchConfig("offload-jpeg90"))
     assert record.by_bin

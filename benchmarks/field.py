@@ -597,7 +597,8 @@ def _csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _slowdowns(text: str) -> list[float | str]:
+def parse_devices(text: str) -> list[float | str]:
+    """``--devices``: slowdown factors >= 1 and ``pi``, comma-separated."""
     values: list[float | str] = []
     for t in _csv_list(text):
         if t == "pi":
@@ -668,7 +669,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--devices",
-        type=_slowdowns,
+        type=parse_devices,
         default=[1.0, "pi"],
         help="device slowdowns, comma-separated: numbers >= 1, or pi (the demo's ~240 ms "
         "detector, measured at start); default 1,pi",

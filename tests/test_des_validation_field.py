@@ -21,8 +21,14 @@ def test_field_check_skips_without_the_trace(tmp_path: Path, capsys: pytest.Capt
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--devices", "0.5"], "--devices: expected numbers >= 1 separated by commas, got '0.5'"),
+        (
+            ["--devices", "0.5"],
+            "--devices: expected numbers >= 1 or 'pi' separated by commas, got '0.5'",
+        ),
         (["--duration-s", "-3"], "--duration-s: expected a number > 0, got -3.0"),
+        (["--repeats", "0"], "--repeats: expected a whole number >= 1, got '0'"),
+        (["--repeats", "two"], "--repeats: expected a whole number >= 1, got 'two'"),
+        (["--devices", "pi,phone"], "--devices: expected numbers >= 1 or 'pi' separated"),
     ],
 )
 def test_bad_field_options_are_one_line_and_exit_2(
@@ -38,3 +44,16 @@ def test_field_defaults_point_at_the_shared_traces():
     assert des_validation._trace_dir() == (
         Path(des_validation.__file__).resolve().parents[1].parent / "shared" / "traces" / "cellular"
     )
+
+
+def test_field_check_ranges_show_the_real_runs_spread():
+    check = des_validation.FieldCheck("adaptive", real_map=[0.326, 0.256, 0.301])
+    assert check.spread(check.real_map) == "0.256-0.326"
+    assert check.spread([0.3]) == ""  # one run: no range
+
+
+def test_field_check_counts_answers_by_track_age_with_old_ones_together():
+    check = des_validation.FieldCheck("adaptive")
+    check.real_ages.update([-1, 0, 0, 1, 2, 7, 9])
+    check.des_ages.update([0, 1, 1, 6])
+    assert check.ages_text() == "0: 2/1, 1: 1/2, 2: 1/0, 6+: 2/1"  # -1 (dropped) left out

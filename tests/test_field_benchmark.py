@@ -155,9 +155,9 @@ def test_tags_score_at_their_detection_interval():
 
 
 def test_devices_are_factors_or_the_demos_pi_class_device():
-    assert field._slowdowns("1,pi") == [1.0, "pi"]
-    assert field._slowdowns("1, 6") == [1.0, 6.0]
+    assert field.parse_devices("1,pi") == [1.0, "pi"]
+    assert field.parse_devices("1, 6") == [1.0, 6.0]
     for bad in ("0.5", "pie", "", "1,nan"):
         with pytest.raises(argparse.ArgumentTypeError, match="numbers >= 1 or 'pi'"):
-            field._slowdowns(bad)
+            field.parse_devices(bad)
     assert field.parse_args([]).devices == [1.0, "pi"]

@@ -471,25 +471,31 @@ def replayed_map50(
     tracker = tracker_factory()
     base, base_det = -1, None
     preds: dict[int, Detections] = {}
-    for r in sorted((r for r in rows if r.source != "dropped"), key=lambda r: r.frame_index):
+    answered = sorted((r for r in rows if r.source != "dropped"), key=lambda r: r.frame_index)
+    by_frame = {r.frame_index: r for r in answered}
+
+    def config_of(row: FrameRow) -> Any:
+        # A detection the edge missed, answered by the device's model: the local branch.
+        fallback = row.source == "local" and row.reason and not row.candidate.endswith("+track")
+        config = configs.get("local" if fallback and row.track_age <= 0 else _label(row.candidate))
+        if config is None:
+            raise KeyError(f"no branch config for row candidate {row.candidate!r}")
+        return config
+
+    for r in answered:
         f = r.frame_index
-        label = _label(r.candidate)
-        fallback = r.source == "local" and r.reason and not r.candidate.endswith("+track")
         if r.track_age <= 0:
-            config = configs.get("local" if fallback else label)
-            if config is None:
-                raise KeyError(f"no branch config for row candidate {r.candidate!r}")
-            det = validator.detect(config, f)
+            det = validator.detect(config_of(r), f)
             tracker.init(frames[f], np.asarray(det.boxes, np.float32))
             base, base_det = f, det
             preds[f] = det
             continue
         b = f - r.track_age
         if b != base or base_det is None:
-            config = configs.get(label)
-            if config is None:
-                raise KeyError(f"no branch config for row candidate {r.candidate!r}")
-            base_det = validator.detect(config, b)
+            # The boxes came from frame b's detection: what frame b's row ran (a detection
+            # that went on in the background is recorded under its branch, tracked), not
+            # necessarily this row's branch (an edge frame that missed carries them too).
+            base_det = validator.detect(config_of(by_frame.get(b, r)), b)
             tracker.init(frames[b], np.asarray(base_det.boxes, np.float32))
             base = b
         boxes = np.asarray(tracker.update(frames[f]), np.float32).copy()

@@ -67,17 +67,21 @@ def test_detections_fallbacks_and_tracked_frames_get_the_real_paths_boxes():
         _row(4, "local/k4+track", "local", "", 2),
         _row(5, "local/k4+track", "local", "", 1),  # frame 4's detection restarted it
         _row(6, "bottleneck-12-w0.5-4bit/4bit/k4", "edge"),
+        # An edge frame that missed its deadline, the tracker answering with the boxes of
+        # frame 5's background detection (local, recorded under frame 5's tracked row).
+        _row(7, "offload-jpeg90", "local", "deadline", 2),
     ]
     assert replayed_map50(rows, validator, CONFIGS, tracker_factory=lambda: tracker) == 0.5
-    assert sorted(validator.scored) == [0, 2, 3, 4, 5, 6]
+    assert sorted(validator.scored) == [0, 2, 3, 4, 5, 6, 7]
     # The fallback ran the local model, the tracked frames carried frame 2's then frame
     # 4's local boxes, the split frame its own code's.
     assert ("L", 2) in validator.detected and ("L", 4) in validator.detected
     assert ("CODE", 6) in validator.detected
     assert tracker.calls == [
         ("init", 0), ("init", 2), ("update", 3), ("update", 4),
-        ("init", 4), ("update", 5), ("init", 6),
+        ("init", 4), ("update", 5), ("init", 6), ("init", 5), ("update", 7),
     ]  # fmt: skip
+    assert ("L", 5) in validator.detected and ("JPEG", 5) not in validator.detected
     x_local = 100.0 * len("L")
     assert validator.scored[4].boxes[0].tolist() == [x_local + 2, 2, x_local + 3, 3]
     assert validator.scored[5].boxes[0].tolist() == [x_local + 4, 1, x_local + 5, 2]

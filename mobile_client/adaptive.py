@@ -71,6 +71,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("splitedge.client.adaptive")
 
 _HANDOVER_MS = 2.0
+STATUS_EVERY_S = 1.0  # the session's Status RPC period (the DES's sessions use it too)
 
 
 def _prepared(frame: CameraFrame, decision: Decision, kind: str) -> tuple[CameraFrame, int | None]:
@@ -141,7 +142,7 @@ class AdaptiveSession:
         scheduler: Scheduler,
         *,
         tracker: Any = None,
-        status_every_s: float = 1.0,
+        status_every_s: float = STATUS_EVERY_S,
     ) -> None:
         self.client = client
         self.scheduler = scheduler

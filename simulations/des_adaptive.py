@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from splitedge.mobile_client.adaptive import (
+    STATUS_EVERY_S,
     background_wait_ms,
     detection_budget,
     needs_device_model,
@@ -242,7 +243,7 @@ class SessionPolicy(AdaptivePolicy):
     when it ends (an unwaited outcome, as the session's ``observe_probe``).
     """
 
-    def __init__(self, *args: Any, status_every_s: float = 1.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, status_every_s: float = STATUS_EVERY_S, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._budgets: dict[int, tuple[float, str]] = {}
         self._has_result = False

@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from splitedge.mobile_client.client import Client
+from splitedge.mobile_client.estimators import EstimatorError
 from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
 from splitedge.mobile_client.profile import request_bits
 from splitedge.mobile_client.scheduler import Decision, Scheduler
@@ -155,6 +156,7 @@ class AdaptiveSession:
         self._tracked: tuple[np.ndarray, np.ndarray] | None = None  # scores, labels
         self._next_status = 0.0
         self._load_seen: ServerState | None = None
+        self._bad_reports: set[str] = set()  # branches whose load report was unusable
         self._status_task: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()  # probes beside frames, in flight
         # A detection by the device's own model going on in the background: its task, the
@@ -183,6 +185,7 @@ class AdaptiveSession:
         sched = self.scheduler
         sched.frame_hw = (int(frame.image.shape[0]), int(frame.image.shape[1]))
         sched.set_backlog(self.client.backlog_bytes())
+        sched.set_device_busy(self._background is not None)
         decision = sched.pick()
         if not decision.track and (not self.switches or self.switches[-1][1] != decision.key):
             self.switches.append((frame.index, decision.key, decision.reason))
@@ -400,18 +403,29 @@ class AdaptiveSession:
         if idle and self.client.backlog_bytes() == 0:
             # A pure round trip only on an idle link: one that queued behind frames' bytes
             # measures the backlog, which the scheduler already accounts for.
-            sched.observe_rtt((time.perf_counter() - t0) * 1000.0)
+            rtt_ms = (time.perf_counter() - t0) * 1000.0
+            log.debug("status RPC round trip %.1f ms on an idle link", rtt_ms)
+            sched.observe_rtt(rtt_ms)
         # The queue the frames felt is in their own timing; only the tails are news here.
         self._report(status, now, queue_ms=None)
 
     def _report(self, status: ServerStatus, now: float, *, queue_ms: float | None) -> None:
         """The one reader of a server's load (Status RPC or MQTT): each branch of this
-        client's model, its tail p95 (None while unmeasured) and ``queue_ms``, to the
-        scheduler (which ignores a None figure)."""
+        client's model, its tail p50 and p95 (None while unmeasured) and ``queue_ms``, to
+        the scheduler (which ignores a None figure)."""
         for b in status.branches_of(self.client.model):
-            self.scheduler.server.report(
-                b.branch, now_s=now, queue_ms=queue_ms, tail_ms=b.tail_latency_ms_p95
-            )
+            try:
+                self.scheduler.server.report(
+                    b.branch,
+                    now_s=now,
+                    queue_ms=queue_ms,
+                    tail_p50_ms=b.tail_latency_ms_p50,
+                    tail_p95_ms=b.tail_latency_ms_p95,
+                )
+            except EstimatorError as exc:  # a server's figures that cannot be times
+                if b.branch not in self._bad_reports:  # once per branch, not every second
+                    self._bad_reports.add(b.branch)
+                    log.warning("ignored the server's load report for %s: %s", b.branch, exc)
 
 
 def decision_json(decision: Decision) -> dict[str, Any]:

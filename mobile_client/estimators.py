@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import TypeVar
@@ -53,6 +54,9 @@ def z_score(quantile: float) -> float:
     if not 0.0 < quantile < 1.0:
         raise EstimatorError(f"quantile must be in (0, 1), got {quantile}")
     return NormalDist().inv_cdf(quantile)
+
+
+_Z95 = z_score(0.95)
 
 
 class BandwidthEstimator:
@@ -343,6 +347,7 @@ class ContentionEstimator:
 class _Reported:
     value_ms: float
     at_s: float
+    std_ms: float = 0.0
 
 
 @dataclass
@@ -362,9 +367,21 @@ class ServerLoadEstimator:
     other devices built up counts before this device's frames feel it.
     """
 
-    def __init__(self, alpha: float = 0.125, beta: float = 0.25, report_ttl_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        alpha: float = 0.125,
+        beta: float = 0.25,
+        report_ttl_s: float = 5.0,
+        pools: Mapping[str, str] | None = None,
+    ) -> None:
         self.alpha, self.beta = alpha, beta
         self.report_ttl_s = report_ttl_s
+        # Branches that cost the server the same work pool their frames' timings under one
+        # key (every JPEG quality of an offload runs one model on a decoded image): a
+        # branch this device has not sent lately is then predicted from its siblings'
+        # frames, not from one old sample with a first sample's wide spread, which kept
+        # a device on a lighter JPEG for a whole phase of a fast link.
+        self.pools = dict(pools or {})
         self._stats: dict[str, _ServerStats] = {}
         self._reported_queue: dict[str, _Reported] = {}
         self._reported_tail: dict[str, _Reported] = {}
@@ -374,9 +391,13 @@ class ServerLoadEstimator:
         if queue_ms < 0 or service_ms < 0:
             raise EstimatorError(f"server times must be >= 0 ms, got {queue_ms}, {service_ms}")
         total = queue_ms + service_ms
-        st = self._stats.get(branch)
+        key = self.pools.get(branch, branch)
+        st = self._stats.get(key)
         if st is None:
-            self._stats[branch] = _ServerStats(total, total / 4.0, queue_ms)
+            # A model's time on one server is far steadier than a path's round trip: an
+            # eighth of the first sample as its deviation, not RFC 6298's half (which, on
+            # a pooled key, kept a fresh device local beside a fast link and a fast server).
+            self._stats[key] = _ServerStats(total, total / 8.0, queue_ms)
             return
         st.dev_ms += self.beta * (abs(total - st.mean_ms) - st.dev_ms)
         st.mean_ms += self.alpha * (total - st.mean_ms)
@@ -388,32 +409,49 @@ class ServerLoadEstimator:
         *,
         now_s: float,
         queue_ms: float | None = None,
-        tail_ms: float | None = None,
+        tail_p50_ms: float | None = None,
+        tail_p95_ms: float | None = None,
     ) -> None:
-        """A status report (Status RPC's BranchLoad, or MQTT's EdgeStatus) for ``branch``."""
-        for table, value in ((self._reported_queue, queue_ms), (self._reported_tail, tail_ms)):
-            if value is None:
-                continue
-            if value < 0 or math.isnan(value):
+        """A status report (Status RPC's BranchLoad, or MQTT's EdgeStatus) for ``branch``:
+        the queue wait and the tail's median and 95th percentile over the server's recent
+        frames of that branch (any of them None: nothing to say)."""
+        if (tail_p50_ms is None) != (tail_p95_ms is None):
+            raise EstimatorError("a reported tail needs both its p50 and its p95")
+        for value in (queue_ms, tail_p50_ms, tail_p95_ms):
+            if value is not None and (value < 0 or math.isnan(value)):
                 raise EstimatorError(f"reported server time must be >= 0 ms, got {value}")
-            table[branch] = _Reported(value, now_s)
+        if tail_p50_ms is not None and tail_p95_ms is not None and tail_p95_ms < tail_p50_ms:
+            raise EstimatorError(
+                f"reported tail p95 {tail_p95_ms} ms is below its p50 {tail_p50_ms} ms"
+            )
+        if queue_ms is not None:
+            self._reported_queue[branch] = _Reported(queue_ms, now_s)
+        if tail_p50_ms is not None and tail_p95_ms is not None:
+            # A percentile is not a mean: the median stands for the mean, the distance to
+            # the 95th percentile gives the spread (as a normal's 1.645 sigma). Taking the
+            # p95 as the mean and adding the spread on top counted the tail twice, and a
+            # window holding a cold first run kept every prediction of the branch high.
+            std = (tail_p95_ms - tail_p50_ms) / _Z95
+            self._reported_tail[branch] = _Reported(tail_p50_ms, now_s, std)
 
-    def _fresh(self, table: dict[str, _Reported], branch: str, now_s: float) -> float:
+    def _fresh(self, table: dict[str, _Reported], branch: str, now_s: float) -> _Reported | None:
         r = table.get(branch)
-        return r.value_ms if r is not None and now_s - r.at_s <= self.report_ttl_s else 0.0
+        return r if r is not None and now_s - r.at_s <= self.report_ttl_s else None
 
     def reported(self, branch: str, now_s: float) -> tuple[float, float]:
-        """(queue wait, tail p95) ms the server last reported for ``branch``; 0 if stale."""
+        """(queue wait, tail p50) ms the server last reported for ``branch``; 0 if stale."""
+        queue = self._fresh(self._reported_queue, branch, now_s)
+        tail = self._fresh(self._reported_tail, branch, now_s)
         return (
-            self._fresh(self._reported_queue, branch, now_s),
-            self._fresh(self._reported_tail, branch, now_s),
+            queue.value_ms if queue is not None else 0.0,
+            tail.value_ms if tail is not None else 0.0,
         )
 
     def queue_ms(self, branch: str, now_s: float) -> float:
         """Expected queue wait: frames' EWMA or a fresh report, whichever is larger."""
-        st = self._stats.get(branch)
+        st = self._stats.get(self.pools.get(branch, branch))
         measured = st.queue_ms if st is not None else 0.0
-        return max(measured, self._fresh(self._reported_queue, branch, now_s))
+        return max(measured, self.reported(branch, now_s)[0])
 
     def server_ms(
         self, branch: str, now_s: float, z: float = 0.0, default_ms: float = 0.0
@@ -425,13 +463,21 @@ class ServerLoadEstimator:
     def mean_std_ms(
         self, branch: str, now_s: float, default_ms: float = 0.0
     ) -> tuple[float, float]:
-        """(mean, standard deviation) of the server time; a fresh report raises the mean."""
-        st = self._stats.get(branch)
-        mean, std = (default_ms, 0.0) if st is None else (st.mean_ms, st.dev_ms * _DEV_TO_STD)
-        reported = self._fresh(self._reported_queue, branch, now_s) + self._fresh(
-            self._reported_tail, branch, now_s
-        )
-        return max(mean, reported), std
+        """(mean, standard deviation) of the server time.
+
+        The mean: this device's frames (EWMA), raised by a fresh report that says the
+        server is slower now (a queue other devices built up). The spread: this device's
+        frames once it has some; before, the report's (its p95 - p50: one cold first run
+        in a short window would otherwise widen every prediction of a branch this device
+        already times well)."""
+        st = self._stats.get(self.pools.get(branch, branch))
+        tail = self._fresh(self._reported_tail, branch, now_s)
+        queue, tail_mean = self.reported(branch, now_s)
+        if st is None:
+            mean, std = default_ms, tail.std_ms if tail is not None else 0.0
+        else:
+            mean, std = st.mean_ms, st.dev_ms * _DEV_TO_STD
+        return max(mean, queue + tail_mean), std
 
 
 class ContentFeatures:

@@ -253,7 +253,10 @@ class Scheduler:
         self.bandwidth = BandwidthEstimator(initial_mbps=initial_bandwidth_mbps)
         self.rtt = RttEstimator(initial_ms=initial_rtt_ms)
         self.contention = ContentionEstimator(profile.contention_levels)
-        self.server = ServerLoadEstimator()
+        # Every offload branch runs the one full model on a decoded image at the server.
+        self.server = ServerLoadEstimator(
+            pools={c.config.branch: "offload" for c in self.candidates if c.kind == "offload"}
+        )
         self.content = ContentFeatures()
         self._build_arrays()
 
@@ -266,6 +269,7 @@ class Scheduler:
         self._burst = 0  # probes in a row so far
         self._last_remote_s: float | None = None  # when the last remote detection was sent
         self._backlog_kbits = 0.0  # unanswered bytes ahead on the uplink (set_backlog)
+        self._device_busy = False  # the device's own model is running (set_device_busy)
         self.probes = 0  # frames sent to the edge only to measure the link
         self._force = True
         self._fresh = False  # the link changed regime: the next decision starts afresh
@@ -308,6 +312,7 @@ class Scheduler:
             [e.tail_latency_ms[min(e.tail_latency_ms)] if e.tail_latency_ms else 0.0 for e in c]
         )
         self._remote = np.array([e.remote for e in c])
+        self._needs_device = np.array([e.kind in ("local", "split") for e in c])
         self._interval = np.array([e.config.detection_interval for e in c], dtype=np.float64)
         self._acc = np.array([e.accuracy for e in c], dtype=np.float64)
         bins = sorted({b for e in c for b in e.accuracy_by_bin})
@@ -685,6 +690,8 @@ class Scheduler:
         if self._last_remote_s is None:
             self._last_remote_s = now  # the clock of "no remote frame for a while" starts
         free = self._switch_ms_from[self._group[cur]] <= 0.0
+        if self._device_busy:
+            free = free & ~self._needs_device
         same = np.flatnonzero(self._remote & free)
         if self._remote[cur]:
             if not self._reprobe:
@@ -774,6 +781,13 @@ class Scheduler:
         with self._lock:
             self._backlog_kbits = backlog_bytes * 8.0 / 1000.0
 
+    def set_device_busy(self, busy: bool) -> None:
+        """Whether the device's own model is running now (a detection going on in the
+        background): a probe that needs it (a split head) would be tracked instead and
+        never leave, so probes go to a branch that does not (a JPEG) meanwhile."""
+        with self._lock:
+            self._device_busy = bool(busy)
+
     def observe_rtt(self, rtt_ms: float) -> None:
         """A round trip measured outside frames (a Status RPC, an MQTT ping)."""
         with self._lock:
@@ -822,6 +836,12 @@ class Scheduler:
         if device_ms > 0 and sensed:
             self.contention.observe(by_level, device_ms)
         if outcome.source == "edge":
+            log.debug(
+                "observed %s: %.1f ms (predicted %.1f): device %.1f, network %.1f, server %.1f "
+                "(queue %.1f), %d bytes",
+                decision.key, t.total_ms, decision.predicted_latency_ms, device_ms,
+                t.network_ms, t.server.server_total_ms, t.server.queue_ms, outcome.payload_bytes,
+            )  # fmt: skip
             if self._edge_down or self._edge_failures:
                 self._force = self._fresh = True
             self._edge_down, self._edge_failures = False, 0

@@ -471,7 +471,7 @@ def _parse_tail(value: Any, *, where: str) -> dict[str, dict[str, BranchLatency]
             pair = _mapping(pair, key, where=where)
             _require(pair, ("p50", "p95"), where=f"{where}: {key}")
             p50_ms = _number(pair, "p50", 0.0, 1e9, where=f"{where}: {key}")
-            p95_ms = _number(pair, "p95", 0.0, 1e9, where=f"{where}: {key}")
+            p95_ms = _number(pair, "p95", p50_ms, 1e9, where=f"{where}: {key}")
             replicas = 0  # absent: the publisher does not say (older servers)
             if "replicas" in pair:
                 replicas = int(

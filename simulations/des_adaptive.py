@@ -307,6 +307,7 @@ class SessionPolicy(AdaptivePolicy):
             self.scheduler.observe_probe(decision, outcome)
 
     def pick(self, frame_index: int, now_s: float) -> Candidate:
+        self.scheduler.set_device_busy(bool(self._background))
         candidate = super().pick(frame_index, now_s)
         self._budgets[frame_index] = self._budget(self._pending[frame_index])
         return candidate

@@ -179,14 +179,52 @@ def test_server_load_learns_spread_and_takes_fresh_reports() -> None:
     assert 14.0 < mean < 26.0
     assert q95 > mean + 8.0  # the spread counts, not only the mean
     assert 5.0 < srv.queue_ms("split@x", now_s=0.0) < 16.0
-    srv.report("split@x", now_s=0.0, queue_ms=80.0, tail_ms=25.0)
+    srv.report("split@x", now_s=0.0, queue_ms=80.0, tail_p50_ms=25.0, tail_p95_ms=25.0)
     assert srv.queue_ms("split@x", now_s=1.0) == 80.0
     assert srv.server_ms("split@x", now_s=1.0) == 105.0  # the report raises the mean
     assert srv.server_ms("split@x", now_s=10.0) == mean  # the report went stale
     with pytest.raises(EstimatorError, match=">= 0"):
-        srv.report("split@x", now_s=0.0, tail_ms=-1.0)
+        srv.report("split@x", now_s=0.0, tail_p50_ms=-1.0, tail_p95_ms=1.0)
+    with pytest.raises(EstimatorError, match="below its p50"):
+        srv.report("split@x", now_s=0.0, tail_p50_ms=30.0, tail_p95_ms=20.0)
+    with pytest.raises(EstimatorError, match="both its p50 and its p95"):
+        srv.report("split@x", now_s=0.0, tail_p50_ms=30.0)
     with pytest.raises(EstimatorError, match=">= 0"):
         srv.observe_frame("split@x", queue_ms=-1.0, service_ms=1.0)
+
+
+def test_a_reported_tail_percentile_is_a_spread_not_a_mean() -> None:
+    # A server's window of a branch's tails held its cold first run: p50 40 ms, p95 66.
+    srv = ServerLoadEstimator()
+    srv.report("offload", now_s=0.0, tail_p50_ms=40.0, tail_p95_ms=66.0)
+    mean, std = srv.mean_std_ms("offload", now_s=0.0)
+    assert mean == 40.0  # the median stands for the mean, not the 95th percentile
+    assert std == pytest.approx(26.0 / 1.645, rel=1e-3)  # and p95 - p50 is 1.645 sigma
+    assert srv.server_ms("offload", now_s=0.0, z=z_score(0.95)) == pytest.approx(66.0)
+    # This device's own frames at 45 ms: they give the mean and the spread now.
+    for _ in range(20):
+        srv.observe_frame("offload", queue_ms=0.0, service_ms=45.0)
+    mean, std = srv.mean_std_ms("offload", now_s=0.0)
+    assert mean == pytest.approx(45.0, abs=0.5) and std < 1.0
+    # Other devices queue at the server: a slower report raises the mean.
+    srv.report("offload", now_s=1.0, queue_ms=30.0, tail_p50_ms=40.0, tail_p95_ms=50.0)
+    assert srv.mean_std_ms("offload", now_s=1.0) == (70.0, std)
+
+
+def test_branches_of_one_server_pool_share_their_frames_timings() -> None:
+    srv = ServerLoadEstimator(pools={"offload-jpeg90": "offload", "offload-jpeg50": "offload"})
+    srv.observe_frame("offload-jpeg90", queue_ms=0.0, service_ms=80.0)  # one cold run
+    for _ in range(30):
+        srv.observe_frame("offload-jpeg50", queue_ms=0.0, service_ms=39.0)
+        srv.observe_frame("split@x", queue_ms=0.0, service_ms=20.0)
+    mean90, std90 = srv.mean_std_ms("offload-jpeg90", now_s=0.0)
+    assert (mean90, std90) == srv.mean_std_ms("offload-jpeg50", now_s=0.0)
+    assert mean90 == pytest.approx(39.0, abs=1.5) and std90 < 3.0
+    assert srv.mean_std_ms("split@x", now_s=0.0)[0] == pytest.approx(20.0)  # its own
+    # Reports stay per branch: one branch's slow report does not move its siblings.
+    srv.report("offload-jpeg50", now_s=0.0, tail_p50_ms=70.0, tail_p95_ms=80.0)
+    assert srv.mean_std_ms("offload-jpeg50", now_s=0.0)[0] == 70.0
+    assert srv.mean_std_ms("offload-jpeg90", now_s=0.0)[0] == mean90
 
 
 def test_content_features_count_size_and_motion() -> None:

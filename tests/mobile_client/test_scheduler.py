@@ -807,3 +807,61 @@ def test_a_fallback_slower_than_the_camera_is_the_tracker_when_there_is_one(
         assert deadline == pytest.approx(budget - (1.25 * local_ms + 2.0))
     else:
         assert budget * 0.5 <= deadline < budget
+
+
+def test_a_branch_not_sent_lately_is_predicted_from_its_siblings_server_time() -> None:
+    # The demo's fast phase: the one full JPEG frame sent at the start met a cold server
+    # (80 ms), and a slow first ping left the round trip uncertain, so the device went to
+    # a lighter JPEG. Every JPEG quality runs the one model at the server: the lighter
+    # JPEG's frames (39 ms) tell the full JPEG's server time too. From one old sample with
+    # a first sample's spread, the full JPEG never looked comfortable again: a whole phase
+    # of a 40 Mbit/s link on the lighter JPEG.
+    jpeg50 = entry(
+        "offload-jpeg50", "offload", head_ms=(1.0, 2.0), size_bytes=7300, accuracy=0.43,
+        tail_ms=0.0,
+    )  # fmt: skip
+    jpeg90 = entry(
+        "offload-jpeg90", "offload", head_ms=(1.0, 2.0), size_bytes=28_000, accuracy=0.46,
+        tail_ms=0.0,
+    )  # fmt: skip
+    slow_local = entry("local", "local", head_ms=(240.0, 480.0), accuracy=0.46)
+    sched = Scheduler(profile(slow_local, jpeg50, jpeg90), 150.0, frame_period_ms=200.0)
+    sched.observe_rtt(40.0)  # a first ping slowed by the device's start-up
+    first = sched.pick(0.0)
+    assert first.branch == "offload-jpeg90"
+    cold = Env(bandwidth_mbps=40.0, rtt_ms=22.0, server_ms=80.0)
+    sched.observe(first, cold.outcome(sched, first, np.random.default_rng(0)))
+    fast = Env(bandwidth_mbps=40.0, rtt_ms=22.0, server_ms=39.0)
+    after = [d.branch for d in run(sched, fast, 40, fps=5.0, t0=0.2)]
+    assert after[0] == "offload-jpeg50"  # the cold frame's doing
+    assert after[20:] == ["offload-jpeg90"] * 20, after  # back within 4 s, and stays
+    # The pooled server time is the lighter JPEG's frames', for both qualities.
+    mean50, _ = sched.server.mean_std_ms("offload-jpeg50", 10.0)
+    assert sched.server.mean_std_ms("offload-jpeg90", 10.0)[0] == mean50
+    assert mean50 == pytest.approx(39.0, abs=3.0)
+
+
+def test_probes_skip_the_device_model_while_it_is_busy() -> None:
+    # The device stays local on a dead slow link; the cheapest probe is a split head's
+    # 1.2 kB code. While a detection runs in the background the session tracks any frame
+    # that needs the device's model, so such a probe would never leave the device (the
+    # demo lost a second of recovery so): the probe goes as the JPEG then.
+    small_split = entry("split@tiny", "split", head_ms=(10.0, 20.0), size_bytes=1200, accuracy=0.6)
+    jpeg20 = entry("offload-jpeg20", "offload", head_ms=(2.0, 4.0), size_bytes=3000, accuracy=0.6)
+    sched = Scheduler(profile(LOCAL, small_split, jpeg20), 300.0, probe_interval_s=1.0)
+    slow = Env(bandwidth_mbps=0.05, rtt_ms=20.0)
+    run(sched, slow, 20, fps=5.0)
+    assert sched.current is not None and sched.current.config.branch == "local"
+
+    def probe_after(now: float, busy: bool) -> Decision:
+        sched.set_device_busy(busy)
+        for i in range(40):
+            d = sched.pick(now + i * 0.2)
+            probe = d.probe or (d if d.reason == "probe" else None)
+            if probe is not None:
+                return probe
+            sched.observe(d, slow.outcome(sched, d, np.random.default_rng(i)))
+        raise AssertionError("no probe in 8 s")
+
+    assert probe_after(10.0, busy=False).branch == "split@tiny"
+    assert probe_after(30.0, busy=True).branch == "offload-jpeg20"

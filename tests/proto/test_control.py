@@ -250,6 +250,11 @@ def test_status_on_another_servers_topic_is_refused() -> None:
             MissingKeyError,
             "tail_ms.echo.split-8b: missing required key 'p95'",
         ),
+        (
+            lambda o: o.update(tail_ms={"echo": {"split-8b": {"p50": 30, "p95": 20}}}),
+            OutOfRangeError,
+            "tail_ms.echo.split-8b: 'p95' = 20 is outside [30, 1e+09]",
+        ),
         *[
             (
                 lambda o, bad=bad: o.update(

@@ -434,7 +434,7 @@ async def test_adaptive_session_takes_live_control_and_published_server_load(
             session = AdaptiveSession(client, scheduler, status_every_s=0)
             fleet.on_control(session.apply_control)
             assert await fleet.link.wait_subscribed(5)
-            # Frames until the edge's published status carries this branch's tail p95
+            # Frames until the edge's published status carries this branch's tail median
             # (>= its 40 ms sleep) and the session has handed it to the scheduler.
             deadline = time.monotonic() + 20
             while scheduler.server.reported(BRANCH, scheduler.clock())[1] < 40.0:

@@ -48,6 +48,21 @@ def entry(
     )
 
 
+def jpeg(
+    quality: int,
+    size_bytes: float,
+    accuracy: float,
+    *,
+    head_ms: tuple[float, float] = (2.0, 4.0),
+    tail_ms: float = 5.0,
+) -> BranchProfile:
+    """An ``offload-jpeg<quality>`` entry."""
+    return entry(
+        f"offload-jpeg{quality}", "offload", head_ms=head_ms, size_bytes=size_bytes,
+        accuracy=accuracy, tail_ms=tail_ms,
+    )  # fmt: skip
+
+
 def profile(*entries: BranchProfile, switch_ms: float = 0.0) -> Profile:
     return Profile(
         model="m",
@@ -443,14 +458,8 @@ def test_a_faster_link_gives_the_remote_path_back_its_starting_margin() -> None:
     # the remote margin is at least the starting one again, and the device is on the
     # full JPEG a fresh start picks, not held local (or on a light JPEG) until the
     # margin has crept back, which took the demo 6 s.
-    light = entry(
-        "offload-jpeg20", "offload", head_ms=(2.0, 4.0), size_bytes=3000, accuracy=0.6,
-        tail_ms=60.0,
-    )  # fmt: skip
-    big = entry(
-        "offload-jpeg90", "offload", head_ms=(2.0, 4.0), size_bytes=28_000, accuracy=0.8,
-        tail_ms=60.0,
-    )  # fmt: skip
+    light = jpeg(20, 3000, 0.6, tail_ms=60.0)
+    big = jpeg(90, 28_000, 0.8, tail_ms=60.0)
     p = profile(LOCAL, light, big)
     sched = Scheduler(p, 150.0, frame_period_ms=200.0)
     sched.observe_rtt(20.0)
@@ -816,14 +825,8 @@ def test_a_branch_not_sent_lately_is_predicted_from_its_siblings_server_time() -
     # JPEG's frames (39 ms) tell the full JPEG's server time too. From one old sample with
     # a first sample's spread, the full JPEG never looked comfortable again: a whole phase
     # of a 40 Mbit/s link on the lighter JPEG.
-    jpeg50 = entry(
-        "offload-jpeg50", "offload", head_ms=(1.0, 2.0), size_bytes=7300, accuracy=0.43,
-        tail_ms=0.0,
-    )  # fmt: skip
-    jpeg90 = entry(
-        "offload-jpeg90", "offload", head_ms=(1.0, 2.0), size_bytes=28_000, accuracy=0.46,
-        tail_ms=0.0,
-    )  # fmt: skip
+    jpeg50 = jpeg(50, 7300, 0.43, head_ms=(1.0, 2.0), tail_ms=0.0)
+    jpeg90 = jpeg(90, 28_000, 0.46, head_ms=(1.0, 2.0), tail_ms=0.0)
     slow_local = entry("local", "local", head_ms=(240.0, 480.0), accuracy=0.46)
     sched = Scheduler(profile(slow_local, jpeg50, jpeg90), 150.0, frame_period_ms=200.0)
     sched.observe_rtt(40.0)  # a first ping slowed by the device's start-up

@@ -59,7 +59,7 @@ import numpy as np
 from splitedge.mobile_client.client import Client
 from splitedge.mobile_client.estimators import EstimatorError
 from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
-from splitedge.mobile_client.profile import request_bits
+from splitedge.mobile_client.profile import needs_device_model, request_bits
 from splitedge.mobile_client.scheduler import Decision, Scheduler
 from splitedge.mobile_client.sources import CameraFrame, resize_short_side
 from splitedge.models.types import Detections
@@ -126,12 +126,6 @@ def background_wait_ms(
     budget = min(sla, scheduler.frame_period_ms or sla)
     _, tracker_ms = scheduler.fallback_ms()
     return max(0.0, budget - (1.25 * tracker_ms + _HANDOVER_MS))
-
-
-def needs_device_model(kind: str) -> bool:
-    """A frame of this branch kind runs the device's model (its own or a split head): it
-    waits for a background detection to end, so it is tracked meanwhile."""
-    return kind in ("local", "split")
 
 
 class AdaptiveSession:

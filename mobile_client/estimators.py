@@ -471,13 +471,14 @@ class ServerLoadEstimator:
         in a short window would otherwise widen every prediction of a branch this device
         already times well)."""
         st = self._stats.get(self.pools.get(branch, branch))
+        queue = self._fresh(self._reported_queue, branch, now_s)
         tail = self._fresh(self._reported_tail, branch, now_s)
-        queue, tail_mean = self.reported(branch, now_s)
         if st is None:
             mean, std = default_ms, tail.std_ms if tail is not None else 0.0
         else:
             mean, std = st.mean_ms, st.dev_ms * _DEV_TO_STD
-        return max(mean, queue + tail_mean), std
+        reported = (queue.value_ms if queue else 0.0) + (tail.value_ms if tail else 0.0)
+        return max(mean, reported), std
 
 
 class ContentFeatures:

@@ -90,6 +90,13 @@ class BranchConfig:
         )
 
 
+def needs_device_model(kind: str) -> bool:
+    """A frame of this branch kind runs the device's model (its own or a split head): it
+    waits for a background detection to end, so the session tracks it meanwhile (and
+    the scheduler sends no probe of that kind)."""
+    return kind in ("local", "split")
+
+
 def request_bits(kind: str, bits: int) -> int | None:
     """An entry's bit depth (:attr:`BranchConfig.bits`, 0 = not quantized) as a
     :class:`~splitedge.mobile_client.policy.Candidate` and ``Client.submit`` take it

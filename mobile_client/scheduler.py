@@ -102,7 +102,12 @@ from splitedge.mobile_client.estimators import (
     z_score,
 )
 from splitedge.mobile_client.outcome import FrameOutcome
-from splitedge.mobile_client.profile import BranchProfile, Profile, content_bins
+from splitedge.mobile_client.profile import (
+    BranchProfile,
+    Profile,
+    content_bins,
+    needs_device_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +317,7 @@ class Scheduler:
             [e.tail_latency_ms[min(e.tail_latency_ms)] if e.tail_latency_ms else 0.0 for e in c]
         )
         self._remote = np.array([e.remote for e in c])
-        self._needs_device = np.array([e.kind in ("local", "split") for e in c])
+        self._needs_device = np.array([needs_device_model(e.kind) for e in c])
         self._interval = np.array([e.config.detection_interval for e in c], dtype=np.float64)
         self._acc = np.array([e.accuracy for e in c], dtype=np.float64)
         bins = sorted({b for e in c for b in e.accuracy_by_bin})
@@ -836,12 +841,14 @@ class Scheduler:
         if device_ms > 0 and sensed:
             self.contention.observe(by_level, device_ms)
         if outcome.source == "edge":
-            log.debug(
-                "observed %s: %.1f ms (predicted %.1f): device %.1f, network %.1f, server %.1f "
-                "(queue %.1f), %d bytes",
-                decision.key, t.total_ms, decision.predicted_latency_ms, device_ms,
-                t.network_ms, t.server.server_total_ms, t.server.queue_ms, outcome.payload_bytes,
-            )  # fmt: skip
+            if log.isEnabledFor(logging.DEBUG):  # every answer: not even the args otherwise
+                log.debug(
+                    "observed %s: %.1f ms (predicted %.1f): device %.1f, network %.1f, "
+                    "server %.1f (queue %.1f), %d bytes",
+                    decision.key, t.total_ms, decision.predicted_latency_ms, device_ms,
+                    t.network_ms, t.server.server_total_ms, t.server.queue_ms,
+                    outcome.payload_bytes,
+                )  # fmt: skip
             if self._edge_down or self._edge_failures:
                 self._force = self._fresh = True
             self._edge_down, self._edge_failures = False, 0

@@ -86,8 +86,9 @@ class SlowedBackend:
     runs), not each run's own; a run's difference from it is added once: a run that
     stalled here (another process took the core, torch's threads waited on each other)
     adds its stall once, as it would on the slow device, instead of ``factor`` times,
-    and a run faster than usual is that much faster, not ``factor`` times. Multiplied, one 1 s stall on a busy 2-core
-    machine became a 6 s frame and a device that looked a hundred times slower.
+    and a run faster than usual is that much faster, not ``factor`` times. Multiplied,
+    one 1 s stall on a busy 2-core machine became a 6 s frame and a device that looked a
+    hundred times slower.
 
     ``usual_s`` seeds "usual" per piece of work (``"(local model)"`` or a branch name)
     with this machine's warm time (:func:`warm_device` returns it): without a seed the

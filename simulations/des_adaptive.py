@@ -55,11 +55,10 @@ from splitedge.mobile_client.adaptive import (
     STATUS_EVERY_S,
     background_wait_ms,
     detection_budget,
-    needs_device_model,
 )
 from splitedge.mobile_client.outcome import FrameOutcome
 from splitedge.mobile_client.policy import Candidate
-from splitedge.mobile_client.profile import Profile
+from splitedge.mobile_client.profile import Profile, needs_device_model
 from splitedge.mobile_client.scheduler import Decision, Scheduler
 from splitedge.simulations.policies import AdaptivePolicy, scheduler_candidates
 from splitedge.simulations.profiles import CandidateProfile, CostProfile

@@ -288,6 +288,7 @@ async def field_check(
     by_age = des_adaptive.accuracy_by_age(sched)
     fallback = by_tag.get("local")
     configs = des_adaptive.detection_configs(sched, scenario.branches)
+    content = des_adaptive.replay_content(validator, configs)
     checks = {p.name: FieldCheck(p.name) for p in scenario.policies}
     for r in range(repeats):
         run_out = out if out is None or repeats == 1 else out / f"run{r + 1}"
@@ -297,13 +298,14 @@ async def field_check(
         real_by_name = {s.policy: s for s in real.summaries}
         for policy in scenario.policies:
             s, check = real_by_name[policy.name], checks[policy.name]
-            cfg, policy_costs = base, costs
+            cfg, policy_costs, options = base, costs, {}
             if policy.kind == "adaptive":
                 policy_costs = des_adaptive.adaptive_costs(
                     sched, measured=costs, device_slowdown=scenario.device_slowdown
                 )
                 cfg = replace(base, tracker_ms=des_adaptive.tracker_ms(sched))
-            factory = policy_factory(policy, scenario.branches, cfg, policy_costs)
+                options = {"content": content}  # the video's boxes, as the real session sees
+            factory = policy_factory(policy, scenario.branches, cfg, policy_costs, **options)
             d = simulate(cfg, policy_costs, factory, name=policy.name)
             des_rows += d.rows
             check.real_viol.append(s.sla_violation_pct)

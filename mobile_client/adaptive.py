@@ -60,7 +60,7 @@ from splitedge.mobile_client.client import Client
 from splitedge.mobile_client.estimators import EstimatorError
 from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
 from splitedge.mobile_client.profile import needs_device_model, request_bits
-from splitedge.mobile_client.scheduler import Decision, Scheduler
+from splitedge.mobile_client.scheduler import HANDOVER_MS, Decision, Scheduler
 from splitedge.mobile_client.sources import CameraFrame, resize_short_side
 from splitedge.models.types import Detections
 from splitedge.proto.control import ControlUpdate
@@ -71,7 +71,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("splitedge.client.adaptive")
 
-_HANDOVER_MS = 2.0
 STATUS_EVERY_S = 1.0  # the session's Status RPC period (the DES's sessions use it too)
 
 
@@ -107,9 +106,9 @@ def detection_budget(
     period = scheduler.frame_period_ms
     costs_frames = can_track and period is not None and local_ms is not None and local_ms > period
     if local_ms is not None and local_ms <= 0.5 * budget and not costs_frames:
-        return budget - (1.25 * local_ms + _HANDOVER_MS), "local"
+        return budget - (1.25 * local_ms + HANDOVER_MS), "local"
     if can_track:
-        return max(budget - (1.25 * tracker_ms + _HANDOVER_MS), 0.5 * budget), "track"
+        return max(budget - (1.25 * tracker_ms + HANDOVER_MS), 0.5 * budget), "track"
     return budget, "local"
 
 
@@ -122,10 +121,10 @@ def background_wait_ms(
     DES both use this rule. ``kind``: the decision's branch kind."""
     if decision.track or kind != "local" or not can_track:
         return None
-    sla = scheduler.sla_ms
-    budget = min(sla, scheduler.frame_period_ms or sla)
-    _, tracker_ms = scheduler.fallback_ms()
-    return max(0.0, budget - (1.25 * tracker_ms + _HANDOVER_MS))
+    wait = scheduler.background_wait_ms()
+    # A detection predicted to outlast the wait would only make its frame late: the
+    # tracker answers it at once (the scheduler plans so, Scheduler.background_local).
+    return 0.0 if decision.predicted_latency_ms > wait else wait
 
 
 class AdaptiveSession:
@@ -146,6 +145,9 @@ class AdaptiveSession:
 
             tracker = BoxTracker()
         self.tracker = tracker
+        # Its own detections go on in the background (below): the scheduler's accuracy
+        # for them counts tracked older boxes, not missed frames.
+        scheduler.background_local = tracker is not None
         self.status_every_s = status_every_s
         self._tracked: tuple[np.ndarray, np.ndarray] | None = None  # scores, labels
         self._next_status = 0.0

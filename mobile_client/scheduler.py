@@ -111,6 +111,8 @@ from splitedge.mobile_client.profile import (
 
 log = logging.getLogger(__name__)
 
+HANDOVER_MS = 2.0  # from a missed deadline to the fallback's start (the session's)
+
 
 class SchedulerError(ValueError):
     """The scheduler cannot be built or configured as asked."""
@@ -246,6 +248,10 @@ class Scheduler:
         self.jitter_sigmas = jitter_sigmas
         self.min_sensed_ms = min_sensed_ms
         self.frame_period_ms: float | None = None
+        # The device's own detections go on in the background once there are boxes to
+        # track (AdaptiveSession, the DES's SessionPolicy): frames during one longer than
+        # the camera period get the tracker's older boxes, not nothing.
+        self.background_local = False
         self.clock = clock
         self.frame_hw = frame_hw or (profile.frame_size if min(profile.frame_size) > 0 else None)
         self._lock = threading.Lock()
@@ -344,6 +350,25 @@ class Scheduler:
         ]
         self._tracked_idx = np.array([t for t, _ in pairs], dtype=np.int64)
         self._sibling_idx = np.array([f for _, f in pairs], dtype=np.int64)
+        # Accuracy lost per frame of a tracked box's age, as the DES's accuracy_by_age fits
+        # it: an interval-k entry is the mean over ages 0..k-1 of fresh - loss x age. Fitted
+        # at each decision on the accuracy of the content bins then (per candidate: the
+        # pair of entries it is fitted on, an every-frame entry its longest-interval
+        # sibling's; -1: none).
+        self._loss_tracked = np.full(len(c), -1, dtype=np.int64)
+        self._loss_fresh = np.full(len(c), -1, dtype=np.int64)
+        for t, f in pairs:
+            self._loss_tracked[t], self._loss_fresh[t] = t, f
+            if (
+                self._loss_tracked[f] < 0
+                or self._interval[t] > self._interval[self._loss_tracked[f]]
+            ):
+                self._loss_tracked[f], self._loss_fresh[f] = t, f
+        fitted = self._loss_tracked >= 0
+        self._loss_half_span = np.where(
+            fitted, (self._interval[np.maximum(self._loss_tracked, 0)] - 1.0) / 2.0, 1.0
+        )
+        self._background_kind = np.array([e.kind == "local" for e in c]) & fitted
         groups = sorted({e.load_group for e in c})
         self._group = np.array([groups.index(e.load_group) for e in c])
         self._switch = np.array([[self.profile.switch_ms(a, b) for b in groups] for a in groups])
@@ -363,6 +388,9 @@ class Scheduler:
         self._switch_ms_from = [self._switch[g][self._group] for g in range(len(groups))]
         self._any_local = bool((~self._remote).any())
         self._any_tracking = bool((self._interval > 1).any())
+        # Per candidate: its detections go on behind the tracker's answers (set by _decide).
+        self._no_behind = np.zeros(len(c), dtype=bool)
+        self._behind = self._no_behind
         self._update_budget_factor()
         self._periods = np.array([self._period(i) for i in range(len(c))], dtype=np.float64)
 
@@ -475,6 +503,47 @@ class Scheduler:
             self._acc_by_bins[bins] = acc
         return acc
 
+    def _camera_accuracy(self, acc: np.ndarray, detect: np.ndarray, period: float) -> np.ndarray:
+        """``acc`` over the camera's frames, given how many frame periods a detection
+        (``detect``, its predicted latency) spans.
+
+        One frame at a time: a detection longer than the camera period misses the frames
+        captured meanwhile (they get no result); of a group of k frames' worth of camera
+        time, k / (k + missed) get one. With ``background_local``, the device's own
+        detections do not miss them: the tracker answers them on the boxes it has, and
+        the new boxes come ``lag`` frames after their own (none when the frame can wait
+        for them, :meth:`background_wait_ms`). Each frame's boxes are then ``lag`` to
+        ``lag + cadence - 1`` frames old, ``cadence`` the frames between detections (k,
+        or more when a detection outlasts k periods), and score the fitted loss per
+        frame of age below the profile's interval-k accuracy (ages 0..k-1)."""
+        spans = np.ceil(detect / period - 1e-9)
+        missed = np.maximum(0.0, spans - 1.0)
+        out = acc * (self._interval / (self._interval + missed))
+        if self.background_local and self._background_kind.any():
+            lag = np.where(detect > self._background_wait_ms(), spans, 0.0)
+            cadence = np.maximum(self._interval, spans)
+            extra = lag + (cadence - self._interval) / 2.0
+            fitted = self._background_kind
+            t = np.maximum(self._loss_tracked, 0)
+            f = np.maximum(self._loss_fresh, 0)
+            loss = np.where(fitted, np.maximum(0.0, acc[f] - acc[t]) / self._loss_half_span, 0.0)
+            aged = np.maximum(0.0, acc - loss * extra)
+            out = np.where(self._background_kind, aged, out)
+        return out
+
+    def background_wait_ms(self) -> float:
+        """How long a frame waits for the device's own detection before the tracker
+        answers it and the detection goes on in the background (with
+        ``background_local``): the SLA or the camera period, whichever is shorter, less
+        the tracker's time and a hand-over."""
+        with self._lock:
+            return self._background_wait_ms()
+
+    def _background_wait_ms(self) -> float:
+        sla = self._sla_ms
+        budget = min(sla, self.frame_period_ms or sla)
+        return max(0.0, budget - (1.25 * self._tracker_ms() + HANDOVER_MS))
+
     def fallback_ms(self) -> tuple[float | None, float]:
         """(the device's own model, the tracker): predicted ms now, for a frame the edge
         did not answer in time; the model's is None when the device has none."""
@@ -533,12 +602,20 @@ class Scheduler:
         self._at_decision = (self.bandwidth.estimate_mbps, self.rtt.mean_ms, self.contention.level)
         detect, per_frame, acc = self.predict(now)
         period = self.frame_period_ms
+        answered = detect  # when a detection frame gets its answer
+        self._behind = self._no_behind
         if period:
-            # One device, one frame at a time: a detection longer than the camera period
-            # misses the frames captured meanwhile (they get no result). Of a group of k
-            # frames' worth of camera time, k / (k + missed) get one.
-            missed = np.maximum(0.0, np.ceil(detect / period - 1e-9) - 1.0)
-            acc = acc * (self._interval / (self._interval + missed))
+            acc = self._camera_accuracy(acc, detect, period)
+            if self.background_local:
+                # The device's own detections predicted to outlast what a frame may wait:
+                # the session does not wait, the tracker answers every frame at once and
+                # the detection goes on in the background (its boxes' age is in ``acc``).
+                behind = self._background_kind & (detect > self._background_wait_ms())
+                if behind.any():
+                    tracker = self._tracker_ms()
+                    answered = np.where(behind, tracker, detect)
+                    per_frame = np.where(behind, tracker, per_frame)
+                self._behind = behind
         self._pred_detect, self._pred_acc = detect, acc
         cur = self._current
         local_only = self._edge_down and self._any_local
@@ -556,7 +633,7 @@ class Scheduler:
             # Detection frames alone first: when candidates that fit frame by frame are
             # (nearly) as good as those that fit only as a group, only they count, so
             # tracking does not make single detection frames late for a sliver of accuracy.
-            frame_latency = np.maximum(detect, per_frame) + load
+            frame_latency = np.maximum(answered, per_frame) + load
             strict = allowed & (frame_latency <= budget)
             if strict.any():
                 group = allowed & (latency <= budget)
@@ -578,7 +655,7 @@ class Scheduler:
                 self.bandwidth.estimate_mbps, self.bandwidth.harmonic_mbps, self.rtt.mean_ms,
                 self.rtt.std_ms, self._backlog_kbits, self._margin, self.contention.level,
                 ", ".join(
-                    f"{self.candidates[i].key}={latency[i]:.0f}/{budget[i]:.0f}ms"
+                    f"{self.candidates[i].key}={latency[i]:.0f}/{budget[i]:.0f}ms@{acc[i]:.3f}"
                     for i in np.flatnonzero(allowed)[:12]
                 ),
             )  # fmt: skip
@@ -620,6 +697,8 @@ class Scheduler:
         return "edge-down-local" if self._edge_down else "best-feasible"
 
     def _switch_to(self, index: int, reason: str) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("chose %s (%s)", self.candidates[index].key, reason)
         if index != self._current:
             if self._current is not None:
                 self.switches += 1
@@ -643,10 +722,11 @@ class Scheduler:
                 self.shadow_probes
                 and not self._remote[cur]
                 and not track
-                and self._pred_detect[cur] <= self._sla_ms
+                and (self._pred_detect[cur] <= self._sla_ms or self._behind[cur])
             ):
-                # The device's own detection fits: it answers the frame, the probe only
-                # measures the link beside it.
+                # The device's own detection fits (or goes on behind the tracker's
+                # answer): that answers the frame, the probe only measures the link
+                # beside it.
                 beside = self._decision(probe, "probe", False)
             else:
                 index, reason, track = probe, "probe", False
@@ -695,7 +775,9 @@ class Scheduler:
         if self._last_remote_s is None:
             self._last_remote_s = now  # the clock of "no remote frame for a while" starts
         free = self._switch_ms_from[self._group[cur]] <= 0.0
-        if self._device_busy:
+        if self._device_busy or self._behind[cur]:
+            # The device's model is busy, or about to be (detections one after another
+            # behind the tracker): a probe that needs it would wait or slow them.
             free = free & ~self._needs_device
         same = np.flatnonzero(self._remote & free)
         if self._remote[cur]:

@@ -663,7 +663,9 @@ def policy_factory(
     scheduler over ``config.scheduler_profile`` (or ``scheduler_profile=``), told the
     camera's frame period, restricted to ``config.branches`` when set, one round trip
     (``2 x delay + overhead``) observed before the first frame, and the session's
-    per-frame budget; ``profile`` must then cost its candidates
+    per-frame budget (``content=``: the run's video's boxes for its content features,
+    :func:`~splitedge.simulations.des_adaptive.replay_content`); ``profile`` must then
+    cost its candidates
     (:func:`~splitedge.simulations.des_adaptive.adaptive_costs`), and ``des.tracker_ms``
     should be the scheduler profile's tracker time.
     """
@@ -698,6 +700,7 @@ def _adaptive_factory(
     *,
     scheduler_profile: Profile | None = None,
     scheduler_options: Mapping[str, Any] | None = None,
+    content: Callable[[int, str], Any] | None = None,
     **_: Any,
 ) -> PolicyFactory:
     sched = scheduler_profile or config.scheduler_profile
@@ -732,6 +735,7 @@ def _adaptive_factory(
             branches=branches,
             ping_ms=ping_ms,
             name=config.name,
+            content=content,
             **options,
         )
 

@@ -74,6 +74,7 @@ __all__ = [
     "adaptive_costs",
     "detection_configs",
     "predicted_accuracy",
+    "replay_content",
     "replayed_map50",
     "sim_profile",
     "slowed",
@@ -244,6 +245,7 @@ class SessionPolicy(AdaptivePolicy):
 
     def __init__(self, *args: Any, status_every_s: float = STATUS_EVERY_S, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.scheduler.background_local = bool(self.scheduler.profile.tracker_latency_ms)
         self._budgets: dict[int, tuple[float, str]] = {}
         self._has_result = False
         self._background: dict[int, Decision] = {}  # detections going on in the background
@@ -334,9 +336,11 @@ def session_policy(
     branches: Collection[str] | None = None,
     ping_ms: float | None = None,
     name: str = "adaptive",
+    content: Callable[[int, str], Any] | None = None,
     **scheduler_options: Any,
 ) -> SessionPolicy:
-    """One client's adaptive policy as the runner builds it (frame period told, branches)."""
+    """One client's adaptive policy as the runner builds it (frame period told, branches;
+    ``content``: the run's video's boxes, :func:`replay_content`)."""
     scheduler = Scheduler(
         profile,
         sla_ms,
@@ -345,7 +349,25 @@ def session_policy(
         clock=clock,
         **scheduler_options,
     )
-    return SessionPolicy(scheduler, scheduler_candidates(profile), name, ping_ms=ping_ms)
+    return SessionPolicy(
+        scheduler, scheduler_candidates(profile), name, ping_ms=ping_ms, content=content
+    )
+
+
+def replay_content(validator: Any, configs: Mapping[str, Any]) -> Callable[[int, str], Any]:
+    """``content`` for :class:`~splitedge.simulations.policies.AdaptivePolicy`: frame
+    ``i``'s detections by the branch behind candidate label ``label`` on the run's video
+    (``validator.detect``, as :func:`replayed_map50` scores them; ``configs`` from
+    :func:`detection_configs`); None for a label or frame the video does not cover."""
+    count = len(validator.video.frames)
+
+    def content(frame_index: int, label: str) -> Any:
+        config = configs.get(label)
+        if config is None or not 0 <= frame_index < count:
+            return None
+        return validator.detect(config, frame_index)
+
+    return content
 
 
 def accuracy_by_tag(profile: Profile, extra: Iterable[Candidate] = ()) -> dict[str, float]:

@@ -269,6 +269,14 @@ class AdaptivePolicy:
     until its outcome is observed (by frame index), so outcomes can arrive late.
     ``ping_ms``: a round trip measured before the first frame (the real client's
     Status RPC at connect), which gives the scheduler its network floor.
+
+    ``content(frame_index, label)``: the boxes (a prediction with ``.boxes``) that the
+    candidate labelled ``label`` gives on that frame of the run's video, when the DES
+    has the video (:func:`~splitedge.simulations.des_adaptive.replay_content`). Each
+    observed outcome then carries them, so the scheduler's content features (object
+    count, size, motion) and the accuracy per content bin it picks by follow the video
+    as the real session's do; without it they stay unknown and it picks by the
+    profile's overall accuracy.
     """
 
     def __init__(
@@ -278,6 +286,7 @@ class AdaptivePolicy:
         name: str = "adaptive",
         *,
         ping_ms: float | None = None,
+        content: Callable[[int, str], Any] | None = None,
     ) -> None:
         missing = [e.key for e in scheduler.candidates if e.key not in candidates]
         if missing:
@@ -287,6 +296,7 @@ class AdaptivePolicy:
         self.name = name
         self._pending: dict[int, Decision] = {}
         self._probes: dict[int, Decision] = {}  # probes beside frames, by frame index
+        self.content = content
         if ping_ms is not None:
             scheduler.observe_rtt(ping_ms)
 
@@ -308,12 +318,25 @@ class AdaptivePolicy:
     def observe_probe(self, candidate: Candidate, outcome: FrameOutcome) -> None:
         probe = self._probes.pop(outcome.frame_id, None)
         if probe is not None:
-            self.scheduler.observe_probe(probe, outcome)
+            self.scheduler.observe_probe(probe, self._with_content(candidate, outcome))
 
     def observe(self, candidate: Candidate, outcome: FrameOutcome) -> None:
         decision = self._pending.pop(outcome.frame_id, None)
         if decision is not None:
-            self.scheduler.observe(decision, outcome)
+            self.scheduler.observe(decision, self._with_content(candidate, outcome))
+
+    def _with_content(self, candidate: Candidate, outcome: FrameOutcome) -> FrameOutcome:
+        """``outcome`` with the boxes its frame's answer has on the run's video (``content``);
+        a remote detection the device answered after a missed deadline: the local model's."""
+        if self.content is None or outcome.prediction is not None:
+            return outcome
+        if outcome.source not in ("edge", "local"):
+            return outcome
+        fell_back = outcome.source == "local" and candidate.uses_link
+        prediction = self.content(outcome.frame_id, "local" if fell_back else candidate.label)
+        if prediction is not None:
+            outcome.prediction = prediction
+        return outcome
 
 
 def scheduler_candidates(profile: Profile) -> dict[str, Candidate]:

@@ -868,3 +868,78 @@ def test_probes_skip_the_device_model_while_it_is_busy() -> None:
 
     assert probe_after(10.0, busy=False).branch == "split@tiny"
     assert probe_after(30.0, busy=True).branch == "offload-jpeg20"
+
+
+def slow_device_profile(*remote: BranchProfile) -> Profile:
+    """A Pi-class device (its model 240 ms, a 5 frames/s camera's period is 200 ms), its
+    model every frame or every 4th, and ``remote`` entries (default: a small JPEG)."""
+    fresh = entry("local", "local", head_ms=(240.0, 480.0), accuracy=0.46)
+    every4 = entry("local", "local", head_ms=(240.0, 480.0), accuracy=0.40, interval=4)
+    return profile(fresh, every4, *(remote or (jpeg(20, 3000, 0.41),)))
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_a_slow_devices_own_detections_behind_the_tracker_are_planned_as_such(
+    background: bool,
+) -> None:
+    from splitedge.mobile_client.adaptive import background_wait_ms
+
+    # The session runs such a model in the background: it does not wait 240 ms for it,
+    # the tracker answers every frame at once on the newest boxes, which are 2 frames old
+    # when they come (the detection spans 2 periods). Planned as one frame at a time
+    # instead, detecting every frame cannot fit the SLA and every 4th misses a frame.
+    sched = Scheduler(slow_device_profile(), 200.0, frame_period_ms=200.0, learn_margin=False)
+    sched.background_local = background
+    run(sched, Env(bandwidth_mbps=0.01, rtt_ms=40.0), 6, fps=5.0)
+    sched.pick(2.0)
+    every = {c.config.detection_interval: i for i, c in enumerate(sched.candidates) if not c.remote}
+    current = sched.current
+    assert current is not None and current.kind == "local"
+    loss = (0.46 - 0.40) / 1.5  # per frame of age: interval 4 is the mean of ages 0..3
+    if background:
+        # Every frame: ages 2 and 3 (a detection every 2 frames), 2.5 frames of loss.
+        assert current.config.detection_interval == 1
+        assert sched._pred_acc[every[1]] == pytest.approx(0.46 - 2.5 * loss)
+        # Every 4th frame: ages 2..5, 2 frames more than the profile's 0..3.
+        assert sched._pred_acc[every[4]] == pytest.approx(0.40 - 2 * loss)
+    else:
+        assert current.config.detection_interval == 4
+        assert sched._pred_acc[every[4]] == pytest.approx(0.40 * 4 / 5)  # 1 in 5 missed
+    # The session's side of the same rule: no wait for a detection planned past it.
+    d = sched._decision(every[1], "test", False)
+    assert d.predicted_latency_ms > sched.background_wait_ms()
+    assert background_wait_ms(sched, d, kind="local", can_track=True) == 0.0
+
+
+def test_a_detection_that_fits_the_wait_is_waited_for() -> None:
+    from splitedge.mobile_client.adaptive import background_wait_ms
+
+    fast = entry("local", "local", head_ms=(50.0, 100.0), accuracy=0.46)
+    every4 = entry("local", "local", head_ms=(50.0, 100.0), accuracy=0.40, interval=4)
+    sched = Scheduler(profile(fast, every4), 200.0, frame_period_ms=200.0, learn_margin=False)
+    sched.background_local = True
+    d = sched.pick(0.0)
+    assert (d.branch, d.interval) == ("local", 1) and d.predicted_accuracy == pytest.approx(0.46)
+    wait = background_wait_ms(sched, d, kind="local", can_track=True)
+    assert wait == sched.background_wait_ms() == pytest.approx(200.0 - (1.25 * 2.0 + 2.0))
+    assert background_wait_ms(sched, d, kind="local", can_track=False) is None
+
+
+def test_probes_go_beside_detections_behind_the_tracker_and_leave_the_model_alone() -> None:
+    # Behind the tracker, the device's model runs one detection after another: a probe
+    # in a frame's place would cost that frame its answer, and a split head's probe would
+    # wait for the model. It goes beside the frame, as the JPEG.
+    small_split = entry("split@tiny", "split", head_ms=(10.0, 20.0), size_bytes=1200, accuracy=0.3)
+    sched = Scheduler(
+        slow_device_profile(small_split, jpeg(20, 3000, 0.41)), 200.0, frame_period_ms=200.0,
+        learn_margin=False, probe_interval_s=1.0,
+    )  # fmt: skip
+    sched.background_local = True
+    slow = Env(bandwidth_mbps=0.01, rtt_ms=40.0)
+    probes = []
+    for d in run(sched, slow, 40, fps=5.0):
+        assert d.reason != "probe"  # never in a frame's place
+        if d.probe is not None:
+            assert (d.branch, d.interval) == ("local", 1)
+            probes.append(d.probe.branch)
+    assert probes and set(probes) == {"offload-jpeg20"}

@@ -24,6 +24,7 @@ from splitedge.simulations.des_adaptive import (
     accuracy_by_tag,
     adaptive_costs,
     predicted_accuracy,
+    session_policy,
     slowed,
     tracker_ms,
 )
@@ -427,3 +428,37 @@ def test_predicted_accuracy_scores_tracked_frames_by_the_age_of_their_boxes():
     # A detection is its branch's interval-1 accuracy whatever group it opens.
     edge = r(4, "split@x/4bit/k4", 0, source="edge")
     assert predicted_accuracy([edge], by_tag, 0.58, by_age) == pytest.approx(0.5)
+
+
+def test_the_des_scheduler_sees_the_videos_content_when_given_it():
+    # The real session's scheduler picks by the accuracy of the content bins its answers'
+    # boxes fall into; the DES's answers carry no boxes, so without ``content`` its
+    # scheduler picked by the overall accuracy and chose other branches than the real one.
+    import numpy as np
+
+    from splitedge.mobile_client.outcome import FrameOutcome, FrameTiming
+    from splitedge.models.types import Detections
+
+    sched = replace(scheduler_profile(), frame_size=(240, 320))
+    boxes = Detections(
+        np.array([[0, 0, 32, 24]] * 3, np.float32), np.ones(3, np.float32), np.zeros(3, np.int64)
+    )
+    asked: list[tuple[int, str]] = []
+
+    def content(frame_index: int, label: str) -> Detections:
+        asked.append((frame_index, label))
+        return boxes
+
+    with_video = session_policy(sched, 150.0, fps=5.0, clock=lambda: 0.0, content=content)
+    blind = session_policy(sched, 150.0, fps=5.0, clock=lambda: 0.0)
+    for policy in (with_video, blind):
+        candidate = policy.pick(0, 0.0)
+        assert candidate.uses_link  # the first frame goes to the edge (a fresh link)
+        # The edge missed the deadline, the device's own model answered: its boxes count.
+        missed = FrameOutcome(0, candidate.branch, "local", "deadline", timing=FrameTiming())
+        policy.observe(candidate, missed)
+    assert asked == [(0, "local")]
+    assert with_video.scheduler.content.samples == 1
+    assert with_video.scheduler.content.object_count == 3
+    assert with_video.scheduler.content.object_size == pytest.approx(32 * 24 / (240 * 320))
+    assert blind.scheduler.content.samples == 0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from splitedge.models.types import Detections
-from splitedge.simulations.des_adaptive import replayed_map50
+from splitedge.simulations.des_adaptive import replay_content, replayed_map50
 from splitedge.simulations.report import FrameRow
 
 
@@ -94,3 +94,14 @@ def test_a_row_of_an_unknown_branch_is_a_precise_error():
 
 def test_no_answer_is_nan():
     assert np.isnan(replayed_map50([_row(0, "", "dropped", "busy", -1)], _Validator(2), CONFIGS))
+
+
+def test_replay_content_gives_the_branchs_boxes_on_frames_the_video_has():
+    validator = _Validator(3)
+    content = replay_content(validator, CONFIGS)
+    assert content(2, "offload-jpeg90").boxes[0, 0] == 100.0 * len("JPEG") + 2
+    assert validator.detected == [("JPEG", 2)]
+    # A label no branch config covers, or a frame past the video: nothing, not an error.
+    assert content(1, "split@nope") is None
+    assert content(3, "local") is None and content(-1, "local") is None
+    assert validator.detected == [("JPEG", 2)]

@@ -28,6 +28,7 @@ def test_field_check_skips_without_the_trace(tmp_path: Path, capsys: pytest.Capt
         (["--duration-s", "-3"], "--duration-s: expected a number > 0, got -3.0"),
         (["--repeats", "0"], "--repeats: expected a whole number >= 1, got '0'"),
         (["--repeats", "two"], "--repeats: expected a whole number >= 1, got 'two'"),
+        (["--des-seeds", "0"], "--des-seeds: expected a whole number >= 1, got '0'"),
         (["--devices", "pi,phone"], "--devices: expected numbers >= 1 or 'pi' separated"),
     ],
 )

@@ -36,14 +36,16 @@ the real edge on the scenario's device (:func:`benchmarks.field.cost_profile`, t
 slowed backend for a slowdown > 1); the DES's adaptive policy uses it where it has the
 candidate and the scheduler profile's own costs x slowdown for the rest
 (:func:`splitedge.simulations.des_adaptive.adaptive_costs`), device and tail times drawn
-from the samples (``jitter``). ``--repeats N`` runs the real side N times and the DES
-with max(N, ``--des-seeds``) seeds (its draws; default 8, they cost seconds): the table
-gives the means, the real runs' ranges and the DES runs' mAP50 range. Which frames a
-run happens to detect on moves its mAP50 by ~0.03 (a detection every second frame on
-the field video: 0.365 on the even frames, 0.394 on the odd), so one DES draw is as
-noisy as one real run. One
-policy's mAP50 on 125 frames moved by 0.07 between two runs of the same command
-(docs/benchmarks.md), more than the 5 % target: one run cannot show the target met.
+from the samples (``jitter``); its scheduler sees each answer's boxes on the run's video
+(:func:`splitedge.simulations.des_adaptive.replay_content`), as the real one picks by the
+accuracy of the content bins its answers fall into. ``--repeats N`` runs the real side
+N times and the DES with max(N, ``--des-seeds``) seeds (its draws; default 8, they cost
+seconds): the table gives the means, the real runs' ranges and the DES runs' mAP50
+range. Which frames a run happens to detect on moves its mAP50 by ~0.03 (a detection
+every second frame on the field video: 0.365 on the even frames, 0.394 on the odd), so
+one DES draw is as noisy as one real run. One policy's mAP50 on 125 frames moved by
+0.07 between two runs of the same command (docs/benchmarks.md), more than the 5 %
+target: one run cannot show the target met.
 
 Per policy: SLA violation % (late or dropped, over frames captured), real vs DES and
 the difference in points; accuracy: the runner's COCO mAP50 over the run's answered

@@ -23,7 +23,14 @@ predicts a latency *quantile* and an accuracy:
   bins the recent detections fall into (object count, size, motion); with a
   known camera ``frame_period_ms`` it is scaled by the share of frames that get a
   result: a detection longer than the period misses the frames captured while it
-  runs (one device, one frame at a time).
+  runs (one device, one frame at a time). With ``background_local`` (set by the
+  session, which runs the device's own model in the background once it has boxes
+  to track) such a detection by the device's model misses no frame: when it is
+  predicted past the frame's wait (:meth:`Scheduler.background_wait_ms`) the
+  tracker answers every frame at once (its latency is the tracker's) on boxes that
+  come as many frames after their own as the detection spans, and the accuracy is
+  the profile's less a loss per frame of that age (fitted, in the current content
+  bins, on the entry's interval-1 and longest-interval accuracy).
 
 Decision: on the Pareto frontier of (latency, accuracy), the best weighted
 utility ``accuracy_weight x accuracy - latency_weight x latency / SLA`` whose
@@ -62,8 +69,9 @@ uplink as last measured: a bounded cost, counted in ``probes``. While the device
 detects on every frame with its own model and that fits the SLA, the probe goes
 *beside* the frame (``Decision.probe``, with ``shadow_probes``): the frame keeps the
 device's result, the probe's answer only measures the link (``observe_probe``), so
-probing costs no accuracy. Otherwise (tracked or late local frames) the probe takes
-the frame's place.
+probing costs no accuracy; so too beside the device's own detections behind the
+tracker, whose probe then goes to a branch that does not need the busy model.
+Otherwise (tracked or late local frames) the probe takes the frame's place.
 A transfer far faster than the estimate (``jump_ratio`` x its harmonic mean)
 is checked on the next frame at once, up to 4 in a row, and two such samples
 replace the estimator's window, so a recovered link wins the next decision

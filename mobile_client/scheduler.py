@@ -511,32 +511,30 @@ class Scheduler:
             self._acc_by_bins[bins] = acc
         return acc
 
-    def _camera_accuracy(self, acc: np.ndarray, detect: np.ndarray, period: float) -> np.ndarray:
+    def _camera_accuracy(
+        self, acc: np.ndarray, detect: np.ndarray, period: float, behind: np.ndarray
+    ) -> np.ndarray:
         """``acc`` over the camera's frames, given how many frame periods a detection
         (``detect``, its predicted latency) spans.
 
         One frame at a time: a detection longer than the camera period misses the frames
         captured meanwhile (they get no result); of a group of k frames' worth of camera
-        time, k / (k + missed) get one. With ``background_local``, the device's own
-        detections do not miss them: the tracker answers them on the boxes it has, and
-        the new boxes come ``lag`` frames after their own (none when the frame can wait
-        for them, :meth:`background_wait_ms`). Each frame's boxes are then ``lag`` to
-        ``lag + cadence - 1`` frames old, ``cadence`` the frames between detections (k,
-        or more when a detection outlasts k periods), and score the fitted loss per
-        frame of age below the profile's interval-k accuracy (ages 0..k-1)."""
+        time, k / (k + missed) get one. The device's own detections ``behind`` the
+        tracker (``background_local``, predicted past :meth:`background_wait_ms`) miss
+        none: the tracker answers every frame on the boxes it has, and new boxes come as
+        many frames after their own as the detection spans. Each frame's boxes are then
+        ``spans`` to ``spans + cadence - 1`` frames old, ``cadence`` the frames between
+        detections (k, or more when a detection outlasts k periods), and score the
+        fitted loss per frame of age below the profile's interval-k accuracy (ages
+        0..k-1)."""
         spans = np.ceil(detect / period - 1e-9)
-        missed = np.maximum(0.0, spans - 1.0)
-        out = acc * (self._interval / (self._interval + missed))
-        if self.background_local and self._background_kind.any():
-            lag = np.where(detect > self._background_wait_ms(), spans, 0.0)
-            cadence = np.maximum(self._interval, spans)
-            extra = lag + (cadence - self._interval) / 2.0
-            fitted = self._background_kind
+        out = acc * (self._interval / (self._interval + np.maximum(0.0, spans - 1.0)))
+        if behind.any():
+            extra = spans + (np.maximum(self._interval, spans) - self._interval) / 2.0
             t = np.maximum(self._loss_tracked, 0)
             f = np.maximum(self._loss_fresh, 0)
-            loss = np.where(fitted, np.maximum(0.0, acc[f] - acc[t]) / self._loss_half_span, 0.0)
-            aged = np.maximum(0.0, acc - loss * extra)
-            out = np.where(self._background_kind, aged, out)
+            loss = np.maximum(0.0, acc[f] - acc[t]) / self._loss_half_span
+            out = np.where(behind, np.maximum(0.0, acc - loss * extra), out)
         return out
 
     def background_wait_ms(self) -> float:
@@ -613,17 +611,16 @@ class Scheduler:
         answered = detect  # when a detection frame gets its answer
         self._behind = self._no_behind
         if period:
-            acc = self._camera_accuracy(acc, detect, period)
             if self.background_local:
                 # The device's own detections predicted to outlast what a frame may wait:
                 # the session does not wait, the tracker answers every frame at once and
                 # the detection goes on in the background (its boxes' age is in ``acc``).
-                behind = self._background_kind & (detect > self._background_wait_ms())
-                if behind.any():
+                self._behind = self._background_kind & (detect > self._background_wait_ms())
+                if self._behind.any():
                     tracker = self._tracker_ms()
-                    answered = np.where(behind, tracker, detect)
-                    per_frame = np.where(behind, tracker, per_frame)
-                self._behind = behind
+                    answered = np.where(self._behind, tracker, detect)
+                    per_frame = np.where(self._behind, tracker, per_frame)
+            acc = self._camera_accuracy(acc, detect, period, self._behind)
         self._pred_detect, self._pred_acc = detect, acc
         cur = self._current
         local_only = self._edge_down and self._any_local

@@ -320,7 +320,10 @@ async def test_deadline_passes_in_the_queue(stub):
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.Infer(split_frame(2, model="slow", deadline_ms=50))
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert "50 ms budget" in info.value.details()
+    # The budget named is what was left of the 50 ms after the server decoded the frame
+    # (49 ms on a slow or loaded machine).
+    budget = re.search(r"over its (\d+) ms budget; dropped uncomputed", info.value.details())
+    assert budget is not None and 40 <= int(budget.group(1)) <= 50, info.value.details()
     assert (await first).status_code == 0
     # A generous budget still gets an answer.
     assert (await stub.Infer(split_frame(3, model="slow", deadline_ms=5000))).status_code == 0

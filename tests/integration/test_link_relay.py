@@ -108,8 +108,10 @@ async def test_one_way_delay_is_added_each_way():
         rtt_after_ms = await _median_rtt_ms(link.port, n=5)
     server.close()
     assert base_ms < 5.0
-    assert 30.0 - 1.5 <= rtt_ms - base_ms <= 30.0 + 3.0
-    assert 80.0 - 1.5 <= rtt_after_ms - base_ms <= 80.0 + 3.0
+    # At least the delay each way (the relay's doing); above it, the event loop's wake-up
+    # lag on a busy machine (4.5 ms seen beside the full suite), so the upper side is loose.
+    assert 30.0 - 1.5 <= rtt_ms - base_ms <= 30.0 + 10.0
+    assert 80.0 - 1.5 <= rtt_after_ms - base_ms <= 80.0 + 10.0
 
 
 async def test_full_queue_pushes_back_on_the_sender():

@@ -23,7 +23,8 @@ edge, the device's head and local model, the prefilter) and a
   frame's result is the device's;
 - about once a second a Status RPC, in the background (never awaited by a frame),
   gives a pure round trip (``observe_rtt``) and the server's per-branch queue and
-  tail latency;
+  tail latency; :meth:`AdaptiveSession.run` waits for the first one (up to a second)
+  before the first frame, so the first decision knows the path's round trip;
 - before each pick the client's unanswered bytes (``Client.backlog_bytes``: frames
   whose deadline passed may still be crossing the link) go to the scheduler, and an
   answer that arrives after its deadline is a throughput sample
@@ -72,6 +73,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("splitedge.client.adaptive")
 
 STATUS_EVERY_S = 1.0  # the session's Status RPC period (the DES's sessions use it too)
+# How long ``run`` waits for its first Status RPC before the first frame: on a link in a
+# fade it is not waited for longer (it goes on in the background, as every later one).
+FIRST_ROUND_TRIP_WAIT_S = 1.0
 
 
 def _prepared(frame: CameraFrame, decision: Decision, kind: str) -> tuple[CameraFrame, int | None]:
@@ -208,13 +212,19 @@ class AdaptiveSession:
     async def run(
         self, frames: Iterable[CameraFrame], *, fps: float = 0.0
     ) -> AsyncIterator[tuple[Decision, FrameOutcome]]:
-        """Process ``frames`` in order; ``fps`` > 0 paces them like a camera."""
+        """Process ``frames`` in order; ``fps`` > 0 paces them like a camera.
+
+        Before the first frame, one Status RPC measures the round trip (waited for up to
+        ``FIRST_ROUND_TRIP_WAIT_S``): the first decision then knows the path's distance,
+        not only the scheduler's prior (a full JPEG sent into a far or slow link as
+        the first frame misses its SLA, and the camera's next frame with it)."""
         iterator: Iterator[CameraFrame] = iter(frames)
         period_s = 1.0 / fps if fps > 0 else 0.0
         if fps > 0:  # the scheduler counts the frames a long detection would miss
             self.scheduler.set_frame_period(1000.0 / fps)
-        next_at = time.perf_counter()
         try:
+            await self.first_round_trip()
+            next_at = time.perf_counter()
             while True:
                 frame = await asyncio.to_thread(next, iterator, None)
                 if frame is None:
@@ -225,6 +235,20 @@ class AdaptiveSession:
                     await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
         finally:
             await self.aclose()
+
+    async def first_round_trip(self, wait_s: float = FIRST_ROUND_TRIP_WAIT_S) -> None:
+        """Start the Status poll now and wait up to ``wait_s`` for its round trip (which
+        goes to the scheduler as every poll's does); the periodic polls go on from here.
+        Nothing when the poll is off (``status_every_s`` <= 0) or the client has no
+        server description yet."""
+        if self.status_every_s <= 0 or self.client.model_info is None:
+            return
+        if self._status_task is None or self._status_task.done():
+            self._next_status = time.monotonic() + self.status_every_s
+            self._status_task = asyncio.create_task(
+                self._poll_status(self.scheduler.clock()), name="status-poll"
+            )
+        await asyncio.wait({self._status_task}, timeout=max(0.0, wait_s))
 
     async def aclose(self) -> None:
         """Stop the background Status poll (``run`` does this when it ends)."""

@@ -404,6 +404,7 @@ async def run_demo(
             remote = sorted({c.config.branch for c in scheduler.candidates if c.remote})
             await _warm_up(client, [Candidate(b) for b in remote], next(frames))
             session = AdaptiveSession(client, scheduler)
+            await session.first_round_trip()  # the path's round trip, before the first frame
             if fleet is not None:
                 fleet.on_control(session.apply_control)
             link.set_uplink(trace)  # the trace starts now, after the warm-up

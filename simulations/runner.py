@@ -394,7 +394,7 @@ async def _run_policy(
     rows: list[FrameRow] = []
     scored: list[tuple[Sample, Any, bool]] = []
     async with contextlib.AsyncExitStack() as stack:
-        links, clients, steps, warmups = [], [], [], []
+        links, clients, steps, warmups, sessions = [], [], [], [], []
         for i in range(scenario.clients):
             link = await stack.enter_async_context(
                 EmulatedLink(
@@ -415,6 +415,7 @@ async def _run_policy(
             if config.kind == "adaptive":
                 session = _adaptive_session(scenario, config, client)
                 stack.push_async_callback(session.aclose)
+                sessions.append(session)
                 entries = session.scheduler.candidates
                 steps.append(
                     adaptive_step(session, scheduler_candidates(session.scheduler.profile))
@@ -446,6 +447,10 @@ async def _run_policy(
             for branch, bits in branches:
                 for _ in range(scenario.warmup_frames):
                     await client.submit(warm, branch, bits=bits, deadline_ms=0)
+        for session in sessions:
+            # The session's round trip at connect (its path's delay, before the trace
+            # starts), as a client measures it before its camera's first frame.
+            await session.first_round_trip()
         for i, link in enumerate(links):
             up, down = scenario.client_traces(i)
             link.set_uplink(up)

@@ -78,6 +78,43 @@ async def test_scheduler_leaves_the_edge_when_the_uplink_collapses(edge_factory)
     assert [o.frame_id for _, o in before + after] == list(range(40))
 
 
+class _FirstPick(Scheduler):
+    """A scheduler that records the round trip it knew at its first decision."""
+
+    first_rtt_ms: float | None = None
+
+    def pick(self, now_s=None):  # type: ignore[no-untyped-def]
+        if self.first_rtt_ms is None:
+            self.first_rtt_ms = self.rtt.mean_ms
+        return super().pick(now_s)
+
+
+async def test_the_first_frame_is_decided_on_a_measured_round_trip(edge_factory):
+    # 60 ms each way: the scheduler's prior (20 ms) would send the first frame as a full
+    # JPEG; the session's first Status RPC, waited for before the first frame, gives the
+    # first decision the path's own round trip.
+    frames = [f.image for f in open_source("synthetic", max_frames=4, size=(320, 240))]
+    profile = _echo_profile(frames)
+    edge = edge_factory("--model", "echo")
+    host, _, port = edge.address.rpartition(":")
+    fast = constant(50.0, 60.0)
+    for status_every_s, measured in ((5.0, True), (0.0, False)):
+        async with (
+            EmulatedLink((host, int(port)), fast, fast, delay_ms=60.0) as link,
+            Client(f"127.0.0.1:{link.port}", "echo", backend=TorchHeadBackend("echo")) as client,
+        ):
+            sched = _FirstPick(profile, 150.0)
+            prior_ms = sched.rtt.mean_ms
+            session = AdaptiveSession(client, sched, status_every_s=status_every_s)
+            stream = open_source("synthetic", max_frames=1, size=(320, 240))
+            results = [r async for r in session.run(stream)]
+        assert len(results) == 1 and sched.first_rtt_ms is not None
+        if measured:
+            assert sched.first_rtt_ms >= 120.0 > prior_ms
+        else:  # no Status poll asked for: the prior, as before
+            assert sched.first_rtt_ms == prior_ms
+
+
 async def test_tracked_frames_stay_on_the_device(edge_factory):
     model = "zoo:teacher-frcnn-small"
     frames = [f.image for f in open_source("synthetic", max_frames=3, size=(320, 240), seed=2)]

@@ -427,7 +427,9 @@ class _Simulation:
         """A background detection ended: its outcome teaches the policy (no one waited)."""
         frame.done = True
         c.boxes_from = max(c.boxes_from, frame.index)
-        c.policy.observe_background(frame.index, self._outcome(frame, "local", "", 0.0))  # type: ignore[attr-defined]
+        outcome = self._outcome(frame, "local", "", 0.0)
+        outcome.track_age = 0  # the detection's own frame
+        c.policy.observe_background(frame.index, outcome)  # type: ignore[attr-defined]
 
     def _send(self, c: _Client, frame: _Frame) -> None:
         c.unanswered += 1
@@ -518,7 +520,6 @@ class _Simulation:
         outcome = self._outcome(frame, source, reason, local_ms)
         timing = outcome.timing
         latency_ms, remote = timing.total_ms, frame.candidate.uses_link
-        c.policy.observe(frame.candidate, outcome)
         t_capture = self.phase_s(c.index) + frame.index * self.period_s
         tracked = frame.candidate.track or (
             source == "local" and reason != "" and frame.fallback == "track"
@@ -530,6 +531,8 @@ class _Simulation:
         else:
             track_age = 0
             c.boxes_from = max(c.boxes_from, frame.index)
+        outcome.track_age = track_age  # as the session records it (its boxes' age)
+        c.policy.observe(frame.candidate, outcome)
         self.out.add(
             FrameRow(
                 policy=self.out.policy,

@@ -305,7 +305,8 @@ class SessionPolicy(AdaptivePolicy):
     def observe_background(self, frame_index: int, outcome: FrameOutcome) -> None:
         decision = self._background.pop(frame_index, None)
         if decision is not None:
-            self.scheduler.observe_probe(decision, outcome)
+            candidate = self.candidates[decision.key]
+            self.scheduler.observe_probe(decision, self._with_content(candidate, outcome))
 
     def pick(self, frame_index: int, now_s: float) -> Candidate:
         self.scheduler.set_device_busy(bool(self._background))
@@ -336,7 +337,7 @@ def session_policy(
     branches: Collection[str] | None = None,
     ping_ms: float | None = None,
     name: str = "adaptive",
-    content: Callable[[int, str], Any] | None = None,
+    content: Callable[[int, str, int], Any] | None = None,
     **scheduler_options: Any,
 ) -> SessionPolicy:
     """One client's adaptive policy as the runner builds it (frame period told, branches;
@@ -354,18 +355,60 @@ def session_policy(
     )
 
 
-def replay_content(validator: Any, configs: Mapping[str, Any]) -> Callable[[int, str], Any]:
-    """``content`` for :class:`~splitedge.simulations.policies.AdaptivePolicy`: frame
-    ``i``'s detections by the branch behind candidate label ``label`` on the run's video
-    (``validator.detect``, as :func:`replayed_map50` scores them; ``configs`` from
-    :func:`detection_configs`); None for a label or frame the video does not cover."""
-    count = len(validator.video.frames)
+def replay_content(
+    validator: Any,
+    configs: Mapping[str, Any],
+    *,
+    tracker_factory: Callable[[], Any] | None = None,
+) -> Callable[[int, str, int], Any]:
+    """``content`` for :class:`~splitedge.simulations.policies.AdaptivePolicy`: the boxes
+    the real session has for frame ``i`` of the run's video, as :func:`replayed_map50`
+    scores them (``configs`` from :func:`detection_configs`):
 
-    def content(frame_index: int, label: str) -> Any:
-        config = configs.get(label)
-        if config is None or not 0 <= frame_index < count:
+    - ``age`` 0, a detection: the detections on frame ``i`` by the branch behind
+      candidate label ``label`` (``validator.detect``);
+    - ``age`` a > 0, a tracked frame: the detections of frame ``i - a`` (by the branch
+      that detected there, when this replay saw it, else ``label``'s), moved to frame
+      ``i`` by the device's tracker, started on frame ``i - a`` and updated on each
+      tracked frame asked for since, as the session's tracker is. The real scheduler's
+      content features see these boxes on every tracked frame.
+
+    None for a label or frame the video does not cover. Calls must come in the session's
+    order (the tracker keeps its state between them)."""
+    if tracker_factory is None:
+        from splitedge.mobile_client.tracker import BoxTracker
+
+        tracker_factory = BoxTracker
+    from splitedge.models.types import Detections
+
+    frames = validator.video.frames
+    count = len(frames)
+    tracker = tracker_factory()
+    detected: dict[int, str] = {}  # frame -> the label whose detection it had
+    base: tuple[int, str] | None = None
+    base_det: Any = None
+
+    def content(frame_index: int, label: str, age: int = 0) -> Any:
+        nonlocal base, base_det
+        if not 0 <= frame_index < count:
             return None
-        return validator.detect(config, frame_index)
+        if age <= 0:
+            config = configs.get(label)
+            if config is None:
+                return None
+            detected[frame_index] = label
+            return validator.detect(config, frame_index)
+        b = frame_index - age
+        source = detected.get(b, label)
+        config = configs.get(source)
+        if config is None or b < 0:
+            return None
+        if base != (b, source):
+            base_det = validator.detect(config, b)
+            tracker.init(frames[b], np.asarray(base_det.boxes, np.float32))
+            base = (b, source)
+        boxes = np.asarray(tracker.update(frames[frame_index]), np.float32).copy()
+        return Detections(boxes, base_det.scores, base_det.labels)
 
     return content
 

@@ -270,13 +270,15 @@ class AdaptivePolicy:
     ``ping_ms``: a round trip measured before the first frame (the real client's
     Status RPC at connect), which gives the scheduler its network floor.
 
-    ``content(frame_index, label)``: the boxes (a prediction with ``.boxes``) that the
-    candidate labelled ``label`` gives on that frame of the run's video, when the DES
-    has the video (:func:`~splitedge.simulations.des_adaptive.replay_content`). Each
-    observed outcome then carries them, so the scheduler's content features (object
-    count, size, motion) and the accuracy per content bin it picks by follow the video
-    as the real session's do; without it they stay unknown and it picks by the
-    profile's overall accuracy.
+    ``content(frame_index, label, age)``: the boxes (a prediction with ``.boxes``) that
+    the candidate labelled ``label`` gives on that frame of the run's video (``age`` 0),
+    or the tracker's boxes there from the detection ``age`` frames before (a tracked
+    answer), when the DES has the video
+    (:func:`~splitedge.simulations.des_adaptive.replay_content`). Each observed outcome
+    (tracked ones and background detections too) then carries them, so the scheduler's
+    content features (object count, size, motion) and the accuracy per content bin it
+    picks by follow the video as the real session's do; without it they stay unknown
+    and it picks by the profile's overall accuracy.
     """
 
     def __init__(
@@ -286,7 +288,7 @@ class AdaptivePolicy:
         name: str = "adaptive",
         *,
         ping_ms: float | None = None,
-        content: Callable[[int, str], Any] | None = None,
+        content: Callable[[int, str, int], Any] | None = None,
     ) -> None:
         missing = [e.key for e in scheduler.candidates if e.key not in candidates]
         if missing:
@@ -326,14 +328,17 @@ class AdaptivePolicy:
             self.scheduler.observe(decision, self._with_content(candidate, outcome))
 
     def _with_content(self, candidate: Candidate, outcome: FrameOutcome) -> FrameOutcome:
-        """``outcome`` with the boxes its frame's answer has on the run's video (``content``);
-        a remote detection the device answered after a missed deadline: the local model's."""
+        """``outcome`` with the boxes its frame's answer has on the run's video (``content``):
+        a tracked answer (``track_age`` > 0), the tracker's; a remote detection the device
+        answered after a missed deadline, the local model's."""
         if self.content is None or outcome.prediction is not None:
             return outcome
         if outcome.source not in ("edge", "local"):
             return outcome
-        fell_back = outcome.source == "local" and candidate.uses_link
-        prediction = self.content(outcome.frame_id, "local" if fell_back else candidate.label)
+        age = max(0, outcome.track_age)
+        fell_back = outcome.source == "local" and candidate.uses_link and age == 0
+        label = "local" if fell_back else candidate.label
+        prediction = self.content(outcome.frame_id, label, age)
         if prediction is not None:
             outcome.prediction = prediction
         return outcome

@@ -443,10 +443,10 @@ def test_the_des_scheduler_sees_the_videos_content_when_given_it():
     boxes = Detections(
         np.array([[0, 0, 32, 24]] * 3, np.float32), np.ones(3, np.float32), np.zeros(3, np.int64)
     )
-    asked: list[tuple[int, str]] = []
+    asked: list[tuple[int, str, int]] = []
 
-    def content(frame_index: int, label: str) -> Detections:
-        asked.append((frame_index, label))
+    def content(frame_index: int, label: str, age: int) -> Detections:
+        asked.append((frame_index, label, age))
         return boxes
 
     with_video = session_policy(sched, 150.0, fps=5.0, clock=lambda: 0.0, content=content)
@@ -457,8 +457,38 @@ def test_the_des_scheduler_sees_the_videos_content_when_given_it():
         # The edge missed the deadline, the device's own model answered: its boxes count.
         missed = FrameOutcome(0, candidate.branch, "local", "deadline", timing=FrameTiming())
         policy.observe(candidate, missed)
-    assert asked == [(0, "local")]
+    assert asked == [(0, "local", 0)]
     assert with_video.scheduler.content.samples == 1
     assert with_video.scheduler.content.object_count == 3
     assert with_video.scheduler.content.object_size == pytest.approx(32 * 24 / (240 * 320))
     assert blind.scheduler.content.samples == 0
+    # A tracked answer: the tracker's boxes from the detection its age says (the real
+    # session's scheduler sees those on every tracked frame).
+    candidate = replace(with_video.pick(1, 0.2), track=True)
+    tracked = FrameOutcome(
+        1, candidate.branch, "local", "tracked", timing=FrameTiming(), track_age=1
+    )
+    with_video.observe(candidate, tracked)
+    assert asked[-1] == (1, candidate.label, 1)
+    assert with_video.scheduler.content.samples == 2
+
+
+def test_the_des_hands_each_answers_age_to_the_content_it_sees():
+    # Every answered frame of a DES run reaches the scheduler's content with the age of
+    # its boxes as the run records it (0: a detection; > 0: tracked).
+    sched = replace(scheduler_profile(), frame_size=(240, 320))
+    costs = adaptive_costs(sched)
+    cfg = config(clients=1, sla_ms=150, tracker_ms=tracker_ms(sched))
+    asked: dict[int, int] = {}
+
+    def content(frame_index, label, age):  # type: ignore[no-untyped-def]
+        asked[frame_index] = age
+        return None
+
+    factory = policy_factory(
+        ADAPTIVE, [OFFLOAD, SPLIT, LOCAL], cfg, costs, scheduler_profile=sched, content=content
+    )
+    rows = simulate(cfg, costs, factory, name="adaptive").rows
+    answered = {r.frame_index: r.track_age for r in rows if r.source != "dropped"}
+    assert any(age > 0 for age in answered.values())  # the run tracks some frames
+    assert {f: a for f, a in asked.items() if f in answered} == answered

@@ -105,3 +105,28 @@ def test_replay_content_gives_the_branchs_boxes_on_frames_the_video_has():
     assert content(1, "split@nope") is None
     assert content(3, "local") is None and content(-1, "local") is None
     assert validator.detected == [("JPEG", 2)]
+
+
+def test_replay_content_moves_a_detections_boxes_to_the_tracked_frames():
+    validator, tracker = _Validator(8), _Tracker()
+    content = replay_content(validator, CONFIGS, tracker_factory=lambda: tracker)
+    x_jpeg, x_local = 100.0 * len("JPEG"), 100.0 * len("L")
+    assert content(0, "offload-jpeg90", 0).boxes[0, 0] == x_jpeg  # a detection at the edge
+    # Tracked frames: frame 0's JPEG boxes (the branch that detected there, not the
+    # label's), moved by one update per frame.
+    assert content(1, "local", 1).boxes[0].tolist() == [x_jpeg, 1, x_jpeg + 1, 2]
+    assert content(2, "local", 2).boxes[0].tolist() == [x_jpeg, 2, x_jpeg + 1, 3]
+    # A background detection of frame 2 ends: the next tracked frame starts from its boxes.
+    assert content(2, "local", 0).boxes[0, 0] == x_local + 2
+    assert content(4, "local", 2).boxes[0].tolist() == [x_local + 2, 1, x_local + 3, 2]
+    # Boxes from a frame this replay never saw detected: the label's own branch.
+    assert content(6, "offload-jpeg90", 1).boxes[0, 0] == x_jpeg + 5
+    assert tracker.calls == [
+        ("init", 0), ("update", 1), ("update", 2), ("init", 2), ("update", 4),
+        ("init", 5), ("update", 6),
+    ]  # fmt: skip
+    # Scores and labels are the detection's.
+    tracked = content(7, "offload-jpeg90", 2)
+    assert tracked.scores.tolist() == [pytest.approx(0.9)] and tracked.labels.tolist() == [1]
+    # Nothing for a label no branch covers (its base unseen) or a frame past the video.
+    assert content(7, "split@nope", 1) is None and content(9, "local", 1) is None

@@ -37,11 +37,12 @@ slowed backend for a slowdown > 1); the DES's adaptive policy uses it where it h
 candidate and the scheduler profile's own costs x slowdown for the rest
 (:func:`splitedge.simulations.des_adaptive.adaptive_costs`), device and tail times drawn
 from the samples (``jitter``); its scheduler sees each answer's boxes on the run's video
-(:func:`splitedge.simulations.des_adaptive.replay_content`), as the real one picks by the
-accuracy of the content bins its answers fall into. ``--repeats N`` runs the real side
-N times and the DES with max(N, ``--des-seeds``) seeds (its draws; default 8, they cost
-seconds): the table gives the means, the real runs' ranges and the DES runs' mAP50
-range. Which frames a run happens to detect on moves its mAP50 by ~0.03 (a detection
+(:func:`splitedge.simulations.des_adaptive.replay_content`: a detection's, or for a
+tracked answer the tracker's boxes moved from the detection it answers with), as the
+real one picks by the accuracy of the content bins its answers fall into. ``--repeats N``
+runs the real side N times and the DES with max(N, ``--des-seeds``) seeds (its draws;
+default 8, they cost seconds): the table gives the means, the real runs' ranges and the
+DES runs' mAP50 range. Which frames a run happens to detect on moves its mAP50 by ~0.03 (a detection
 every second frame on the field video: 0.365 on the even frames, 0.394 on the odd), so
 one DES draw is as noisy as one real run. One policy's mAP50 on 125 frames moved by
 0.07 between two runs of the same command (docs/benchmarks.md), more than the 5 %
@@ -295,7 +296,6 @@ async def field_check(
     by_age = des_adaptive.accuracy_by_age(sched)
     fallback = by_tag.get("local")
     configs = des_adaptive.detection_configs(sched, scenario.branches)
-    content = des_adaptive.replay_content(validator, configs)
     checks = {p.name: FieldCheck(p.name) for p in scenario.policies}
 
     def des_run(seed: int) -> list[Any]:
@@ -310,7 +310,9 @@ async def field_check(
                     sched, measured=costs, device_slowdown=scenario.device_slowdown
                 )
                 cfg = replace(base, tracker_ms=des_adaptive.tracker_ms(sched))
-                options = {"content": content}  # the video's boxes, as the real session sees
+                # The video's boxes, as the real session sees them (its own tracker state
+                # per run).
+                options = {"content": des_adaptive.replay_content(validator, configs)}
             factory = policy_factory(policy, scenario.branches, cfg, policy_costs, **options)
             d = simulate(cfg, policy_costs, factory, name=policy.name)
             des_rows += d.rows

@@ -48,14 +48,18 @@ def _echo_profile(frames, intervals=(1,)):
     )
 
 
-async def test_scheduler_leaves_the_edge_when_the_uplink_collapses(edge_factory):
+def _echo_edge(edge_factory):  # type: ignore[no-untyped-def]
+    """An echo edge, a profile of its branches and a fast (50 Mbps) link trace:
+    (profile, (host, port), trace)."""
     frames = [f.image for f in open_source("synthetic", max_frames=4, size=(320, 240))]
-    profile = _echo_profile(frames)
-    edge = edge_factory("--model", "echo")
-    host, _, port = edge.address.rpartition(":")
-    fast = constant(50.0, 60.0)
+    host, _, port = edge_factory("--model", "echo").address.rpartition(":")
+    return _echo_profile(frames), (host, int(port)), constant(50.0, 60.0)
+
+
+async def test_scheduler_leaves_the_edge_when_the_uplink_collapses(edge_factory):
+    profile, edge, fast = _echo_edge(edge_factory)
     async with (
-        EmulatedLink((host, int(port)), fast, fast, delay_ms=5.0) as link,
+        EmulatedLink(edge, fast, fast, delay_ms=5.0) as link,
         Client(f"127.0.0.1:{link.port}", "echo", backend=TorchHeadBackend("echo")) as client,
     ):
         sched = Scheduler(profile, 150.0, min_period_frames=4)
@@ -93,14 +97,10 @@ async def test_the_first_frame_is_decided_on_a_measured_round_trip(edge_factory)
     # 60 ms each way: the scheduler's prior (20 ms) would send the first frame as a full
     # JPEG; the session's first Status RPC, waited for before the first frame, gives the
     # first decision the path's own round trip.
-    frames = [f.image for f in open_source("synthetic", max_frames=4, size=(320, 240))]
-    profile = _echo_profile(frames)
-    edge = edge_factory("--model", "echo")
-    host, _, port = edge.address.rpartition(":")
-    fast = constant(50.0, 60.0)
+    profile, edge, fast = _echo_edge(edge_factory)
     for status_every_s, measured in ((5.0, True), (0.0, False)):
         async with (
-            EmulatedLink((host, int(port)), fast, fast, delay_ms=60.0) as link,
+            EmulatedLink(edge, fast, fast, delay_ms=60.0) as link,
             Client(f"127.0.0.1:{link.port}", "echo", backend=TorchHeadBackend("echo")) as client,
         ):
             sched = _FirstPick(profile, 150.0)

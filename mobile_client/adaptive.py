@@ -241,14 +241,9 @@ class AdaptiveSession:
         goes to the scheduler as every poll's does); the periodic polls go on from here.
         Nothing when the poll is off (``status_every_s`` <= 0) or the client has no
         server description yet."""
-        if self.status_every_s <= 0 or self.client.model_info is None:
-            return
-        if self._status_task is None or self._status_task.done():
-            self._next_status = time.monotonic() + self.status_every_s
-            self._status_task = asyncio.create_task(
-                self._poll_status(self.scheduler.clock()), name="status-poll"
-            )
-        await asyncio.wait({self._status_task}, timeout=max(0.0, wait_s))
+        task = self._start_status_poll(self.scheduler.clock())
+        if task is not None:
+            await asyncio.wait({task}, timeout=max(0.0, wait_s))
 
     async def aclose(self) -> None:
         """Stop the background Status poll (``run`` does this when it ends)."""
@@ -401,15 +396,22 @@ class AdaptiveSession:
             load = state.load  # MQTT's status, in the Status RPC's shape
             # Its queue figure is the server's own wait estimate (none: nothing to say).
             self._report(load, now, queue_ms=load.queue_wait_ms)
-        wall = time.monotonic()
-        if self.status_every_s <= 0 or wall < self._next_status or self.client.model_info is None:
-            return
+        if time.monotonic() >= self._next_status:
+            self._start_status_poll(now)
+
+    def _start_status_poll(self, now: float) -> asyncio.Task[None] | None:
+        """The Status poll in flight, started now unless one is still out (a slow link:
+        never a second); None when polling is off or the server is not described yet."""
+        if self.status_every_s <= 0 or self.client.model_info is None:
+            return None
         if self._status_task is not None and not self._status_task.done():
-            return  # the last one is still out (a slow link): never a second, never waited on
-        self._next_status = wall + self.status_every_s
+            return self._status_task
+        self._next_status = time.monotonic() + self.status_every_s
         # In the background: on a fading link the RPC queues behind the frames' bytes for
-        # seconds, and awaiting it here would hold every frame (the camera's next ones lost).
+        # seconds, and awaiting it in a frame would hold every frame (the camera's next
+        # ones lost).
         self._status_task = asyncio.create_task(self._poll_status(now), name="status-poll")
+        return self._status_task
 
     async def _poll_status(self, now: float) -> None:
         sched = self.scheduler

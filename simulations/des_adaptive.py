@@ -355,6 +355,39 @@ def session_policy(
     )
 
 
+class _TrackerReplay:
+    """The device's tracker replayed on a run's video (``validator.video``): a detection
+    restarts it on its frame, and a tracked answer gets that detection's boxes moved to
+    its frame, one update per answer asked for, as the session's tracker does."""
+
+    def __init__(self, validator: Any, tracker_factory: Callable[[], Any] | None) -> None:
+        if tracker_factory is None:
+            from splitedge.mobile_client.tracker import BoxTracker
+
+            tracker_factory = BoxTracker
+        self.validator = validator
+        self.frames = validator.video.frames
+        self.tracker = tracker_factory()
+        self._base: tuple[int, int] | None = None  # (frame, id of its config)
+        self._det: Any = None
+
+    def detected(self, config: Any, frame: int) -> Any:
+        """``config``'s detections on ``frame``; the tracker restarts from them."""
+        self._det = self.validator.detect(config, frame)
+        self.tracker.init(self.frames[frame], np.asarray(self._det.boxes, np.float32))
+        self._base = (frame, id(config))
+        return self._det
+
+    def moved(self, config: Any, base: int, frame: int) -> Any:
+        """The boxes of ``config``'s detection on frame ``base``, tracked to ``frame``."""
+        from splitedge.models.types import Detections
+
+        if self._base != (base, id(config)):
+            self.detected(config, base)
+        boxes = np.asarray(self.tracker.update(self.frames[frame]), np.float32).copy()
+        return Detections(boxes, self._det.scores, self._det.labels)
+
+
 def replay_content(
     validator: Any,
     configs: Mapping[str, Any],
@@ -375,21 +408,11 @@ def replay_content(
 
     None for a label or frame the video does not cover. Calls must come in the session's
     order (the tracker keeps its state between them)."""
-    if tracker_factory is None:
-        from splitedge.mobile_client.tracker import BoxTracker
-
-        tracker_factory = BoxTracker
-    from splitedge.models.types import Detections
-
-    frames = validator.video.frames
-    count = len(frames)
-    tracker = tracker_factory()
+    replay = _TrackerReplay(validator, tracker_factory)
+    count = len(validator.video.frames)
     detected: dict[int, str] = {}  # frame -> the label whose detection it had
-    base: tuple[int, str] | None = None
-    base_det: Any = None
 
     def content(frame_index: int, label: str, age: int = 0) -> Any:
-        nonlocal base, base_det
         if not 0 <= frame_index < count:
             return None
         if age <= 0:
@@ -399,16 +422,10 @@ def replay_content(
             detected[frame_index] = label
             return validator.detect(config, frame_index)
         b = frame_index - age
-        source = detected.get(b, label)
-        config = configs.get(source)
+        config = configs.get(detected.get(b, label))
         if config is None or b < 0:
             return None
-        if base != (b, source):
-            base_det = validator.detect(config, b)
-            tracker.init(frames[b], np.asarray(base_det.boxes, np.float32))
-            base = (b, source)
-        boxes = np.asarray(tracker.update(frames[frame_index]), np.float32).copy()
-        return Detections(boxes, base_det.scores, base_det.labels)
+        return replay.moved(config, b, frame_index)
 
     return content
 
@@ -527,16 +544,8 @@ def replayed_map50(
     session does when a background detection ends. A row without a recorded age (-1) is
     taken as a detection. The same metric on the same frames as the runner's mAP50, for
     the DES's rows as for a real run's (which checks the replay itself)."""
-    if tracker_factory is None:
-        from splitedge.mobile_client.tracker import BoxTracker
-
-        tracker_factory = BoxTracker
-    from splitedge.models.types import Detections
-
-    frames = validator.video.frames
-    tracker = tracker_factory()
-    base, base_det = -1, None
-    preds: dict[int, Detections] = {}
+    replay = _TrackerReplay(validator, tracker_factory)
+    preds: dict[int, Any] = {}
     answered = sorted((r for r in rows if r.source != "dropped"), key=lambda r: r.frame_index)
     by_frame = {r.frame_index: r for r in answered}
 
@@ -551,19 +560,11 @@ def replayed_map50(
     for r in answered:
         f = r.frame_index
         if r.track_age <= 0:
-            det = validator.detect(config_of(r), f)
-            tracker.init(frames[f], np.asarray(det.boxes, np.float32))
-            base, base_det = f, det
-            preds[f] = det
+            preds[f] = replay.detected(config_of(r), f)
             continue
+        # The boxes came from frame b's detection: what frame b's row ran (a detection
+        # that went on in the background is recorded under its branch, tracked), not
+        # necessarily this row's branch (an edge frame that missed carries them too).
         b = f - r.track_age
-        if b != base or base_det is None:
-            # The boxes came from frame b's detection: what frame b's row ran (a detection
-            # that went on in the background is recorded under its branch, tracked), not
-            # necessarily this row's branch (an edge frame that missed carries them too).
-            base_det = validator.detect(config_of(by_frame.get(b, r)), b)
-            tracker.init(frames[b], np.asarray(base_det.boxes, np.float32))
-            base = b
-        boxes = np.asarray(tracker.update(frames[f]), np.float32).copy()
-        preds[f] = Detections(boxes, base_det.scores, base_det.labels)
+        preds[f] = replay.moved(config_of(by_frame.get(b, r)), b, f)
     return float(validator.score(preds)) if preds else math.nan

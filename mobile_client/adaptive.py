@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import replace
@@ -76,6 +77,7 @@ STATUS_EVERY_S = 1.0  # the session's Status RPC period (the DES's sessions use 
 # How long ``run`` waits for its first Status RPC before the first frame: on a link in a
 # fade it is not waited for longer (it goes on in the background, as every later one).
 FIRST_ROUND_TRIP_WAIT_S = 1.0
+TRACKER_WARM_BOXES = 8  # boxes the tracker follows when it is timed before the first frame
 
 
 def _prepared(frame: CameraFrame, decision: Decision, kind: str) -> tuple[CameraFrame, int | None]:
@@ -105,14 +107,15 @@ def detection_budget(
     predicted = decision.predicted_latency_ms
     planned_late = k > 1 and predicted > sla and decision.reason != "probe"
     budget = min(k * sla, 1.5 * predicted) if planned_late else sla
-    local_ms, tracker_ms = scheduler.fallback_ms()
+    local_ms, _ = scheduler.fallback_ms()
     # The fallback's prediction plus slack for the hand-over (a thread hop, a wake-up).
     period = scheduler.frame_period_ms
     costs_frames = can_track and period is not None and local_ms is not None and local_ms > period
     if local_ms is not None and local_ms <= 0.5 * budget and not costs_frames:
         return budget - (1.25 * local_ms + HANDOVER_MS), "local"
     if can_track:
-        return max(budget - (1.25 * tracker_ms + HANDOVER_MS), 0.5 * budget), "track"
+        reserve = scheduler.tracker_reserve_ms()
+        return max(budget - (reserve + HANDOVER_MS), 0.5 * budget), "track"
     return budget, "local"
 
 
@@ -217,18 +220,22 @@ class AdaptiveSession:
         Before the first frame, one Status RPC measures the round trip (waited for up to
         ``FIRST_ROUND_TRIP_WAIT_S``): the first decision then knows the path's distance,
         not only the scheduler's prior (a full JPEG sent into a far or slow link as
-        the first frame misses its SLA, and the camera's next frame with it)."""
+        the first frame misses its SLA, and the camera's next frame with it). And the
+        tracker is timed on the first frame's image (:meth:`time_tracker`)."""
         iterator: Iterator[CameraFrame] = iter(frames)
         period_s = 1.0 / fps if fps > 0 else 0.0
         if fps > 0:  # the scheduler counts the frames a long detection would miss
             self.scheduler.set_frame_period(1000.0 / fps)
         try:
             await self.first_round_trip()
-            next_at = time.perf_counter()
+            next_at = None
             while True:
                 frame = await asyncio.to_thread(next, iterator, None)
                 if frame is None:
                     return
+                if next_at is None:  # the first frame: the tracker is timed on it first
+                    await self.time_tracker(frame.image)
+                    next_at = time.perf_counter()
                 yield await self.process(frame)
                 if period_s:
                     next_at += period_s
@@ -244,6 +251,54 @@ class AdaptiveSession:
         task = self._start_status_poll(self.scheduler.clock())
         if task is not None:
             await asyncio.wait({task}, timeout=max(0.0, wait_s))
+
+    async def time_tracker(
+        self, image: np.ndarray, boxes: int = TRACKER_WARM_BOXES
+    ) -> float | None:
+        """Run the tracker on ``image`` before the first frame and tell the scheduler
+        how long it took (:meth:`Scheduler.observe_tracker_ms`): the slowest of a few
+        updates following ``boxes`` boxes, after one untimed round (a first run pays
+        lazy initialisation: 6 ms here against 0.4 warm). When the device's own model
+        will run behind the tracker (``background_local``), it runs beside the timing,
+        as it will then. Without this, the first tracked frames kept room for the
+        profiled time only (0.9 ms, the profiling machine's) and ended a few ms past the
+        SLA on a device where the tracker beside a detection takes 5-13 ms. The tracker
+        is left with nothing to follow. Returns the time (ms); None without a tracker."""
+        tracker = self.tracker
+        if tracker is None:
+            return None
+        h, w = image.shape[:2]
+        side = max(1, math.ceil(math.sqrt(boxes)))
+        grid = [
+            [w * (i % side) / side, h * (i // side) / side,
+             w * (i % side + 0.6) / side, h * (i // side + 0.6) / side]
+            for i in range(boxes)
+        ]  # fmt: skip
+        start_boxes = np.asarray(grid, np.float32)
+
+        def timed() -> float:
+            tracker.init(image, start_boxes)
+            slowest = 0
+            for _ in range(3):
+                start = time.perf_counter_ns()
+                tracker.update(image)
+                slowest = max(slowest, time.perf_counter_ns() - start)
+            return slowest / 1e6
+
+        await asyncio.to_thread(timed)  # lazy initialisation, not counted
+        backend = self.client.backend
+        beside = None
+        if self.scheduler.background_local and backend.has_local:
+            beside = asyncio.create_task(asyncio.to_thread(backend.local, image))
+            await asyncio.sleep(0)  # the model starts first
+        try:
+            ms = await asyncio.to_thread(timed)
+        finally:
+            if beside is not None:
+                await beside
+        self._tracked = None
+        self.scheduler.observe_tracker_ms(max(ms, 1e-3))
+        return ms
 
     async def aclose(self) -> None:
         """Stop the background Status poll (``run`` does this when it ends)."""

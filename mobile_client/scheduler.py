@@ -148,6 +148,21 @@ class Decision:
     probe: Decision | None = None
 
 
+@dataclass
+class _Evaluation:
+    """Every candidate's figures for one decision (:meth:`Scheduler._evaluate`)."""
+
+    detect: np.ndarray  # detection latency quantile, ms
+    acc: np.ndarray  # accuracy, camera-scaled
+    latency: np.ndarray  # what is held against the budget, ms
+    budget: np.ndarray  # SLA x margin, ms
+    allowed: np.ndarray  # bool
+    feasible: np.ndarray  # bool: allowed and within budget
+    utility: np.ndarray
+    behind: np.ndarray  # bool: the device's detection runs behind the tracker
+    switch_ms: np.ndarray  # the switch cost from the current choice
+
+
 def pareto_frontier(latency_ms: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
     """Indices of the points no other point beats (faster-or-equal and more accurate).
 
@@ -310,6 +325,8 @@ class Scheduler:
         self._floor_ms: float | None = None
         self._net_count = 0
         self._tracker_ratio = 1.0
+        self._late_free_s: float | None = None  # the last late answer's bytes crossed
+        self._tracker_seen: deque[float] = deque(maxlen=16)  # its last runs, ms
         self._pred_detect = np.zeros(len(self.candidates))
         self._pred_acc = self._acc.copy()
         self.switches = 0  # changes of candidate
@@ -451,8 +468,11 @@ class Scheduler:
 
     # ------------------------------------------------------------ prediction
 
-    def predict(self, now_s: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(detection latency quantile ms, per-frame latency ms, accuracy) of every candidate."""
+    def predict(
+        self, now_s: float | None = None, bandwidth: tuple[float, float] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(detection latency quantile ms, per-frame latency ms, accuracy) of every
+        candidate; ``bandwidth``: (harmonic, robust) Mbps instead of the estimator's."""
         now = self._now_s if now_s is None else now_s
         # Vectorised over candidates, per-branch work only over distinct branch names:
         # this runs at every re-decision and must stay far below the 0.2 ms frame budget.
@@ -461,7 +481,10 @@ class Scheduler:
         bias, spread = self.contention.log_error()
         head = self.contention.head_ms_array(self._head) * math.exp(bias)
         variance = (head * spread) ** 2
-        bw, bw_robust = self.bandwidth.harmonic_mbps, self.bandwidth.estimate_mbps
+        if bandwidth is None:
+            bw, bw_robust = self.bandwidth.harmonic_mbps, self.bandwidth.estimate_mbps
+        else:
+            bw, bw_robust = bandwidth
         if bw > 0:
             transfer = (self._kbits_mean + self._backlog_kbits) / bw
             transfer_q = (self._kbits_q + self._backlog_kbits) / bw_robust
@@ -541,14 +564,49 @@ class Scheduler:
         """How long a frame waits for the device's own detection before the tracker
         answers it and the detection goes on in the background (with
         ``background_local``): the SLA or the camera period, whichever is shorter, less
-        the tracker's time and a hand-over."""
+        the tracker's reserve (:meth:`tracker_reserve_ms`) and a hand-over."""
         with self._lock:
             return self._background_wait_ms()
 
     def _background_wait_ms(self) -> float:
         sla = self._sla_ms
         budget = min(sla, self.frame_period_ms or sla)
-        return max(0.0, budget - (1.25 * self._tracker_ms() + HANDOVER_MS))
+        return max(0.0, budget - (self._tracker_reserve_ms() + HANDOVER_MS))
+
+    def tracker_reserve_ms(self) -> float:
+        """What a frame keeps of its budget for the tracker when the tracker answers
+        it after a wait (for the device's own detection, or for the edge's answer):
+        1.25 x the tracker's predicted time, or 1.5 x its slowest recent run when that
+        is more. Beside a detection running in the background the tracker's time
+        spreads far past its mean (on a 2-core machine, profiled at 0.9 ms: 5-13 ms),
+        and a frame kept only the mean's room missed the SLA by those few ms."""
+        with self._lock:
+            return self._tracker_reserve_ms()
+
+    def _tracker_reserve_ms(self) -> float:
+        return max(1.25 * self._tracker_ms(), 1.5 * max(self._tracker_seen, default=0.0))
+
+    def observe_tracker_ms(self, ms: float) -> None:
+        """One run of the tracker (ms), timed outside a frame: the session times it
+        before the first frame (:meth:`AdaptiveSession.time_tracker
+        <splitedge.mobile_client.adaptive.AdaptiveSession.time_tracker>`)."""
+        if not (math.isfinite(ms) and ms > 0):
+            raise SchedulerError(f"tracker time must be a positive number of ms, got {ms}")
+        with self._lock:
+            self._learn_tracker(ms)
+
+    def _learn_tracker(self, observed_ms: float) -> None:
+        """The tracker's ratio to its profiled time: the first run replaces the prior
+        (1, the profiling machine's speed), later ones move it a step at a time."""
+        profiled = self._tracker_ms() / max(self._tracker_ratio, 1e-9)
+        if profiled <= 0 or observed_ms <= 0:
+            return
+        ratio = observed_ms / profiled
+        first = not self._tracker_seen
+        self._tracker_ratio = (
+            ratio if first else self._tracker_ratio + 0.2 * (ratio - self._tracker_ratio)
+        )
+        self._tracker_seen.append(observed_ms)
 
     def fallback_ms(self) -> tuple[float | None, float]:
         """(the device's own model, the tracker): predicted ms now, for a frame the edge
@@ -601,28 +659,27 @@ class Scheduler:
             return True
         return abs(self.contention.level - lv0) >= 0.5
 
-    def _decide(self, now: float) -> None:
-        self._force = False
-        self.decisions += 1
-        self._since_decision = 1
-        self._at_decision = (self.bandwidth.estimate_mbps, self.rtt.mean_ms, self.contention.level)
-        detect, per_frame, acc = self.predict(now)
+    def _evaluate(
+        self, now: float, cur: int | None, bandwidth: tuple[float, float] | None = None
+    ) -> _Evaluation:
+        """Every candidate's prediction, budget and utility for a choice made now with
+        ``cur`` the current one (None: a fresh start); changes no state.
+        ``bandwidth``: (harmonic, robust) Mbps instead of the estimator's."""
+        detect, per_frame, acc = self.predict(now, bandwidth)
         period = self.frame_period_ms
         answered = detect  # when a detection frame gets its answer
-        self._behind = self._no_behind
+        behind = self._no_behind
         if period:
             if self.background_local:
                 # The device's own detections predicted to outlast what a frame may wait:
                 # the session does not wait, the tracker answers every frame at once and
                 # the detection goes on in the background (its boxes' age is in ``acc``).
-                self._behind = self._background_kind & (detect > self._background_wait_ms())
-                if self._behind.any():
+                behind = self._background_kind & (detect > self._background_wait_ms())
+                if behind.any():
                     tracker = self._tracker_ms()
-                    answered = np.where(self._behind, tracker, detect)
-                    per_frame = np.where(self._behind, tracker, per_frame)
-            acc = self._camera_accuracy(acc, detect, period, self._behind)
-        self._pred_detect, self._pred_acc = detect, acc
-        cur = self._current
+                    answered = np.where(behind, tracker, detect)
+                    per_frame = np.where(behind, tracker, per_frame)
+            acc = self._camera_accuracy(acc, detect, period, behind)
         local_only = self._edge_down and self._any_local
         allowed = self._local_mask if local_only else self._all_mask
         if cur is None:
@@ -653,6 +710,20 @@ class Scheduler:
                     latency = frame_latency
         utility = wa * acc - (wl / self._sla_ms) * latency if wl else acc * wa
         feasible = allowed & (latency <= budget)
+        return _Evaluation(
+            detect, acc, latency, budget, allowed, feasible, utility, behind, switch_ms
+        )
+
+    def _decide(self, now: float) -> None:
+        self._force = False
+        self.decisions += 1
+        self._since_decision = 1
+        self._at_decision = (self.bandwidth.estimate_mbps, self.rtt.mean_ms, self.contention.level)
+        cur = self._current
+        ev = self._evaluate(now, cur)
+        self._behind, self._pred_detect, self._pred_acc = ev.behind, ev.detect, ev.acc
+        allowed, feasible, budget = ev.allowed, ev.feasible, ev.budget
+        latency, acc, utility, switch_ms = ev.latency, ev.acc, ev.utility, ev.switch_ms
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "decide: bw %.2f (harmonic %.2f) Mbps, rtt %.1f+-%.1f ms, backlog %.0f kbit, "
@@ -672,12 +743,7 @@ class Scheduler:
             # No choice yet, or the link changed regime (a fade ended, the edge came
             # back): pick as a fresh start would, without the hysteresis that keeps a
             # choice made for a link that is gone.
-            if not feasible.any():
-                best = int(np.flatnonzero(allowed)[np.argmin(latency[allowed])])
-                why = "edge-down-fastest" if self._edge_down else "none-feasible-fastest"
-                self._switch_to(best, why)
-                return
-            self._switch_to(self._best(feasible, latency, acc, utility), self._fit_reason())
+            self._switch_to(*self._fresh_choice(ev))
             return
         # The current choice still fits: move only for a clear gain that fits comfortably.
         comfortable = feasible & (latency <= budget * (1.0 - self.hysteresis_band))
@@ -690,6 +756,34 @@ class Scheduler:
             self._switch_to(best, self._fit_reason())
         else:
             self._switch_to(cur, "hold")
+
+    def _fresh_choice(self, ev: _Evaluation) -> tuple[int, str]:
+        """(candidate, reason) a fresh start picks: the best feasible, else the fastest."""
+        if not ev.feasible.any():
+            best = int(np.flatnonzero(ev.allowed)[np.argmin(ev.latency[ev.allowed])])
+            return best, "edge-down-fastest" if self._edge_down else "none-feasible-fastest"
+        return self._best(ev.feasible, ev.latency, ev.acc, ev.utility), self._fit_reason()
+
+    def fresh_pick(
+        self, bandwidth_mbps: float | None = None, now_s: float | None = None
+    ) -> tuple[str, dict[str, float]]:
+        """What a fresh start would pick now: everything this scheduler has learned
+        (round trip, server and device load, content, margins) but no current choice, so
+        no hysteresis. ``bandwidth_mbps``: the uplink's rate instead of the estimate
+        (a link's known rate: what would a start that had measured it pick?). Returns
+        the pick's key and every candidate's accuracy as predicted for that choice (the
+        camera's share of frames and boxes' age included), to compare a pick with it.
+        Changes no state. The demo records it per frame to show when the scheduler is
+        back on it after a fade."""
+        if bandwidth_mbps is not None and not (bandwidth_mbps > 0):
+            raise SchedulerError(f"bandwidth must be > 0 Mbps, got {bandwidth_mbps}")
+        with self._lock:
+            now = self._now_s if now_s is None else now_s
+            bw = None if bandwidth_mbps is None else (bandwidth_mbps, bandwidth_mbps)
+            ev = self._evaluate(now, None, bw)
+            index, _ = self._fresh_choice(ev)
+            keys = (c.key for c in self.candidates)
+            return self.candidates[index].key, dict(zip(keys, ev.acc.tolist(), strict=True))
 
     @staticmethod
     def _best(mask: np.ndarray, latency: np.ndarray, acc: np.ndarray, utility: np.ndarray) -> int:
@@ -848,12 +942,22 @@ class Scheduler:
             self._observe(probe, outcome, shadow=True)
 
     def observe_late_answer(self, payload_bytes: int, network_ms: float) -> None:
-        """An answer that came after its frame's deadline: its transfer is a throughput
-        sample (a low one when it queued behind earlier bytes: a fade's own effect)."""
+        """An answer that came after its frame's deadline (now, by ``clock``): its
+        transfer is a throughput sample. In a fade late frames queue on the link one
+        behind another; a frame sent before the previous late answer's bytes had crossed
+        waited for them first, and that wait is not its transfer: it is taken off (the
+        previous bytes crossed half a round trip floor before their answer came). Counted
+        in, two 28 kB frames on a 0.1 Mbit/s link read as 0.04 Mbit/s, and probes spaced
+        by that estimate kept a recovered link unseen for 3 s."""
         with self._lock:
             if payload_bytes <= 0:
                 return
-            transfer_ms = network_ms - (min(self._pings) if self._pings else self.rtt.min_ms)
+            floor_ms = min(self._pings) if self._pings else self.rtt.min_ms
+            now = self.clock()
+            sent = now - network_ms / 1000.0
+            free, self._late_free_s = self._late_free_s, now - floor_ms / 2000.0
+            behind_ms = max(0.0, (free - sent) * 1000.0) if free is not None else 0.0
+            transfer_ms = max(0.0, network_ms - floor_ms - behind_ms)
             before, resets = self.bandwidth.harmonic_mbps, self.bandwidth.resets
             sample = self._transfer_sample(payload_bytes, transfer_ms)
             reset = self.bandwidth.resets > resets
@@ -895,12 +999,9 @@ class Scheduler:
         if decision.track:
             if not entry.remote:
                 self._since_remote += 1  # probing counts frames, tracked ones too
-            profiled = self._tracker_ms() / max(self._tracker_ratio, 1e-9)
             # The tracker's own time (a frame that first waited for a background
             # detection has a longer total).
-            observed = t.local_ms or t.total_ms
-            if profiled > 0 and observed > 0:
-                self._tracker_ratio += 0.2 * (observed / profiled - self._tracker_ratio)
+            self._learn_tracker(t.local_ms or t.total_ms)
             return
         edge_failed = outcome.edge_failed
         if t.total_ms > 0 and decision.predicted_latency_ms > 0 and not shadow:

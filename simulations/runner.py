@@ -449,8 +449,10 @@ async def _run_policy(
                     await client.submit(warm, branch, bits=bits, deadline_ms=0)
         for session in sessions:
             # The session's round trip at connect (its path's delay, before the trace
-            # starts), as a client measures it before its camera's first frame.
+            # starts), as a client measures it before its camera's first frame, and its
+            # tracker's time on this device.
             await session.first_round_trip()
+            await session.time_tracker(warm.image)
         for i, link in enumerate(links):
             up, down = scenario.client_traces(i)
             link.set_uplink(up)

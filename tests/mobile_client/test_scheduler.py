@@ -943,3 +943,83 @@ def test_probes_go_beside_detections_behind_the_tracker_and_leave_the_model_alon
             assert (d.branch, d.interval) == ("local", 1)
             probes.append(d.probe.branch)
     assert probes and set(probes) == {"offload-jpeg20"}
+
+
+def test_late_answers_queued_one_behind_another_read_the_links_rate() -> None:
+    # A fade: two 28 kB frames sent 0.2 s apart onto a 0.1 Mbit/s link, both past their
+    # deadlines. The second's bytes waited for the first's (2.24 s) before crossing: that
+    # wait is not its transfer. Counted in, the pair read as ~0.07 Mbit/s, and probes
+    # spaced by that estimate kept a recovered link unseen for seconds.
+    now = [0.0]
+    sched = Scheduler(
+        profile(LOCAL, SPLIT, OFFLOAD), 200.0, learn_margin=False, clock=lambda: now[0]
+    )
+    sched.observe_rtt(20.0)
+    size = 28_000
+    transfer_s = size * 8 / (0.1 * 1e6)
+    sent = [1.0, 1.2]
+    arrived = [sent[0] + transfer_s + 0.020]  # its bytes, then the round trip
+    arrived.append(arrived[0] + transfer_s)  # the second's bytes crossed after the first's
+    for s, a in zip(sent, arrived, strict=True):
+        now[0] = a
+        sched.observe_late_answer(size, (a - s) * 1000.0)
+    assert sched.bandwidth.harmonic_mbps == pytest.approx(0.1, rel=0.05)
+    # A late answer sent after the link was free again is not shortened.
+    now[0] = arrived[1] + 5.0
+    sched.observe_late_answer(size, (transfer_s + 0.020) * 1000.0)
+    assert sched.bandwidth.harmonic_mbps == pytest.approx(0.1, rel=0.05)
+
+
+def test_fresh_pick_is_what_a_start_without_hysteresis_picks_and_changes_nothing() -> None:
+    # A scheduler that started on the mid JPEG before it had measured the fast link keeps
+    # it by hysteresis (the big one fits, not with room to spare). A fresh start with what
+    # it has learned picks the big one; told the link is 5 Mbit/s, the mid one.
+    mid = entry("offload-jpeg50", "offload", head_ms=(2.0, 4.0), size_bytes=30_000, accuracy=0.7)
+    big = replace(OFFLOAD, bytes_per_frame=Quantiles(330_000, 330_000, 330_000))  # 66 ms at 40
+    sched = Scheduler(
+        profile(LOCAL, mid, big), 100.0, learn_margin=False, margin=1.0, hysteresis_band=0.2
+    )
+    sched.observe_rtt(20.0)
+    run(sched, Env(bandwidth_mbps=40.0), 60)
+    held = sched.current
+    assert held is not None and held.config.branch == "offload-jpeg50"
+    decisions, estimate = sched.decisions, sched.bandwidth.estimate_mbps
+    key, accuracy = sched.fresh_pick()
+    assert key == big.config.key
+    assert accuracy[key] > accuracy[held.key]
+    assert sched.fresh_pick(bandwidth_mbps=5.0)[0] == mid.config.key
+    assert sched.current is held and sched.decisions == decisions
+    assert sched.bandwidth.estimate_mbps == estimate
+    with pytest.raises(SchedulerError, match="bandwidth must be > 0 Mbps, got 0"):
+        sched.fresh_pick(bandwidth_mbps=0.0)
+
+
+def test_the_wait_before_the_tracker_keeps_room_for_its_slowest_recent_run() -> None:
+    from splitedge.mobile_client.adaptive import detection_budget
+
+    # A Pi-class device's own model (240 ms): past the SLA, the tracker is the fallback.
+    own = entry("local", "local", head_ms=(240.0, 260.0), accuracy=0.46)
+    every4 = entry("local", "local", head_ms=(240.0, 260.0), accuracy=0.40, interval=4)
+    remote4 = replace(OFFLOAD, config=replace(OFFLOAD.config, detection_interval=4))
+    sched = Scheduler(
+        profile(own, every4, remote4), 200.0, frame_period_ms=200.0, learn_margin=False
+    )
+    sched.background_local = True
+    assert sched.background_wait_ms() == pytest.approx(200.0 - (1.25 * 2.0 + 2.0))
+    # Timed before the first frame at 8 ms (profiled: 2): the first run replaces the
+    # prior, and the reserve is 1.5x the slowest recent run.
+    sched.observe_tracker_ms(8.0)
+    assert sched.fallback_ms()[1] == pytest.approx(8.0)
+    assert sched.tracker_reserve_ms() == pytest.approx(12.0)
+    assert sched.background_wait_ms() == pytest.approx(200.0 - (12.0 + 2.0))
+    # A later run moves the mean a step; the reserve keeps the slowest.
+    sched.observe_tracker_ms(4.0)
+    assert sched.fallback_ms()[1] == pytest.approx(8.0 + 0.2 * (4.0 - 8.0))
+    assert sched.tracker_reserve_ms() == pytest.approx(12.0)
+    # The edge's deadline for a frame the tracker would answer leaves the same room.
+    d = sched._decision(sched.candidates.index(remote4), "test", False)
+    deadline, plan = detection_budget(sched, d, can_track=True)
+    assert plan == "track" and deadline == pytest.approx(200.0 - (12.0 + 2.0))
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(SchedulerError, match="tracker time must be a positive number"):
+            sched.observe_tracker_ms(bad)

@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POLICIES = ("adaptive", "rate-rule")
+FRESH_TOLERANCE = 0.01  # mAP50 within which a pick is as good as a fresh start's
 DEVICE_LOCAL_MS = 240.0  # the emulated device's own detector: a Raspberry Pi-class CPU
 REFERENCE_LOCAL_MS = 40.0  # the detector on the machine the demo's defaults were set on
 DEFAULT_SLA_MS = 150.0
@@ -178,6 +179,11 @@ class DemoRow:
     payload_bytes: int
     detections: int
     probe: bool = False  # a probe measured the link: this frame, or one sent beside it
+    # Adaptive only: what a fresh start that knew the link's rate would pick before this
+    # frame (Scheduler.fresh_pick), and whether this frame's pick is as accurate (within
+    # FRESH_TOLERANCE of that one's, both as the scheduler predicts them for that start).
+    fresh_pick: str = ""
+    on_fresh: bool | None = None
 
 
 @dataclass
@@ -402,9 +408,11 @@ async def run_demo(
                 frame_period_ms=1000.0 / fps,
             )
             remote = sorted({c.config.branch for c in scheduler.candidates if c.remote})
-            await _warm_up(client, [Candidate(b) for b in remote], next(frames))
+            warm = next(frames)
+            await _warm_up(client, [Candidate(b) for b in remote], warm)
             session = AdaptiveSession(client, scheduler)
             await session.first_round_trip()  # the path's round trip, before the first frame
+            await session.time_tracker(warm.image)  # and the tracker's time on this device
             if fleet is not None:
                 fleet.on_control(session.apply_control)
             link.set_uplink(trace)  # the trace starts now, after the warm-up
@@ -441,7 +449,10 @@ def _published_load(
     return hint
 
 
-Step = Callable[[CameraFrame], Awaitable[tuple[str, float, FrameOutcome, bool]]]
+# One frame, given the link's rate now: (label, estimate Mbps, outcome, probe, (a fresh
+# start's pick, this pick as accurate as it) or None).
+StepResult = tuple[str, float, FrameOutcome, bool, tuple[str, bool] | None]
+Step = Callable[[CameraFrame, float], Awaitable[StepResult]]
 """``step(frame)`` -> (branch label, bandwidth estimate, outcome, sent only as a probe)."""
 
 
@@ -461,10 +472,10 @@ async def _camera_loop(
         t_s = time.monotonic() - start
         if t_s >= trace.duration_s:
             break
-        label, estimate_mbps, outcome, probe = await step(frame)
+        label, estimate_mbps, outcome, probe, fresh = await step(frame, trace.rate_at(t_s))
         if fleet is not None:
             fleet.record(outcome)
-        rows.append(_row(say, t_s, trace, estimate_mbps, label, outcome, probe))
+        rows.append(_row(say, t_s, trace, estimate_mbps, label, outcome, probe, fresh))
         next_at = await _pace(next_at, fps)
     return rows
 
@@ -480,11 +491,11 @@ async def _run_frames(
 ) -> list[DemoRow]:
     """The rate rule's loop: pick, submit, learn."""
 
-    async def step(frame: CameraFrame) -> tuple[str, float, FrameOutcome, bool]:
+    async def step(frame: CameraFrame, link_mbps: float) -> StepResult:
         candidate = rule.pick()
         outcome = await client.submit(frame, candidate.branch, bits=candidate.bits)
         rule.observe(candidate, outcome)
-        return candidate.label, rule.bandwidth_mbps, outcome, False
+        return candidate.label, rule.bandwidth_mbps, outcome, False, None
 
     return await _camera_loop(step, frames, trace, fps, fleet, say)
 
@@ -504,6 +515,7 @@ def _row(
     label: str,
     outcome: FrameOutcome,
     probe: bool = False,
+    fresh: tuple[str, bool] | None = None,
 ) -> DemoRow:
     """One frame's row, printed as it is made."""
     row = DemoRow(
@@ -517,6 +529,7 @@ def _row(
         outcome.payload_bytes,
         detections_count(outcome),
         probe,
+        *(fresh or ("", None)),
     )
     say(
         f"{row.t_s:6.1f} {row.link_mbps:6.1f} {row.estimate_mbps:6.1f}  "
@@ -547,13 +560,21 @@ async def _run_adaptive(
 
     assert isinstance(session, AdaptiveSession)
 
-    async def step(frame: CameraFrame) -> tuple[str, float, FrameOutcome, bool]:
+    sched = session.scheduler
+    by_key = {c.key: c for c in sched.candidates}
+
+    async def step(frame: CameraFrame, link_mbps: float) -> StepResult:
+        fresh_key, acc = sched.fresh_pick(bandwidth_mbps=link_mbps, now_s=sched.clock())
         decision, outcome = await session.process(frame)
         label = decision.branch
         if decision.interval > 1:
             label += f"/k{decision.interval}" + (" track" if decision.track else "")
         probe = decision.reason == "probe" or decision.probe is not None
-        return label, session.scheduler.bandwidth.estimate_mbps, outcome, probe
+        as_good = acc[decision.key] >= acc[fresh_key] - FRESH_TOLERANCE
+        fresh = by_key[fresh_key].config
+        k = fresh.detection_interval
+        fresh_label = fresh.branch + (f"/k{k}" if k > 1 else "")
+        return label, sched.bandwidth.estimate_mbps, outcome, probe, (fresh_label, as_good)
 
     return await _camera_loop(step, frames, trace, fps, fleet, say)
 
@@ -570,12 +591,26 @@ def full_frame(row: DemoRow) -> bool:
     )
 
 
+def first_on_fresh(part: list[DemoRow], start_s: float) -> float | None:
+    """Seconds from ``start_s`` to the first frame of ``part`` on a fresh start's pick
+    (:attr:`DemoRow.on_fresh`) answered without a fallback (an edge answer or the
+    device's own result); None: none (or not an adaptive run)."""
+    return next(
+        (
+            r.t_s - start_s
+            for r in part
+            if r.on_fresh and r.reason in ("", "tracked") and r.source in ("edge", "local")
+        ),
+        None,
+    )
+
+
 def summarize(rows: list[DemoRow], phase_s: float, sla_ms: float) -> str:
     """One line per phase: link rate, what crossed the link, how soon a full JPEG did,
     median latency, SLA misses, probes, and the branch mix."""
     lines = [
         f"{'phase':>5} {'link_mbps':>9} {'frames':>6} {'kB/frame':>8} {'full_jpeg':>9} "
-        f"{'p50_ms':>7} {'sla_miss':>8} {'probes':>6}  branches"
+        f"{'on_fresh':>8} {'p50_ms':>7} {'sla_miss':>8} {'probes':>6}  branches"
     ]
     phases = sorted({int(r.t_s // phase_s) for r in rows})
     for p in phases:
@@ -587,15 +622,20 @@ def summarize(rows: list[DemoRow], phase_s: float, sla_ms: float) -> str:
         miss = sum(r.latency_ms > sla_ms for r in part)
         first_full = next((r.t_s - p * phase_s for r in part if full_frame(r)), None)
         full = "never" if first_full is None else f"+{first_full:.1f}s"
+        back = first_on_fresh(part, p * phase_s)
+        fresh = "-" if part[0].on_fresh is None else "never" if back is None else f"+{back:.1f}s"
         kb = sum(r.payload_bytes for r in part) / len(part) / 1000.0
         lines.append(
-            f"{p:>5} {part[0].link_mbps:9.2f} {len(part):6d} {kb:8.1f} {full:>9} "
+            f"{p:>5} {part[0].link_mbps:9.2f} {len(part):6d} {kb:8.1f} {full:>9} {fresh:>8} "
             f"{lat[len(lat) // 2]:7.1f} {miss:8d} {sum(r.probe for r in part):6d}  "
             + ", ".join(f"{b} x{n}" for b, n in sorted(mix.items(), key=lambda x: -x[1]))
         )
     lines.append(
         "full_jpeg: when the first full-quality JPEG frame (> 20 kB) was answered by the "
-        "edge after the phase began; probes: frames sent only to measure the link"
+        "edge after the phase began; on_fresh: when the scheduler's pick was first as "
+        f"accurate (predicted mAP50 within {FRESH_TOLERANCE:g}) as a fresh start's that "
+        "knew the link's rate, answered without a fallback; probes: frames sent only to "
+        "measure the link"
     )
     return "\n".join(lines)
 

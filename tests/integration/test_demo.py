@@ -110,24 +110,27 @@ def test_adaptive_demo_follows_the_link_with_the_trained_student(tmp_path: Path)
     # The device probes the slow link now and then, at a bounded cost.
     probes = [r for r in rows if r["probe"] == "True" and phase_s <= float(r["t_s"]) < 2 * phase_s]
     assert len(probes) <= phase_s, probes
-    # Back at 40 Mbps: within 2 s of the link's return the scheduler is back on what it
-    # chose on the fast link before (a fresh start's pick on this machine, as loaded as
-    # it is now: on an idle one full JPEG frames, beside a busy process the edge's
-    # detector is slower and it may pick a group of 4 or a lighter JPEG), and full JPEG
-    # frames cross again in that phase.
-    sizes = sorted(int(r["payload_bytes"]) for r in fast if r["source"] == "edge")
-    fresh_bytes = sizes[len(sizes) // 2]
+
+    # Back at 40 Mbps: within 2 s of the link's return the scheduler is back on a pick as
+    # good as a fresh start's (the demo records, per frame, what a fresh start that knew
+    # the link's rate would pick with all else the scheduler has learned: on an idle
+    # machine full JPEG frames; beside a busy process the edge is slower and a fresh
+    # start may itself take a group of 4 or a lighter JPEG), answered without a fallback,
+    # and it stays there.
+    def on_fresh(r: dict[str, str]) -> bool:
+        return r["on_fresh"] == "True" and r["reason"] in ("", "tracked")
+
+    assert all(r["fresh_pick"] for r in rows)
     first_back = next(
-        float(r["t_s"])
-        for r in rows
-        if float(r["t_s"]) >= 2 * phase_s
-        and r["source"] == "edge"
-        and int(r["payload_bytes"]) >= 0.8 * fresh_bytes
+        float(r["t_s"]) for r in rows if float(r["t_s"]) >= 2 * phase_s and on_fresh(r)
     )
-    assert first_back - 2 * phase_s <= 2.0 * factor, (first_back, fresh_bytes)
-    assert any(full_jpeg(r) for r in back), back
+    assert first_back - 2 * phase_s <= 2.0 * factor, first_back
+    assert sum(on_fresh(r) for r in back) >= 0.5 * len(back), back
+    # Where that fresh start sends full JPEG frames, full JPEG frames cross again.
+    if any(r["fresh_pick"].startswith("offload-jpeg90") for r in back):
+        assert any(full_jpeg(r) for r in back), back
     summary = proc.stdout[proc.stdout.index("phase link_mbps") :]
-    assert "full_jpeg" in summary and "probes" in summary
+    assert "full_jpeg" in summary and "on_fresh" in summary and "probes" in summary
     assert (tmp_path / "demo.png").stat().st_size > 10_000
 
 

@@ -77,7 +77,10 @@ STATUS_EVERY_S = 1.0  # the session's Status RPC period (the DES's sessions use 
 # How long ``run`` waits for its first Status RPC before the first frame: on a link in a
 # fade it is not waited for longer (it goes on in the background, as every later one).
 FIRST_ROUND_TRIP_WAIT_S = 1.0
-TRACKER_WARM_BOXES = 8  # boxes the tracker follows when it is timed before the first frame
+# Boxes the tracker follows when it is timed before the first frame: a busy frame's worth (its
+# time grows ~linearly with them, 0.23 ms a box here; the field video's detections give ~22);
+# the warm-up run leaves the reserve's window after 16 tracked frames.
+TRACKER_WARM_BOXES = 24
 
 
 def _prepared(frame: CameraFrame, decision: Decision, kind: str) -> tuple[CameraFrame, int | None]:

@@ -947,8 +947,9 @@ class Scheduler:
         behind another; a frame sent before the previous late answer's bytes had crossed
         waited for them first, and that wait is not its transfer: it is taken off (the
         previous bytes crossed half a round trip floor before their answer came). Counted
-        in, two 28 kB frames on a 0.1 Mbit/s link read as 0.04 Mbit/s, and probes spaced
-        by that estimate kept a recovered link unseen for 3 s."""
+        in, two 28 kB frames on a 0.1 Mbit/s link read as 0.07 Mbit/s; in the demo's fade
+        the estimate fell to 0.02-0.04, and probes spaced by it (at most a quarter of the
+        uplink) kept a recovered link unseen for 3 s."""
         with self._lock:
             if payload_bytes <= 0:
                 return

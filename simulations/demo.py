@@ -449,11 +449,10 @@ def _published_load(
     return hint
 
 
-# One frame, given the link's rate now: (label, estimate Mbps, outcome, probe, (a fresh
-# start's pick, this pick as accurate as it) or None).
 StepResult = tuple[str, float, FrameOutcome, bool, tuple[str, bool] | None]
 Step = Callable[[CameraFrame, float], Awaitable[StepResult]]
-"""``step(frame)`` -> (branch label, bandwidth estimate, outcome, sent only as a probe)."""
+"""``step(frame, link_mbps)`` -> (branch label, bandwidth estimate, outcome, a probe
+measured the link, (a fresh start's pick, this pick as accurate as it) or None)."""
 
 
 async def _camera_loop(
@@ -566,17 +565,21 @@ async def _run_adaptive(
     async def step(frame: CameraFrame, link_mbps: float) -> StepResult:
         fresh_key, acc = sched.fresh_pick(bandwidth_mbps=link_mbps, now_s=sched.clock())
         decision, outcome = await session.process(frame)
-        label = decision.branch
-        if decision.interval > 1:
-            label += f"/k{decision.interval}" + (" track" if decision.track else "")
+        label = _label(decision.branch, decision.interval, decision.track)
         probe = decision.reason == "probe" or decision.probe is not None
         as_good = acc[decision.key] >= acc[fresh_key] - FRESH_TOLERANCE
         fresh = by_key[fresh_key].config
-        k = fresh.detection_interval
-        fresh_label = fresh.branch + (f"/k{k}" if k > 1 else "")
+        fresh_label = _label(fresh.branch, fresh.detection_interval)
         return label, sched.bandwidth.estimate_mbps, outcome, probe, (fresh_label, as_good)
 
     return await _camera_loop(step, frames, trace, fps, fleet, say)
+
+
+def _label(branch: str, interval: int, track: bool = False) -> str:
+    """A row's branch label: ``branch[/kK[ track]]``."""
+    if interval <= 1:
+        return branch
+    return f"{branch}/k{interval}" + (" track" if track else "")
 
 
 FULL_FRAME_BYTES = 20_000  # a JPEG of the whole frame at high quality (q90 is ~28 kB)

@@ -309,7 +309,7 @@ async def field_check(
                 policy_costs = des_adaptive.adaptive_costs(
                     sched, measured=costs, device_slowdown=scenario.device_slowdown
                 )
-                cfg = replace(base, tracker_ms=des_adaptive.tracker_ms(sched))
+                cfg = replace(base, **des_adaptive.tracker_costs(sched, costs))
                 # The video's boxes, as the real session sees them (its own tracker state
                 # per run).
                 options = {"content": des_adaptive.replay_content(validator, configs)}

@@ -404,7 +404,7 @@ async def cost_profile(scenario: Scenario, accuracy: dict[tuple[str, int], float
     """The oracle's and Neurosurgeon's costs on this device, with the profile's accuracies."""
     from splitedge.mobile_client import CameraFrame
     from splitedge.mobile_client.heads import TorchHeadBackend
-    from splitedge.simulations.profiles import measure_cost_profile
+    from splitedge.simulations.profiles import measure_cost_profile, measure_tracker
     from splitedge.simulations.runner import emulated_device, profile_batch_sizes, synthetic_videos
 
     images = [s.image for s in synthetic_videos(scenario)[0][:4]]
@@ -428,6 +428,10 @@ async def cost_profile(scenario: Scenario, accuracy: dict[tuple[str, int], float
     )
     for cp in profile.candidates.values():
         cp.accuracy = accuracy.get((cp.branch, 1))
+    # The device's tracker, alone and beside its own model (the DES's adaptive sessions).
+    profile.tracker_ms_samples, profile.tracker_busy_ms_samples = await measure_tracker(
+        backend, images
+    )
     return profile
 
 

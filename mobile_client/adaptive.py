@@ -91,6 +91,19 @@ def _prepared(frame: CameraFrame, decision: Decision, kind: str) -> tuple[Camera
     return sent, request_bits(kind, decision.bits)
 
 
+def grid_boxes(shape: tuple[int, ...], count: int) -> np.ndarray:
+    """``count`` boxes on a grid over an image of ``shape`` (h, w, ...), xyxy float32:
+    what the tracker follows when it is timed (a busy frame's worth of boxes)."""
+    h, w = shape[:2]
+    side = max(1, math.ceil(math.sqrt(count)))
+    grid = [
+        [w * (i % side) / side, h * (i // side) / side,
+         w * (i % side + 0.6) / side, h * (i // side + 0.6) / side]
+        for i in range(count)
+    ]  # fmt: skip
+    return np.asarray(grid, np.float32).reshape(-1, 4)
+
+
 def detection_budget(
     scheduler: Scheduler, decision: Decision, *, can_track: bool
 ) -> tuple[float, str]:
@@ -270,14 +283,7 @@ class AdaptiveSession:
         tracker = self.tracker
         if tracker is None:
             return None
-        h, w = image.shape[:2]
-        side = max(1, math.ceil(math.sqrt(boxes)))
-        grid = [
-            [w * (i % side) / side, h * (i // side) / side,
-             w * (i % side + 0.6) / side, h * (i // side + 0.6) / side]
-            for i in range(boxes)
-        ]  # fmt: skip
-        start_boxes = np.asarray(grid, np.float32)
+        start_boxes = grid_boxes(image.shape, boxes)
 
         def timed() -> float:
             tracker.init(image, start_boxes)
@@ -519,4 +525,4 @@ def decision_json(decision: Decision) -> dict[str, Any]:
     }
 
 
-__all__ = ["AdaptiveSession", "decision_json"]
+__all__ = ["AdaptiveSession", "decision_json", "grid_boxes"]

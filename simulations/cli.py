@@ -164,7 +164,7 @@ def _des(args: argparse.Namespace) -> int:
                 costs = des_adaptive.adaptive_costs(
                     sched, measured=profile, device_slowdown=scenario.device_slowdown
                 )
-                cfg = replace(base, tracker_ms=des_adaptive.tracker_ms(sched))
+                cfg = replace(base, **des_adaptive.tracker_costs(sched, profile))
             # Built once here so that a profile the policy cannot use fails before any run.
             sim.policy_factory(policy, scenario.branches, cfg, costs)
             setups.append((policy, costs, cfg))

@@ -13,7 +13,9 @@ meanwhile join it) and runs for the profile's tail time at that batch size;
 admission beyond ``queue_capacity`` is refused; frames whose deadline passed are
 dropped uncomputed. Results come back over the client's downlink. A ``track``
 candidate (detect-vs-track: a frame between detections) spends
-``DesConfig.tracker_ms`` on the device and puts nothing on the link. A policy with
+``DesConfig.tracker_ms`` on the device (with ``jitter``, a draw from the measured
+tracker's samples, those taken beside the device's own model while that runs) and
+puts nothing on the link. A policy with
 a ``frame_budget(frame_index)`` method (the adaptive session's, see
 :mod:`splitedge.simulations.des_adaptive`) sets each frame's deadline and whether
 the local model or the tracker answers when it passes.
@@ -93,6 +95,10 @@ class DesConfig:
     seed: int = 0
     keep_rows: bool = True
     tracker_ms: float = 0.0  # device time of a tracked frame (a ``track`` candidate)
+    # With ``jitter``, a tracked frame's time is drawn from these (CostProfile's measured
+    # tracker): ``tracker_busy_ms_samples`` while the device's own model runs beside it.
+    tracker_ms_samples: tuple[float, ...] = ()
+    tracker_busy_ms_samples: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         checks = {
@@ -108,6 +114,8 @@ class DesConfig:
             "delay_ms": self.delay_ms >= 0,
             "client_offset_s": self.client_offset_s >= 0,
             "tracker_ms": self.tracker_ms >= 0,
+            "tracker_ms_samples": all(t >= 0 for t in self.tracker_ms_samples),
+            "tracker_busy_ms_samples": all(t >= 0 for t in self.tracker_busy_ms_samples),
         }
         for name, ok in checks.items():
             if not ok:
@@ -309,6 +317,14 @@ class _Simulation:
             return samples[self.rng.randrange(len(samples))]
         return median
 
+    def tracker_ms(self, c: _Client) -> float:
+        """A tracked frame's device time: beside the device's own model while that runs."""
+        cfg = self.cfg
+        busy = self.now < c.detecting_until and cfg.tracker_busy_ms_samples
+        return self.draw(
+            cfg.tracker_ms, cfg.tracker_busy_ms_samples if busy else cfg.tracker_ms_samples
+        )
+
     # -- clients ------------------------------------------------------------------
 
     def phase_s(self, client: int) -> float:
@@ -359,7 +375,7 @@ class _Simulation:
             candidate = tracked if tracked is not None else candidate
         cp = self.profile.get(candidate)
         if candidate.track:  # the on-device tracker: nothing crosses the link
-            device_ms = self.cfg.tracker_ms
+            device_ms = self.tracker_ms(c)
         else:
             device_ms = self.draw(cp.device_ms, cp.device_ms_samples)
         # A policy may set its own per-frame budget (the adaptive session's SLA-based one).
@@ -399,8 +415,8 @@ class _Simulation:
             self.at(c.detecting_until, self.background_done, c, frame)
             tracked = c.policy.to_background(k)  # type: ignore[attr-defined]
             answer = replace(frame, candidate=tracked, profile=self.profile.get(tracked))
-            answer.device_ms = self.cfg.tracker_ms
-            done_s = self.now + (wait_ms + self.cfg.tracker_ms) / 1000
+            answer.device_ms = self.tracker_ms(c)
+            done_s = self.now + (wait_ms + answer.device_ms) / 1000
             self.at(done_s, self.finish, c, answer, "local", "", 0.0)
             return
         if not candidate.uses_link:
@@ -461,7 +477,7 @@ class _Simulation:
     def fallback(self, c: _Client, frame: _Frame, reason: str) -> None:
         frame.done = True
         if frame.fallback == "track":  # the tracker carries the last result's boxes
-            local_ms = self.cfg.tracker_ms
+            local_ms = self.tracker_ms(c)
             self.at(self.now + local_ms / 1000, self.finish, c, frame, "local", reason, local_ms)
             return
         if self.local is None:
@@ -670,7 +686,10 @@ def policy_factory(
     :func:`~splitedge.simulations.des_adaptive.replay_content`); ``profile`` must then
     cost its candidates
     (:func:`~splitedge.simulations.des_adaptive.adaptive_costs`), and ``des.tracker_ms``
-    should be the scheduler profile's tracker time.
+    the device's tracker time (:func:`~splitedge.simulations.des_adaptive.tracker_costs`).
+    With ``des.jitter`` and measured tracker samples, each session first learns the
+    slowest of three drawn from those taken beside the device's model, as the real session
+    times its tracker before the first frame.
     """
     if config.kind == "adaptive":
         return _adaptive_factory(config, des, profile, **policy_options)
@@ -729,8 +748,10 @@ def _adaptive_factory(
     except SchedulerError as exc:
         raise PolicyError(f"policy {config.name!r}: {exc}") from exc
 
+    timed = des.tracker_busy_ms_samples or des.tracker_ms_samples
+
     def build(client: int, clock: Callable[[], float]) -> Policy:
-        return session_policy(
+        policy = session_policy(
             sched,
             des.sla_ms,
             fps=des.fps,
@@ -741,6 +762,12 @@ def _adaptive_factory(
             content=content,
             **options,
         )
+        if des.jitter and timed and sched.tracker_latency_ms:
+            # The session times its tracker before the first frame, beside the device's
+            # model: the slowest of three updates (AdaptiveSession.time_tracker).
+            rng = random.Random(des.seed * 7919 + client)
+            policy.scheduler.observe_tracker_ms(max(1e-3, *(rng.choice(timed) for _ in range(3))))
+        return policy
 
     return build
 

@@ -7,7 +7,8 @@ from the emulated link's counters), server decode/encode time and tail time per
 batch size, plus the fixed per-frame overhead of the round trip (gRPC, relay,
 event loops). The oracle, Neurosurgeon and the discrete-event simulator read
 their costs from it. :func:`measure_cost_profile` measures one against a real edge
-server process through a real (very fast) emulated link; ``save``/``load`` keep
+server process through a real (very fast) emulated link; :func:`measure_tracker` adds
+the device's tracker, alone and beside the device's own model; ``save``/``load`` keep
 it as JSON.
 
 :class:`LinkModel` is the emulated link in closed form: a direction's trace is cut
@@ -43,6 +44,7 @@ __all__ = [
     "CostProfileError",
     "LinkModel",
     "measure_cost_profile",
+    "measure_tracker",
 ]
 
 _PACKET_MEGABITS = PACKET_BYTES * 8 / 1e6
@@ -106,6 +108,10 @@ class CostProfile:
     overhead_ms_samples: list[float] = field(default_factory=list)
     measured_on: str = ""
     created_unix_s: float = 0.0
+    # The device's tracker, per update (ms; :func:`measure_tracker`): alone, and beside the
+    # device's own model running (the session's background detection). Empty: not measured.
+    tracker_ms_samples: list[float] = field(default_factory=list)
+    tracker_busy_ms_samples: list[float] = field(default_factory=list)
 
     def get(self, candidate: Candidate) -> CandidateProfile:
         try:
@@ -326,6 +332,73 @@ async def measure_cost_profile(
         measured_on=machine_description(),
         created_unix_s=time.time(),
     )
+
+
+async def measure_tracker(
+    backend: Any,
+    images: Sequence[np.ndarray],
+    *,
+    updates: int = 24,
+    boxes: int = 24,
+    tracker: Any = None,
+) -> tuple[list[float], list[float]]:
+    """The device's tracker per update (ms): (alone, beside the device's own model).
+
+    The adaptive session tracks frames while the device's own detection runs in the
+    background (:class:`~splitedge.mobile_client.adaptive.AdaptiveSession`); on a small
+    device the two share its cores, and the tracker then takes several times its time
+    alone (here 4-14 ms in a real run against 0.9 profiled). Each update follows the
+    boxes the device's own model finds on one of ``images`` (its time grows with them)
+    to the next image; without a local model, ``boxes`` boxes on a grid (as
+    ``AdaptiveSession.time_tracker`` warms it). ``updates`` of each kind, the busy ones
+    back to back while ``backend.local`` runs (so they fall all along its run), after
+    one untimed round. ``backend`` without a local model: the busy list is empty.
+    ``tracker``: the one to time (default: a new
+    :class:`~splitedge.mobile_client.tracker.BoxTracker`)."""
+    from splitedge.mobile_client.adaptive import grid_boxes
+    from splitedge.mobile_client.tracker import BoxTracker
+    from splitedge.models.types import Detections
+
+    if updates < 1 or len(images) < 1:
+        raise ValueError("measure_tracker needs updates >= 1 and at least one image")
+    tracker = BoxTracker() if tracker is None else tracker
+    has_local = bool(getattr(backend, "has_local", False))
+    found: list[np.ndarray] = []
+    for image in images if has_local else ():
+        pred = await asyncio.to_thread(backend.local, image)
+        if isinstance(pred, Detections) and len(pred.boxes):
+            found.append(np.asarray(pred.boxes, np.float32).reshape(-1, 4))
+        else:
+            found.append(grid_boxes(image.shape, boxes))
+
+    def one(i: int) -> float:
+        j = i % len(images)
+        first, second = images[j], images[(j + 1) % len(images)]
+        tracker.init(first, found[j] if found else grid_boxes(first.shape, boxes))
+        start = time.perf_counter_ns()
+        tracker.update(second)
+        return (time.perf_counter_ns() - start) / 1e6
+
+    def alone() -> list[float]:
+        one(0)  # lazy initialisation, not counted
+        return [one(i) for i in range(updates)]
+
+    def beside(model_done: Any) -> list[float]:
+        out: list[float] = []
+        while not model_done() and len(out) < updates:
+            out.append(one(len(out)))
+        return out
+
+    quiet = await asyncio.to_thread(alone)
+    busy: list[float] = []
+    if has_local:
+        while len(busy) < updates:
+            model = asyncio.create_task(asyncio.to_thread(backend.local, images[0]))
+            await asyncio.sleep(0)  # the model starts first
+            busy += await asyncio.to_thread(beside, model.done)
+            await model
+        busy = busy[:updates]
+    return quiet, busy
 
 
 async def _measure_one(

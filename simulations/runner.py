@@ -69,7 +69,7 @@ from splitedge.simulations.policies import (
     scheduler_candidates,
 )
 from splitedge.simulations.processes import EdgeProcess
-from splitedge.simulations.profiles import CostProfile, measure_cost_profile
+from splitedge.simulations.profiles import CostProfile, measure_cost_profile, measure_tracker
 from splitedge.simulations.report import (
     FrameRow,
     PolicySummary,
@@ -538,6 +538,10 @@ async def run_scenario(
             backend=backend,
             repeats=5,
             batch_sizes=profile_batch_sizes(scenario),
+        )
+        # The device's tracker too: the DES's adaptive sessions draw from it (profile.json).
+        profile.tracker_ms_samples, profile.tracker_busy_ms_samples = await measure_tracker(
+            backend, images
         )
     rows: list[FrameRow] = []
     map50: dict[str, float] = {}

@@ -26,6 +26,7 @@ from splitedge.simulations.des_adaptive import (
     predicted_accuracy,
     session_policy,
     slowed,
+    tracker_costs,
     tracker_ms,
 )
 from splitedge.simulations.policies import Fixed, PolicyError
@@ -193,6 +194,8 @@ def test_many_clients_without_rows():
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match=r"DesConfig\.gpus: out of range: 0"):
         config(gpus=0)
+    with pytest.raises(ValueError, match=r"DesConfig\.tracker_busy_ms_samples: out of range"):
+        config(tracker_busy_ms_samples=(4.0, -1.0))
 
 
 # ---------------------------------------------------------------------- adaptive
@@ -227,6 +230,21 @@ def scheduler_profile(tracker_ms: float = 2.0) -> Profile:
 
 
 ADAPTIVE = PolicyConfig("adaptive", "adaptive")
+
+
+def test_the_des_tracker_is_the_measured_one_where_the_cost_profile_has_it():
+    sched = scheduler_profile(tracker_ms=0.9)
+    assert tracker_costs(sched) == {"tracker_ms": 0.9}
+    measured = profile()
+    assert tracker_costs(sched, measured) == {"tracker_ms": 0.9}  # nothing measured
+    measured.tracker_ms_samples, measured.tracker_busy_ms_samples = [4.0, 5.0, 9.0], [7.0]
+    assert tracker_costs(sched, measured) == {
+        "tracker_ms": 5.0,
+        "tracker_ms_samples": (4.0, 5.0, 9.0),
+        "tracker_busy_ms_samples": (7.0,),
+    }
+    # A scheduler profile without a tracker plans no tracking: none in the DES either.
+    assert tracker_costs(scheduler_profile(tracker_ms=0.0), measured) == {"tracker_ms": 0.0}
 
 
 def test_adaptive_runs_in_the_des_on_its_scheduler_profiles_costs():

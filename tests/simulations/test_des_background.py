@@ -23,16 +23,24 @@ def _slow_device(tracker: bool) -> Profile:
     return Profile("m", "pi", (0,), [local], tracker_latency_ms={0: 3.0} if tracker else {})
 
 
-def _run(tracker: bool):
+def _run(tracker: bool, keep: list | None = None, **des_options):  # type: ignore[no-untyped-def]
     profile = _slow_device(tracker)
     costs = sim_profile(profile, scheduler_candidates(profile))
     link = constant(10.0, 30.0)
     des = DesConfig(
         clients=1, duration_s=20.0, fps=5.0, sla_ms=200.0, deadline_ms=200.0,
-        uplink=link, downlink=link, tracker_ms=3.0 if tracker else 0.0,
+        uplink=link, downlink=link, tracker_ms=3.0 if tracker else 0.0, **des_options,
     )  # fmt: skip
     config = PolicyConfig("adaptive", "adaptive", scheduler_profile=profile)
-    return simulate(des, costs, policy_factory(config, [], des, costs), name="adaptive")
+    build = policy_factory(config, [], des, costs)
+
+    def made(client, clock):  # type: ignore[no-untyped-def]
+        policy = build(client, clock)
+        if keep is not None:
+            keep.append(policy)
+        return policy
+
+    return simulate(des, costs, made, name="adaptive")
 
 
 def test_a_device_slower_than_its_camera_tracks_every_frame_while_it_detects():
@@ -47,6 +55,39 @@ def test_a_device_slower_than_its_camera_tracks_every_frame_while_it_detects():
     assert all(r.source == "local" and r.sla_met for r in later)
     assert all(r.candidate.endswith("+track") for r in later)
     assert sum(not r.sla_met for r in rows) <= 1 + len(busy)
+
+
+def test_tracked_frames_take_the_measured_trackers_time_beside_the_devices_model():
+    # With jitter, a tracked frame's device time is a draw from the measured tracker's
+    # samples: those taken beside the device's own model while its detection runs. Here
+    # the 500 ms detections run back to back, so every frame after the first is tracked
+    # beside one; the scheduler learns that time and keeps room for it.
+    policies: list = []
+    rows = _run(
+        True, policies, jitter=True, tracker_ms_samples=(2.0,), tracker_busy_ms_samples=(11.0,)
+    ).rows
+    later = [r for r in rows if r.t_s >= 0.6]
+    assert later and {r.local_ms for r in later} == {11.0}
+    assert all(r.sla_met for r in later)
+    assert policies[0].scheduler.tracker_reserve_ms() == 1.5 * 11.0
+    # Without samples taken beside the model, the ones taken alone; without jitter, the
+    # configured time.
+    rows = _run(True, jitter=True, tracker_ms_samples=(2.0,)).rows
+    assert {r.local_ms for r in rows if r.t_s >= 0.6} == {2.0}
+    # Before its first frame a session has timed its tracker beside the model, as the real
+    # one does (AdaptiveSession.time_tracker).
+    profile = _slow_device(True)
+    costs = sim_profile(profile, scheduler_candidates(profile))
+    des = DesConfig(
+        clients=1, duration_s=1.0, fps=5.0, sla_ms=200.0, deadline_ms=200.0,
+        uplink=constant(10.0, 30.0), downlink=constant(10.0, 30.0), tracker_ms=3.0,
+        jitter=True, tracker_ms_samples=(2.0,), tracker_busy_ms_samples=(11.0,),
+    )  # fmt: skip
+    config = PolicyConfig("adaptive", "adaptive", scheduler_profile=profile)
+    fresh = policy_factory(config, [], des, costs)(0, lambda: 0.0)
+    assert fresh.scheduler.tracker_reserve_ms() == 1.5 * 11.0
+    rows = _run(True, tracker_ms_samples=(2.0,), tracker_busy_ms_samples=(11.0,)).rows
+    assert {r.local_ms for r in rows if r.t_s >= 0.6} == {3.0}
 
 
 def test_without_a_tracker_the_slow_device_loses_the_frames_it_detects_through():

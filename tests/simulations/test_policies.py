@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -85,6 +86,14 @@ def test_profile_json_round_trip_and_errors(tmp_path: Path):
     profile = synthetic_profile()
     loaded = CostProfile.load(profile.save(tmp_path / "p.json"))
     assert loaded == profile
+    # The measured tracker rides along; a file from before it was measured still loads.
+    profile.tracker_ms_samples, profile.tracker_busy_ms_samples = [4.1, 4.4], [7.5]
+    loaded = CostProfile.load(profile.save(tmp_path / "t.json"))
+    assert (loaded.tracker_ms_samples, loaded.tracker_busy_ms_samples) == ([4.1, 4.4], [7.5])
+    old = json.loads((tmp_path / "t.json").read_text())
+    del old["tracker_ms_samples"], old["tracker_busy_ms_samples"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert CostProfile.load(tmp_path / "old.json").tracker_ms_samples == []
     with pytest.raises(CostProfileError, match="has no candidate 'split@x/6bit'"):
         profile.get(Candidate("split@x", 6))
     (tmp_path / "bad.json").write_text("{not json")

@@ -171,6 +171,9 @@ class AdaptiveSession:
         # Its own detections go on in the background (below): the scheduler's accuracy
         # for them counts tracked older boxes, not missed frames.
         scheduler.background_local = tracker is not None
+        # A remote detection cut at its deadline is answered by the tracker, on time: the
+        # scheduler may plan one with a chance of that (Scheduler.cut_to_tracker).
+        scheduler.cut_to_tracker = tracker is not None
         self.status_every_s = status_every_s
         self._tracked: tuple[np.ndarray, np.ndarray] | None = None  # scores, labels
         self._next_status = 0.0

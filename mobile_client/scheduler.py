@@ -116,10 +116,12 @@ from splitedge.mobile_client.profile import (
     content_bins,
     needs_device_model,
 )
+from splitedge.proto.status import StatusCode
 
 log = logging.getLogger(__name__)
 
 HANDOVER_MS = 2.0  # from a missed deadline to the fallback's start (the session's)
+_LATE = StatusCode.DEADLINE_EXCEEDED.reason  # an outcome cut at its deadline
 
 
 class SchedulerError(ValueError):
@@ -161,6 +163,7 @@ class _Evaluation:
     utility: np.ndarray
     behind: np.ndarray  # bool: the device's detection runs behind the tracker
     switch_ms: np.ndarray  # the switch cost from the current choice
+    on_time: np.ndarray  # chance of an answer before the deadline (1: not planned cut)
 
 
 def pareto_frontier(latency_ms: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
@@ -205,6 +208,7 @@ class Scheduler:
         amortise_tracking: bool = True,
         frames_first: bool = True,
         frames_first_tolerance: float = 0.01,
+        cut_min_on_time: float = 0.8,
         regime_ratio: float = 2.0,
         jitter_sigmas: float = 2.0,
         min_sensed_ms: float = 2.0,
@@ -265,6 +269,13 @@ class Scheduler:
         self.amortise_tracking = amortise_tracking
         self.frames_first = frames_first
         self.frames_first_tolerance = frames_first_tolerance
+        if not 0.0 < cut_min_on_time <= 1.0:
+            raise SchedulerError(f"cut_min_on_time must be in (0, 1], got {cut_min_on_time}")
+        self.cut_min_on_time = cut_min_on_time
+        # Set by the session when the tracker answers a detection cut at its deadline
+        # (AdaptiveSession, the DES's SessionPolicy): remote detections every frame are
+        # then planned by their chance of beating the deadline (_cut_plan).
+        self.cut_to_tracker = False
         self.regime_ratio = regime_ratio
         if not jitter_sigmas >= 0 or math.isinf(jitter_sigmas):
             raise SchedulerError(f"jitter_sigmas must be a number >= 0, got {jitter_sigmas}")
@@ -394,6 +405,7 @@ class Scheduler:
             fitted, (self._interval[np.maximum(self._loss_tracked, 0)] - 1.0) / 2.0, 1.0
         )
         self._background_kind = np.array([e.kind == "local" for e in c]) & fitted
+        self._cut_kind = self._remote & (self._interval == 1) & fitted
         groups = sorted({e.load_group for e in c})
         self._group = np.array([groups.index(e.load_group) for e in c])
         self._switch = np.array([[self.profile.switch_ms(a, b) for b in groups] for a in groups])
@@ -473,6 +485,18 @@ class Scheduler:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(detection latency quantile ms, per-frame latency ms, accuracy) of every
         candidate; ``bandwidth``: (harmonic, robust) Mbps instead of the estimator's."""
+        mean, sd, acc = self._predict(now_s, bandwidth)
+        detect = mean + self._z * sd
+        if self.amortise_tracking:
+            per_frame = detect * self._inv_interval + self._tracked_share * self._tracker_ms()
+        else:
+            per_frame = detect
+        return detect, per_frame, acc
+
+    def _predict(
+        self, now_s: float | None, bandwidth: tuple[float, float] | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(detection latency mean ms, its spread ms, accuracy) of every candidate."""
         now = self._now_s if now_s is None else now_s
         # Vectorised over candidates, per-branch work only over distinct branch names:
         # this runs at every re-decision and must stay far below the 0.2 ms frame budget.
@@ -496,11 +520,8 @@ class Scheduler:
         network_var = (
             ((transfer_q - transfer) / self._z) ** 2 + self.rtt.std_ms**2 + server[:, 1] ** 2
         )
-        detect = (
-            head
-            + self._remote_f * network
-            + self._z * np.sqrt(variance + self._remote_f * network_var)
-        )
+        mean = head + self._remote_f * network
+        sd = np.sqrt(variance + self._remote_f * network_var)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "predict: %s",
@@ -511,11 +532,7 @@ class Scheduler:
                     for i in np.flatnonzero(self._interval == 1)[:8]
                 ),
             )  # fmt: skip
-        if self.amortise_tracking:
-            per_frame = detect * self._inv_interval + self._tracked_share * self._tracker_ms()
-        else:
-            per_frame = detect
-        return detect, per_frame, self._accuracy()
+        return mean, sd, self._accuracy()
 
     def _accuracy(self) -> np.ndarray:
         bins = content_bins(self.content.as_dict(), self.profile.bin_edges)
@@ -612,13 +629,16 @@ class Scheduler:
         """(the device's own model, the tracker): predicted ms now, for a frame the edge
         did not answer in time; the model's is None when the device has none."""
         with self._lock:
-            local = np.flatnonzero(self._local_mask)
-            tracker = self._tracker_ms()
-            if len(local) == 0:
-                return None, tracker
-            bias, _ = self.contention.log_error()
-            head = self.contention.head_ms_array(self._head[local]) * math.exp(bias)
-            return float(head.min()), tracker
+            return self._fallback_ms()
+
+    def _fallback_ms(self) -> tuple[float | None, float]:
+        local = np.flatnonzero(self._local_mask)
+        tracker = self._tracker_ms()
+        if len(local) == 0:
+            return None, tracker
+        bias, _ = self.contention.log_error()
+        head = self.contention.head_ms_array(self._head[local]) * math.exp(bias)
+        return float(head.min()), tracker
 
     def _tracker_ms(self) -> float:
         return self.contention.head_ms(self._tracker_by_level) * self._tracker_ratio
@@ -665,10 +685,22 @@ class Scheduler:
         """Every candidate's prediction, budget and utility for a choice made now with
         ``cur`` the current one (None: a fresh start); changes no state.
         ``bandwidth``: (harmonic, robust) Mbps instead of the estimator's."""
-        detect, per_frame, acc = self.predict(now, bandwidth)
+        mean, sd, acc = self._predict(now, bandwidth)
+        detect = mean + self._z * sd
+        if self.amortise_tracking:
+            per_frame = detect * self._inv_interval + self._tracked_share * self._tracker_ms()
+        else:
+            per_frame = detect
         period = self.frame_period_ms
         answered = detect  # when a detection frame gets its answer
         behind = self._no_behind
+        cut, on_time = self._cut_plan(mean, sd, detect, acc)
+        spans = detect
+        if cut.any():
+            # Cut at its deadline, the frame's answer is the tracker's at the SLA at the latest.
+            bound = self._cut_deadline_ms() + self._tracker_reserve_ms()
+            answered = spans = np.where(cut, np.minimum(detect, bound), detect)
+            per_frame = np.where(cut, answered, per_frame)
         if period:
             if self.background_local:
                 # The device's own detections predicted to outlast what a frame may wait:
@@ -679,7 +711,9 @@ class Scheduler:
                     tracker = self._tracker_ms()
                     answered = np.where(behind, tracker, detect)
                     per_frame = np.where(behind, tracker, per_frame)
-            acc = self._camera_accuracy(acc, detect, period, behind)
+            acc = self._camera_accuracy(acc, spans, period, behind)
+        if cut.any():
+            acc = np.where(cut, self._cut_accuracy(acc, on_time), acc)
         local_only = self._edge_down and self._any_local
         allowed = self._local_mask if local_only else self._all_mask
         if cur is None:
@@ -696,9 +730,9 @@ class Scheduler:
             # (nearly) as good as those that fit only as a group, only they count, so
             # tracking does not make single detection frames late for a sliver of accuracy.
             frame_latency = np.maximum(answered, per_frame) + load
-            strict = allowed & (frame_latency <= budget)
+            strict = allowed & ((frame_latency <= budget) | cut)
             if strict.any():
-                group = allowed & (latency <= budget)
+                group = allowed & ((latency <= budget) | cut)
                 if wl:
                     k = wl / self._sla_ms
                     best_strict = float((wa * acc - k * frame_latency)[strict].max())
@@ -709,10 +743,58 @@ class Scheduler:
                 if best_strict >= best_group - self.frames_first_tolerance:
                     latency = frame_latency
         utility = wa * acc - (wl / self._sla_ms) * latency if wl else acc * wa
-        feasible = allowed & (latency <= budget)
+        feasible = allowed & ((latency <= budget) | cut)
         return _Evaluation(
-            detect, acc, latency, budget, allowed, feasible, utility, behind, switch_ms
-        )
+            detect, acc, latency, budget, allowed, feasible, utility, behind, switch_ms,
+            np.where(cut, on_time, 1.0),
+        )  # fmt: skip
+
+    def _cut_deadline_ms(self) -> float:
+        """A remote detection's deadline when the tracker is its fallback (the session's,
+        :func:`~splitedge.mobile_client.adaptive.detection_budget`)."""
+        sla = self._sla_ms
+        return max(sla - (self._tracker_reserve_ms() + HANDOVER_MS), 0.5 * sla)
+
+    def _cut_plan(
+        self, mean: np.ndarray, sd: np.ndarray, detect: np.ndarray, acc: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(which candidates are planned with a chance of being cut at their deadline, each
+        one's chance of an answer before it).
+
+        With ``cut_to_tracker`` (the session: a missed deadline is answered by the tracker
+        from the last boxes, on time) a remote detection every frame whose latency
+        quantile is past SLA x margin still answers every frame in time: it is judged by
+        its chance of beating the deadline (normal, from the prediction's mean and spread),
+        which must be at least ``cut_min_on_time``, and by its expected accuracy
+        (:meth:`_cut_accuracy`). The margin plays no part: a miss is answered in time. Only
+        where the fallback is the tracker (the device's own model slower than half the SLA
+        or than the camera period) and its loss per frame of age is fitted."""
+        none = self._no_behind
+        if not self.cut_to_tracker or not self._cut_kind.any():
+            return none, np.ones(len(detect))
+        local_ms, _ = self._fallback_ms()
+        period = self.frame_period_ms
+        sla = self._sla_ms
+        if local_ms is not None and local_ms <= 0.5 * sla and not (period and local_ms > period):
+            return none, np.ones(len(detect))
+        deadline = self._cut_deadline_ms()
+        z = (deadline - mean) / np.maximum(sd, 1e-6)
+        on_time = 0.5 * (1.0 + np.vectorize(math.erf, otypes=[float])(z / math.sqrt(2.0)))
+        # Those within SLA x margin are planned as every detection is; the rest may be cut.
+        over = detect > self._budget_factor * sla
+        cut = self._cut_kind & over & (on_time >= self.cut_min_on_time)
+        return cut, on_time
+
+    def _cut_accuracy(self, acc: np.ndarray, on_time: np.ndarray) -> np.ndarray:
+        """Expected accuracy of a detection that beats its deadline with chance ``p``: its
+        own, or when cut, the tracker's boxes from the last answered detection, on
+        average 1 / p frames old (less the fitted loss per frame of age)."""
+        t = np.maximum(self._loss_tracked, 0)
+        f = np.maximum(self._loss_fresh, 0)
+        base = self._accuracy()
+        loss = np.maximum(0.0, base[f] - base[t]) / self._loss_half_span
+        p = np.clip(on_time, 1e-6, 1.0)
+        return p * acc + (1.0 - p) * np.maximum(0.0, acc - loss / p)
 
     def _decide(self, now: float) -> None:
         self._force = False
@@ -739,14 +821,18 @@ class Scheduler:
         if self._settling and self.bandwidth.samples >= self.bandwidth.window:
             # The new regime's window is full: this is its last decision without hysteresis.
             self._settling = False
-        if cur is None or fresh or not allowed[cur] or latency[cur] > budget[cur]:
+        if cur is None or fresh or not feasible[cur]:
             # No choice yet, or the link changed regime (a fade ended, the edge came
             # back): pick as a fresh start would, without the hysteresis that keeps a
             # choice made for a link that is gone.
             self._switch_to(*self._fresh_choice(ev))
             return
         # The current choice still fits: move only for a clear gain that fits comfortably.
-        comfortable = feasible & (latency <= budget * (1.0 - self.hysteresis_band))
+        comfortable = feasible & (
+            (latency <= budget * (1.0 - self.hysteresis_band))
+            | (ev.on_time < 1.0)
+            & (ev.on_time >= 1.0 - (1.0 - self.cut_min_on_time) * (1.0 - self.hysteresis_band))
+        )
         if not comfortable.any():
             self._switch_to(cur, "hold")
             return
@@ -1014,7 +1100,11 @@ class Scheduler:
             # estimators take those (bandwidth error discount, contention), while the margin
             # tracks the everyday spread. Learned from regime changes it would stay
             # pessimistic for hundreds of frames after the link came back.
-            if not edge_failed and ratio <= self.regime_ratio:
+            # A frame cut at its deadline ran at least this long: censored, it says the
+            # latency went over theta only when its ratio does already (a detection
+            # planned with a chance of a cut would otherwise teach that it was on time).
+            censored = outcome.reason == _LATE and ratio <= self._theta[entry.remote]
+            if not edge_failed and ratio <= self.regime_ratio and not censored:
                 self._learn_margin(entry.remote, ratio)
         by_level = dict(zip(self.contention.levels, self._head[decision.index], strict=True))
         # Device work of a few ms (a JPEG encode) is dominated by timer and scheduling

@@ -490,7 +490,15 @@ class _Simulation:
         c = self.clients[frame.client]
         c.unanswered -= 1  # answered, even if the client gave up on it
         if frame.done:
-            return  # the client gave up on it already
+            # The client gave up on it already. Its answer still measures the link (the
+            # real client hands a late answer's bytes and network time to the policy,
+            # whatever the edge said: one refused past its deadline crossed the link too).
+            late = getattr(c.policy, "observe_late_answer", None)
+            if late is not None:
+                network_ms = (self.now - frame.sent_s) * 1000 - frame.server_ms
+                if network_ms > 0:
+                    late(int(frame.profile.payload_bytes), network_ms)
+            return
         error = status.reason  # as the device records an edge's status
         if frame.probe:
             self.probe_done(c, frame, "dropped" if error else "edge", error)

@@ -265,6 +265,7 @@ class SessionPolicy(AdaptivePolicy):
     def __init__(self, *args: Any, status_every_s: float = STATUS_EVERY_S, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.scheduler.background_local = bool(self.scheduler.profile.tracker_latency_ms)
+        self.scheduler.cut_to_tracker = self.scheduler.background_local
         self._budgets: dict[int, tuple[float, str]] = {}
         self._has_result = False
         self._background: dict[int, Decision] = {}  # detections going on in the background
@@ -320,6 +321,11 @@ class SessionPolicy(AdaptivePolicy):
         self._background[frame_index] = decision
         self._pending[frame_index] = replace(decision, track=True)
         return replace(self.candidates[decision.key], track=True)
+
+    def observe_late_answer(self, payload_bytes: int, network_ms: float) -> None:
+        """An answer that came after its frame's deadline: a throughput sample, as the
+        real client hands it to the scheduler (``Client.on_late_answer``)."""
+        self.scheduler.observe_late_answer(payload_bytes, network_ms)
 
     def observe_background(self, frame_index: int, outcome: FrameOutcome) -> None:
         decision = self._background.pop(frame_index, None)

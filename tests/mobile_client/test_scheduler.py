@@ -1023,3 +1023,75 @@ def test_the_wait_before_the_tracker_keeps_room_for_its_slowest_recent_run() -> 
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(SchedulerError, match="tracker time must be a positive number"):
             sched.observe_tracker_ms(bad)
+
+
+def _cut_scheduler(cut: bool, pings: tuple[float, ...], device_ms: float = 240.0) -> Scheduler:
+    """A Pi-class device (its model past half the SLA: the tracker answers a missed
+    deadline), a 28 kB JPEG every frame or every 4th and a small one, on a 4 Mbit/s link
+    whose round trips alternate over ``pings``."""
+    own = entry("local", "local", head_ms=(device_ms, 2 * device_ms), accuracy=0.46)
+    every4 = entry("local", "local", head_ms=(device_ms, 2 * device_ms), accuracy=0.40, interval=4)
+    big = jpeg(90, 28_000, 0.60)
+    big4 = replace(big, config=replace(big.config, detection_interval=4), accuracy=0.54)
+    sched = Scheduler(
+        profile(own, every4, big, big4, jpeg(20, 3000, 0.41)), 200.0, frame_period_ms=200.0
+    )
+    sched.background_local = True
+    sched.cut_to_tracker = cut
+    for i in range(16):
+        sched.observe_rtt(pings[i % len(pings)])
+    for _ in range(5):
+        sched.bandwidth.add(4.0)
+    return sched
+
+
+def test_a_detection_that_may_miss_its_deadline_is_planned_by_its_chance_of_beating_it() -> None:
+    from statistics import NormalDist
+
+    from splitedge.mobile_client.adaptive import detection_budget
+
+    # The 28 kB JPEG every frame: ~162 ms on average, but its 95 % quantile (207 ms) is
+    # past SLA x margin. Planned frame by frame, it is out. When a missed deadline is
+    # answered by the tracker on time (the session's cut_to_tracker), it answers every
+    # frame in time, and it is worth its expected accuracy: its own when it beats the
+    # deadline, the tracker's older boxes when cut.
+    every = "offload-jpeg90/0b/w1/native/k1"
+    assert _cut_scheduler(False, (80.0, 120.0)).fresh_pick()[0] != every
+    sched = _cut_scheduler(True, (80.0, 120.0))
+    key, acc = sched.fresh_pick()
+    assert key == every
+    i = [c.key for c in sched.candidates].index(every)
+    mean, sd, _ = sched._predict(0.0, None)
+    deadline, plan = detection_budget(sched, sched._decision(i, "test", False), can_track=True)
+    assert plan == "track" and deadline == pytest.approx(sched._cut_deadline_ms())
+    p = NormalDist(mean[i], sd[i]).cdf(deadline)
+    assert 0.8 <= p < 0.95
+    loss = (0.60 - 0.54) / 1.5  # per frame of age; cut, the boxes are ~1 / p frames old
+    assert acc[every] == pytest.approx(p * 0.60 + (1 - p) * (0.60 - loss / p))
+    d = sched.pick(0.0)
+    assert d.key == every and d.predicted_latency_ms > sched._cut_deadline_ms()
+    # A spread that leaves it under an 80 % chance: not planned so.
+    assert _cut_scheduler(True, (60.0, 140.0)).fresh_pick()[0] != every
+    # A device whose own model answers a miss (at most half the SLA): not planned so.
+    assert _cut_scheduler(True, (80.0, 120.0), device_ms=60.0).fresh_pick()[0] != every
+    with pytest.raises(SchedulerError, match="cut_min_on_time"):
+        Scheduler(profile(LOCAL, OFFLOAD), 200.0, cut_min_on_time=0.0)
+
+
+def test_a_frame_cut_at_its_deadline_teaches_the_margin_only_that_it_ran_over() -> None:
+    # Cut at its deadline, a frame ran at least that long: its latency is censored. One
+    # planned with a chance of a cut (predicted past the deadline) would otherwise read as
+    # on time and loosen the margin; one cut far past its prediction still tightens it.
+    def margin_after(predicted: float, total: float, reason: str) -> float:
+        sched = Scheduler(profile(LOCAL, OFFLOAD), 200.0)
+        d = replace(sched.pick(0.0), predicted_latency_ms=predicted)
+        d = replace(d, index=sched.candidates.index(OFFLOAD), track=False)
+        t = FrameTiming(head_ms=2.0, local_ms=3.0, total_ms=total)
+        sched.observe(d, FrameOutcome(d.frame_index, d.branch, "local", reason, None, t, 1000))
+        return sched.margins["remote"]
+
+    late = StatusCode.DEADLINE_EXCEEDED.reason
+    prior = Scheduler(profile(LOCAL, OFFLOAD), 200.0).margins["remote"]
+    assert margin_after(210.0, 196.0, late) == prior  # censored: nothing learned
+    assert margin_after(210.0, 196.0, "") > prior  # answered at that time: on time
+    assert margin_after(100.0, 196.0, late) < prior  # far past its prediction

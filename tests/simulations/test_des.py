@@ -12,6 +12,7 @@ import pytest
 
 from splitedge.mobile_client.policy import Candidate
 from splitedge.mobile_client.profile import BranchConfig, BranchProfile, Profile, Quantiles
+from splitedge.proto.status import StatusCode
 from splitedge.simulations.des import (
     DesConfig,
     batching_effect,
@@ -230,6 +231,35 @@ def scheduler_profile(tracker_ms: float = 2.0) -> Profile:
 
 
 ADAPTIVE = PolicyConfig("adaptive", "adaptive")
+
+
+def test_an_answer_after_its_frames_deadline_still_measures_the_link():
+    # The real client hands an answer that came after its frame's deadline (bytes, network
+    # time) to the scheduler (observe_late_answer); the DES does too. 9 kB frames on a 0.5
+    # Mbit/s uplink take ~144 ms to cross: every one is cut at its 100 ms deadline, and
+    # each answer then reports its transfer.
+    class Late(Fixed):
+        def __init__(self) -> None:
+            super().__init__(OFFLOAD)
+            self.late: list[tuple[int, float]] = []
+
+        def observe_late_answer(self, payload_bytes: int, network_ms: float) -> None:
+            self.late.append((payload_bytes, network_ms))
+
+    made: list[Late] = []
+
+    def factory(client, clock):  # type: ignore[no-untyped-def]
+        made.append(Late())
+        return made[-1]
+
+    cfg = config(clients=1, deadline_ms=100, uplink=constant(0.5, 4.0))
+    rows = simulate(cfg, profile(), factory).rows
+    cut = [r for r in rows if r.reason == StatusCode.DEADLINE_EXCEEDED.reason]
+    late = made[0].late
+    assert cut and len(late) >= len(cut) - 2  # the last ones' answers come after the run
+    assert {size for size, _ in late} == {8800}
+    crossing = 9000 * 8 / 500  # ms, give or take one 1500-byte delivery opportunity
+    assert all(crossing - 24 <= ms <= crossing + 24 + 2 * 5 for _, ms in late)
 
 
 def test_the_des_tracker_is_the_measured_one_where_the_cost_profile_has_it():

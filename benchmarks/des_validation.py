@@ -60,11 +60,17 @@ the same replay of the real run's own rows (the real client records each answer'
 track age): how far the replay itself is from the runner's scoring. ``des_acc_mean``
 is the older estimate, the mean over answered frames of the re-scored entry accuracy
 of what produced each (a tracked frame its fresh accuracy less a loss per frame of
-age): mAP over a subset of frames is not a mean of whole-video mAPs. Below the table,
+age): mAP over a subset of frames is not a mean of whole-video mAPs. ``real_acc_mean``
+is the same estimate over the real runs' rows and ``mix_err_%`` the DES's error on it:
+it compares what each side answered with (branch, detection or tracked, the boxes'
+age), free of which frames each happened to detect on. That luck is large: the real
+side's 3-run mean mAP50 of adaptive was 0.325 in one batch and 0.362 in the next with
+the same real system (docs/benchmarks.md), 11 % apart. Below the table,
 adaptive's answers by track age, real / DES. Last line
 ``des_adaptive_viol_err_pts=<DES - real, adaptive> des_adaptive_acc_err_pct=<same,
-des_mAP50> des_viol_err_pts_max=<largest |difference| over policies>
-des_acc_err_pct_max=<same>`` (worst over devices); targets: 3 points, 5 %.
+des_mAP50> des_adaptive_mix_err_pct=<same, acc_mean> des_viol_err_pts_max=<largest
+|difference| over policies> des_acc_err_pct_max=<same>`` (worst over devices); targets:
+3 points, 5 %.
 """
 
 from __future__ import annotations
@@ -332,6 +338,7 @@ async def field_check(
             check.real_map.append(s.map50)
             mine = [r for r in real.rows if r.policy == policy.name]
             check.replay_map.append(des_adaptive.replayed_map50(mine, validator, configs))
+            check.real_acc.append(des_adaptive.predicted_accuracy(mine, by_tag, fallback, by_age))
             check.real_ages.update(r.track_age for r in mine)
         des_rows = des_run(r)
         if run_out is not None:
@@ -354,6 +361,7 @@ class FieldCheck:
     des_viol: list[float] = field(default_factory=list)  # per DES run (its own seed)
     real_map: list[float] = field(default_factory=list)  # the runner's COCO mAP50
     des_acc: list[float] = field(default_factory=list)  # mean of its frames' entry accuracy
+    real_acc: list[float] = field(default_factory=list)  # the same over the real run's rows
     # mAP50 over the DES's answered frames with the real path's boxes on them
     # (des_adaptive.replayed_map50): the runner's metric on the DES's choices.
     des_map: list[float] = field(default_factory=list)
@@ -398,7 +406,7 @@ def _field_main(args: argparse.Namespace) -> int:
     )
     t_start = time.monotonic()
     worst: dict[str, float] = {"viol": 0.0, "acc": 0.0}
-    adaptive: dict[str, float] = {"viol": math.nan, "acc": math.nan}
+    adaptive: dict[str, float] = {"viol": math.nan, "acc": math.nan, "mix": math.nan}
     for device in args.devices:
         pinned_ms, slowdown, label = 0.0, device, f"x{device:g}" if device != "pi" else ""
         if device == "pi":
@@ -436,8 +444,10 @@ def _field_main(args: argparse.Namespace) -> int:
             worst["viol"] = max(worst["viol"], abs(viol_pts))
             if not math.isnan(acc_pct):
                 worst["acc"] = max(worst["acc"], abs(acc_pct))
+            real_mix, des_mix = statistics.mean(c.real_acc), statistics.mean(c.des_acc)
+            mix_pct = _err(des_mix, real_mix) if real_mix > 0 else math.nan
             if c.policy == "adaptive" and not (abs(viol_pts) <= abs(adaptive["viol"])):
-                adaptive = {"viol": viol_pts, "acc": acc_pct}  # the worst device's
+                adaptive = {"viol": viol_pts, "acc": acc_pct, "mix": mix_pct}  # worst device's
             spreads = (
                 (c.spread(c.real_viol), c.spread(c.real_map), c.spread(c.des_map))
                 if max(args.repeats, args.des_seeds) > 1
@@ -453,13 +463,15 @@ def _field_main(args: argparse.Namespace) -> int:
                     f"{statistics.mean(c.replay_map):.3f}",
                     f"{des_a:.3f}",
                     f"{acc_pct:+.1f}",
-                    f"{statistics.mean(c.des_acc):.3f}",
+                    f"{real_mix:.3f}",
+                    f"{des_mix:.3f}",
+                    f"{mix_pct:+.1f}",
                     *spreads,
                 )
             )
         head = [
             "policy", "real_viol_%", "des_viol_%", "err_pts", "real_mAP50", "replay_mAP50",
-            "des_mAP50", "err_%", "des_acc_mean",
+            "des_mAP50", "err_%", "real_acc_mean", "des_acc_mean", "mix_err_%",
         ]  # fmt: skip
         if max(args.repeats, args.des_seeds) > 1:
             head += ["real_viol_range", "real_mAP50_range", "des_mAP50_range"]
@@ -474,6 +486,7 @@ def _field_main(args: argparse.Namespace) -> int:
     print(
         f"des_adaptive_viol_err_pts={adaptive['viol']:+.1f} "
         f"des_adaptive_acc_err_pct={adaptive['acc']:+.1f} "
+        f"des_adaptive_mix_err_pct={adaptive['mix']:+.1f} "
         f"des_viol_err_pts_max={worst['viol']:.1f} des_acc_err_pct_max={worst['acc']:.1f}"
     )
     return 0

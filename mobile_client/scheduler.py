@@ -42,6 +42,16 @@ near 1, a surprised one plans more conservatively (it catches what the
 estimators cannot see: heavy tails, delays outside the timing breakdown), and
 one that over-states latency gets room back. Outages do not count as errors.
 
+Deadline cuts (``cut_to_tracker``, set by the session when it has a tracker): a remote
+detection the edge has not answered by its deadline (the SLA less the tracker's
+reserve) is answered by the tracker in time when the device's own model is too slow
+to be the fallback (past half the SLA or the camera period). A remote every-frame
+candidate whose quantile is past SLA x margin is then still eligible when its chance
+of beating the deadline (normal, the prediction's mean and spread) is at least
+``cut_min_on_time``, at its expected accuracy: p x its own + (1 - p) x the tracker's
+boxes from the last answered detection, ~1/p frames old (the fitted loss per frame of
+age). A frame cut at its deadline teaches the margin only that it ran over (censored).
+
 Stability: re-decide every max(interval, 8) frames (rounded to whole detection
 intervals), or at once when an estimate moves a lot, the SLA or weights change,
 or the edge is lost or back. Hysteresis: the current choice stays while it

@@ -704,7 +704,7 @@ class Scheduler:
         period = self.frame_period_ms
         answered = detect  # when a detection frame gets its answer
         behind = self._no_behind
-        cut, on_time = self._cut_plan(mean, sd, detect, acc)
+        cut, on_time = self._cut_plan(mean, sd, detect)
         spans = detect
         if cut.any():
             # Cut at its deadline, the frame's answer is the tracker's at the SLA at the latest.
@@ -766,7 +766,7 @@ class Scheduler:
         return max(sla - (self._tracker_reserve_ms() + HANDOVER_MS), 0.5 * sla)
 
     def _cut_plan(
-        self, mean: np.ndarray, sd: np.ndarray, detect: np.ndarray, acc: np.ndarray
+        self, mean: np.ndarray, sd: np.ndarray, detect: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """(which candidates are planned with a chance of being cut at their deadline, each
         one's chance of an answer before it).

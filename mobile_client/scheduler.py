@@ -496,12 +496,14 @@ class Scheduler:
         """(detection latency quantile ms, per-frame latency ms, accuracy) of every
         candidate; ``bandwidth``: (harmonic, robust) Mbps instead of the estimator's."""
         mean, sd, acc = self._predict(now_s, bandwidth)
+        return (*self._quantiles(mean, sd), acc)
+
+    def _quantiles(self, mean: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(detection latency quantile, per-frame latency) from the mean and spread."""
         detect = mean + self._z * sd
         if self.amortise_tracking:
-            per_frame = detect * self._inv_interval + self._tracked_share * self._tracker_ms()
-        else:
-            per_frame = detect
-        return detect, per_frame, acc
+            return detect, detect * self._inv_interval + self._tracked_share * self._tracker_ms()
+        return detect, detect
 
     def _predict(
         self, now_s: float | None, bandwidth: tuple[float, float] | None
@@ -696,11 +698,7 @@ class Scheduler:
         ``cur`` the current one (None: a fresh start); changes no state.
         ``bandwidth``: (harmonic, robust) Mbps instead of the estimator's."""
         mean, sd, acc = self._predict(now, bandwidth)
-        detect = mean + self._z * sd
-        if self.amortise_tracking:
-            per_frame = detect * self._inv_interval + self._tracked_share * self._tracker_ms()
-        else:
-            per_frame = detect
+        detect, per_frame = self._quantiles(mean, sd)
         period = self.frame_period_ms
         answered = detect  # when a detection frame gets its answer
         behind = self._no_behind

@@ -4,6 +4,8 @@ that model finds (what the DES's adaptive sessions draw tracked frames' times fr
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -11,14 +13,22 @@ import pytest
 from splitedge.mobile_client.tracker import BoxTracker
 from splitedge.models.types import Detections
 from splitedge.simulations.profiles import measure_tracker
-from tests.mobile_client.test_session_tracker import _Device as SlowModel
 
 
-class _Device(SlowModel):
+class _Device:
     """The device's own model: 0.1 s a run, five boxes; says whether it is running."""
 
-    def local(self, image: np.ndarray) -> Detections:  # type: ignore[override]
-        super().local(image)
+    has_local = True
+
+    def __init__(self) -> None:
+        self.running = threading.Event()
+        self.runs = 0
+
+    def local(self, image: np.ndarray) -> Detections:
+        self.runs += 1
+        self.running.set()
+        time.sleep(0.1)
+        self.running.clear()
         boxes = np.array([[10 + 40 * i, 20, 40 + 40 * i, 60] for i in range(5)], np.float32)
         return Detections(boxes, np.full(5, 0.9, np.float32), np.zeros(5, np.int64))
 

@@ -27,6 +27,7 @@ import math
 import platform
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -170,9 +171,19 @@ class CostProfile:
                     int(k): float(v) for k, v in cp["tail_ms_by_batch"].items()
                 }
                 candidates[label] = CandidateProfile(**cp)
-            return cls(candidates=candidates, **data)
+            profile = cls(candidates=candidates, **data)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CostProfileError(f"{path}: not a splitedge profile: {exc!r}") from exc
+        for name in ("tracker_ms_samples", "tracker_busy_ms_samples"):
+            samples = getattr(profile, name)
+            if not isinstance(samples, list) or not all(
+                isinstance(t, int | float) and not isinstance(t, bool) and 0 <= t < math.inf
+                for t in samples
+            ):
+                raise CostProfileError(
+                    f"{path}: {name} must be a list of times in ms (>= 0), got {samples!r:.80}"
+                )
+        return profile
 
 
 def _steady_transfer_ms(size_bytes: float, rate_mbps: float) -> float:
@@ -383,21 +394,29 @@ async def measure_tracker(
         one(0)  # lazy initialisation, not counted
         return [one(i) for i in range(updates)]
 
-    def beside(model_done: Any) -> list[float]:
-        out: list[float] = []
-        while not model_done() and len(out) < updates:
-            out.append(one(len(out)))
+    def beside(started: threading.Event, done: threading.Event, first: int) -> list[float]:
+        # Updates back to back while the model runs, at least one (begun while it ran: a
+        # model faster than one update would otherwise never get a sample beside it).
+        started.wait()
+        out = [one(first)]
+        while not done.is_set() and first + len(out) < updates:
+            out.append(one(first + len(out)))
         return out
+
+    def model(started: threading.Event, done: threading.Event) -> None:
+        started.set()
+        try:
+            backend.local(images[0])
+        finally:
+            done.set()
 
     quiet = await asyncio.to_thread(alone)
     busy: list[float] = []
-    if has_local:
-        while len(busy) < updates:
-            model = asyncio.create_task(asyncio.to_thread(backend.local, images[0]))
-            await asyncio.sleep(0)  # the model starts first
-            busy += await asyncio.to_thread(beside, model.done)
-            await model
-        busy = busy[:updates]
+    while has_local and len(busy) < updates:
+        started, done = threading.Event(), threading.Event()
+        running = asyncio.create_task(asyncio.to_thread(model, started, done))
+        busy += await asyncio.to_thread(beside, started, done, len(busy))
+        await running
     return quiet, busy
 
 

@@ -94,6 +94,11 @@ def test_profile_json_round_trip_and_errors(tmp_path: Path):
     del old["tracker_ms_samples"], old["tracker_busy_ms_samples"]
     (tmp_path / "old.json").write_text(json.dumps(old))
     assert CostProfile.load(tmp_path / "old.json").tracker_ms_samples == []
+    for bad in ("5", [4.0, -1.0], [4.0, "x"], [None]):
+        broken = dict(old, tracker_busy_ms_samples=bad)
+        (tmp_path / "bad_tracker.json").write_text(json.dumps(broken))
+        with pytest.raises(CostProfileError, match="tracker_busy_ms_samples must be a list"):
+            CostProfile.load(tmp_path / "bad_tracker.json")
     with pytest.raises(CostProfileError, match="has no candidate 'split@x/6bit'"):
         profile.get(Candidate("split@x", 6))
     (tmp_path / "bad.json").write_text("{not json")

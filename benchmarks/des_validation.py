@@ -70,7 +70,11 @@ adaptive's answers by track age, real / DES. Last line
 ``des_adaptive_viol_err_pts=<DES - real, adaptive> des_adaptive_acc_err_pct=<same,
 des_mAP50> des_adaptive_mix_err_pct=<same, acc_mean> des_viol_err_pts_max=<largest
 |difference| over policies> des_acc_err_pct_max=<same>`` (worst over devices); targets:
-3 points, 5 %.
+3 points, 5 %. With ``--repeats`` > 1 the table adds ``err_pts_ci95`` and ``err_%_ci95``
+(half-widths of the errors' 95 % intervals, from both sides' standard errors over their
+runs) and the last line ``des_adaptive_viol_err_ci95_pts`` and
+``des_adaptive_acc_err_ci95_pct``: an error is shown within its target only when the
+error and its interval both are.
 """
 
 from __future__ import annotations
@@ -382,6 +386,13 @@ class FieldCheck:
         return ", ".join(f"{k}: {real[k]}/{des[k]}" for k in keys)
 
     @staticmethod
+    def se(values: list[float]) -> float:
+        """Standard error of the runs' mean (nan for one run)."""
+        if len(values) < 2:
+            return math.nan
+        return statistics.stdev(values) / math.sqrt(len(values))
+
+    @staticmethod
     def spread(values: list[float]) -> str:
         """``min-max`` of the runs ('' for one run)."""
         if len(values) < 2:
@@ -406,7 +417,9 @@ def _field_main(args: argparse.Namespace) -> int:
     )
     t_start = time.monotonic()
     worst: dict[str, float] = {"viol": 0.0, "acc": 0.0}
-    adaptive: dict[str, float] = {"viol": math.nan, "acc": math.nan, "mix": math.nan}
+    adaptive: dict[str, float] = {
+        "viol": math.nan, "acc": math.nan, "mix": math.nan, "viol_ci": math.nan, "acc_ci": math.nan
+    }  # fmt: skip
     for device in args.devices:
         pinned_ms, slowdown, label = 0.0, device, f"x{device:g}" if device != "pi" else ""
         if device == "pi":
@@ -446,13 +459,18 @@ def _field_main(args: argparse.Namespace) -> int:
                 worst["acc"] = max(worst["acc"], abs(acc_pct))
             real_mix, des_mix = statistics.mean(c.real_acc), statistics.mean(c.des_acc)
             mix_pct = _err(des_mix, real_mix) if real_mix > 0 else math.nan
+            viol_ci, acc_ci = error_ci95(c)
             if c.policy == "adaptive" and not (abs(viol_pts) <= abs(adaptive["viol"])):
-                adaptive = {"viol": viol_pts, "acc": acc_pct, "mix": mix_pct}  # worst device's
+                adaptive = {  # the worst device's
+                    "viol": viol_pts, "acc": acc_pct, "mix": mix_pct,
+                    "viol_ci": viol_ci, "acc_ci": acc_ci,
+                }  # fmt: skip
             spreads = (
                 (c.spread(c.real_viol), c.spread(c.real_map), c.spread(c.des_map))
                 if max(args.repeats, args.des_seeds) > 1
                 else ()
             )
+            cis = (f"{viol_ci:.1f}", f"{acc_ci:.1f}") if args.repeats > 1 else ()
             rows.append(
                 (
                     f"{c.policy} {label}",
@@ -467,6 +485,7 @@ def _field_main(args: argparse.Namespace) -> int:
                     f"{des_mix:.3f}",
                     f"{mix_pct:+.1f}",
                     *spreads,
+                    *cis,
                 )
             )
         head = [
@@ -475,6 +494,8 @@ def _field_main(args: argparse.Namespace) -> int:
         ]  # fmt: skip
         if max(args.repeats, args.des_seeds) > 1:
             head += ["real_viol_range", "real_mAP50_range", "des_mAP50_range"]
+        if args.repeats > 1:
+            head += ["err_pts_ci95", "err_%_ci95"]
         print(table(tuple(head), rows), flush=True)
         for c in checks:
             if c.policy == "adaptive" and c.ages_text():  # 0: a detection on the frame
@@ -488,8 +509,28 @@ def _field_main(args: argparse.Namespace) -> int:
         f"des_adaptive_acc_err_pct={adaptive['acc']:+.1f} "
         f"des_adaptive_mix_err_pct={adaptive['mix']:+.1f} "
         f"des_viol_err_pts_max={worst['viol']:.1f} des_acc_err_pct_max={worst['acc']:.1f}"
+        + (
+            f" des_adaptive_viol_err_ci95_pts={adaptive['viol_ci']:.1f}"
+            f" des_adaptive_acc_err_ci95_pct={adaptive['acc_ci']:.1f}"
+            if args.repeats > 1
+            else ""
+        )
     )
     return 0
+
+
+def error_ci95(check: FieldCheck) -> tuple[float, float]:
+    """Half-widths of the 95 % intervals of the DES's errors (violations in points,
+    mAP50 in % of the real mean), from both sides' standard errors over their runs (nan
+    with one real run): the error is shown within a target only when the error plus this
+    is within it."""
+    viol = 1.96 * math.hypot(check.se(check.real_viol), check.se(check.des_viol))
+    real_a, des_a = statistics.mean(check.real_map), statistics.mean(check.des_map)
+    if real_a <= 0 or des_a <= 0:
+        return viol, math.nan
+    # The ratio's relative error: both relative errors in quadrature.
+    rel = math.hypot(check.se(check.real_map) / real_a, check.se(check.des_map) / des_a)
+    return viol, 196.0 * rel * des_a / real_a
 
 
 def _repeats(text: str) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,22 @@ def test_field_check_counts_answers_by_track_age_with_old_ones_together():
     check.real_ages.update([-1, 0, 0, 1, 2, 7, 9])
     check.des_ages.update([0, 1, 1, 6])
     assert check.ages_text() == "0: 2/1, 1: 1/2, 2: 1/0, 6+: 2/1"  # -1 (dropped) left out
+
+
+def test_the_errors_interval_widens_with_the_runs_spread_and_shrinks_with_their_number():
+    tight = des_validation.FieldCheck(
+        "adaptive", real_viol=[2.0, 3.0], des_viol=[2.0, 3.0],
+        real_map=[0.34, 0.36], des_map=[0.35, 0.35],
+    )  # fmt: skip
+    viol_ci, acc_ci = des_validation.error_ci95(tight)
+    # Real SE of [2, 3] is 0.5, DES SE 0.5: 1.96 x hypot(0.5, 0.5).
+    assert viol_ci == pytest.approx(1.96 * math.hypot(0.5, 0.5))
+    # mAP50: real SE 0.01 on a mean of 0.35, DES SE 0 -> 1.96 x 0.01 / 0.35 in %.
+    assert acc_ci == pytest.approx(196.0 * 0.01 / 0.35)
+    wide = replace(tight, real_map=[0.30, 0.40])
+    assert des_validation.error_ci95(wide)[1] > 4 * acc_ci
+    more = replace(tight, real_map=[0.34, 0.36] * 4)  # the same spread, 8 runs
+    assert des_validation.error_ci95(more)[1] < acc_ci / 2
+    one = des_validation.FieldCheck("adaptive", real_viol=[2.0], des_viol=[2.0, 3.0],
+                                    real_map=[0.35], des_map=[0.35, 0.36])  # fmt: skip
+    assert all(math.isnan(x) for x in des_validation.error_ci95(one))

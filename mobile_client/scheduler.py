@@ -1169,23 +1169,13 @@ class Scheduler:
             return
         waited_ms = t.total_ms - device_ms - t.local_ms
         if outcome.payload_bytes > 0 and waited_ms > 0:
-            # Missed the deadline: the answer did not come in this time, so the bytes took
-            # longer than what is left of it after the round trip's floor and the server's
-            # usual time, and the link carried at most that much. An upper bound: it says
-            # something only when it is below the estimate (a small probe cut short must
-            # not lift it in a fade), and only when that time is past the round trip's
-            # jitter (else the round trip or the server ran late, not the bytes); the
-            # answer, when it comes late, gives the true rate (observe_late_answer).
-            # Counted over the whole wait, a 2.8 kB frame cut at 180 ms on a bursty LTE
-            # link that carried 11 kB frames in 15 ms read as 0.12 Mbit/s and kept the
-            # link's every branch off it.
-            server_ms, _ = self.server.mean_std_ms(entry.config.branch, self.clock())
-            transfer_ms = waited_ms - self._known_floor_ms() - server_ms
-            band_ms = min(self.jitter_sigmas * self.rtt.std_ms, 0.5 * self.rtt.min_ms)
-            if transfer_ms > max(1.0, band_ms):
-                bound = outcome.payload_bytes * 8.0 / (transfer_ms * 1000.0)
-                if bound < self.bandwidth.harmonic_mbps:
-                    self.bandwidth.add(bound)
+            # Missed the deadline: the bytes did not make it in this time, so the link
+            # carried at most this much. An upper bound: it says something only when it is
+            # below the estimate (a small probe cut short must not lift it in a fade);
+            # the answer, when it comes late, gives the true rate (observe_late_answer).
+            bound = outcome.payload_bytes * 8.0 / (waited_ms * 1000.0)
+            if bound < self.bandwidth.harmonic_mbps:
+                self.bandwidth.add(bound)
 
     def _reprobe_after(
         self, sample: float | None, before: float, accuracy: float, reset: bool = False

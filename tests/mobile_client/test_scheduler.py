@@ -589,48 +589,6 @@ def test_a_probe_cut_by_its_deadline_but_answered_at_once_checks_the_link_again(
     sched.observe_late_answer(0, 20.0)  # nothing sent: no sample, no error
 
 
-def test_a_frame_cut_at_its_deadline_bounds_the_rate_by_the_time_its_bytes_had() -> None:
-    # A bursty LTE uplink: 11 kB frames cross in ~15 ms over an 80 ms round trip with a
-    # 50 ms server. A 2.8 kB frame cut at 180 ms had ~50 ms for its bytes (the rest was
-    # the round trip and the server): the link carried at most 2.8 kB in 50 ms, 0.45
-    # Mbit/s, not 2.8 kB in the whole 180 ms (0.12 Mbit/s, which kept every remote branch
-    # off a link that carried the next frames in time). A cut within the round trip's
-    # jitter of the floor and the server says nothing about the bytes; a frame cut far
-    # past them is the link slowing down.
-    jpeg20 = entry("offload-jpeg20", "offload", head_ms=(2.0, 4.0), size_bytes=2800, accuracy=0.6)
-    jpeg90 = replace(OFFLOAD, bytes_per_frame=Quantiles(11_000, 11_000, 11_000))
-    png = entry("offload-png", "offload", head_ms=(2.0, 4.0), size_bytes=110_000, accuracy=0.8)
-    sched = Scheduler(profile(LOCAL, jpeg20, jpeg90, png), 300.0, frame_period_ms=200.0)
-    for _ in range(16):
-        sched.observe_rtt(80.0)
-    for branch in ("offload-jpeg20", "offload-jpeg90", "offload-png"):
-        for _ in range(8):
-            sched.server.observe_frame(branch, 2.0, 48.0)
-    for _ in range(5):
-        sched.bandwidth.add(6.0)
-    late = StatusCode.DEADLINE_EXCEEDED.reason
-
-    def cut(candidate: BranchProfile, waited_ms: float) -> float:
-        d = sched._decision(sched.candidates.index(candidate), "test", False)
-        t = FrameTiming(head_ms=2.0, local_ms=3.0, total_ms=2.0 + waited_ms + 3.0)
-        size = int(candidate.bytes_per_frame.mean)
-        sched.observe(d, FrameOutcome(d.frame_index, d.branch, "local", late, None, t, size))
-        return sched.bandwidth.harmonic_mbps
-
-    before = sched.bandwidth.harmonic_mbps
-    assert cut(jpeg20, 80.0 + 50.0 + 2.0) == before  # within the jitter: nothing learned
-    after = cut(jpeg20, 180.0)
-    # The bound taken is 2.8 kB over the ~50 ms left: the harmonic mean of four 6 Mbit/s
-    # samples and it, not of a 0.12 Mbit/s one (0.58).
-    bound = 2800 * 8 / (50.0 * 1000)
-    assert after == pytest.approx(5 / (4 / before + 1 / bound), rel=0.1)
-    assert after > 1.5
-    # A 110 kB frame cut at the same time: at most 110 kB in 50 ms (17.6 Mbit/s), above
-    # the estimate, lifts nothing; 11 kB not across in 400 ms is a slower link.
-    assert cut(png, 180.0) == after
-    assert cut(jpeg90, 80.0 + 50.0 + 400.0) < after
-
-
 def test_content_features_shift_accuracy() -> None:
     # Tracking every 4th frame wins on still scenes and loses on fast motion.
     calm = {"motion:0": 0.78, "motion:2": 0.55}

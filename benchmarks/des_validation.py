@@ -392,6 +392,19 @@ class FieldCheck:
             return math.nan
         return statistics.stdev(values) / math.sqrt(len(values))
 
+    def error_ci95(self) -> tuple[float, float]:
+        """Half-widths of the 95 % intervals of the DES's errors (violations in points,
+        mAP50 in % of the real mean), from both sides' standard errors over their runs
+        (nan with one run on either side): the error is shown within a target only when
+        the error plus this is within it."""
+        viol = 1.96 * math.hypot(self.se(self.real_viol), self.se(self.des_viol))
+        real_a, des_a = statistics.mean(self.real_map), statistics.mean(self.des_map)
+        if real_a <= 0 or des_a <= 0:
+            return viol, math.nan
+        # The ratio's relative error: both relative errors in quadrature.
+        rel = math.hypot(self.se(self.real_map) / real_a, self.se(self.des_map) / des_a)
+        return viol, 196.0 * rel * des_a / real_a
+
     @staticmethod
     def spread(values: list[float]) -> str:
         """``min-max`` of the runs ('' for one run)."""
@@ -459,7 +472,7 @@ def _field_main(args: argparse.Namespace) -> int:
                 worst["acc"] = max(worst["acc"], abs(acc_pct))
             real_mix, des_mix = statistics.mean(c.real_acc), statistics.mean(c.des_acc)
             mix_pct = _err(des_mix, real_mix) if real_mix > 0 else math.nan
-            viol_ci, acc_ci = error_ci95(c)
+            viol_ci, acc_ci = c.error_ci95()
             if c.policy == "adaptive" and not (abs(viol_pts) <= abs(adaptive["viol"])):
                 adaptive = {  # the worst device's
                     "viol": viol_pts, "acc": acc_pct, "mix": mix_pct,
@@ -519,20 +532,6 @@ def _field_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def error_ci95(check: FieldCheck) -> tuple[float, float]:
-    """Half-widths of the 95 % intervals of the DES's errors (violations in points,
-    mAP50 in % of the real mean), from both sides' standard errors over their runs (nan
-    with one real run): the error is shown within a target only when the error plus this
-    is within it."""
-    viol = 1.96 * math.hypot(check.se(check.real_viol), check.se(check.des_viol))
-    real_a, des_a = statistics.mean(check.real_map), statistics.mean(check.des_map)
-    if real_a <= 0 or des_a <= 0:
-        return viol, math.nan
-    # The ratio's relative error: both relative errors in quadrature.
-    rel = math.hypot(check.se(check.real_map) / real_a, check.se(check.des_map) / des_a)
-    return viol, 196.0 * rel * des_a / real_a
-
-
 def _repeats(text: str) -> int:
     try:
         value = int(text)
@@ -577,7 +576,8 @@ def main(argv: list[str] | None = None) -> int:
         type=_repeats,
         default=1,
         help="--field: real runs per device (and as many DES seeds); the table gives "
-        "means and the real runs' range (default 1)",
+        "means, the real runs' range and, for more than one, each error's 95 %% interval "
+        "(default 1)",
     )
     parser.add_argument(
         "--des-seeds",

@@ -67,15 +67,15 @@ def test_the_errors_interval_widens_with_the_runs_spread_and_shrinks_with_their_
         "adaptive", real_viol=[2.0, 3.0], des_viol=[2.0, 3.0],
         real_map=[0.34, 0.36], des_map=[0.35, 0.35],
     )  # fmt: skip
-    viol_ci, acc_ci = des_validation.error_ci95(tight)
+    viol_ci, acc_ci = tight.error_ci95()
     # Real SE of [2, 3] is 0.5, DES SE 0.5: 1.96 x hypot(0.5, 0.5).
     assert viol_ci == pytest.approx(1.96 * math.hypot(0.5, 0.5))
     # mAP50: real SE 0.01 on a mean of 0.35, DES SE 0 -> 1.96 x 0.01 / 0.35 in %.
     assert acc_ci == pytest.approx(196.0 * 0.01 / 0.35)
     wide = replace(tight, real_map=[0.30, 0.40])
-    assert des_validation.error_ci95(wide)[1] > 4 * acc_ci
+    assert wide.error_ci95()[1] > 4 * acc_ci
     more = replace(tight, real_map=[0.34, 0.36] * 4)  # the same spread, 8 runs
-    assert des_validation.error_ci95(more)[1] < acc_ci / 2
+    assert more.error_ci95()[1] < acc_ci / 2
     one = des_validation.FieldCheck("adaptive", real_viol=[2.0], des_viol=[2.0, 3.0],
                                     real_map=[0.35], des_map=[0.35, 0.36])  # fmt: skip
-    assert all(math.isnan(x) for x in des_validation.error_ci95(one))
+    assert all(math.isnan(x) for x in one.error_ci95())

@@ -40,9 +40,11 @@ from the samples (``jitter``); its scheduler sees each answer's boxes on the run
 (:func:`splitedge.simulations.des_adaptive.replay_content`: a detection's, or for a
 tracked answer the tracker's boxes moved from the detection it answers with), as the
 real one picks by the accuracy of the content bins its answers fall into. ``--repeats N``
-runs the real side N times and the DES with max(N, ``--des-seeds``) seeds (its draws;
-default 8, they cost seconds): the table gives the means, the real runs' ranges and the
-DES runs' mAP50 range. Which frames a run happens to detect on moves its mAP50 by ~0.03 (a detection
+runs the real side N times, each run with the cost profile measured afresh just before
+it, and the DES with max(N, ``--des-seeds``) seeds (its draws; default 8, they cost
+seconds) shared out over those profiles: the table gives the means, the real runs'
+ranges and the DES runs' mAP50 range. ``--policies adaptive`` runs the adaptive policy
+alone (a run about 4x shorter, for many repeats). Which frames a run happens to detect on moves its mAP50 by ~0.03 (a detection
 every second frame on the field video: 0.365 on the even frames, 0.394 on the odd), so
 one DES draw is as noisy as one real run. One policy's mAP50 on 125 frames moved by
 0.07 between two runs of the same command (docs/benchmarks.md), more than the 5 %
@@ -71,8 +73,10 @@ adaptive's answers by track age, real / DES. Last line
 des_mAP50> des_adaptive_mix_err_pct=<same, acc_mean> des_viol_err_pts_max=<largest
 |difference| over policies> des_acc_err_pct_max=<same>`` (worst over devices); targets:
 3 points, 5 %. With ``--repeats`` > 1 the table adds ``err_pts_ci95`` and ``err_%_ci95``
-(half-widths of the errors' 95 % intervals, from both sides' standard errors over their
-runs) and the last line ``des_adaptive_viol_err_ci95_pts`` and
+(half-widths of the errors' 95 % intervals: Student's t over the runs' paired
+differences, each real run against the mean of the DES runs from its own cost profile,
+so the cost measurement's noise is in them) and the last line
+``des_adaptive_viol_err_ci95_pts`` and
 ``des_adaptive_acc_err_ci95_pct``: an error is shown within its target only when the
 error and its interval both are.
 """
@@ -86,6 +90,7 @@ import statistics
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -243,9 +248,13 @@ async def field_check(
     device_local_ms: float = 0.0,
     repeats: int = 1,
     des_seeds: int = 1,
+    policies: Sequence[str] = FIELD_POLICIES,
 ) -> list[FieldCheck]:
-    """Real vs DES per policy: ``repeats`` real runs, max(repeats, ``des_seeds``) DES runs
-    (seeds 0..; seed r's rows are written beside real run r's).
+    """Real vs DES per policy: ``repeats`` real runs, each with the cost profile measured
+    just before it and ceil(max(repeats, ``des_seeds``) / repeats) DES runs from that
+    profile (run r's seeds r*k..r*k+k-1; the first one's rows are written beside real run
+    r's): each real run and its DES runs are a pair, so the errors' intervals come from
+    the pairs' differences and cover the cost measurement's own noise.
 
     ``device_local_ms`` > 0 pins the real device's own detector at that time (the field
     benchmark's ``pi`` device; ``slowdown`` is then the factor that made it so at start,
@@ -285,7 +294,7 @@ async def field_check(
         slowdown=slowdown,
         duration_s=duration_s,
         branches=branches,
-        policies=policy_docs(FIELD_POLICIES, branches, ""),
+        policies=policy_docs(tuple(policies), branches, ""),
         sla_ms=sla_ms,
         fps=fps,
         delay_ms=delay_ms,
@@ -299,19 +308,18 @@ async def field_check(
             for p in scenario.policies
         ),
     )
-    t0 = time.monotonic()
-    costs = await cost_profile(scenario, entry_accuracy(sched))
-    print(f"measured the cost profile in {time.monotonic() - t0:.0f} s", flush=True)
     by_tag = des_adaptive.accuracy_by_tag(sched, scenario.branches)
     by_age = des_adaptive.accuracy_by_age(sched)
     fallback = by_tag.get("local")
     configs = des_adaptive.detection_configs(sched, scenario.branches)
     checks = {p.name: FieldCheck(p.name) for p in scenario.policies}
+    per_run = -(-max(repeats, des_seeds) // repeats)
 
-    def des_run(seed: int) -> list[Any]:
-        """Every policy in the DES with draws ``seed``: its rows (per policy in order)."""
+    def des_run(seed: int, costs: Any) -> tuple[list[Any], dict[str, tuple[float, float]]]:
+        """Every policy in the DES with draws ``seed``: its rows (per policy in order) and
+        each policy's violation % and replayed mAP50."""
         base = DesConfig.from_scenario(scenario, jitter=True, seed=seed)
-        des_rows = []
+        des_rows, figures = [], {}
         for policy in scenario.policies:
             check = checks[policy.name]
             cfg, policy_costs, options = base, costs, {}
@@ -326,14 +334,24 @@ async def field_check(
             factory = policy_factory(policy, scenario.branches, cfg, policy_costs, **options)
             d = simulate(cfg, policy_costs, factory, name=policy.name)
             des_rows += d.rows
-            check.des_viol.append(d.summary.sla_violation_pct)
+            figures[policy.name] = (
+                d.summary.sla_violation_pct,
+                des_adaptive.replayed_map50(d.rows, validator, configs),
+            )
+            check.des_viol.append(figures[policy.name][0])
+            check.des_map.append(figures[policy.name][1])
             check.des_acc.append(des_adaptive.predicted_accuracy(d.rows, by_tag, fallback, by_age))
-            check.des_map.append(des_adaptive.replayed_map50(d.rows, validator, configs))
             check.des_ages.update(r.track_age for r in d.rows)
-        return des_rows
+        return des_rows, figures
 
     for r in range(repeats):
         run_out = out if out is None or repeats == 1 else out / f"run{r + 1}"
+        t0 = time.monotonic()
+        # Measured afresh for each run: its noise (five samples per candidate) moves the
+        # DES's mean as much as its draws do, so each pair carries its own.
+        costs = await cost_profile(scenario, entry_accuracy(sched))
+        if r == 0:
+            print(f"measured the cost profile in {time.monotonic() - t0:.0f} s", flush=True)
         real = await run_scenario(scenario, run_out, profile=costs, progress=False)
         real_by_name = {s.policy: s for s in real.summaries}
         for policy in scenario.policies:
@@ -344,15 +362,22 @@ async def field_check(
             check.replay_map.append(des_adaptive.replayed_map50(mine, validator, configs))
             check.real_acc.append(des_adaptive.predicted_accuracy(mine, by_tag, fallback, by_age))
             check.real_ages.update(r.track_age for r in mine)
-        des_rows = des_run(r)
-        if run_out is not None:
-            write_outputs(des_rows, summarize(des_rows), scenario, run_out / "des")
+        pair: dict[str, list[tuple[float, float]]] = {p.name: [] for p in scenario.policies}
+        for j in range(per_run):
+            des_rows, figures = des_run(r * per_run + j, costs)
+            for name, fig in figures.items():
+                pair[name].append(fig)
+            if j == 0 and run_out is not None:
+                write_outputs(des_rows, summarize(des_rows), scenario, run_out / "des")
+        for name, figs in pair.items():
+            checks[name].pairs.append(
+                (
+                    statistics.mean(f[0] for f in figs) - checks[name].real_viol[-1],
+                    statistics.mean(f[1] for f in figs) - checks[name].real_map[-1],
+                )
+            )
         if repeats > 1:
             print(f"run {r + 1} of {repeats} done", flush=True)
-    # Further DES draws: cheap, and which frames a run detects on moves its mAP50 by
-    # ~0.03 (a detection every 2 frames: 0.365 on the even frames, 0.394 on the odd).
-    for seed in range(repeats, max(repeats, des_seeds)):
-        des_run(seed)
     return list(checks.values())
 
 
@@ -385,25 +410,26 @@ class FieldCheck:
         keys = sorted(set(real) | set(des), key=lambda k: int(k.rstrip("+")))
         return ", ".join(f"{k}: {real[k]}/{des[k]}" for k in keys)
 
-    @staticmethod
-    def se(values: list[float]) -> float:
-        """Standard error of the runs' mean (nan for one run)."""
-        if len(values) < 2:
-            return math.nan
-        return statistics.stdev(values) / math.sqrt(len(values))
+    # Per real run, (DES - real) violations in points and mAP50, the DES's side the mean
+    # of the runs from that real run's cost profile.
+    pairs: list[tuple[float, float]] = field(default_factory=list)
 
     def error_ci95(self) -> tuple[float, float]:
         """Half-widths of the 95 % intervals of the DES's errors (violations in points,
-        mAP50 in % of the real mean), from both sides' standard errors over their runs
-        (nan with one run on either side): the error is shown within a target only when
-        the error plus this is within it."""
-        viol = 1.96 * math.hypot(self.se(self.real_viol), self.se(self.des_viol))
-        real_a, des_a = statistics.mean(self.real_map), statistics.mean(self.des_map)
-        if real_a <= 0 or des_a <= 0:
+        mAP50 in % of the real mean): Student's t over the pairs' differences (nan with
+        fewer than two pairs). The error is shown within a target only when the error
+        plus this is within it."""
+        n = len(self.pairs)
+        if n < 2:
+            return math.nan, math.nan
+        from scipy.stats import t
+
+        half = t.ppf(0.975, n - 1) / math.sqrt(n)
+        viol = half * statistics.stdev(p[0] for p in self.pairs)
+        real_a = statistics.mean(self.real_map)
+        if real_a <= 0:
             return viol, math.nan
-        # The ratio's relative error: both relative errors in quadrature.
-        rel = math.hypot(self.se(self.real_map) / real_a, self.se(self.des_map) / des_a)
-        return viol, 196.0 * rel * des_a / real_a
+        return viol, half * statistics.stdev(p[1] for p in self.pairs) * 100.0 / real_a
 
     @staticmethod
     def spread(values: list[float]) -> str:
@@ -459,6 +485,7 @@ def _field_main(args: argparse.Namespace) -> int:
                 device_local_ms=pinned_ms,
                 repeats=args.repeats,
                 des_seeds=args.des_seeds,
+                policies=args.policies,
             )
         )
         rows = []
@@ -542,6 +569,15 @@ def _repeats(text: str) -> int:
     return value
 
 
+def _policies(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",")))
+    if not names or not all(n in FIELD_POLICIES for n in names):
+        raise argparse.ArgumentTypeError(
+            f"expected some of {', '.join(FIELD_POLICIES)} separated by commas, got {text!r}"
+        )
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.des_validation", description=__doc__.splitlines()[0]
@@ -575,16 +611,24 @@ def main(argv: list[str] | None = None) -> int:
         "--repeats",
         type=_repeats,
         default=1,
-        help="--field: real runs per device (and as many DES seeds); the table gives "
-        "means, the real runs' range and, for more than one, each error's 95 %% interval "
-        "(default 1)",
+        help="--field: real runs per device, each with its cost profile measured afresh "
+        "and its own DES runs (at least one); the table gives means, the real runs' range "
+        "and, for more than one, each error's 95 %% interval over the runs (default 1)",
     )
     parser.add_argument(
         "--des-seeds",
         type=_repeats,
         default=8,
-        help="--field: DES runs per device, each with its own draws (default 8; at least "
-        "--repeats); the table gives their mean",
+        help="--field: DES runs per device, each with its own draws, shared out over the "
+        "real runs' cost profiles (default 8; at least --repeats); the table gives their "
+        "mean",
+    )
+    parser.add_argument(
+        "--policies",
+        type=_policies,
+        default=FIELD_POLICIES,
+        help=f"--field: which of {', '.join(FIELD_POLICIES)} to run, comma-separated "
+        "(default all; 'adaptive' alone makes a run about 4x shorter)",
     )
     parser.add_argument(
         "--video-seed", type=int, default=0, help="--field: the run's video seed (default 0)"

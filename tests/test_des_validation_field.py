@@ -32,6 +32,11 @@ def test_field_check_skips_without_the_trace(tmp_path: Path, capsys: pytest.Capt
         (["--repeats", "two"], "--repeats: expected a whole number >= 1, got 'two'"),
         (["--des-seeds", "0"], "--des-seeds: expected a whole number >= 1, got '0'"),
         (["--devices", "pi,phone"], "--devices: expected numbers >= 1 or 'pi' separated"),
+        (
+            ["--policies", "adaptive,oracle"],
+            "--policies: expected some of adaptive, rate-rule, local, offload separated by "
+            "commas, got 'adaptive,oracle'",
+        ),
     ],
 )
 def test_bad_field_options_are_one_line_and_exit_2(
@@ -62,20 +67,23 @@ def test_field_check_counts_answers_by_track_age_with_old_ones_together():
     assert check.ages_text() == "0: 2/1, 1: 1/2, 2: 1/0, 6+: 2/1"  # -1 (dropped) left out
 
 
-def test_the_errors_interval_widens_with_the_runs_spread_and_shrinks_with_their_number():
-    tight = des_validation.FieldCheck(
-        "adaptive", real_viol=[2.0, 3.0], des_viol=[2.0, 3.0],
-        real_map=[0.34, 0.36], des_map=[0.35, 0.35],
+def test_the_errors_interval_comes_from_the_paired_runs_differences():
+    # Three real runs, each paired with the mean of its DES runs: differences in points
+    # 1, 2, 3 (sd 1) and in mAP50 -0.01, 0.0, +0.01 (sd 0.01) on a real mean of 0.35.
+    check = des_validation.FieldCheck(
+        "adaptive", real_map=[0.34, 0.35, 0.36],
+        pairs=[(1.0, -0.01), (2.0, 0.0), (3.0, 0.01)],
     )  # fmt: skip
-    viol_ci, acc_ci = tight.error_ci95()
-    # Real SE of [2, 3] is 0.5, DES SE 0.5: 1.96 x hypot(0.5, 0.5).
-    assert viol_ci == pytest.approx(1.96 * math.hypot(0.5, 0.5))
-    # mAP50: real SE 0.01 on a mean of 0.35, DES SE 0 -> 1.96 x 0.01 / 0.35 in %.
-    assert acc_ci == pytest.approx(196.0 * 0.01 / 0.35)
-    wide = replace(tight, real_map=[0.30, 0.40])
-    assert wide.error_ci95()[1] > 4 * acc_ci
-    more = replace(tight, real_map=[0.34, 0.36] * 4)  # the same spread, 8 runs
-    assert more.error_ci95()[1] < acc_ci / 2
-    one = des_validation.FieldCheck("adaptive", real_viol=[2.0], des_viol=[2.0, 3.0],
-                                    real_map=[0.35], des_map=[0.35, 0.36])  # fmt: skip
+    viol_ci, acc_ci = check.error_ci95()
+    t2 = 4.302652729911275  # Student's t, 97.5 %, 2 degrees of freedom
+    assert viol_ci == pytest.approx(t2 * 1.0 / math.sqrt(3))
+    assert acc_ci == pytest.approx(t2 * 0.01 / math.sqrt(3) * 100 / 0.35)
+    # The same spread over twelve pairs: t falls to 2.2 and sqrt(n) doubles.
+    more = replace(check, pairs=check.pairs * 4)
+    assert more.error_ci95()[0] < viol_ci / 3
+    # Pairs that move together (the DES tracks each real run's luck): a narrow interval
+    # however far apart the real runs are.
+    steady = replace(check, real_map=[0.30, 0.35, 0.40], pairs=[(2.0, 0.01)] * 3)
+    assert steady.error_ci95() == (0.0, 0.0)
+    one = replace(check, pairs=[(2.0, 0.0)])
     assert all(math.isnan(x) for x in one.error_ci95())

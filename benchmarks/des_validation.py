@@ -44,11 +44,11 @@ runs the real side N times, each run with the cost profile measured afresh just 
 it, and the DES with max(N, ``--des-seeds``) seeds (its draws; default 8, they cost
 seconds) shared out over those profiles: the table gives the means, the real runs'
 ranges and the DES runs' mAP50 range. ``--policies adaptive`` runs the adaptive policy
-alone (a run about 4x shorter, for many repeats). Which frames a run happens to detect on moves its mAP50 by ~0.03 (a detection
-every second frame on the field video: 0.365 on the even frames, 0.394 on the odd), so
-one DES draw is as noisy as one real run. One policy's mAP50 on 125 frames moved by
-0.07 between two runs of the same command (docs/benchmarks.md), more than the 5 %
-target: one run cannot show the target met.
+alone (a run about 4x shorter, for many repeats). Which frames a run happens to detect
+on moves its mAP50 by ~0.03 (a detection every second frame on the field video: 0.365
+on the even frames, 0.394 on the odd), so one DES draw is as noisy as one real run.
+One policy's mAP50 on 125 frames moved by 0.07 between two runs of the same command
+(docs/benchmarks.md), more than the 5 % target: one run cannot show the target met.
 
 Per policy: SLA violation % (late or dropped, over frames captured), real vs DES and
 the difference in points; accuracy: the runner's COCO mAP50 over the run's answered
@@ -78,7 +78,10 @@ differences, each real run against the mean of the DES runs from its own cost pr
 so the cost measurement's noise is in them) and the last line
 ``des_adaptive_viol_err_ci95_pts`` and
 ``des_adaptive_acc_err_ci95_pct``: an error is shown within its target only when the
-error and its interval both are.
+error and its interval both are. Below the table, per policy, the DES's link replayed
+against the real runs' edge answers (:func:`link_replay_errors`: each sent at its real
+send time over the DES's model of the same traces): how far the DES's network times are
+from the real ones when the decisions are the same.
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ from typing import Any
 from benchmarks._stats import machine, table
 from benchmarks.field import parse_devices as _devices
 from splitedge.simulations.des import DesConfig, policy_factory, simulate
-from splitedge.simulations.profiles import measure_cost_profile
+from splitedge.simulations.profiles import LinkModel, measure_cost_profile
 from splitedge.simulations.report import PolicySummary, summarize
 from splitedge.simulations.runner import (
     profile_batch_sizes,
@@ -213,6 +216,38 @@ FIELD_TRACE = "ATT-LTE-driving-2016"
 FIELD_POLICIES = ("adaptive", "rate-rule", "local", "offload")
 VIOLATION_TARGET_PTS = 3.0
 ACCURACY_TARGET_PCT = 5.0
+
+
+def link_replay_errors(
+    rows: Sequence[Any],
+    uplink: Any,
+    downlink: Any,
+    *,
+    delay_ms: float,
+    costs: Any,
+) -> list[float]:
+    """The DES's network time minus the real one, in ms, for each of a real run's edge
+    answers (``rows``, one client), each sent at its real send time (capture + device
+    time) over the DES's link model of the same traces (:class:`LinkModel`, FIFO in send
+    order), with the real server time between the two directions and the cost profile's
+    wire overheads: the DES's link checked frame by frame against the real path, apart
+    from the decisions (probes and Status RPCs are not in the rows, so a frame queued
+    behind one reads faster in the DES)."""
+    remote = [cp for cp in costs.candidates.values() if cp.remote]
+    if not remote:
+        return []
+    extra = statistics.median(cp.uplink_wire_bytes - cp.payload_bytes for cp in remote)
+    reply = statistics.median(cp.downlink_wire_bytes for cp in remote)
+    up, down = LinkModel(uplink), LinkModel(downlink)
+    half = (delay_ms + costs.overhead_ms / 2) / 1000
+    errors = []
+    for r in sorted((r for r in rows if r.source == "edge"), key=lambda r: r.t_s):
+        sent = r.t_s + r.device_ms / 1000
+        server = r.server_ms / 1000
+        at_server = up.send(sent, r.payload_bytes + extra) + half
+        back = down.send(at_server + server, reply) + half
+        errors.append((back - sent - server) * 1000 - r.network_ms)
+    return errors
 
 
 def _trace_dir() -> Path:
@@ -362,6 +397,9 @@ async def field_check(
             check.replay_map.append(des_adaptive.replayed_map50(mine, validator, configs))
             check.real_acc.append(des_adaptive.predicted_accuracy(mine, by_tag, fallback, by_age))
             check.real_ages.update(r.track_age for r in mine)
+            check.link_errors += link_replay_errors(
+                mine, *scenario.client_traces(0), delay_ms=scenario.delay_ms, costs=costs
+            )
         pair: dict[str, list[tuple[float, float]]] = {p.name: [] for p in scenario.policies}
         for j in range(per_run):
             des_rows, figures = des_run(r * per_run + j, costs)
@@ -410,6 +448,9 @@ class FieldCheck:
         keys = sorted(set(real) | set(des), key=lambda k: int(k.rstrip("+")))
         return ", ".join(f"{k}: {real[k]}/{des[k]}" for k in keys)
 
+    # The DES's network time minus the real one for each real edge answer, replayed at its
+    # send time over the DES's link (link_replay_errors), over every run.
+    link_errors: list[float] = field(default_factory=list)
     # Per real run, (DES - real) violations in points and mAP50, the DES's side the mean
     # of the runs from that real run's cost profile.
     pairs: list[tuple[float, float]] = field(default_factory=list)
@@ -430,6 +471,18 @@ class FieldCheck:
         if real_a <= 0:
             return viol, math.nan
         return viol, half * statistics.stdev(p[1] for p in self.pairs) * 100.0 / real_a
+
+    def link_text(self) -> str:
+        """The link replay in words ('' without edge answers)."""
+        errors = self.link_errors
+        if not errors:
+            return ""
+        within = sorted(abs(e) for e in errors)[math.ceil(0.9 * len(errors)) - 1]
+        return (
+            f"the DES's link on the real runs' {len(errors)} edge answers at their send "
+            f"times: network time DES - real median {statistics.median(errors):+.1f} ms, "
+            f"90 % within {within:.1f} ms"
+        )
 
     @staticmethod
     def spread(values: list[float]) -> str:
@@ -540,6 +593,9 @@ def _field_main(args: argparse.Namespace) -> int:
         for c in checks:
             if c.policy == "adaptive" and c.ages_text():  # 0: a detection on the frame
                 print(f"adaptive {label}: answers by track age (real/DES): {c.ages_text()}")
+        for c in checks:
+            if c.link_text():
+                print(f"{c.policy} {label}: {c.link_text()}")
     print(
         f"wall time {time.monotonic() - t_start:.0f} s; targets: |err_pts| <= "
         f"{VIOLATION_TARGET_PTS:g}, |err_%| <= {ACCURACY_TARGET_PCT:g}"

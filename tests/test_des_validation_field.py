@@ -87,3 +87,49 @@ def test_the_errors_interval_comes_from_the_paired_runs_differences():
     assert steady.error_ci95() == (0.0, 0.0)
     one = replace(check, pairs=[(2.0, 0.0)])
     assert all(math.isnan(x) for x in one.error_ci95())
+
+
+def _row(t_s: float, network_ms: float, payload: int = 2900, source: str = "edge"):
+    from splitedge.simulations.report import FrameRow
+
+    return FrameRow(
+        "adaptive", 0, int(t_s * 5), t_s, 12.0, "offload-jpeg50", source,
+        device_ms=2.0, network_ms=network_ms, server_ms=50.0, payload_bytes=payload,
+    )  # fmt: skip
+
+
+def test_the_link_replay_puts_real_answers_on_the_des_link_at_their_send_times():
+    from splitedge.simulations.profiles import CandidateProfile, CostProfile
+    from splitedge.simulations.traces import constant
+
+    costs = CostProfile(
+        "zoo:x",
+        {
+            "offload-jpeg50": CandidateProfile(
+                "offload-jpeg50", "offload-jpeg50", None, True, 1.0,
+                payload_bytes=2900.0, uplink_wire_bytes=3000.0, downlink_wire_bytes=600.0,
+            ),
+            "local": CandidateProfile("local", "local", None, False, 240.0),
+        },
+        overhead_ms=2.0,
+    )  # fmt: skip
+    # 12 Mbit/s both ways: one 1500-byte opportunity per ms. 3000 bytes up take the next
+    # two (2 ms), the 600-byte reply the next one (at most 1 ms), 2 x 40 ms delay, 2 ms
+    # overhead: 84-85 ms.
+    rows = [
+        _row(1.0, 84.0),
+        _row(2.0, 100.0),  # the real one took 15-16 ms longer than the DES's link says
+        _row(3.0, 0.0, source="local"),  # not an edge answer: left out
+        _row(4.0, 84.0),
+        _row(4.0, 84.0),  # sent with the one before: it waits behind its two packets
+    ]
+    errors = des_validation.link_replay_errors(
+        rows, constant(12.0), constant(12.0), delay_ms=40.0, costs=costs
+    )
+    assert len(errors) == 4
+    assert 0.0 <= errors[0] <= 1.001
+    assert -16.0 <= errors[1] <= -14.999
+    assert errors[3] == pytest.approx(errors[2] + 2.0, abs=0.01)
+    check = des_validation.FieldCheck("adaptive", link_errors=errors)
+    assert check.link_text().startswith("the DES's link on the real runs' 4 edge answers")
+    assert des_validation.FieldCheck("local").link_text() == ""

@@ -230,7 +230,8 @@ def link_replay_errors(
     answers (``rows``, one client), each sent at its real send time (capture + device
     time) over the DES's link model of the same traces (:class:`LinkModel`, FIFO in send
     order), with the real server time between the two directions and the cost profile's
-    wire overheads: the DES's link checked frame by frame against the real path, apart
+    wire and per-frame overheads (the latter before the uplink, as the DES has it): the
+    DES's link checked frame by frame against the real path, apart
     from the decisions (probes and Status RPCs are not in the rows, so a frame queued
     behind one reads faster in the DES)."""
     remote = [cp for cp in costs.candidates.values() if cp.remote]
@@ -239,13 +240,14 @@ def link_replay_errors(
     extra = statistics.median(cp.uplink_wire_bytes - cp.payload_bytes for cp in remote)
     reply = statistics.median(cp.downlink_wire_bytes for cp in remote)
     up, down = LinkModel(uplink), LinkModel(downlink)
-    half = (delay_ms + costs.overhead_ms / 2) / 1000
+    delay, overhead = delay_ms / 1000, costs.overhead_ms / 1000
     errors = []
     for r in sorted((r for r in rows if r.source == "edge"), key=lambda r: r.t_s):
         sent = r.t_s + r.device_ms / 1000
         server = r.server_ms / 1000
-        at_server = up.send(sent, r.payload_bytes + extra) + half
-        back = down.send(at_server + server, reply) + half
+        # As the DES: the per-frame overhead before the uplink, then the link both ways.
+        at_server = up.send(sent + overhead, r.payload_bytes + extra) + delay
+        back = down.send(at_server + server, reply) + delay
         errors.append((back - sent - server) * 1000 - r.network_ms)
     return errors
 

@@ -122,6 +122,30 @@ def test_latency_is_never_below_the_service_time():
     assert all(r.latency_ms == pytest.approx(80.0) for r in local if r.source == "local")
 
 
+def test_the_per_frame_overhead_is_paid_before_the_uplink_and_overlaps_its_gaps():
+    # A link with no delivery opportunity in the first 50 ms of every 100 ms: a frame sent
+    # 3 ms after capture waits for 50 ms whatever its client-side overhead (1 or 20 ms),
+    # as on the real path, where that overhead is spent before the bytes reach the link.
+    gapped = BandwidthTrace.from_steps([(0, 0.0), (0.05, 100.0)], 0.1)
+    steady = constant(100.0, 1.0)
+
+    def network_ms(uplink: BandwidthTrace, overhead_ms: float) -> list[float]:
+        cfg = config(clients=1, duration_s=1.0, uplink=uplink, downlink=constant(100.0, 1.0))
+        rows = simulate(cfg, replace(profile(), overhead_ms=overhead_ms), fixed(OFFLOAD)).rows
+        assert all(r.source == "edge" for r in rows)
+        return [r.network_ms for r in rows]
+
+    low, high = network_ms(gapped, 1.0), network_ms(gapped, 20.0)
+    assert low == pytest.approx(high)
+    assert min(low) > 47.0 + 2 * 5.0  # the wait for the opportunities, both delays
+    # On a link with no gaps the overhead adds in full (to within one 1500-byte
+    # opportunity at 100 Mbit/s, 0.12 ms).
+    low, high = network_ms(steady, 1.0), network_ms(steady, 20.0)
+    assert [h - lo for lo, h in zip(low, high, strict=True)] == pytest.approx(
+        [19.0] * len(low), abs=0.13
+    )
+
+
 def test_more_gpus_are_never_worse():
     p = profile(tail_1_ms=40.0, tail_8_ms=320.0)  # no gain from batching: pure capacity
     cfg = config(clients=24, uplink=constant(100, 4.0), keep_rows=False)

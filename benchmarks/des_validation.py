@@ -44,11 +44,15 @@ runs the real side N times, each run with the cost profile measured afresh just 
 it, and the DES with max(N, ``--des-seeds``) seeds (its draws; default 8, they cost
 seconds) shared out over those profiles: the table gives the means, the real runs'
 ranges and the DES runs' mAP50 range. ``--policies adaptive`` runs the adaptive policy
-alone (a run about 4x shorter, for many repeats). Which frames a run happens to detect
-on moves its mAP50 by ~0.03 (a detection every second frame on the field video: 0.365
-on the even frames, 0.394 on the odd), so one DES draw is as noisy as one real run.
-One policy's mAP50 on 125 frames moved by 0.07 between two runs of the same command
-(docs/benchmarks.md), more than the 5 % target: one run cannot show the target met.
+alone (a run about 4x shorter, for many repeats). With ``--out``, a batch keeps each
+run's cost profile, rows and summary and its parameters (``batch.json``); ``--des-only
+OUT/field-pi`` then runs the DES alone against those real runs, as it would have been
+run beside them (seeds and pairs alike): a DES change checked in minutes on the same
+real runs. Which frames a run happens to detect on moves its mAP50 by ~0.03 (a
+detection every second frame on the field video: 0.365 on the even frames, 0.394 on
+the odd), so one DES draw is as noisy as one real run. One policy's mAP50 on 125 frames
+moved by 0.07 between two runs of the same command (docs/benchmarks.md), more than the
+5 % target: one run cannot show the target met.
 
 Per policy: SLA violation % (late or dropped, over frames captured), real vs DES and
 the difference in points; accuracy: the runner's COCO mAP50 over the run's answered
@@ -88,6 +92,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import json
 import math
 import statistics
 import sys
@@ -101,8 +107,8 @@ from typing import Any
 from benchmarks._stats import machine, table
 from benchmarks.field import parse_devices as _devices
 from splitedge.simulations.des import DesConfig, policy_factory, simulate
-from splitedge.simulations.profiles import LinkModel, measure_cost_profile
-from splitedge.simulations.report import PolicySummary, summarize
+from splitedge.simulations.profiles import CostProfile, LinkModel, measure_cost_profile
+from splitedge.simulations.report import FrameRow, PolicySummary, read_csv, summarize
 from splitedge.simulations.runner import (
     profile_batch_sizes,
     run_scenario,
@@ -275,6 +281,77 @@ def rescored(
     return replace(profile, entries=entries, accuracy_video=validator.accuracy_video), validator
 
 
+BATCH_FILE = "batch.json"
+
+
+def read_batch_run(
+    batch: Path, index: int, repeats: int
+) -> tuple[CostProfile, list[FrameRow], dict[str, tuple[float, float]]]:
+    """Run ``index`` of a finished field batch (its folder ``batch``; with one run the
+    folder itself): its cost profile, its rows and each policy's (SLA violation %, mAP50)
+    as its summary.csv has them. Raises :class:`FieldBatchError` naming the missing or
+    unreadable file."""
+    run = batch if repeats == 1 else batch / f"run{index + 1}"
+    paths = [run / name for name in ("profile.json", "frames.csv", "summary.csv")]
+    for path in paths:
+        if not path.is_file():
+            raise FieldBatchError(f"{path}: no such file (is {batch} a finished batch?)")
+    try:
+        costs = CostProfile.load(paths[0])
+        rows = read_csv(paths[1])
+        with paths[2].open(newline="") as f:
+            figures = {
+                row["policy"]: (float(row["sla_violation_pct"]), float(row["map50"]))
+                for row in csv.DictReader(f)
+            }
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FieldBatchError(f"{run}: unreadable run ({exc})") from exc
+    return costs, rows, figures
+
+
+class FieldBatchError(ValueError):
+    """A finished batch's folder that cannot be read back (``--des-only``)."""
+
+
+def write_batch(out: Path, **params: Any) -> Path:
+    """``out/batch.json``: what :func:`read_batch` needs to run the DES again against the
+    batch's real runs (``duration_s``, ``slowdown``, ``device_local_ms``, ``video_seed``,
+    ``repeats``, ``policies``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {"trace": FIELD_TRACE, **params, "policies": list(params["policies"])}
+    path = out / BATCH_FILE
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return path
+
+
+def read_batch(batch: Path) -> dict[str, Any]:
+    """A finished field batch's parameters (its batch.json), checked."""
+    path = batch / BATCH_FILE
+    if not path.is_file():
+        raise FieldBatchError(
+            f"{path}: no such file (--des-only takes the folder a --field run wrote with "
+            "--out, e.g. OUT/field-pi)"
+        )
+    try:
+        doc = json.loads(path.read_text())
+        params = {
+            "duration_s": float(doc["duration_s"]),
+            "slowdown": float(doc["slowdown"]),
+            "device_local_ms": float(doc["device_local_ms"]),
+            "video_seed": int(doc["video_seed"]),
+            "repeats": int(doc["repeats"]),
+            "policies": tuple(doc["policies"]),
+        }
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FieldBatchError(f"{path}: not a field batch's parameters ({exc!r:.80})") from exc
+    if doc.get("trace") != FIELD_TRACE:
+        raise FieldBatchError(f"{path}: trace {doc.get('trace')!r}, this check runs {FIELD_TRACE}")
+    bad = [p for p in params["policies"] if p not in FIELD_POLICIES]
+    if bad or params["repeats"] < 1 or not params["slowdown"] >= 1.0:
+        raise FieldBatchError(f"{path}: not a field batch's parameters ({doc!r:.80})")
+    return params
+
+
 async def field_check(
     trace_dir: Path,
     *,
@@ -286,12 +363,18 @@ async def field_check(
     repeats: int = 1,
     des_seeds: int = 1,
     policies: Sequence[str] = FIELD_POLICIES,
+    reuse: Path | None = None,
 ) -> list[FieldCheck]:
     """Real vs DES per policy: ``repeats`` real runs, each with the cost profile measured
     just before it and ceil(max(repeats, ``des_seeds``) / repeats) DES runs from that
     profile (run r's seeds r*k..r*k+k-1; the first one's rows are written beside real run
     r's): each real run and its DES runs are a pair, so the errors' intervals come from
     the pairs' differences and cover the cost measurement's own noise.
+
+    ``reuse``: a finished batch's folder (its ``--out``/field-<device>): no real run and no
+    measurement, each run's cost profile, rows and summary are read from it
+    (:func:`read_batch_run`) and only the DES runs, as they would have been run then.
+    Otherwise, with ``out``, the batch's parameters go to ``out/batch.json`` for that.
 
     ``device_local_ms`` > 0 pins the real device's own detector at that time (the field
     benchmark's ``pi`` device; ``slowdown`` is then the factor that made it so at start,
@@ -381,21 +464,31 @@ async def field_check(
             check.des_ages.update(r.track_age for r in d.rows)
         return des_rows, figures
 
+    if reuse is None and out is not None:
+        write_batch(
+            out, duration_s=duration_s, slowdown=slowdown, device_local_ms=device_local_ms,
+            video_seed=video_seed, repeats=repeats, policies=policies,
+        )  # fmt: skip
     for r in range(repeats):
-        run_out = out if out is None or repeats == 1 else out / f"run{r + 1}"
-        t0 = time.monotonic()
-        # Measured afresh for each run: its noise (five samples per candidate) moves the
-        # DES's mean as much as its draws do, so each pair carries its own.
-        costs = await cost_profile(scenario, entry_accuracy(sched))
-        if r == 0:
-            print(f"measured the cost profile in {time.monotonic() - t0:.0f} s", flush=True)
-        real = await run_scenario(scenario, run_out, profile=costs, progress=False)
-        real_by_name = {s.policy: s for s in real.summaries}
+        run_dir = None if out is None else out if repeats == 1 else out / f"run{r + 1}"
+        if reuse is not None:
+            costs, real_rows, real_figures = read_batch_run(reuse, r, repeats)
+        else:
+            t0 = time.monotonic()
+            # Measured afresh for each run: its noise (five samples per candidate) moves the
+            # DES's mean as much as its draws do, so each pair carries its own.
+            costs = await cost_profile(scenario, entry_accuracy(sched))
+            if r == 0:
+                print(f"measured the cost profile in {time.monotonic() - t0:.0f} s", flush=True)
+            real = await run_scenario(scenario, run_dir, profile=costs, progress=False)
+            real_rows = real.rows
+            real_figures = {s.policy: (s.sla_violation_pct, s.map50) for s in real.summaries}
         for policy in scenario.policies:
-            s, check = real_by_name[policy.name], checks[policy.name]
-            check.real_viol.append(s.sla_violation_pct)
-            check.real_map.append(s.map50)
-            mine = [r for r in real.rows if r.policy == policy.name]
+            check = checks[policy.name]
+            viol, map50 = real_figures[policy.name]
+            check.real_viol.append(viol)
+            check.real_map.append(map50)
+            mine = [r for r in real_rows if r.policy == policy.name]
             check.replay_map.append(des_adaptive.replayed_map50(mine, validator, configs))
             check.real_acc.append(des_adaptive.predicted_accuracy(mine, by_tag, fallback, by_age))
             check.real_ages.update(r.track_age for r in mine)
@@ -407,8 +500,8 @@ async def field_check(
             des_rows, figures = des_run(r * per_run + j, costs)
             for name, fig in figures.items():
                 pair[name].append(fig)
-            if j == 0 and run_out is not None:
-                write_outputs(des_rows, summarize(des_rows), scenario, run_out / "des")
+            if j == 0 and run_dir is not None:
+                write_outputs(des_rows, summarize(des_rows), scenario, run_dir / "des")
         for name, figs in pair.items():
             checks[name].pairs.append(
                 (
@@ -495,6 +588,13 @@ class FieldCheck:
 
 
 def _field_main(args: argparse.Namespace) -> int:
+    batch: dict[str, Any] | None = None
+    if args.des_only is not None:
+        try:
+            batch = read_batch(args.des_only)
+        except FieldBatchError as exc:
+            print(f"python -m benchmarks.des_validation: error: --des-only: {exc}", file=sys.stderr)
+            return 2
     trace_dir = args.traces or _trace_dir()
     if not (trace_dir / f"{FIELD_TRACE}.up").is_file():
         print(
@@ -502,11 +602,15 @@ def _field_main(args: argparse.Namespace) -> int:
             "(pass --traces DIR with the Mahimahi pair)"
         )
         return 0
-    duration_s = args.duration_s or (25.0 if args.quick else 60.0)
+    duration_s = batch["duration_s"] if batch else args.duration_s or (25.0 if args.quick else 60.0)
+    what = (
+        f"the DES only, against the real runs in {args.des_only}"
+        if batch
+        else "devices " + ", ".join(d if d == "pi" else f"x{d:g}" for d in args.devices)
+    )
     print(
         f"DES validation, field: {FIELD_TRACE} (first {duration_s:g} s), "
-        f"zoo:ghnd-frcnn-small-c12, 5 fps, SLA 200 ms, delay 40 ms, devices "
-        f"{', '.join(d if d == 'pi' else f'x{d:g}' for d in args.devices)}; {machine()}",
+        f"zoo:ghnd-frcnn-small-c12, 5 fps, SLA 200 ms, delay 40 ms, {what}; {machine()}",
         flush=True,
     )
     t_start = time.monotonic()
@@ -514,8 +618,13 @@ def _field_main(args: argparse.Namespace) -> int:
     adaptive: dict[str, float] = {
         "viol": math.nan, "acc": math.nan, "mix": math.nan, "viol_ci": math.nan, "acc_ci": math.nan
     }  # fmt: skip
-    for device in args.devices:
-        pinned_ms, slowdown, label = 0.0, device, f"x{device:g}" if device != "pi" else ""
+    repeats = batch["repeats"] if batch else args.repeats
+    for device in [None] if batch else args.devices:
+        if batch:
+            pinned_ms, slowdown = batch["device_local_ms"], batch["slowdown"]
+            label = f"pi(x{slowdown:g})" if pinned_ms > 0 else f"x{slowdown:g}"
+        else:
+            pinned_ms, slowdown, label = 0.0, device, f"x{device:g}" if device != "pi" else ""
         if device == "pi":
             from benchmarks.field import pi_slowdown
             from splitedge.simulations.demo import DEVICE_LOCAL_MS
@@ -535,12 +644,13 @@ def _field_main(args: argparse.Namespace) -> int:
                 trace_dir,
                 duration_s=duration_s,
                 slowdown=slowdown,
-                video_seed=args.video_seed,
+                video_seed=batch["video_seed"] if batch else args.video_seed,
                 out=out,
                 device_local_ms=pinned_ms,
-                repeats=args.repeats,
+                repeats=repeats,
                 des_seeds=args.des_seeds,
-                policies=args.policies,
+                policies=batch["policies"] if batch else args.policies,
+                reuse=args.des_only,
             )
         )
         rows = []
@@ -562,10 +672,10 @@ def _field_main(args: argparse.Namespace) -> int:
                 }  # fmt: skip
             spreads = (
                 (c.spread(c.real_viol), c.spread(c.real_map), c.spread(c.des_map))
-                if max(args.repeats, args.des_seeds) > 1
+                if max(repeats, args.des_seeds) > 1
                 else ()
             )
-            cis = (f"{viol_ci:.1f}", f"{acc_ci:.1f}") if args.repeats > 1 else ()
+            cis = (f"{viol_ci:.1f}", f"{acc_ci:.1f}") if repeats > 1 else ()
             rows.append(
                 (
                     f"{c.policy} {label}",
@@ -587,9 +697,9 @@ def _field_main(args: argparse.Namespace) -> int:
             "policy", "real_viol_%", "des_viol_%", "err_pts", "real_mAP50", "replay_mAP50",
             "des_mAP50", "err_%", "real_acc_mean", "des_acc_mean", "mix_err_%",
         ]  # fmt: skip
-        if max(args.repeats, args.des_seeds) > 1:
+        if max(repeats, args.des_seeds) > 1:
             head += ["real_viol_range", "real_mAP50_range", "des_mAP50_range"]
-        if args.repeats > 1:
+        if repeats > 1:
             head += ["err_pts_ci95", "err_%_ci95"]
         print(table(tuple(head), rows), flush=True)
         for c in checks:
@@ -610,7 +720,7 @@ def _field_main(args: argparse.Namespace) -> int:
         + (
             f" des_adaptive_viol_err_ci95_pts={adaptive['viol_ci']:.1f}"
             f" des_adaptive_acc_err_ci95_pct={adaptive['acc_ci']:.1f}"
-            if args.repeats > 1
+            if repeats > 1
             else ""
         )
     )
@@ -687,6 +797,16 @@ def main(argv: list[str] | None = None) -> int:
         default=FIELD_POLICIES,
         help=f"--field: which of {', '.join(FIELD_POLICIES)} to run, comma-separated "
         "(default all; 'adaptive' alone makes a run about 4x shorter)",
+    )
+    parser.add_argument(
+        "--des-only",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="--field: no real run: the DES against a finished batch's real runs (DIR: the "
+        "field-<device> folder a run wrote with --out; its batch.json gives the device, "
+        "duration, repeats and policies, and those options are ignored); for checking a "
+        "DES change against the same runs",
     )
     parser.add_argument(
         "--video-seed", type=int, default=0, help="--field: the run's video seed (default 0)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -133,3 +134,60 @@ def test_the_link_replay_puts_real_answers_on_the_des_link_at_their_send_times()
     check = des_validation.FieldCheck("adaptive", link_errors=errors)
     assert check.link_text().startswith("the DES's link on the real runs' 4 edge answers")
     assert des_validation.FieldCheck("local").link_text() == ""
+
+
+def test_a_batch_written_for_des_only_reads_back_and_bad_ones_are_refused(tmp_path: Path):
+    params = {
+        "duration_s": 60.0, "slowdown": 14.1, "device_local_ms": 240.0, "video_seed": 0,
+        "repeats": 3, "policies": ("adaptive",),
+    }  # fmt: skip
+    des_validation.write_batch(tmp_path, **params)
+    assert des_validation.read_batch(tmp_path) == params
+    doc = json.loads((tmp_path / "batch.json").read_text())
+    for key, value, message in [
+        ("trace", "Verizon-LTE-short", "this check runs ATT-LTE-driving-2016"),
+        ("repeats", "three", "not a field batch's parameters"),
+        ("policies", ["adaptive", "oracle"], "not a field batch's parameters"),
+        ("slowdown", 0.5, "not a field batch's parameters"),
+    ]:
+        (tmp_path / "batch.json").write_text(json.dumps({**doc, key: value}))
+        with pytest.raises(des_validation.FieldBatchError, match=message):
+            des_validation.read_batch(tmp_path)
+    (tmp_path / "batch.json").write_text("{not json")
+    with pytest.raises(des_validation.FieldBatchError, match=r"batch\.json: not a field batch"):
+        des_validation.read_batch(tmp_path)
+
+
+def test_a_finished_runs_profile_rows_and_figures_read_back(tmp_path: Path):
+    from splitedge.simulations.profiles import CandidateProfile, CostProfile
+    from splitedge.simulations.report import summarize, write_csv, write_summary
+
+    run = tmp_path / "run2"
+    run.mkdir()
+    costs = CostProfile("zoo:x", {"local": CandidateProfile("local", "local", None, False, 240.0)})
+    costs.save(run / "profile.json")
+    rows = [_row(0.0, 90.0), _row(0.2, 250.0), _row(0.4, 0.0, source="local")]
+    write_csv(rows, run / "frames.csv")
+    write_summary(summarize(rows), run)
+    got_costs, got_rows, figures = des_validation.read_batch_run(tmp_path, 1, repeats=3)
+    assert got_costs.candidates["local"].device_ms == 240.0
+    assert [(r.t_s, r.source, r.network_ms) for r in got_rows] == [
+        (r.t_s, r.source, r.network_ms) for r in rows
+    ]
+    assert set(figures) == {"adaptive"}
+    assert figures["adaptive"][0] == pytest.approx(summarize(rows)[0].sla_violation_pct)
+    # Run 3 of 3 was never written: the error names the file.
+    with pytest.raises(des_validation.FieldBatchError, match=r"run3/profile.json: no such file"):
+        des_validation.read_batch_run(tmp_path, 2, repeats=3)
+
+
+def test_des_only_without_a_batch_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    assert des_validation.main(["--field", "--des-only", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"python -m benchmarks.des_validation: error: --des-only: {tmp_path / 'batch.json'}: "
+        "no such file (--des-only takes the folder a --field run wrote with --out, e.g. "
+        "OUT/field-pi)"
+    )

@@ -106,7 +106,7 @@ from typing import Any
 
 from benchmarks._stats import machine, table
 from benchmarks.field import parse_devices as _devices
-from splitedge.simulations.des import DesConfig, policy_factory, simulate
+from splitedge.simulations.des import DesConfig, one_way, policy_factory, simulate
 from splitedge.simulations.profiles import CostProfile, LinkModel, measure_cost_profile
 from splitedge.simulations.report import FrameRow, PolicySummary, read_csv, summarize
 from splitedge.simulations.runner import (
@@ -235,9 +235,9 @@ def link_replay_errors(
     """The DES's network time minus the real one, in ms, for each of a real run's edge
     answers (``rows``, one client), each sent at its real send time (capture + device
     time) over the DES's link model of the same traces (:class:`LinkModel`, FIFO in send
-    order), with the real server time between the two directions and the cost profile's
-    wire and per-frame overheads (the latter before the uplink, as the DES has it): the
-    DES's link checked frame by frame against the real path, apart
+    order, :func:`~splitedge.simulations.des.one_way` as the DES crosses it), with the
+    real server time between the two directions and the cost profile's wire and per-frame
+    overheads: the DES's link checked frame by frame against the real path, apart
     from the decisions (probes and Status RPCs are not in the rows, so a frame queued
     behind one reads faster in the DES)."""
     remote = [cp for cp in costs.candidates.values() if cp.remote]
@@ -251,9 +251,8 @@ def link_replay_errors(
     for r in sorted((r for r in rows if r.source == "edge"), key=lambda r: r.t_s):
         sent = r.t_s + r.device_ms / 1000
         server = r.server_ms / 1000
-        # As the DES: the per-frame overhead before the uplink, then the link both ways.
-        at_server = up.send(sent + overhead, r.payload_bytes + extra) + delay
-        back = down.send(at_server + server, reply) + delay
+        at_server = one_way(up, sent, r.payload_bytes + extra, delay, overhead)
+        back = one_way(down, at_server + server, reply, delay)
         errors.append((back - sent - server) * 1000 - r.network_ms)
     return errors
 
@@ -282,6 +281,11 @@ def rescored(
 
 
 BATCH_FILE = "batch.json"
+RUN_FILES = ("profile.json", "frames.csv", "summary.csv")
+
+
+class FieldBatchError(ValueError):
+    """A finished batch's folder that cannot be read back (``--des-only``)."""
 
 
 def read_batch_run(
@@ -291,11 +295,8 @@ def read_batch_run(
     folder itself): its cost profile, its rows and each policy's (SLA violation %, mAP50)
     as its summary.csv has them. Raises :class:`FieldBatchError` naming the missing or
     unreadable file."""
-    run = batch if repeats == 1 else batch / f"run{index + 1}"
-    paths = [run / name for name in ("profile.json", "frames.csv", "summary.csv")]
-    for path in paths:
-        if not path.is_file():
-            raise FieldBatchError(f"{path}: no such file (is {batch} a finished batch?)")
+    run = _run_dir(batch, index, repeats)
+    paths = [run / name for name in RUN_FILES]
     try:
         costs = CostProfile.load(paths[0])
         rows = read_csv(paths[1])
@@ -304,13 +305,23 @@ def read_batch_run(
                 row["policy"]: (float(row["sla_violation_pct"]), float(row["map50"]))
                 for row in csv.DictReader(f)
             }
-    except (ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise FieldBatchError(f"{run}: unreadable run ({exc})") from exc
     return costs, rows, figures
 
 
-class FieldBatchError(ValueError):
-    """A finished batch's folder that cannot be read back (``--des-only``)."""
+def _run_dir(batch: Path, index: int, repeats: int) -> Path:
+    return batch if repeats == 1 else batch / f"run{index + 1}"
+
+
+def check_batch_runs(batch: Path, repeats: int) -> None:
+    """Every run's files are there (before the minutes of re-scoring a --des-only run
+    spends first); :class:`FieldBatchError` names the first one missing."""
+    for index in range(repeats):
+        for name in RUN_FILES:
+            path = _run_dir(batch, index, repeats) / name
+            if not path.is_file():
+                raise FieldBatchError(f"{path}: no such file (is {batch} a finished batch?)")
 
 
 def write_batch(out: Path, **params: Any) -> Path:
@@ -587,14 +598,19 @@ class FieldCheck:
         return f"{min(values):.3g}-{max(values):.3g}"
 
 
+def _des_only_error(exc: FieldBatchError) -> int:
+    print(f"python -m benchmarks.des_validation: error: --des-only: {exc}", file=sys.stderr)
+    return 2
+
+
 def _field_main(args: argparse.Namespace) -> int:
     batch: dict[str, Any] | None = None
     if args.des_only is not None:
         try:
             batch = read_batch(args.des_only)
+            check_batch_runs(args.des_only, batch["repeats"])
         except FieldBatchError as exc:
-            print(f"python -m benchmarks.des_validation: error: --des-only: {exc}", file=sys.stderr)
-            return 2
+            return _des_only_error(exc)
     trace_dir = args.traces or _trace_dir()
     if not (trace_dir / f"{FIELD_TRACE}.up").is_file():
         print(
@@ -639,20 +655,23 @@ def _field_main(args: argparse.Namespace) -> int:
                 flush=True,
             )
         out = args.out / f"field-{label.partition('(')[0]}" if args.out is not None else None
-        checks = asyncio.run(
-            field_check(
-                trace_dir,
-                duration_s=duration_s,
-                slowdown=slowdown,
-                video_seed=batch["video_seed"] if batch else args.video_seed,
-                out=out,
-                device_local_ms=pinned_ms,
-                repeats=repeats,
-                des_seeds=args.des_seeds,
-                policies=batch["policies"] if batch else args.policies,
-                reuse=args.des_only,
+        try:
+            checks = asyncio.run(
+                field_check(
+                    trace_dir,
+                    duration_s=duration_s,
+                    slowdown=slowdown,
+                    video_seed=batch["video_seed"] if batch else args.video_seed,
+                    out=out,
+                    device_local_ms=pinned_ms,
+                    repeats=repeats,
+                    des_seeds=args.des_seeds,
+                    policies=batch["policies"] if batch else args.policies,
+                    reuse=args.des_only,
+                )
             )
-        )
+        except FieldBatchError as exc:  # a run's file there but unreadable
+            return _des_only_error(exc)
         rows = []
         for c in checks:
             real_v, des_v = statistics.mean(c.real_viol), statistics.mean(c.des_viol)

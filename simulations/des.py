@@ -59,9 +59,25 @@ __all__ = [
     "PolicyFactory",
     "batching_effect",
     "min_gpus",
+    "one_way",
     "policy_factory",
     "simulate",
 ]
+
+
+def one_way(
+    link: LinkModel, leave_s: float, size_bytes: float, delay_s: float, overhead_s: float = 0.0
+) -> float:
+    """When ``size_bytes`` that leave at ``leave_s`` arrive across ``link``: after
+    ``overhead_s`` (the per-frame cost beyond bytes and server time, the client's gRPC path
+    mostly, paid before the bytes reach the link, so on a trace it overlaps with the wait
+    for the next delivery opportunity, as on the real path), the link's opportunities
+    (FIFO: taken), then the propagation delay. Replayed at their send times, 16 real runs'
+    464 edge answers on ATT-LTE (``benchmarks.des_validation.link_replay_errors``) read
+    DES - real median +1.3 ms, 90 % within 5.8 ms, against +2.4 / 9.9 ms with half the
+    overhead added after each direction (docs/benchmarks.md)."""
+    return link.send(leave_s + overhead_s, size_bytes) + delay_s
+
 
 PolicyFactory = Callable[[int, Callable[[], float]], Policy]
 """``factory(client_index, clock)`` -> that client's policy (``clock``: simulated seconds)."""
@@ -282,13 +298,7 @@ class _Simulation:
         self.waiting = 0  # admitted, not yet in a batch (the edge's admission count)
         self.gpu_busy_s = 0.0
         self.out = _Collector(name, config.sla_ms, config.keep_rows)
-        # The per-frame cost beyond bytes and server time (the client's gRPC path, mostly)
-        # is paid before the bytes reach the link, so on a trace it overlaps with the wait
-        # for the next delivery opportunity, as on the real path: replayed at their send
-        # times, 16 real runs' 464 edge answers on ATT-LTE (des_validation.link_replay_errors)
-        # read DES - real median +1.3 ms, 90 % within 5.8 ms, against +2.4 / 9.9 ms with
-        # half of it added after each direction (docs/benchmarks.md).
-        self.overhead_s = profile.overhead_ms / 1000
+        self.overhead_s = profile.overhead_ms / 1000  # paid before the uplink (one_way)
         self.delay_s = config.delay_ms / 1000
         up, down = LinkModel(config.uplink), LinkModel(config.downlink)
         self.clients = [
@@ -434,10 +444,8 @@ class _Simulation:
         """The adaptive session's Status RPC: a small request and reply over the client's
         links (queued behind its frames' bytes, waiting out a trace's delivery gaps)."""
         idle = c.unanswered == 0
-        up_done = c.uplink.send(self.now + self.overhead_s, STATUS_REQUEST_BYTES)
-        at_server = up_done + self.delay_s
-        down_done = c.downlink.send(at_server, STATUS_REPLY_BYTES)
-        back = down_done + self.delay_s
+        at_server = one_way(c.uplink, self.now, STATUS_REQUEST_BYTES, self.delay_s, self.overhead_s)
+        back = one_way(c.downlink, at_server, STATUS_REPLY_BYTES, self.delay_s)
         self.at(back, self._status_back, c, self.now, idle)
 
     def _status_back(self, c: _Client, sent_s: float, idle: bool) -> None:
@@ -457,8 +465,9 @@ class _Simulation:
         c.unanswered += 1
         cp = frame.profile
         frame.sent_s = self.now + frame.device_ms / 1000
-        up_done = c.uplink.send(frame.sent_s + self.overhead_s, cp.uplink_wire_bytes)
-        frame.arrived_s = up_done + self.delay_s
+        frame.arrived_s = one_way(
+            c.uplink, frame.sent_s, cp.uplink_wire_bytes, self.delay_s, self.overhead_s
+        )
         # The server's budget counts from arrival: what was left when the frame left.
         frame.server_deadline_s = frame.arrived_s + (frame.deadline_s - frame.sent_s)
         self.at(frame.arrived_s, self.server_arrival, frame)
@@ -672,8 +681,8 @@ class _Simulation:
         c = self.clients[frame.client]
         if status is not StatusCode.OK:
             frame.server_ms = (self.now - frame.arrived_s) * 1000
-        down_done = c.downlink.send(self.now, frame.profile.downlink_wire_bytes)
-        self.at(down_done + self.delay_s, self.result_at_client, frame, status)
+        back = one_way(c.downlink, self.now, frame.profile.downlink_wire_bytes, self.delay_s)
+        self.at(back, self.result_at_client, frame, status)
 
 
 # ---------------------------------------------------------------------- API

@@ -176,9 +176,12 @@ def test_a_finished_runs_profile_rows_and_figures_read_back(tmp_path: Path):
     ]
     assert set(figures) == {"adaptive"}
     assert figures["adaptive"][0] == pytest.approx(summarize(rows)[0].sla_violation_pct)
-    # Run 3 of 3 was never written: the error names the file.
-    with pytest.raises(des_validation.FieldBatchError, match=r"run3/profile.json: no such file"):
-        des_validation.read_batch_run(tmp_path, 2, repeats=3)
+    # Run 3 of 3 was never written: the check before any work names the file.
+    with pytest.raises(des_validation.FieldBatchError, match=r"run1/profile.json: no such file"):
+        des_validation.check_batch_runs(tmp_path, repeats=3)
+    (run / "summary.csv").write_text("policy,frames\nadaptive,3\n")  # no violation column
+    with pytest.raises(des_validation.FieldBatchError, match=r"run2: unreadable run"):
+        des_validation.read_batch_run(tmp_path, 1, repeats=3)
 
 
 def test_des_only_without_a_batch_is_one_line_and_exit_2(
@@ -190,4 +193,20 @@ def test_des_only_without_a_batch_is_one_line_and_exit_2(
         f"python -m benchmarks.des_validation: error: --des-only: {tmp_path / 'batch.json'}: "
         "no such file (--des-only takes the folder a --field run wrote with --out, e.g. "
         "OUT/field-pi)"
+    )
+
+
+def test_des_only_with_a_runs_file_missing_stops_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    des_validation.write_batch(
+        tmp_path, duration_s=60.0, slowdown=14.1, device_local_ms=240.0, video_seed=0,
+        repeats=2, policies=("adaptive",),
+    )  # fmt: skip
+    assert des_validation.main(["--field", "--des-only", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing re-scored, nothing run
+    assert captured.err.strip() == (
+        f"python -m benchmarks.des_validation: error: --des-only: "
+        f"{tmp_path / 'run1' / 'profile.json'}: no such file (is {tmp_path} a finished batch?)"
     )

@@ -1,5 +1,7 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
 # Both create .venv and install what they need on a fresh machine (pinned by constraints.txt).
+# --no-cache-dir: the venv holds several GB (torch's CUDA build); a wheel cache beside it
+# would double the disk an install needs (a CI run once ran out of space there).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -10,8 +12,8 @@ PYTEST_ARGS ?=
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-cache-dir --upgrade pip
+	$(BIN)/python -m pip install -q --no-cache-dir -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -223,6 +223,8 @@ class Scheduler:
         regime_ratio: float = 2.0,
         jitter_sigmas: float = 2.0,
         min_sensed_ms: float = 2.0,
+        learn_bytes: bool = True,
+        bytes_rate: float = 0.3,
         frame_period_ms: float | None = None,
         initial_bandwidth_mbps: float = 10.0,
         initial_rtt_ms: float = 20.0,
@@ -314,6 +316,8 @@ class Scheduler:
             pools={c.config.branch: "offload" for c in self.candidates if c.kind == "offload"}
         )
         self.content = ContentFeatures()
+        self.learn_bytes = learn_bytes
+        self.bytes_rate = bytes_rate
         self._build_arrays()
 
         self._current: int | None = None
@@ -426,6 +430,15 @@ class Scheduler:
         self._tracker_by_level = {lv: tracker.get(lv, 0.0) for lv in levels}
         self._kbits_q = self._bytes_q * 8.0 / 1000.0  # / Mbps = ms
         self._kbits_mean = self._bytes_mean * 8.0 / 1000.0
+        # Payloads as this camera's frames make them: the profile's bytes came from its
+        # own video, and a JPEG's size is the scene's (on the field benchmark's video a
+        # 28 kB profiled offload-jpeg90 frame is 8-21 kB). Per branch, observed / profiled
+        # (EWMA); a branch not yet sent takes its kind's latest (JPEG qualities, or split
+        # heads, shrink together with the scene's detail), else 1.
+        self._kind = [e.kind for e in c]
+        self._byte_ratio: dict[str, float] = {}
+        self._kind_ratio: dict[str, float] = {}
+        self._byte_scale = np.ones(len(c))
         self._remote_f = self._remote.astype(np.float64)
         self._inv_interval = 1.0 / self._interval
         self._tracked_share = (self._interval - 1.0) / self._interval
@@ -523,8 +536,8 @@ class Scheduler:
         else:
             bw, bw_robust = bandwidth
         if bw > 0:
-            transfer = (self._kbits_mean + self._backlog_kbits) / bw
-            transfer_q = (self._kbits_q + self._backlog_kbits) / bw_robust
+            transfer = (self._kbits_mean * self._byte_scale + self._backlog_kbits) / bw
+            transfer_q = (self._kbits_q * self._byte_scale + self._backlog_kbits) / bw_robust
         else:
             transfer = transfer_q = self._kbits_q * np.inf
         server = np.array([self.server.mean_std_ms(n, now) for n in self._names])[self._name_idx]
@@ -1131,6 +1144,7 @@ class Scheduler:
                 self.contention.observe(by_level, t.local_ms)
             return
         self._since_remote = 0
+        self._learn_bytes(decision.index, outcome.payload_bytes)
         device_ms = t.head_ms + t.encode_ms
         if device_ms > 0 and sensed:
             self.contention.observe(by_level, device_ms)
@@ -1176,6 +1190,32 @@ class Scheduler:
             bound = outcome.payload_bytes * 8.0 / (waited_ms * 1000.0)
             if bound < self.bandwidth.harmonic_mbps:
                 self.bandwidth.add(bound)
+
+    def _learn_bytes(self, index: int, payload_bytes: int) -> None:
+        """One remote frame's payload against its profiled mean: the branch's ratio (and
+        its kind's, for branches not sent yet) moves toward it."""
+        profiled = float(self._bytes_mean[index])
+        if not self.learn_bytes or payload_bytes <= 0 or profiled <= 0:
+            return
+        ratio = min(max(payload_bytes / profiled, 0.05), 20.0)
+        name = self.candidates[index].config.branch
+        old = self._byte_ratio.get(name)
+        ratio = ratio if old is None else old + self.bytes_rate * (ratio - old)
+        self._byte_ratio[name] = self._kind_ratio[self._kind[index]] = ratio
+        self._byte_scale = np.array(
+            [
+                self._byte_ratio.get(e.config.branch, self._kind_ratio.get(k, 1.0))
+                for e, k in zip(self.candidates, self._kind, strict=True)
+            ]
+        )
+
+    def payload_scale(self) -> dict[str, float]:
+        """Per branch, the learned observed / profiled payload ratio the predictions use."""
+        with self._lock:
+            return {
+                e.config.branch: float(x)
+                for e, x in zip(self.candidates, self._byte_scale, strict=True)
+            }
 
     def _reprobe_after(
         self, sample: float | None, before: float, accuracy: float, reset: bool = False

@@ -7,6 +7,9 @@ predicts a latency *quantile* and an accuracy:
 
 - latency of a detection frame = head (profile, at the contention sensed from
   observed heads) + payload / uplink bandwidth + RTT + server queue and tail.
+  The payload is the profile's bytes x this camera's ratio to them, learned per
+  branch from the frames sent (EWMA; a branch not sent yet takes its kind's latest
+  ratio): a JPEG's size is its scene's, and the profile's came from another video.
   Each term has a mean and a spread (head: the log error of recent heads;
   transfer: harmonic-mean rate vs its robust-MPC discounted rate and the
   profile's bytes p95; RTT and server: EWMA mean deviation); the quantile is

@@ -319,6 +319,8 @@ class Scheduler:
             pools={c.config.branch: "offload" for c in self.candidates if c.kind == "offload"}
         )
         self.content = ContentFeatures()
+        if not 0.0 < bytes_rate <= 1.0:
+            raise SchedulerError(f"bytes_rate must be in (0, 1], got {bytes_rate}")
         self.learn_bytes = learn_bytes
         self.bytes_rate = bytes_rate
         self._build_arrays()
@@ -438,9 +440,9 @@ class Scheduler:
         # 28 kB profiled offload-jpeg90 frame is 8-21 kB). Per branch, observed / profiled
         # (EWMA); a branch not yet sent takes its kind's latest (JPEG qualities, or split
         # heads, shrink together with the scene's detail), else 1.
-        self._kind = [e.kind for e in c]
-        self._byte_ratio: dict[str, float] = {}
-        self._kind_ratio: dict[str, float] = {}
+        kinds = sorted({e.kind for e in c})
+        self._kind_idx = np.array([kinds.index(e.kind) for e in c])
+        self._bytes_seen = np.zeros(len(self._names), dtype=bool)  # per branch name
         self._byte_scale = np.ones(len(c))
         self._remote_f = self._remote.astype(np.float64)
         self._inv_interval = 1.0 / self._interval
@@ -1195,22 +1197,20 @@ class Scheduler:
                 self.bandwidth.add(bound)
 
     def _learn_bytes(self, index: int, payload_bytes: int) -> None:
-        """One remote frame's payload against its profiled mean: the branch's ratio (and
-        its kind's, for branches not sent yet) moves toward it."""
+        """One remote frame's payload against its profiled mean: its branch's ratio moves
+        toward it (EWMA), and so do the branches of its kind not sent yet (they take the
+        kind's latest ratio). O(candidates) in numpy, once per remote answer."""
         profiled = float(self._bytes_mean[index])
         if not self.learn_bytes or payload_bytes <= 0 or profiled <= 0:
             return
         ratio = min(max(payload_bytes / profiled, 0.05), 20.0)
-        name = self.candidates[index].config.branch
-        old = self._byte_ratio.get(name)
-        ratio = ratio if old is None else old + self.bytes_rate * (ratio - old)
-        self._byte_ratio[name] = self._kind_ratio[self._kind[index]] = ratio
-        self._byte_scale = np.array(
-            [
-                self._byte_ratio.get(e.config.branch, self._kind_ratio.get(k, 1.0))
-                for e, k in zip(self.candidates, self._kind, strict=True)
-            ]
-        )
+        name = self._name_idx[index]
+        if self._bytes_seen[name]:
+            old = float(self._byte_scale[index])
+            ratio = old + self.bytes_rate * (ratio - old)
+        self._bytes_seen[name] = True
+        unseen_kin = (self._kind_idx == self._kind_idx[index]) & ~self._bytes_seen[self._name_idx]
+        self._byte_scale[(self._name_idx == name) | unseen_kin] = ratio
 
     def payload_scale(self) -> dict[str, float]:
         """Per branch, the learned observed / profiled payload ratio the predictions use."""

@@ -59,8 +59,10 @@ SLA %, SLA violation % (late or dropped, over frames captured), COCO mAP50 over
 the run's answers (the runner's), mAP50_sla (COCO mAP50 over every frame captured,
 an answer past the SLA or none counting as no boxes: what an application that
 waits at most the SLA gets; local-only on a device slower than the SLA scores 0),
-uplink MB, frames dropped by reason, local fallbacks and answered % (frames with an
-edge answer, a tracked or a local result: not dropped). Per device overall: sums
+uplink MB (the frames' payloads and adaptive's link probes beside frames), frames
+dropped by reason, local fallbacks, link probes (adaptive's frames sent only to measure
+the link, beside a frame or in its place) and answered % (frames with an edge answer,
+a tracked or a local result: not dropped). Per device overall: sums
 over traces, and both mAP50s as the mean of the runs' (every run has the same
 number of frames). ``frames.csv``, the
 summary and the plots of each run go to ``--out`` (default ``out/field``)
@@ -458,6 +460,7 @@ def _row(label: Sequence[str], s: PolicySummary) -> list[object]:
         f"{s.uplink_mb:.2f}",
         _drops(s.drops),
         s.fallbacks,
+        s.probes,
         f"{_pct(s.answered, s.frames):.1f}",
     ]
 
@@ -472,6 +475,7 @@ COLUMNS = (
     "up_MB",
     "dropped (why)",
     "fallbacks",
+    "probes",
     "answered_%",
 )
 
@@ -501,6 +505,8 @@ def combine(summaries: Sequence[PolicySummary]) -> PolicySummary:
         quality=math.nan,
         map50=sum(maps) / len(maps) if maps else math.nan,
         map50_in_sla=sum(maps_sla) / len(maps_sla) if maps_sla else math.nan,
+        probes=sum(s.probes for s in summaries),
+        probe_mb=sum(s.probe_mb for s in summaries),
     )
 
 

@@ -181,6 +181,7 @@ class AdaptiveSession:
         self._bad_reports: set[str] = set()  # branches whose load report was unusable
         self._status_task: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()  # probes beside frames, in flight
+        self.probe_bytes = 0  # payload bytes of the probes sent beside frames (no frame's)
         # A detection by the device's own model going on in the background: its task, the
         # frame it detects on (as captured, as sent) and its decision.
         self._background: (
@@ -418,6 +419,7 @@ class AdaptiveSession:
         except Exception:  # a probe must never take the session down; the link says why
             log.debug("link probe on %s failed", probe.branch, exc_info=True)
             return
+        self.probe_bytes += outcome.payload_bytes
         if outcome.reason != "prefiltered":
             self.scheduler.observe_probe(probe, outcome)
 

@@ -232,6 +232,8 @@ class _Collector:
         self.fallbacks = 0
         self.drops: Counter[str] = Counter()
         self.uplink_bytes = 0.0
+        self.probes = 0  # frames sent only to measure the link (adaptive schedulers')
+        self.probe_bytes = 0.0  # payload of the probes beside frames: in no row
         self.batch_sum = 0
         self.batch_count = 0
         self.mix: Counter[str] = Counter()
@@ -269,10 +271,12 @@ class _Collector:
             sla_violation_pct=100.0 * (self.frames - self.sla_met) / max(self.frames, 1),
             fallbacks=self.fallbacks,
             drops=dict(sorted(self.drops.items())),
-            uplink_mb=self.uplink_bytes / 1e6,
+            uplink_mb=(self.uplink_bytes + self.probe_bytes) / 1e6,
             mean_batch=self.batch_sum / self.batch_count if self.batch_count else math.nan,
             quality=math.nan,
             branch_mix=dict(self.mix.most_common()),
+            probes=self.probes,
+            probe_mb=self.probe_bytes / 1e6,
         )
 
 
@@ -413,6 +417,7 @@ class _Simulation:
         probe = side(k) if side is not None else None
         if probe is not None:  # the adaptive scheduler's probe beside a local frame
             pp = self.profile.get(probe)
+            self.out.probe_bytes += int(pp.payload_bytes)
             self._send(
                 c,
                 _Frame(
@@ -799,6 +804,9 @@ def simulate(
     """Run one policy (one instance per client, from ``factory``) for ``config.duration_s``."""
     sim = _Simulation(config, profile, factory, name)
     events = sim.run()
+    sim.out.probes = sum(
+        getattr(getattr(c.policy, "scheduler", None), "probes", 0) for c in sim.clients
+    )
     rows = sim.out.rows or []
     rows.sort(key=lambda r: (r.t_s, r.client))
     return DesResult(sim.out.summary(), rows, events, sim.gpu_busy_s)

@@ -8,7 +8,8 @@ busy with an earlier one is a row with ``source = "dropped"`` and ``reason =
 
 Summary per policy: frames captured / answered, p50/p95/p99 latency of answered
 frames, SLA violation % (frames late or dropped, over frames captured), local
-fallbacks, drops by reason, uplink MB, mean batch size, quality, branch mix.
+fallbacks, drops by reason, link probes, uplink MB (the frames' payloads and the
+probes' sent beside frames), mean batch size, quality, branch mix.
 Plots (matplotlib, Agg): ``timeline.png`` (latency over time per policy, the
 uplink trace's mean rate per 500 ms under it), ``branches.png`` (branch over
 time per policy), ``latency_cdf.png`` (CDF per policy).
@@ -131,6 +132,10 @@ class PolicySummary:
     # as no boxes: what an application that waits at most the SLA gets (runner only).
     map50_in_sla: float = math.nan
     branch_mix: dict[str, int] | None = None
+    # Frames an adaptive scheduler sent only to measure the link (beside a frame or in
+    # its place), and the bytes of those beside a frame: no row holds them, uplink_mb does.
+    probes: int = 0
+    probe_mb: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,8 +149,12 @@ def summarize(
     rows: Sequence[FrameRow],
     map50_by_policy: Mapping[str, float] | None = None,
     map50_in_sla_by_policy: Mapping[str, float] | None = None,
+    probes_by_policy: Mapping[str, tuple[int, int]] | None = None,
 ) -> list[PolicySummary]:
-    """One summary per policy, in the order policies first appear in ``rows``."""
+    """One summary per policy, in the order policies first appear in ``rows``.
+
+    ``probes_by_policy``: policy -> (link probes sent, payload bytes of those sent beside
+    a frame), from the adaptive sessions; their bytes count in ``uplink_mb``."""
     order = list(dict.fromkeys(r.policy for r in rows))
     out = []
     for policy in order:
@@ -156,6 +165,7 @@ def summarize(
         scored = [r.quality for r in answered if not math.isnan(r.quality)]
         remote = [r for r in part if r.payload_bytes > 0]
         batches = [r.batch_size for r in answered if r.batch_size > 0]
+        probes, probe_bytes = (probes_by_policy or {}).get(policy, (0, 0))
         out.append(
             PolicySummary(
                 policy=policy,
@@ -167,12 +177,14 @@ def summarize(
                 sla_violation_pct=100.0 * sum(not r.sla_met for r in part) / len(part),
                 fallbacks=sum(r.source == "local" and r.reason != "" for r in part),
                 drops=dict(sorted(drops.items())),
-                uplink_mb=sum(r.payload_bytes for r in remote) / 1e6,
+                uplink_mb=(sum(r.payload_bytes for r in remote) + probe_bytes) / 1e6,
                 mean_batch=float(np.mean(batches)) if batches else math.nan,
                 quality=float(np.mean(scored)) if scored else math.nan,
                 map50=(map50_by_policy or {}).get(policy, math.nan),
                 map50_in_sla=(map50_in_sla_by_policy or {}).get(policy, math.nan),
                 branch_mix=dict(Counter(r.candidate for r in answered).most_common()),
+                probes=probes,
+                probe_mb=probe_bytes / 1e6,
             )
         )
     return out
@@ -189,6 +201,7 @@ def format_summary(summaries: Sequence[PolicySummary]) -> str:
         "p99_ms",
         "sla_viol_%",
         "fallback",
+        "probes",
         "uplink_MB",
         "batch",
         "recall",
@@ -209,6 +222,7 @@ def format_summary(summaries: Sequence[PolicySummary]) -> str:
                 f"{s.p99_ms:.1f}",
                 f"{s.sla_violation_pct:.1f}",
                 str(s.fallbacks),
+                str(s.probes),
                 f"{s.uplink_mb:.2f}",
                 f"{s.mean_batch:.2f}",
                 f"{s.quality:.3f}",

@@ -389,7 +389,9 @@ async def _run_policy(
     profile: CostProfile | None,
     config_index: int,
     tick: Callable[[int], None],
-) -> tuple[list[FrameRow], float, float]:
+) -> tuple[list[FrameRow], float, float, tuple[int, int]]:
+    """One policy's run: its rows, mAP50 over its answers and within the SLA, and its
+    adaptive sessions' link probes (sent, payload bytes of those sent beside frames)."""
     config = scenario.policies[config_index]
     rows: list[FrameRow] = []
     scored: list[tuple[Sample, Any, bool]] = []
@@ -466,7 +468,8 @@ async def _run_policy(
             )
         )
     rows.sort(key=lambda r: (r.t_s, r.client))
-    return rows, _map50(scored), _map50(scored, in_sla=True)
+    probes = (sum(s.scheduler.probes for s in sessions), sum(s.probe_bytes for s in sessions))
+    return rows, _map50(scored), _map50(scored, in_sla=True), probes
 
 
 def _adaptive_session(scenario: Scenario, config: PolicyConfig, client: Client) -> AdaptiveSession:
@@ -546,6 +549,7 @@ async def run_scenario(
     rows: list[FrameRow] = []
     map50: dict[str, float] = {}
     map50_in_sla: dict[str, float] = {}
+    probes: dict[str, tuple[int, int]] = {}
     expected = (
         len(scenario.policies) * scenario.clients * frames_in(scenario.duration_s, scenario.fps)
     )
@@ -561,7 +565,12 @@ async def run_scenario(
             for i, policy in enumerate(scenario.policies):
                 if bar is not None:
                     bar.set_postfix_str(policy.name)
-                part, map50[policy.name], map50_in_sla[policy.name] = await _run_policy(
+                (
+                    part,
+                    map50[policy.name],
+                    map50_in_sla[policy.name],
+                    probes[policy.name],
+                ) = await _run_policy(
                     scenario,
                     edge.port,
                     backend,
@@ -575,7 +584,7 @@ async def run_scenario(
             await asyncio.to_thread(edge.stop)
             if bar is not None:
                 bar.close()
-    summaries = summarize(rows, map50, map50_in_sla)
+    summaries = summarize(rows, map50, map50_in_sla, probes)
     files: list[Path] = []
     if out_dir is not None:
         files = write_outputs(rows, summaries, scenario, Path(out_dir), profile)

@@ -112,7 +112,14 @@ async def test_adaptive_policy_leaves_the_edge_after_the_uplink_drops(tmp_path: 
     assert sum(r.sla_met for r in settled) >= len(settled) - 1
     summary = next(s for s in result.summaries if s.policy == "adaptive")
     assert summary.fallbacks == sum(r.source == "local" and r.reason != "" for r in rows)
+    # The summary says how many frames went only to measure the link (those in a frame's
+    # place among them), and its uplink holds the probes beside frames, which no row does.
+    assert summary.probes >= len(probes)
+    frames_mb = sum(r.payload_bytes for r in rows) / 1e6
+    assert summary.uplink_mb == pytest.approx(frames_mb + summary.probe_mb)
     assert (tmp_path / "out" / "frames.csv").is_file()
+    header = (tmp_path / "out" / "summary.txt").read_text().splitlines()[0].split()
+    assert header[header.index("fallback") + 1] == "probes"
 
 
 async def test_a_profile_without_a_branch_the_model_serves_is_refused(tmp_path: Path):

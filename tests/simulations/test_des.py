@@ -465,6 +465,12 @@ def test_probes_beside_local_frames_cross_the_simulated_link_and_give_up_no_fram
     assert slow and all(r.source == "local" and r.candidate == "local" for r in slow)
     assert scheduler.probes >= 3  # about one a second while local
     assert all(r.payload_bytes == 0 for r in slow)  # a probe is no frame's answer
+    # The summary counts them, and their bytes in the uplink though no row holds them.
+    s = result.summary
+    assert s.probes == scheduler.probes and s.probe_mb > 0
+    assert s.uplink_mb == pytest.approx(
+        sum(r.payload_bytes for r in result.rows) / 1e6 + s.probe_mb
+    )
     back = [r.t_s for r in result.rows if r.t_s >= 6.0 and r.source == "edge"]
     assert back and back[0] - 6.0 <= 2.0
 

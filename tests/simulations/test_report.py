@@ -70,6 +70,14 @@ def test_summary_counts_drops_fallbacks_and_violations(tmp_path: Path):
     assert math.isnan(b.map50) and math.isnan(b.quality)
     table = format_summary([a, b])
     assert table.splitlines()[0].startswith("policy") and "busy 1" in table
+    # An adaptive policy's link probes: counted, their bytes beside frames in the uplink.
+    (p,) = summarize([r for r in _rows() if r.policy == "a"], probes_by_policy={"a": (3, 6000)})
+    assert (p.probes, p.probe_mb) == (3, pytest.approx(0.006))
+    assert p.uplink_mb == pytest.approx(a.uplink_mb + 0.006)
+    assert (a.probes, a.probe_mb) == (0, 0.0)
+    header = format_summary([p]).splitlines()[0].split()
+    assert header[header.index("fallback") + 1] == "probes"
+    assert format_summary([p]).splitlines()[2].split()[header.index("probes")] == "3"
     txt, csv_path = write_summary([a, b], tmp_path)
     assert "busy 1" in txt.read_text() and "busy=1" in csv_path.read_text()
 

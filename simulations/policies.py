@@ -308,6 +308,12 @@ class AdaptivePolicy:
         candidate = self.candidates[decision.key]
         return replace(candidate, track=True) if decision.track else candidate
 
+    @property
+    def probes(self) -> int:
+        """Frames its scheduler sent only to measure the link (beside a frame or in its
+        place)."""
+        return self.scheduler.probes
+
     def side_probe(self, frame_index: int) -> Candidate | None:
         """The probe the scheduler sent beside frame ``frame_index`` (``Decision.probe``:
         it only measures the link; the frame's result is its own), if any."""

@@ -684,6 +684,50 @@ def test_added_bin_deltas_never_lift_tracking_above_detecting_every_frame() -> N
     assert acc[k4] == pytest.approx(0.75)
 
 
+def test_a_bins_deltas_are_shared_by_the_entries_of_one_detection_interval() -> None:
+    # Overall the device's model beats the code by 0.1. On still scenes the profile's video
+    # rated the code up and the model down: each branch's own delta would put the code
+    # first (0.75 against 0.70). A bin moves the entries of one interval alike (their mean
+    # delta, -0.025), so the order measured overall stands; "branch" keeps each its own.
+    local = entry("local", "local", head_ms=(20.0, 40.0), accuracy=0.8, by_bin={"motion:0": 0.70})
+    code = replace(SPLIT, accuracy_by_bin={"motion:0": 0.75})
+    tracked = replace(
+        SPLIT,
+        config=replace(SPLIT.config, detection_interval=4),
+        accuracy=0.6,
+        accuracy_by_bin={"motion:0": 0.62},
+    )
+    still = Detections(
+        np.array([[10, 10, 50, 50]], np.float32), np.ones(1, np.float32), np.ones(1, np.int64)
+    )
+    picked = {}
+    for mode in ("interval", "branch"):
+        sched = Scheduler(profile(local, code, tracked), 100.0, learn_margin=False, bin_deltas=mode)
+        for i in range(3):
+            d = sched.pick(i / 30)
+            sched.observe(d, FrameOutcome(i, d.branch, "local", prediction=still))
+        _, _, acc = sched.predict(0.2)
+        by_key = {c.config.key: float(a) for c, a in zip(sched.candidates, acc, strict=True)}
+        picked[mode] = by_key
+    interval, branch = picked["interval"], picked["branch"]
+    assert interval["local/0b/w1/native/k1"] == pytest.approx(0.775)
+    assert interval["split@a/8b/w1/native/k1"] == pytest.approx(0.675)
+    # Alone in its interval, the tracked entry keeps its own delta (+0.02).
+    assert interval["split@a/8b/w1/native/k4"] == pytest.approx(0.62)
+    assert branch["local/0b/w1/native/k1"] == pytest.approx(0.70)
+    assert branch["split@a/8b/w1/native/k1"] == pytest.approx(0.75)
+    sched = Scheduler(profile(local, code, tracked), 100.0, learn_margin=False)
+    for i in range(3):
+        d = sched.pick(i / 30)
+        sched.observe(d, FrameOutcome(i, d.branch, "local", prediction=still))
+    assert sched.pick(0.2).branch == "local"
+
+
+def test_an_unknown_bin_deltas_mode_is_refused() -> None:
+    with pytest.raises(SchedulerError, match="bin_deltas must be one of interval, branch"):
+        Scheduler(profile(LOCAL, SPLIT), 100.0, bin_deltas="per-branch")
+
+
 # ------------------------------------------------------------------ stability
 
 

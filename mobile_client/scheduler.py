@@ -401,11 +401,11 @@ class Scheduler:
         if self.bin_deltas == "interval":
             # A content bin moves every entry of one detection interval alike: its mean
             # delta over them. Each branch's own delta, measured on one video, does not
-            # carry over to another (scored on four seeded videos, the branch-specific
-            # parts correlated -0.42 to +0.05 between videos, rms 0.015-0.025: as large as
-            # the gaps between branches), and it reordered branches by noise: the profile
-            # rated every code above JPEG q90 and the device's own model on small objects,
-            # which no other video repeated.
+            # carry over to another (benchmarks.bin_deltas on four seeded videos: the
+            # branch-specific parts correlated -0.34 to +0.45 between videos, -0.05 on
+            # average, rms 0.017-0.040: as large as the gaps between branches), and it
+            # reordered branches by noise: the profile rated every code above JPEG q90
+            # and the device's own model on small objects.
             for b, delta in self._bin_delta.items():
                 has = np.array([b in e.accuracy_by_bin for e in c])
                 for k in np.unique(self._interval[has]):

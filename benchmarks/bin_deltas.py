@@ -56,7 +56,9 @@ class Video:
 
 @dataclass(frozen=True)
 class Scored:
-    """One video's scores: per entry key (branch, interval), overall and per bin."""
+    """One video's scores: per entry (its config key, its detection interval), overall
+    and per bin. The config key tells apart entries of one branch at other widths, bits
+    or input sizes."""
 
     video: Video
     overall: dict[tuple[str, int], float]
@@ -131,7 +133,7 @@ def score(model, profile, video: Video, keys: list, progress) -> Scored:
     )
     overall, by_bin = {}, {}
     for e in profile.entries:
-        key = (e.config.branch, e.config.detection_interval)
+        key = (e.config.key, e.config.detection_interval)
         if key not in keys:
             continue
         record = validator(e.config)
@@ -175,12 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ProfileError) as exc:
         parser.error(f"--profile: {exc}")
     wanted = {b.strip() for b in args.branches.split(",") if b.strip()}
-    keys = [
-        (e.config.branch, e.config.detection_interval)
+    chosen = [
+        e
         for e in profile.entries
         if e.config.detection_interval in intervals and (not wanted or e.config.branch in wanted)
     ]
-    missing = wanted - {b for b, _ in keys}
+    keys = [(e.config.key, e.config.detection_interval) for e in chosen]
+    missing = wanted - {e.config.branch for e in chosen}
     if missing:
         parser.error(f"--branches: not in the profile at these intervals: {sorted(missing)}")
     if len(keys) < 2:
@@ -206,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     for s, (branch, _) in zip(scored, split, strict=True):
         rms = float(np.sqrt(np.mean([v * v for v in branch.values()]))) if branch else 0.0
         rows.append([s.video.name] + [s.overall[k] for k in keys] + [rms])
-    print(table(["video"] + [f"{b}/k{k}" for b, k in keys] + ["branch_rms"], rows))
+    print(table(["video"] + [key for key, _ in keys] + ["branch_rms"], rows))
     pairs = []
     for (i, a), (j, b) in itertools.combinations(enumerate(split), 2):
         pairs.append(

@@ -19,7 +19,8 @@ ROW = re.compile(
 SUMMARY = re.compile(
     r"field_viol_pct=(\S+) rate_rule_viol_pct=(\S+) acc_vs_oracle=(\S+) "
     r"answered_pct=(\S+) recovery_s=(\S+) acc_vs_oracle_q95=(\S+) acc_sla_vs_oracle=(\S+) "
-    r"per_trace_met=(\d+)/(\d+) per_trace_met_sla=(\d+)/(\d+)"
+    r"per_trace_met=(\d+)/(\d+) per_trace_met_sla=(\d+)/(\d+) "
+    r"oracle_ties=(\d+) oracle_ties_sla=(\d+)"
 )
 
 
@@ -68,7 +69,8 @@ def test_a_tiny_run_prints_consistent_tables_and_the_summary(tmp_path, capsys):
     viol, rate_viol, acc, answered_pct, recovery, acc_q95, acc_sla = (
         float(v) for v in match.groups()[:7]
     )
-    met, checks, met_sla, checks_sla = (int(v) for v in match.groups()[7:])
+    met, checks, met_sla, checks_sla, ties, ties_sla = (int(v) for v in match.groups()[7:])
+    assert ties == ties_sla == 0  # no oracle ran: nothing ties it
     adaptive_overall, rate_overall = rows[2], rows[3]
     assert viol == pytest.approx(float(adaptive_overall[4]), abs=0.051)
     assert rate_viol == pytest.approx(float(rate_overall[4]), abs=0.051)
@@ -161,3 +163,64 @@ def test_devices_are_factors_or_the_demos_pi_class_device():
         with pytest.raises(argparse.ArgumentTypeError, match="numbers >= 1 or 'pi'"):
             field.parse_devices(bad)
     assert field.parse_args([]).devices == [1.0, "pi"]
+
+
+def test_repeats_are_judged_on_their_mean_with_an_interval():
+    # Two runs of one trace: adaptive -0.02 then +0.01 against offload by mAP50 (mean
+    # -0.005: met with 3 points fewer violations), where either run alone disagrees.
+    runs = [
+        field.Run("t", 1.0, [_summary("adaptive", 2.0, 0.38, 0.37),
+                             _summary("offload", 5.0, 0.40, 0.36)], repeat=1),
+        field.Run("t", 1.0, [_summary("adaptive", 2.0, 0.41, 0.40),
+                             _summary("offload", 5.0, 0.40, 0.37)], repeat=2),
+    ]  # fmt: skip
+    assert [c.by_map50 for r in runs for c in field.target_checks([r])] == [False, True]
+    (check,) = field.target_checks(runs)
+    assert check.repeats == 2
+    assert check.d_viol == pytest.approx(-3.0)
+    assert check.d_map50 == pytest.approx(-0.005)
+    assert check.by_map50 and check.by_map50_sla
+    # Student's t at 1 degree of freedom over the differences -0.02 and +0.01: their
+    # standard deviation 0.015 * sqrt(2), over sqrt(2) runs.
+    assert check.half_map50 == pytest.approx(12.7062 * 0.015, rel=1e-3)
+    assert check.half_viol == 0.0
+    table = field.targets_table([check])
+    assert "-0.005±0.191" in table and "-3.0±0.0" in table
+    # One run: no interval.
+    (single,) = field.target_checks(runs[:1])
+    assert math.isnan(single.half_map50) and "±" not in field.targets_table([single])
+
+
+def test_a_tie_with_a_policy_that_ties_the_oracle_is_labelled_and_still_not_met():
+    # This machine as the device: local is the oracle's plan; adaptive equals it.
+    run = field.Run("t", 1.0, [
+        _summary("adaptive", 0.0, 0.424, 0.424),
+        _summary("local", 0.0, 0.424, 0.424),
+        _summary("offload", 9.0, 0.40, 0.37),
+        _summary("oracle", 0.0, 0.424, 0.424),
+    ])  # fmt: skip
+    checks = {c.against: c for c in field.target_checks([run])}
+    local, offload = checks["local"], checks["offload"]
+    assert not local.by_map50 and local.oracle_tie and local.oracle_tie_sla
+    assert offload.by_map50 and not offload.oracle_tie  # met is never a tie
+    assert "tie at oracle" in field.targets_table([local])
+    assert "per_trace_met=1/2 per_trace_met_sla=1/2 oracle_ties=1 oracle_ties_sla=1" in (
+        field.summary_line([run])
+    )
+    # A tie with a policy the oracle beats is a plain miss; so is a tie without an oracle.
+    beaten = field.Run("t", 1.0, [
+        _summary("adaptive", 0.0, 0.40, 0.40),
+        _summary("local", 0.0, 0.40, 0.40),
+        _summary("oracle", 0.0, 0.43, 0.43),
+    ])  # fmt: skip
+    (check,) = field.target_checks([beaten])
+    assert not check.by_map50 and not check.oracle_tie
+    (alone,) = field.target_checks([field.Run("t", 1.0, run.summaries[:2])])
+    assert not alone.by_map50 and not alone.oracle_tie
+
+
+def test_repeats_must_be_a_count(capsys):
+    with pytest.raises(SystemExit):
+        field.parse_args(["--repeats", "0"])
+    assert "--repeats: expected an integer >= 1, got '0'" in capsys.readouterr().err
+    assert field.parse_args(["--repeats", "3"]).repeats == 3

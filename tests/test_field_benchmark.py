@@ -85,6 +85,7 @@ def test_a_tiny_run_prints_consistent_tables_and_the_summary(tmp_path, capsys):
     assert 0.0 <= recovery <= 4.0  # the fade ends at 2 s of a 6 s run
     assert (out / "fade-x1" / "frames.csv").is_file()
     assert (out / "field.csv").is_file()
+    assert (out / "field.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_missing_trace_folder_is_one_line_and_exit_0(tmp_path, capsys):

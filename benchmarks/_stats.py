@@ -1,4 +1,4 @@
-"""Small helpers shared by the benchmarks: percentiles and table printing."""
+"""Small helpers shared by the benchmarks: percentiles, table printing, argument types."""
 
 from __future__ import annotations
 
@@ -27,3 +27,16 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def count_arg(text: str) -> int:
+    """An argparse type: a whole number >= 1 (repeats, seeds)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value

@@ -104,7 +104,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks._stats import machine, table
+from benchmarks._stats import count_arg, machine, table
 from benchmarks.field import parse_devices as _devices
 from splitedge.simulations.des import DesConfig, one_way, policy_factory, simulate
 from splitedge.simulations.profiles import CostProfile, LinkModel, measure_cost_profile
@@ -746,16 +746,6 @@ def _field_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _repeats(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
-
-
 def _policies(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",")))
     if not names or not all(n in FIELD_POLICIES for n in names):
@@ -796,7 +786,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--repeats",
-        type=_repeats,
+        type=count_arg,
         default=1,
         help="--field: real runs per device, each with its cost profile measured afresh "
         "and its own DES runs (at least one); the table gives means, the real runs' range "
@@ -804,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--des-seeds",
-        type=_repeats,
+        type=count_arg,
         default=8,
         help="--field: DES runs per device, each with its own draws, shared out over the "
         "real runs' cost profiles (default 8; at least --repeats); the table gives their "

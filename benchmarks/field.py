@@ -134,7 +134,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks._stats import machine, table
+from benchmarks._stats import count_arg, machine, table
 from splitedge.mobile_client.profile import Profile, load_profile
 from splitedge.simulations.profiles import CostProfile
 from splitedge.simulations.report import FrameRow, PolicySummary
@@ -832,16 +832,6 @@ def _positive(text: str) -> float:
     return value
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.field", description=__doc__.split("\n")[0]
@@ -895,7 +885,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--repeats",
-        type=_count,
+        type=count_arg,
         default=1,
         help="runs of each trace and device (default 1); the per-trace targets are judged "
         "on their mean, with 95 %% intervals",

@@ -223,5 +223,5 @@ def test_a_tie_with_a_policy_that_ties_the_oracle_is_labelled_and_still_not_met(
 def test_repeats_must_be_a_count(capsys):
     with pytest.raises(SystemExit):
         field.parse_args(["--repeats", "0"])
-    assert "--repeats: expected an integer >= 1, got '0'" in capsys.readouterr().err
+    assert "--repeats: expected a whole number >= 1, got '0'" in capsys.readouterr().err
     assert field.parse_args(["--repeats", "3"]).repeats == 3

@@ -1,4 +1,5 @@
-"""Small helpers shared by the benchmarks: percentiles, table printing, argument types."""
+"""Small helpers shared by the benchmarks: percentiles, 95 % intervals, table printing,
+argument types."""
 
 from __future__ import annotations
 
@@ -27,6 +28,20 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def half95(values: Sequence[float]) -> float:
+    """Half-width of the 95 % interval of the mean of ``values`` (Student's t; NaN for
+    fewer than two)."""
+    import math
+    import statistics
+
+    from scipy.stats import t
+
+    n = len(values)
+    if n < 2:
+        return math.nan
+    return float(t.ppf(0.975, n - 1)) * statistics.stdev(values) / math.sqrt(n)
 
 
 def count_arg(text: str) -> int:

@@ -104,7 +104,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks._stats import count_arg, machine, table
+from benchmarks._stats import count_arg, half95, machine, table
 from benchmarks.field import parse_devices as _devices
 from splitedge.simulations.des import DesConfig, one_way, policy_factory, simulate
 from splitedge.simulations.profiles import CostProfile, LinkModel, measure_cost_profile
@@ -566,17 +566,11 @@ class FieldCheck:
         mAP50 in % of the real mean): Student's t over the pairs' differences (nan with
         fewer than two pairs). The error is shown within a target only when the error
         plus this is within it."""
-        n = len(self.pairs)
-        if n < 2:
-            return math.nan, math.nan
-        from scipy.stats import t
-
-        half = t.ppf(0.975, n - 1) / math.sqrt(n)
-        viol = half * statistics.stdev(p[0] for p in self.pairs)
-        real_a = statistics.mean(self.real_map)
-        if real_a <= 0:
+        viol = half95([p[0] for p in self.pairs])
+        real_a = statistics.mean(self.real_map) if self.real_map else math.nan
+        if math.isnan(viol) or not real_a > 0:
             return viol, math.nan
-        return viol, half * statistics.stdev(p[1] for p in self.pairs) * 100.0 / real_a
+        return viol, half95([p[1] for p in self.pairs]) * 100.0 / real_a
 
     def link_text(self) -> str:
         """The link replay in words ('' without edge answers)."""

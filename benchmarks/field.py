@@ -125,7 +125,6 @@ import asyncio
 import csv
 import itertools
 import math
-import statistics
 import sys
 import time
 from collections import Counter
@@ -134,7 +133,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks._stats import count_arg, machine, table
+from benchmarks._stats import count_arg, half95, machine, table
 from splitedge.mobile_client.profile import Profile, load_profile
 from splitedge.simulations.profiles import CostProfile
 from splitedge.simulations.report import FrameRow, PolicySummary
@@ -560,17 +559,6 @@ def tie_at_oracle(d_viol: float, d_acc: float, o_viol: float, o_acc: float) -> b
         and o_viol <= TIE_VIOL_PTS
         and o_acc >= -TIE_ACC
     )
-
-
-def half95(diffs: Sequence[float]) -> float:
-    """Half-width of the 95 % interval of the mean of ``diffs`` (Student's t; NaN for
-    fewer than two)."""
-    n = len(diffs)
-    if n < 2:
-        return math.nan
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, n - 1)) * statistics.stdev(diffs) / math.sqrt(n)
 
 
 @dataclass

@@ -3,6 +3,7 @@
     python -m benchmarks.field [--quick] [--traces DIR] [--out DIR] [--trace NAME ...]
                                [--duration-s S] [--devices 1,6] [--policies a,b,...]
                                [--repeats N]
+    python -m benchmarks.field --judge out/field/field.csv [more.csv ...]
 
 Every run is :func:`splitedge.simulations.runner.run_scenario`: a real edge server
 process serving the trained student ``zoo:ghnd-frcnn-small-c12``, a real client,
@@ -69,7 +70,9 @@ number of frames). ``frames.csv``, the
 summary and the plots of each run go to ``--out`` (default ``out/field``)
 ``/<trace>-x<slowdown>/`` (``-r<run>`` appended with ``--repeats``); ``field.csv`` there
 holds the table, one row per run and policy, and ``field.png`` every policy's violation
-% against its mAP50_sla per trace and device (each run and the runs' mean).
+% against its mAP50_sla per trace and device (each run and the runs' mean). ``--judge
+CSV ...`` runs nothing: it reads saved tables (several invocations' runs judged
+together) and prints the per-trace targets and the summary line.
 
 Recovery (adaptive only). The uplink trace is cut into 1 s windows (their mean
 rate). A *fade* is a window under 0.2 Mbps; it *ends* at the start ``t_r`` of the
@@ -719,6 +722,39 @@ def write_table(runs: Sequence[Run], path: Path) -> Path:
     return path
 
 
+def read_table(path: Path) -> list[Run]:
+    """The runs of a ``field.csv`` this benchmark wrote (files from before ``run``
+    existed read as run 1). Each run keeps what the table holds: per policy its
+    frames, answered, violations, both mAP50s, uplink, fallbacks and probes, and
+    adaptive's worst recovery (as one fade end)."""
+    runs: dict[tuple[str, float, int], Run] = {}
+    with path.open(newline="") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                frames = int(row["frames"])
+                key = (
+                    row["trace"],
+                    float(row["device"].removeprefix("x")),
+                    int(row.get("run") or 1),
+                )
+                s = PolicySummary(
+                    row["policy"], frames, round(frames * float(row["answered_%"]) / 100.0),
+                    math.nan, math.nan, math.nan, float(row["viol_%"]), int(row["fallbacks"]),
+                    {}, float(row["up_MB"]), math.nan, math.nan, float(row["mAP50"]),
+                    float(row["mAP50_sla"]), probes=int(row["probes"]),
+                )  # fmt: skip
+                rec = row.get("recovery_s") or ""
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"{path}:{line}: not a benchmarks.field table row ({exc})"
+                ) from None
+            run = runs.setdefault(key, Run(key[0], key[1], [], repeat=key[2]))
+            run.summaries.append(s)
+            if rec and not math.isnan(float(rec)):
+                run.recoveries.append(Recovery(math.nan, float(rec), False, None))
+    return list(runs.values())
+
+
 def plot_field(runs: Sequence[Run], path: Path) -> Path:
     """``field.png``: per device (rows) and trace (columns), every policy's SLA
     violation % against its mAP50_sla, each run a small dot and the runs' mean a marker
@@ -878,6 +914,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="runs of each trace and device (default 1); the per-trace targets are judged "
         "on their mean, with 95 %% intervals",
     )
+    p.add_argument(
+        "--judge",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="CSV",
+        help="run nothing: judge the runs of these field.csv tables together (per-trace "
+        "targets, field.png beside the first, the summary line)",
+    )
     p.add_argument("--split-branch", default=SPLIT_BRANCH, help="the fixed policy's branch")
     p.add_argument("--sla-ms", type=_positive, default=200.0)
     p.add_argument("--fps", type=_positive, default=5.0)
@@ -1031,8 +1076,31 @@ async def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def judge(paths: Sequence[Path]) -> int:
+    """``--judge``: the per-trace targets, plot and summary of saved tables, together."""
+    runs: list[Run] = []
+    for path in paths:
+        try:
+            runs += read_table(path)
+        except OSError as exc:
+            print(f"--judge: cannot read {path}: {exc.strerror or exc}")
+            return 2
+        except ValueError as exc:
+            print(f"--judge: {exc}")
+            return 2
+    if not runs:
+        print(f"--judge: no runs in {', '.join(map(str, paths))}")
+        return 2
+    print(targets_table(target_checks(runs)))
+    print(f"plot: {plot_field(runs, paths[0].with_name('field.png'))}")
+    print(summary_line(runs))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.judge:
+        return judge(args.judge)
     if not args.traces.is_dir():
         print(
             f"no trace folder at {args.traces}: skipping the field benchmark "

@@ -225,3 +225,41 @@ def test_repeats_must_be_a_count(capsys):
         field.parse_args(["--repeats", "0"])
     assert "--repeats: expected a whole number >= 1, got '0'" in capsys.readouterr().err
     assert field.parse_args(["--repeats", "3"]).repeats == 3
+
+
+def test_saved_tables_are_judged_together(tmp_path, capsys):
+    # Two invocations' tables, one run each of one trace: --judge reads them back and
+    # judges the two runs on their mean, as --repeats 2 would have.
+    def run(repeat: int, adaptive_map: float) -> field.Run:
+        policies = [_summary("adaptive", 2.0, adaptive_map, adaptive_map),
+                    _summary("offload", 5.0, 0.40, 0.37)]  # fmt: skip
+        return field.Run("t", 7.6, policies, repeat=repeat)
+
+    first, second = run(1, 0.38), run(2, 0.41)
+    first.recoveries = [field.Recovery(5.0, 0.4, False, 0.46)]
+    a = field.write_table([first], tmp_path / "a" / "field.csv")
+    b = field.write_table([second], tmp_path / "b" / "field.csv")
+    back = field.read_table(a)
+    assert [(r.trace, r.slowdown, r.repeat) for r in back] == [("t", 7.6, 1)]
+    got = [
+        (s.policy, s.frames, s.answered, s.sla_violation_pct, s.map50) for s in back[0].summaries
+    ]
+    assert got == [("adaptive", 100, 100, 2.0, 0.38), ("offload", 100, 100, 5.0, 0.4)]
+    assert [x.seconds for x in back[0].recoveries] == [0.4]
+
+    assert field.main(["--judge", str(a), str(b)]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"\s+t\s+x7.6\s+offload\s+2\s+-3.0±0.0\s+-0.005±0.191", text), text
+    assert "per_trace_met=1/1" in text and "recovery_s=0.4" in text
+    assert (tmp_path / "a" / "field.png").is_file()
+
+
+def test_a_table_that_is_not_the_benchmarks_is_one_line_and_exit_2(tmp_path, capsys):
+    bad = tmp_path / "field.csv"
+    bad.write_text("trace,device\nt,x1\n")
+    assert field.main(["--judge", str(bad)]) == 2
+    out = capsys.readouterr().out.strip()
+    assert out == f"--judge: {bad}:2: not a benchmarks.field table row ('frames')"
+    assert bad.read_text() == "trace,device\nt,x1\n"  # nothing written over it
+    assert field.main(["--judge", str(tmp_path / "none.csv")]) == 2
+    assert "--judge: cannot read" in capsys.readouterr().out

@@ -96,6 +96,10 @@ When the sample that triggers that check was such a lower bound and moved the
 estimator to the faster regime, the check sends the largest payload (of the free
 remote branches) that, at the bound, crosses within ``probe_share`` of the SLA and is
 at most 4x the bytes that gave the bound: a step up a ladder of payload sizes.
+A remote frame cut at its deadline says the link carried its bytes in no more than
+that time: an upper bound on the rate, which lowers the estimate (a fade's first
+sign), except while a faster link just measured is settling in; there a miss is
+likelier the server's or the device's, and its answer, due soon, measures the link.
 
 ``pick(now_s) -> Decision`` and ``observe(decision, outcome)``: the same shape
 as :class:`~splitedge.mobile_client.policy.RateRule`. ``set_sla`` and
@@ -1100,6 +1104,8 @@ class Scheduler:
             free, self._late_free_s = self._late_free_s, now - floor_ms / 2000.0
             behind_ms = max(0.0, (free - sent) * 1000.0) if free is not None else 0.0
             transfer_ms = max(0.0, network_ms - floor_ms - behind_ms)
+            log.debug("late answer: %d bytes, network %.1f ms, floor %.1f, behind %.1f",
+                      payload_bytes, network_ms, floor_ms, behind_ms)  # fmt: skip
             before, resets = self.bandwidth.harmonic_mbps, self.bandwidth.resets
             sample = self._transfer_sample(payload_bytes, transfer_ms)
             reset = self.bandwidth.resets > resets
@@ -1209,11 +1215,17 @@ class Scheduler:
             self._force = True
             return
         waited_ms = t.total_ms - device_ms - t.local_ms
-        if outcome.payload_bytes > 0 and waited_ms > 0:
+        if outcome.payload_bytes > 0 and waited_ms > 0 and not self._settling:
             # Missed the deadline: the bytes did not make it in this time, so the link
             # carried at most this much. An upper bound: it says something only when it is
             # below the estimate (a small probe cut short must not lift it in a fade);
             # the answer, when it comes late, gives the true rate (observe_late_answer).
+            # Not while a faster link just measured is settling in: then a miss is more
+            # likely the server's or this device's (the wait counts their time too) than
+            # a new fade, and its answer, due a few ms later on a fast link, tells which.
+            # Taken as the link's, a 7 kB JPEG cut after 140 ms beside a busy edge (its
+            # server took 146 ms) read 0.4 Mbit/s just after a 26 Mbit/s measurement, and
+            # kept full frames off the recovered link for a second.
             bound = outcome.payload_bytes * 8.0 / (waited_ms * 1000.0)
             if bound < self.bandwidth.harmonic_mbps:
                 self.bandwidth.add(bound)

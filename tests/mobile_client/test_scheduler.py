@@ -1184,3 +1184,51 @@ def test_a_frame_cut_at_its_deadline_teaches_the_margin_only_that_it_ran_over() 
     assert margin_after(210.0, 196.0, late) == prior  # censored: nothing learned
     assert margin_after(210.0, 196.0, "") > prior  # answered at that time: on time
     assert margin_after(100.0, 196.0, late) < prior  # far past its prediction
+
+
+def test_a_miss_just_after_the_link_measured_fast_waits_for_its_answer() -> None:
+    # The link came back after a fade and two fast answers moved the estimator to the
+    # faster regime. The next JPEG misses its deadline: the busy edge took 146 ms, not
+    # the link. Read as the link's (7 kB not across in 140 ms: under 0.4 Mbit/s) it would
+    # pull the new estimate down and keep full frames off the link; the answer, a few
+    # ms later, says the bytes crossed at once. Once the new regime has settled, the
+    # same miss is again what a fade's onset looks like, and lowers the estimate.
+    small = entry("offload-jpeg50", "offload", head_ms=(2.0, 4.0), size_bytes=7400, accuracy=0.7)
+    sched = Scheduler(profile(LOCAL, small, OFFLOAD), 150.0, frame_period_ms=200.0)
+    sched.observe_rtt(20.0)
+    run(sched, Env(bandwidth_mbps=0.1), 50, fps=5.0)
+    assert sched.bandwidth.harmonic_mbps < 1.0
+    env, rng, t = Env(bandwidth_mbps=40.0), np.random.default_rng(1), 10.0
+    resets = sched.bandwidth.resets
+
+    def frame() -> None:
+        nonlocal t
+        d = sched.pick(t)
+        sched.observe(d, env.outcome(sched, d, rng))
+        if d.probe is not None:
+            sched.observe_probe(d.probe, env.outcome(sched, d.probe, rng))
+        t += 0.2
+
+    while sched.bandwidth.resets == resets and t < 20.0:
+        frame()
+    assert sched.bandwidth.resets > resets and sched._settling
+
+    def miss() -> None:
+        d = sched._decision(sched.candidates.index(small), "test", False)
+        sched.observe(d, FrameOutcome(
+            d.frame_index, d.branch, "local", reason="deadline", payload_bytes=7400,
+            timing=FrameTiming(head_ms=2.0, total_ms=142.0),
+        ))  # fmt: skip
+
+    before = sched.bandwidth.harmonic_mbps
+    assert before > 10.0
+    miss()
+    assert sched.bandwidth.harmonic_mbps == before
+    sched.observe_late_answer(7400, 21.5)  # the round trip alone: the bytes took ~1 ms
+    assert sched.bandwidth.harmonic_mbps >= before
+    while sched._settling and t < 40.0:
+        frame()
+    assert not sched._settling
+    before = sched.bandwidth.harmonic_mbps
+    miss()
+    assert sched.bandwidth.harmonic_mbps < before

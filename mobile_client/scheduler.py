@@ -1224,8 +1224,8 @@ class Scheduler:
             # likely the server's or this device's (the wait counts their time too) than
             # a new fade, and its answer, due a few ms later on a fast link, tells which.
             # Taken as the link's, a 7 kB JPEG cut after 140 ms beside a busy edge (its
-            # server took 146 ms) read 0.4 Mbit/s just after a 26 Mbit/s measurement, and
-            # kept full frames off the recovered link for a second.
+            # answers then spent 118-146 ms in the server) read 0.4 Mbit/s just after a
+            # 26 Mbit/s measurement, and kept full frames off the recovered link for 1.2 s.
             bound = outcome.payload_bytes * 8.0 / (waited_ms * 1000.0)
             if bound < self.bandwidth.harmonic_mbps:
                 self.bandwidth.add(bound)

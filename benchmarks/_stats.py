@@ -3,7 +3,10 @@ argument types."""
 
 from __future__ import annotations
 
+import argparse
+import math
 import platform
+import statistics
 from collections.abc import Sequence
 
 import numpy as np
@@ -33,10 +36,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 def half95(values: Sequence[float]) -> float:
     """Half-width of the 95 % interval of the mean of ``values`` (Student's t; NaN for
     fewer than two)."""
-    import math
-    import statistics
-
-    from scipy.stats import t
+    from scipy.stats import t  # scipy only for the benchmarks that give intervals
 
     n = len(values)
     if n < 2:
@@ -46,8 +46,6 @@ def half95(values: Sequence[float]) -> float:
 
 def count_arg(text: str) -> int:
     """An argparse type: a whole number >= 1 (repeats, seeds)."""
-    import argparse
-
     try:
         value = int(text)
     except ValueError:
